@@ -1,0 +1,84 @@
+// Hardware profile: what a host has (CPU ISA, cores, NUMA, caches, memory bandwidth, GPUs) and
+// the budgets a plan may use. Stored as TOML (schema in docs/hw-profile.md), written by
+// `ktx-run probe`, read by `ktc plan --hw`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/util/status.h"
+
+namespace ktx {
+
+struct CpuIsa {
+  bool avx2 = false;
+  bool fma = false;
+  bool f16c = false;
+  bool avx512f = false;
+  bool avx512bw = false;
+  bool avx512vl = false;
+  bool avx512_vnni = false;
+  bool avx512_bf16 = false;
+  bool avx_vnni = false;
+  bool amx_tile = false;
+  bool amx_int8 = false;
+  bool amx_bf16 = false;
+  // Names of the features that are set, in a fixed order ("avx2", "fma", ..., "amx_bf16").
+  std::vector<std::string> names() const;
+};
+
+struct CpuInfo {
+  std::string model_name;
+  int sockets = 1;
+  int physical_cores = 1;
+  int logical_cpus = 1;
+  int numa_nodes = 1;
+  uint64_t l1d_bytes = 0;    // per core
+  uint64_t l2_bytes = 0;     // per core
+  uint64_t l3_bytes = 0;     // total
+  CpuIsa isa;
+};
+
+struct MemoryInfo {
+  uint64_t total_bytes = 0;
+  double read_bw_gbs = 0.0;  // measured streaming read bandwidth, GB/s (1e9)
+};
+
+struct GpuInfo {
+  std::string name;
+  std::string arch;          // "sm_90a", "sm_89", ...
+  uint64_t memory_bytes = 0;
+  double mem_bw_gbs = 0.0;
+  double pcie_bw_gbs = 0.0;
+};
+
+struct Budgets {
+  uint64_t vram_reserve_bytes = 1ull << 30;  // left free on each GPU
+  uint64_t host_reserve_bytes = 4ull << 30;  // left free in host memory
+  int threads = 0;                           // CPU threads for experts; 0 = physical cores
+  int64_t context = 4096;                    // KV-cache length the plan provisions
+};
+
+struct HwProfile {
+  int schema_version = 1;
+  std::string hostname;
+  CpuInfo cpu;
+  MemoryInfo memory;
+  std::vector<GpuInfo> gpus;
+  Budgets budgets;
+
+  // Parse TOML text / file. Errors: "host.toml:12:5: ..." for syntax, and
+  // "host.toml: cpu.physical_cores: expected a positive integer, found \"x\"" for schema.
+  static Expected<HwProfile> from_toml_string(const std::string& text, const std::string& source);
+  static Expected<HwProfile> load(const std::string& path);
+  std::string to_toml() const;
+  Status save(const std::string& path) const;
+};
+
+// Probe this machine: CPUID features (and AMX permission where the OS gates it), topology
+// (hwloc), memory size, a streaming read-bandwidth measurement (threads over a large buffer,
+// `bw_seconds` of measurement), GPUs through the CUDA runtime when it is built in and present.
+Expected<HwProfile> probe_host(double bw_seconds = 0.5);
+
+}  // namespace ktx

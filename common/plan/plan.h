@@ -1,0 +1,69 @@
+// Plan format v1: the only contract between ktc (which writes it) and ktx-run (which runs it).
+// Binary container: magic, version, section table, checksums (layout in docs/plan-format.md).
+// Sections: identity of the GGUF it was made for, the hardware it assumes, the model config,
+// and the program (ops with placement and kernel choices).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/hw/hw_profile.h"
+#include "common/model/config.h"
+#include "common/util/status.h"
+
+namespace ktx {
+
+class GGUFFile;
+
+constexpr uint32_t kPlanVersion = 1;
+
+struct GGUFIdentity {
+  std::string path;            // as given to ktc (absolute); runtime may override
+  uint64_t total_size = 0;     // bytes over all split parts
+  std::string hash;            // GGUFFile::identity_hash()
+  uint32_t n_splits = 1;
+};
+
+// What the plan assumes about the machine it runs on.
+struct HwAssumption {
+  std::vector<std::string> cpu_isa;  // features the chosen kernels need, e.g. {"avx2","fma"}
+  std::string gpu_arch;              // "" = no GPU used
+  int threads = 0;
+};
+
+// One op of the program, in execution order.
+struct PlanOp {
+  std::string name;                  // "blk.3.ffn_moe"
+  std::string kind;                  // "embed", "rms_norm", "attention", "router", ...
+  int layer = -1;                    // -1 for ops outside the blocks
+  std::string device = "cpu";        // "cpu" | "gpu"
+  std::vector<std::string> tensors;  // GGUF tensor names the op reads
+  std::map<std::string, std::string> attrs;  // kernel descriptor, variants, ...
+};
+
+struct Plan {
+  uint32_t version = kPlanVersion;
+  std::string producer;        // "ktc 0.1.0"
+  GGUFIdentity gguf;
+  HwAssumption hw;
+  ModelConfig model;
+  std::vector<PlanOp> program;
+};
+
+Status write_plan(const Plan& plan, const std::string& path);
+// Rejects bad magic, other versions, truncated files, bad checksums, unknown required sections,
+// malformed payloads; the message names what differs.
+Expected<Plan> read_plan(const std::string& path);
+// Stable text dump for `ktc inspect` (FileCheck-able: fixed key order, one op per line).
+std::string plan_to_text(const Plan& plan);
+
+// Check that `f` is the GGUF the plan was made for (size + hash). Message names both sides and
+// says how to re-plan: "plan was made for model.gguf (size X, hash abc...), this file has ...;
+// re-run: ktc plan --hw host.toml FILE -o PLAN".
+Status check_plan_gguf(const Plan& plan, const GGUFFile& f);
+// Check that this host has every ISA feature (and GPU arch) the plan assumes.
+Status check_plan_host(const Plan& plan, const CpuIsa& host_isa);
+
+}  // namespace ktx

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/util/status.h"
@@ -26,6 +27,13 @@ struct CpuIsa {
   bool amx_bf16 = false;
   // Names of the features that are set, in a fixed order ("avx2", "fma", ..., "amx_bf16").
   std::vector<std::string> names() const;
+
+  // Every feature name this struct knows, in the same fixed order as names().
+  static const std::vector<std::string>& all_names();
+  // The flag for a feature name; nullptr for a name this version does not know.
+  bool* flag(std::string_view name);
+  const bool* flag(std::string_view name) const;
+  bool operator==(const CpuIsa&) const = default;
 };
 
 struct CpuInfo {
@@ -38,11 +46,15 @@ struct CpuInfo {
   uint64_t l2_bytes = 0;     // per core
   uint64_t l3_bytes = 0;     // total
   CpuIsa isa;
+
+  bool operator==(const CpuInfo&) const = default;
 };
 
 struct MemoryInfo {
   uint64_t total_bytes = 0;
   double read_bw_gbs = 0.0;  // measured streaming read bandwidth, GB/s (1e9)
+
+  bool operator==(const MemoryInfo&) const = default;
 };
 
 struct GpuInfo {
@@ -51,6 +63,8 @@ struct GpuInfo {
   uint64_t memory_bytes = 0;
   double mem_bw_gbs = 0.0;
   double pcie_bw_gbs = 0.0;
+
+  bool operator==(const GpuInfo&) const = default;
 };
 
 struct Budgets {
@@ -58,6 +72,8 @@ struct Budgets {
   uint64_t host_reserve_bytes = 4ull << 30;  // left free in host memory
   int threads = 0;                           // CPU threads for experts; 0 = physical cores
   int64_t context = 4096;                    // KV-cache length the plan provisions
+
+  bool operator==(const Budgets&) const = default;
 };
 
 struct HwProfile {
@@ -74,6 +90,8 @@ struct HwProfile {
   static Expected<HwProfile> load(const std::string& path);
   std::string to_toml() const;
   Status save(const std::string& path) const;
+
+  bool operator==(const HwProfile&) const = default;
 };
 
 // Probe this machine: CPUID features (and AMX permission where the OS gates it), topology

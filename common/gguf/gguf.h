@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/quant/quant.h"
@@ -99,8 +100,21 @@ class GGUFFile {
   const std::vector<GGUFTensorInfo>& tensors() const { return tensors_; }
   const GGUFTensorInfo* find_tensor(std::string_view name) const;
 
- private:
+  // One line for logs and tools: "PATH: GGUF v3, 52 tensors, 40 KV, architecture deepseek2"
+  // (split models add ", 3 parts").
+  std::string describe() const;
+
+  // One mapped file of the model; defined in gguf_internal.h (opaque to users).
   struct Part;
+
+ private:
+  // Hash and equality that accept std::string_view lookups without building a std::string.
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using NameIndex = std::unordered_map<std::string, size_t, NameHash, std::equal_to<>>;
+
   GGUFFile() = default;
   std::string path_;
   uint32_t version_ = 0;
@@ -108,6 +122,8 @@ class GGUFFile {
   std::vector<GGUFKV> kvs_;
   std::vector<GGUFTensorInfo> tensors_;
   std::string identity_hash_;
+  NameIndex kv_index_;      // key -> index in kvs_
+  NameIndex tensor_index_;  // name -> index in tensors_
   friend class GGUFParser;
 };
 

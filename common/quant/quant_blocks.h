@@ -7,6 +7,7 @@
 // caller's buffer need not be, and the reference code should never depend on that.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -43,6 +44,18 @@ Block load_block(const uint8_t* src, int64_t i) {
 template <typename Block>
 void store_block(uint8_t* dst, int64_t i, const Block& b) {
   std::memcpy(dst + i * static_cast<int64_t>(sizeof(Block)), &b, sizeof(Block));
+}
+
+// round(v) clamped to [lo, hi], ties to even. The quantizers call this per element, and
+// std::lround is a library call, so round through the float adder instead: adding 1.5*2^23
+// leaves the rounded integer in the low mantissa bits (valid for |v| < 2^22; v is clamped to
+// the level range first, which also keeps NaN inputs from producing out-of-range levels).
+inline int clamp_round(float v, int lo, int hi) {
+  const float c = std::clamp(v, static_cast<float>(lo), static_cast<float>(hi));
+  const float shifted = c + 12582912.0f;
+  int32_t bits;
+  std::memcpy(&bits, &shifted, 4);
+  return std::clamp((bits & 0x007fffff) - 0x00400000, lo, hi);
 }
 
 // Dequantize n elements (a multiple of the block size; checked by the caller).

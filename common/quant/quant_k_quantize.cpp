@@ -16,10 +16,6 @@
 namespace ktx::quant_detail {
 namespace {
 
-int clamp_round(float v, int lo, int hi) {
-  return std::clamp(static_cast<int>(std::lround(v)), lo, hi);
-}
-
 float stored_f16(float v, uint16_t* dst) {
   *dst = fp32_to_fp16(v);
   return fp16_to_fp32(*dst);

@@ -14,10 +14,6 @@
 namespace ktx::quant_detail {
 namespace {
 
-int clamp_round(float v, int lo, int hi) {
-  return std::clamp(static_cast<int>(std::lround(v)), lo, hi);
-}
-
 // The element of largest magnitude, with its sign: symmetric formats map it to the most
 // negative level (-8 / -16), which has no positive twin, so no range is wasted.
 float signed_absmax(const float* x, int n) {

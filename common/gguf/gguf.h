@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/quant/quant.h"
@@ -166,6 +167,7 @@ class GGUFWriter {
   struct PendingTensor;
   std::vector<GGUFKV> kvs_;
   std::vector<std::shared_ptr<PendingTensor>> tensors_;
+  std::unordered_set<std::string> tensor_names_;  // for duplicate checks
 };
 
 }  // namespace ktx

@@ -65,5 +65,8 @@ std::string plan_to_text(const Plan& plan);
 Status check_plan_gguf(const Plan& plan, const GGUFFile& f);
 // Check that this host has every ISA feature (and GPU arch) the plan assumes.
 Status check_plan_host(const Plan& plan, const CpuIsa& host_isa);
+// Same, plus the GPU: a plan with a gpu_arch needs a GPU of that arch on the host ("sm_90a"
+// hosts also run "sm_90" plans).
+Status check_plan_host(const Plan& plan, const HwProfile& host);
 
 }  // namespace ktx

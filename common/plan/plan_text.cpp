@@ -1,0 +1,65 @@
+// plan_to_text: the stable text form of a plan that `ktc inspect` prints and lit tests
+// FileCheck. Fixed line order, fixed key order, one op per line; values are bare when they
+// are simple tokens and JSON-quoted otherwise, so the dump parses unambiguously. The format
+// is specified in docs/plan-format.md ("Text dump"); change both together.
+#include <nlohmann/json.hpp>
+
+#include "common/plan/plan.h"
+
+namespace ktx {
+namespace {
+
+bool is_bare(const std::string& s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '.' || c == '-' || c == '+' || c == ':' || c == '/';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// A value as the dump writes it: bare token or JSON string literal.
+std::string val(const std::string& s) { return is_bare(s) ? s : nlohmann::json(s).dump(); }
+
+std::string list(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + val(items[i]);
+  return out + "]";
+}
+
+// The model config as key=value pairs in the JSON object's (sorted) key order.
+std::string model_line(const ModelConfig& m) {
+  std::string out = "model";
+  const nlohmann::json j = m.to_json();
+  for (const auto& [k, v] : j.items()) {
+    out += " " + k + "=" + (v.is_string() ? val(v.get<std::string>()) : v.dump());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string plan_to_text(const Plan& plan) {
+  std::string o;
+  o += fmt::format("ktx-plan version={} producer={}\n", plan.version, val(plan.producer));
+  o += fmt::format("gguf path={} size={} hash={} splits={}\n", val(plan.gguf.path),
+                   plan.gguf.total_size, val(plan.gguf.hash), plan.gguf.n_splits);
+  o += fmt::format("hw cpu_isa={} gpu_arch={} threads={}\n", list(plan.hw.cpu_isa),
+                   plan.hw.gpu_arch.empty() ? "none" : val(plan.hw.gpu_arch), plan.hw.threads);
+  o += model_line(plan.model) + "\n";
+  o += fmt::format("program ops={}\n", plan.program.size());
+  for (const PlanOp& op : plan.program) {
+    o += fmt::format("op {} kind={} layer={} device={} tensors={} attrs={{", val(op.name),
+                     val(op.kind), op.layer, val(op.device), list(op.tensors));
+    bool first = true;
+    for (const auto& [k, v] : op.attrs) {  // std::map: sorted by key
+      o += (first ? "" : ",") + val(k) + "=" + val(v);
+      first = false;
+    }
+    o += "}\n";
+  }
+  return o;
+}
+
+}  // namespace ktx

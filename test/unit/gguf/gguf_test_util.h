@@ -38,7 +38,10 @@ inline std::vector<uint8_t> read_bytes(const std::string& path) {
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
 }
 
+// Unlinks first: rewriting a truncated file makes ext4 flush it on close (auto_da_alloc),
+// which would make the thousands of rewrites in the corruption tests slow.
 inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes, size_t n) {
+  std::filesystem::remove(path);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(n));
 }

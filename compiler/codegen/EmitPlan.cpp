@@ -1,0 +1,104 @@
+// EmitPlan: one PlanOp per kt op of @decode, in order. The op's name/layer/device/weights map
+// to PlanOp fields; every other attribute becomes a string in PlanOp::attrs, written so the
+// text dump reads like the IR (integers in decimal, floats shortest round-trip, unit
+// attributes as "true").
+#include "compiler/codegen/EmitPlan.h"
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "compiler/ir/JsonAttr.h"
+#include "compiler/ir/KtDialect.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+
+namespace ktx::kt {
+namespace {
+
+// Attribute -> the string PlanOp::attrs stores; nullopt for kinds a plan has no use for.
+std::optional<std::string> attr_text(mlir::Attribute a) {
+  if (auto s = a.dyn_cast<mlir::StringAttr>()) return s.getValue().str();
+  if (auto b = a.dyn_cast<mlir::BoolAttr>()) return b.getValue() ? "true" : "false";
+  if (auto i = a.dyn_cast<mlir::IntegerAttr>()) return std::to_string(i.getInt());
+  if (auto f = a.dyn_cast<mlir::FloatAttr>()) {
+    // f32 attributes print as the float they hold, not its double expansion.
+    if (f.getType().isF32()) return fmt::format("{}", static_cast<float>(f.getValueAsDouble()));
+    return fmt::format("{}", f.getValueAsDouble());
+  }
+  if (a.isa<mlir::UnitAttr>()) return "true";
+  return std::nullopt;
+}
+
+Expected<GGUFIdentity> read_identity(mlir::ModuleOp module) {
+  auto dict = module->getAttrOfType<mlir::DictionaryAttr>(kGgufAttr);
+  if (!dict) return Error("module attribute '{}' is missing or not a dictionary", kGgufAttr);
+  GGUFIdentity id;
+  auto path = dict.getAs<mlir::StringAttr>("path");
+  auto hash = dict.getAs<mlir::StringAttr>("hash");
+  auto size = dict.getAs<mlir::IntegerAttr>("size");
+  auto splits = dict.getAs<mlir::IntegerAttr>("n_splits");
+  if (!path || !hash || !size || !splits)
+    return Error("module attribute '{}' needs path (string), size (integer), hash (string) and "
+                 "n_splits (integer)", kGgufAttr);
+  id.path = path.getValue().str();
+  id.hash = hash.getValue().str();
+  id.total_size = static_cast<uint64_t>(size.getInt());
+  id.n_splits = static_cast<uint32_t>(splits.getInt());
+  return id;
+}
+
+Expected<ModelConfig> read_config(mlir::ModuleOp module) {
+  mlir::Attribute attr = module->getAttr(kConfigAttr);
+  if (!attr) return Error("module attribute '{}' is missing", kConfigAttr);
+  KTX_ASSIGN_OR_RETURN(nlohmann::json j, attr_to_json(attr));
+  auto config = ModelConfig::from_json(j);
+  if (!config) return config.status().with_context(std::string("module attribute ") + kConfigAttr);
+  return config;
+}
+
+Expected<PlanOp> plan_op(mlir::Operation* op, int64_t context) {
+  KtOpView v = view_kt_op(op);
+  PlanOp p;
+  p.name = v.name.str();
+  p.kind = op->getName().stripDialect().str();
+  p.layer = static_cast<int>(v.layer);
+  auto device = op->getAttrOfType<mlir::StringAttr>("device");
+  if (!device) return Error("op '{}' is not placed (no device); run --kt-place first", p.name);
+  p.device = device.getValue().str();
+  for (TensorAttr w : v.weights) p.tensors.push_back(w.getName().str());
+  for (mlir::NamedAttribute a : op->getAttrs()) {
+    llvm::StringRef key = a.getName().getValue();
+    if (key == "name" || key == "layer" || key == "weights" || key == "device") continue;
+    if (auto text = attr_text(a.getValue())) p.attrs[key.str()] = *text;
+  }
+  if (context > 0 && isa<AttentionOp>(op)) p.attrs["context"] = std::to_string(context);
+  return p;
+}
+
+}  // namespace
+
+Expected<Plan> emit_plan(mlir::ModuleOp module, const HwProfile& hw, const std::string& producer) {
+  Plan plan;
+  plan.producer = producer;
+  KTX_ASSIGN_OR_RETURN(plan.gguf, read_identity(module));
+  KTX_ASSIGN_OR_RETURN(plan.model, read_config(module));
+  // Reference CPU kernels need no ISA extension, but the plan still records the profile's
+  // features: the runtime must refuse a host other than the one the plan was made for.
+  plan.hw.cpu_isa = hw.cpu.isa.names();
+  plan.hw.threads = hw.budgets.threads > 0 ? hw.budgets.threads : hw.cpu.physical_cores;
+
+  int64_t context = hw.budgets.context;
+  if (auto ctx = module->getAttrOfType<mlir::IntegerAttr>(kContextAttr)) context = ctx.getInt();
+
+  auto fn = module.lookupSymbol<mlir::func::FuncOp>(kPlanProgram);
+  if (!fn) return Error("module has no function @{} to emit as the plan's program", kPlanProgram);
+  for (mlir::Operation& op : fn.getBody().getOps()) {
+    if (!is_kt_op(&op)) continue;
+    KTX_ASSIGN_OR_RETURN(PlanOp p, plan_op(&op, context));
+    plan.program.push_back(std::move(p));
+  }
+  if (plan.program.empty()) return Error("function @{} has no kt ops", kPlanProgram);
+  return plan;
+}
+
+}  // namespace ktx::kt

@@ -1,0 +1,124 @@
+// ktc plan / import / inspect: the end-to-end compiler path (GGUF -> IR -> placed IR -> plan)
+// and its two windows (the IR of a model, the text dump of a plan).
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <string>
+#include <system_error>
+
+#include "common/hw/hw_profile.h"
+#include "common/plan/plan.h"
+#include "compiler/codegen/EmitPlan.h"
+#include "compiler/import/ImportGGUF.h"
+#include "compiler/passes/Passes.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Pass/PassManager.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/raw_ostream.h"
+#include "tools/ktc/commands.h"
+
+namespace ktx::ktc {
+namespace {
+
+// Parse argv with CLI11; returns -1 to go on, else the exit code (help: 0, bad flags: 1).
+int parse(CLI::App& app, int argc, char** argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(fmt::format("{} {}: {}", app.get_name(), "arguments", e.what()));
+  }
+  return -1;
+}
+
+// Write IR text to `path` ("-" = stdout).
+Status write_ir(mlir::ModuleOp module, const std::string& path) {
+  std::error_code ec;
+  llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_Text);
+  if (ec) return Error("cannot write IR to '{}': {}", path, ec.message());
+  module.print(os);
+  os.flush();
+  if (os.has_error()) return Error("cannot write IR to '{}': {}", path, os.error().message());
+  return Status::ok();
+}
+
+}  // namespace
+
+int cmd_import(int argc, char** argv) {
+  CLI::App app("Print the kt IR of a GGUF model", "ktc import");
+  std::string model, out = "-";
+  int64_t context = 0;
+  app.add_option("model", model, "GGUF model file")->required();
+  app.add_option("-o,--output", out, "where to write the IR (default: stdout)");
+  app.add_option("--context", context, "KV-cache length to record (kt.context)")
+      ->check(CLI::PositiveNumber);
+  if (int rc = parse(app, argc, argv); rc >= 0) return rc;
+
+  mlir::MLIRContext ctx;
+  print_diagnostics_to_stderr(ctx);
+  auto module = kt::import_gguf(ctx, model, {context});
+  if (!module) return fail(module.status().message());
+  if (Status st = write_ir(**module, out); !st) return fail(st.message());
+  return 0;
+}
+
+int cmd_plan(int argc, char** argv) {
+  CLI::App app("Compile a GGUF model into an execution plan for a host", "ktc plan");
+  std::string model, hw_path, out, emit_ir;
+  int64_t context = 0;
+  app.add_option("model", model, "GGUF model file")->required();
+  app.add_option("--hw", hw_path, "host profile (TOML, from 'ktx-run probe')")->required();
+  app.add_option("-o,--output", out, "plan file to write")->required();
+  app.add_option("--emit-ir", emit_ir, "also write the placed kt IR to this file");
+  app.add_option("--context", context, "KV-cache length (default: the profile's budget)")
+      ->check(CLI::PositiveNumber);
+  if (int rc = parse(app, argc, argv); rc >= 0) return rc;
+
+  // 1. The host profile first: a bad one is the cheapest error to report.
+  Expected<HwProfile> hw = HwProfile::load(hw_path);
+  if (!hw) return fail(hw.status().message());
+  if (context == 0) context = hw->budgets.context;
+
+  // 2. Import.
+  progress(fmt::format("importing {}", model));
+  mlir::MLIRContext ctx;
+  ctx.disableMultithreading();
+  print_diagnostics_to_stderr(ctx);
+  auto module = kt::import_gguf(ctx, model, {context});
+  if (!module) return fail(module.status().message());
+
+  // 3. Place and check (errors arrive through the diagnostic handler).
+  progress(fmt::format("placing on {} ({})", hw->cpu.model_name.empty() ? "the CPU"
+                                                                         : hw->cpu.model_name,
+                       hw_path));
+  mlir::PassManager pm(&ctx);
+  kt::KtPlaceOptions place_opts;
+  place_opts.hwPath = hw_path;
+  pm.addPass(kt::createKtPlace(place_opts));
+  pm.addPass(kt::createKtVerifyPlaced());
+  if (mlir::failed(pm.run(**module))) return fail("placement failed (see the errors above)");
+  if (!emit_ir.empty())
+    if (Status st = write_ir(**module, emit_ir); !st) return fail(st.message());
+
+  // 4. Emit and write.
+  Expected<Plan> plan = kt::emit_plan(**module, *hw, version_string());
+  if (!plan) return fail(plan.status().message());
+  progress(fmt::format("writing {} ({} ops)", out, plan->program.size()));
+  if (Status st = write_plan(*plan, out); !st) return fail(st.message());
+  return 0;
+}
+
+int cmd_inspect(int argc, char** argv) {
+  CLI::App app("Print the stable text dump of a plan", "ktc inspect");
+  std::string path;
+  app.add_option("plan", path, "plan file")->required();
+  if (int rc = parse(app, argc, argv); rc >= 0) return rc;
+  Expected<Plan> plan = read_plan(path);
+  if (!plan) return fail(plan.status().message());
+  fmt::print("{}", plan_to_text(*plan));
+  return 0;
+}
+
+}  // namespace ktx::ktc

@@ -1,0 +1,32 @@
+# lit configuration of ktc's tests. Tools are found through PATH (ktc, FileCheck, not) and
+# through substitutions:
+#   %ktc %ktx-run %FileCheck %python3  the tools of this build / LLVM 16
+#   %shared                            ../shared (models/, tokenizer/)
+#   %models                            ../shared/models
+#   %host                              the example CPU-only host profile (Inputs/cpu-avx2.toml)
+#   %inputs                            test/lit/Inputs
+import os
+
+import lit.formats
+
+config.name = "ktc"
+config.test_format = lit.formats.ShTest(execute_external=False)
+config.suffixes = [".mlir", ".test"]
+config.excludes = ["Inputs", "CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py"]
+config.test_source_root = config.lit_source_dir
+config.test_exec_root = config.lit_binary_dir
+
+ktc_dir = os.path.dirname(config.ktc)
+ktx_run_dir = os.path.dirname(config.ktx_run)
+config.environment["PATH"] = os.pathsep.join(
+    [ktc_dir, ktx_run_dir, config.llvm_tools_dir, config.environment.get("PATH", os.environ["PATH"])])
+
+inputs = os.path.join(config.lit_source_dir, "Inputs")
+config.substitutions.append(("%ktc", config.ktc))
+config.substitutions.append(("%ktx-run", config.ktx_run))
+config.substitutions.append(("%FileCheck", os.path.join(config.llvm_tools_dir, "FileCheck")))
+config.substitutions.append(("%python3", config.python3))
+config.substitutions.append(("%models", os.path.join(config.shared_dir, "models")))
+config.substitutions.append(("%shared", config.shared_dir))
+config.substitutions.append(("%host", os.path.join(inputs, "cpu-avx2.toml")))
+config.substitutions.append(("%inputs", inputs))

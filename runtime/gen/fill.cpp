@@ -103,7 +103,9 @@ void pack_scales_q3_k(const uint8_t u[16], uint8_t* q) {
 void fix_block(const Recipe& r, Rng& rng, uint8_t* b) {
   switch (r.type) {
     case GGMLType::Q4_0: case GGMLType::Q5_0: case GGMLType::Q8_0:
-      put16(b, r.d);
+      // The signed quants run -8..7 (-16..15, -128..127): a mean of -d/2. A random sign of d
+      // per block (ggml's own quantizer produces negative d too) cancels it across blocks.
+      put16(b, static_cast<uint16_t>(r.d ^ ((rng.next() & 1) << 15)));
       return;
     case GGMLType::Q4_1: case GGMLType::Q5_1:
       put16(b, r.d);

@@ -1,7 +1,5 @@
 // generate_model and the public preset/type helpers: validates the options, checks the output
 // path and the free disk space, then hands metadata and lazily filled tensors to GGUFWriter.
-// The file is written as OUTPUT.partial and renamed at the end, so an interrupted run never
-// leaves a truncated file under the requested name.
 #include "runtime/gen/generate.h"
 
 #include <sys/statvfs.h>
@@ -147,19 +145,13 @@ Status generate_model(const GenOptions& opts) {
         }));
   }
 
-  const std::string partial = opts.output + ".partial";
-  Status st = w.write(partial, opts.progress);
-  if (st.is_ok() && size_mismatch->load()) {
-    st = Error("gen: the GGUF writer asked for a tensor size that differs from the plan");
-  }
-  std::error_code ec;
-  if (!st.is_ok()) {
-    std::filesystem::remove(partial, ec);
-    return st.with_context("gen: writing '" + opts.output + "'");
-  }
-  std::filesystem::rename(partial, opts.output, ec);
-  if (ec) {
-    return Error("gen: cannot rename '{}' to '{}': {}", partial, opts.output, ec.message());
+  // The writer writes OUTPUT.tmp and renames it when complete, so an interrupted run never
+  // leaves a truncated file under the requested name.
+  Status st = w.write(opts.output, opts.progress);
+  if (!st.is_ok()) return st.with_context("gen: writing '" + opts.output + "'");
+  if (size_mismatch->load()) {
+    return Error("gen: writing '{}': the GGUF writer asked for a tensor size that differs "
+                 "from the plan", opts.output);
   }
   return Status::ok();
 }

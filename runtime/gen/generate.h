@@ -77,7 +77,7 @@ std::vector<GGMLType> gen_weight_types();
 Expected<GenModelPlan> gen_plan_model(const GenOptions& opts);
 
 // Generate the file. Refuses to overwrite unless opts.force, checks free disk space first,
-// writes to OUTPUT.partial and renames when complete.
+// writes through a temporary file renamed when complete.
 Status generate_model(const GenOptions& opts);
 
 }  // namespace ktx

@@ -40,6 +40,7 @@ const char* kCorpus =
     "explain it as simply as possible. First, the text is split into tokens. Second, each "
     "token becomes a vector. Third, the model computes the next token, again and again.";
 
+constexpr size_t kMaxHeadBytes = 10, kMaxTailBytes = 6;
 constexpr uint64_t kVocabSeed = 0x7A3C5EEDull;  // fixed: the vocabulary ignores --seed
 
 const char* kGpt2Space = "\xc4\xa0";   // "Ġ", byte 0x20 in GPT-2's alphabet
@@ -133,16 +134,18 @@ void make_merged_tokens(const std::string& space, int64_t n_merged,
     known.insert(t);
     merges.push_back(a + " " + b);
     pieces.push_back(t);
-    heads.push_back(t);
-    if (t.find(space) == std::string::npos) tails.push_back(t);
+    // Only short pieces extend further, so synthetic tokens stay word-sized (<= 16 bytes)
+    // without rejection sampling.
+    if (t.size() <= kMaxHeadBytes) heads.push_back(t);
+    if (t.size() <= kMaxTailBytes && t.find(space) == std::string::npos) tails.push_back(t);
     return true;
   };
   train_bpe(space, n_merged, add);
   Rng rng(kVocabSeed);
   while (static_cast<int64_t>(pieces.size()) < n_merged) {
-    const std::string& a = heads[rng.next() % heads.size()];
-    const std::string& b = tails[rng.next() % tails.size()];
-    if (a.size() + b.size() <= 16) add(a, b);
+    const std::string a = heads[rng.next() % heads.size()];
+    const std::string b = tails[rng.next() % tails.size()];
+    add(a, b);
   }
 }
 

@@ -40,6 +40,12 @@ Expected<uint64_t> total_memory_bytes() {
 }  // namespace
 
 Expected<HwProfile> probe_host(double bw_seconds) {
+  ProbeOptions opts;
+  opts.bw_seconds = bw_seconds;
+  return probe_host(opts);
+}
+
+Expected<HwProfile> probe_host(const ProbeOptions& opts) {
   HwProfile p;
   p.hostname = host_name();
   p.cpu.model_name = cpu_brand_string();
@@ -49,9 +55,12 @@ Expected<HwProfile> probe_host(double bw_seconds) {
   KTX_ASSIGN_OR_RETURN(p.memory.total_bytes, total_memory_bytes());
   KTX_ASSIGN_OR_RETURN(
       p.memory.read_bw_gbs,
-      measure_read_bandwidth(bandwidth_buffer_bytes(p.memory.total_bytes), p.cpu.physical_cores,
-                             bw_seconds, p.cpu.isa.avx2));
-  KTX_ASSIGN_OR_RETURN(p.gpus, probe_gpus());
+      measure_read_bandwidth(opts.bw_buffer_bytes ? opts.bw_buffer_bytes
+                                                  : bandwidth_buffer_bytes(p.memory.total_bytes),
+                             p.cpu.physical_cores, opts.bw_seconds, p.cpu.isa.avx2));
+  if (opts.gpus) {
+    KTX_ASSIGN_OR_RETURN(p.gpus, probe_gpus());
+  }
   return p;
 }
 

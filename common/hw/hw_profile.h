@@ -99,4 +99,11 @@ struct HwProfile {
 // `bw_seconds` of measurement), GPUs through the CUDA runtime when it is built in and present.
 Expected<HwProfile> probe_host(double bw_seconds = 0.5);
 
+struct ProbeOptions {
+  double bw_seconds = 0.5;       // how long the bandwidth measurement may run
+  uint64_t bw_buffer_bytes = 0;  // 0 = 1 GiB or 1/8 of RAM, whichever is smaller
+  bool gpus = true;              // query the CUDA runtime (when built in)
+};
+Expected<HwProfile> probe_host(const ProbeOptions& opts);
+
 }  // namespace ktx

@@ -13,7 +13,11 @@ namespace ktx {
 namespace {
 
 TEST(HwProbe, ProbeHostIsSane) {
-  auto p = probe_host(/*bw_seconds=*/0.01);
+  // A small buffer keeps the test fast; probe_host(double) uses the full-size one.
+  ProbeOptions opts;
+  opts.bw_seconds = 0.01;
+  opts.bw_buffer_bytes = 64ull << 20;
+  auto p = probe_host(opts);
   ASSERT_TRUE(p.has_value()) << p.status().message();
   EXPECT_GE(p->cpu.physical_cores, 1);
   EXPECT_GE(p->cpu.logical_cpus, p->cpu.physical_cores);

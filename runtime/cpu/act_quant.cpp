@@ -1,0 +1,111 @@
+// Activation quantization: see act_quant.h. Plain C++: it runs once per token per layer and
+// touches kilobytes, while the kernels it feeds stream megabytes of weights.
+#include "runtime/cpu/act_quant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+namespace ktx::cpu {
+namespace {
+
+// Quantize a block of `n` elements: returns the scale, writes q.
+float quantize_block(const float* x, int8_t* q, int n) {
+  float amax = 0.0f;
+  for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float d = amax / 127.0f;
+  const float id = d > 0.0f ? 1.0f / d : 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const float v = std::clamp(std::nearbyint(x[i] * id), -127.0f, 127.0f);
+    q[i] = static_cast<int8_t>(v);
+  }
+  return d;
+}
+
+}  // namespace
+
+const char* act_format_name(ActFormat f) {
+  switch (f) {
+    case ActFormat::f32: return "f32";
+    case ActFormat::q8_0: return "q8_0";
+    case ActFormat::q8_k: return "q8_k";
+  }
+  return "unknown";
+}
+
+int64_t act_block_elems(ActFormat f) {
+  switch (f) {
+    case ActFormat::f32: return 1;
+    case ActFormat::q8_0: return 32;
+    case ActFormat::q8_k: return 256;
+  }
+  return 1;
+}
+
+size_t act_row_bytes(ActFormat f, int64_t n) {
+  switch (f) {
+    case ActFormat::f32: return static_cast<size_t>(n) * sizeof(float);
+    case ActFormat::q8_0: return static_cast<size_t>(n / 32) * sizeof(ActBlockQ8_0);
+    case ActFormat::q8_k: return static_cast<size_t>(n / 256) * sizeof(ActBlockQ8_K);
+  }
+  return 0;
+}
+
+ActFormat act_format_for(GGMLType weight_type, bool fast_kernel) {
+  if (!fast_kernel) return ActFormat::f32;
+  switch (weight_type) {
+    case GGMLType::Q4_0: case GGMLType::Q4_1: case GGMLType::Q5_0: case GGMLType::Q5_1:
+    case GGMLType::Q8_0:
+      return ActFormat::q8_0;
+    case GGMLType::Q2_K: case GGMLType::Q3_K: case GGMLType::Q4_K: case GGMLType::Q5_K:
+    case GGMLType::Q6_K:
+      return ActFormat::q8_k;
+    default:
+      return ActFormat::f32;
+  }
+}
+
+void quantize_act_row(ActFormat f, const float* x, void* dst, int64_t n) {
+  if (f == ActFormat::f32) {
+    std::memcpy(dst, x, static_cast<size_t>(n) * sizeof(float));
+  } else if (f == ActFormat::q8_0) {
+    auto* blocks = static_cast<ActBlockQ8_0*>(dst);
+    for (int64_t b = 0; b < n / 32; ++b) {
+      blocks[b].d = quantize_block(x + b * 32, blocks[b].qs, 32);
+    }
+  } else {
+    auto* blocks = static_cast<ActBlockQ8_K*>(dst);
+    for (int64_t b = 0; b < n / 256; ++b) {
+      ActBlockQ8_K& blk = blocks[b];
+      blk.d = quantize_block(x + b * 256, blk.qs, 256);
+      blk.pad[0] = blk.pad[1] = blk.pad[2] = 0.0f;
+      for (int s = 0; s < 8; ++s) {
+        int sum = 0;
+        for (int i = 0; i < 32; ++i) sum += blk.qs[s * 32 + i];
+        blk.bsum32[s] = static_cast<int16_t>(sum);  // |sum| <= 32 * 127: fits
+      }
+    }
+  }
+}
+
+void dequantize_act_row(ActFormat f, const void* src, float* dst, int64_t n) {
+  if (f == ActFormat::f32) {
+    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+  } else if (f == ActFormat::q8_0) {
+    const auto* blocks = static_cast<const ActBlockQ8_0*>(src);
+    for (int64_t i = 0; i < n; ++i) dst[i] = blocks[i / 32].d * blocks[i / 32].qs[i % 32];
+  } else {
+    const auto* blocks = static_cast<const ActBlockQ8_K*>(src);
+    for (int64_t i = 0; i < n; ++i) dst[i] = blocks[i / 256].d * blocks[i / 256].qs[i % 256];
+  }
+}
+
+void round_act_row(ActFormat f, float* x, int64_t n) {
+  if (f == ActFormat::f32) return;
+  std::vector<uint8_t> tmp(act_row_bytes(f, n));
+  quantize_act_row(f, x, tmp.data(), n);
+  dequantize_act_row(f, tmp.data(), x, n);
+}
+
+}  // namespace ktx::cpu

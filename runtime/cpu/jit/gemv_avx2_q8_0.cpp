@@ -1,0 +1,146 @@
+// Generated AVX2 GEMV for Q8_0 weights read in place (34-byte GGUF blocks: fp16 scale, 32
+// int8) against Q8_0-style activations (ActBlockQ8_0: float scale, 32 int8). Each block's
+// integer dot product is exact: |w| (unsigned) times sign(w)·a (signed) through vpmaddubsw,
+// pairs summed by vpmaddwd; activations never hold -128, so no pair overflows int16. The block
+// sum is then scaled by d_w·d_a in float. `unroll` blocks run per iteration into independent
+// accumulators to hide the FMA latency; the K tail (blocks % unroll) is emitted straight.
+#include <cstddef>
+
+#include "runtime/cpu/jit/gemv.h"
+#include "runtime/cpu/jit/jit_kernel.h"
+
+namespace ktx::cpu {
+namespace {
+
+using namespace Xbyak;
+using namespace Xbyak::util;
+
+class GemvQ8_0Avx2 final : public JitKernel, public GemvKernel {
+ public:
+  explicit GemvQ8_0Avx2(const GemvDesc& desc)
+      : n_blocks_(desc.k / 32), unroll_(std::clamp(desc.unroll, 1, 4)) {}
+
+  std::string name() const override { return fmt::format("gemv_q8_0_avx2_u{}", unroll_); }
+  ActFormat act_format() const override { return ActFormat::q8_0; }
+  void run(const GemvArgs& args) const override {
+    getCode<void (*)(const GemvArgs*)>()(&args);
+  }
+  std::vector<uint8_t> code() const override {
+    return {code_bytes(), code_bytes() + code_bytes_size()};
+  }
+
+ private:
+  static constexpr int kWBlock = 34;  // GGUF block_q8_0
+  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_0));
+
+  const Reg64 reg_args = rdi;     // const GemvArgs*
+  const Reg64 reg_w_row = rsi;    // weight row r
+  const Reg64 reg_w = rdx;        // current weight block
+  const Reg64 reg_act_tok = rcx;  // token t's activation row
+  const Reg64 reg_act = r8;       // current activation block
+  const Reg64 reg_out = r9;       // &out[0][r]
+  const Reg64 reg_out_t = r10;    // &out[t][r]
+  const Reg64 reg_rows = r11;     // rows left
+  const Reg64 reg_toks = rbx;     // tokens left
+  const Reg64 reg_blocks = rbp;   // block iterations left
+  const Ymm ymm_acc[4] = {ymm0, ymm1, ymm2, ymm3};  // one accumulator per unrolled block
+  const Ymm ymm_w = ymm8;         // weights, then products
+  const Ymm ymm_a = ymm9;         // activations times sign(w)
+  const Xmm xmm_s = xmm10;        // d_w * d_a
+  const Ymm ymm_s = ymm10;
+  const Ymm ymm_ones = ymm15;     // int16 ones for vpmaddwd
+  const Xmm xmm_tmp = xmm11;
+
+  // acc[u] += float(dot(w block, a block)) * d_w * d_a, blocks at the given byte offsets.
+  void emit_block(int u, int w_off, int a_off) {
+    vmovdqu(ymm_w, ptr[reg_w + w_off + 2]);
+    vmovdqu(ymm_a, ptr[reg_act + a_off + 4]);
+    vpsignb(ymm_a, ymm_a, ymm_w);
+    vpabsb(ymm_w, ymm_w);
+    vpmaddubsw(ymm_w, ymm_w, ymm_a);
+    vpmaddwd(ymm_w, ymm_w, ymm_ones);
+    vcvtdq2ps(ymm_w, ymm_w);
+    movzx(eax, word[reg_w + w_off]);
+    vmovd(xmm_s, eax);
+    vcvtph2ps(xmm_s, xmm_s);
+    vmulss(xmm_s, xmm_s, dword[reg_act + a_off]);
+    vbroadcastss(ymm_s, xmm_s);
+    vfmadd231ps(ymm_acc[u], ymm_w, ymm_s);
+  }
+
+  // for r in [0, n_rows):                        // weight row stays in L1 across tokens
+  //   for t in [0, n_tokens):
+  //     acc[0..U) = 0
+  //     for i in [0, n_blocks / U):              // U = unroll
+  //       for u in [0, U): acc[u] += dot(w[r][i*U+u], a[t][i*U+u]) * d_w * d_a
+  //     for b in tail blocks (n_blocks % U, emitted straight): acc[b] += ...
+  //     out[t][r] = hsum(acc[0] + ... + acc[U-1])
+  void generate() override {
+    Label l_row, l_tok, l_blk, l_row_next, l_done;
+    preamble();
+    mov(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w)]);
+    mov(reg_out, ptr[reg_args + offsetof(GemvArgs, out)]);
+    mov(reg_rows, ptr[reg_args + offsetof(GemvArgs, n_rows)]);
+    mov(eax, 0x00010001);
+    vmovd(xmm_tmp, eax);
+    vpbroadcastd(ymm_ones, xmm_tmp);
+    test(reg_rows, reg_rows);
+    jle(l_done, T_NEAR);
+    L(l_row);
+    mov(reg_act_tok, ptr[reg_args + offsetof(GemvArgs, act)]);
+    mov(reg_out_t, reg_out);
+    mov(reg_toks, ptr[reg_args + offsetof(GemvArgs, n_tokens)]);
+    test(reg_toks, reg_toks);
+    jle(l_row_next, T_NEAR);
+    L(l_tok);
+    mov(reg_w, reg_w_row);
+    mov(reg_act, reg_act_tok);
+    for (int u = 0; u < unroll_; ++u) vxorps(ymm_acc[u], ymm_acc[u], ymm_acc[u]);
+    const int64_t iters = n_blocks_ / unroll_;
+    if (iters > 0) {
+      mov(reg_blocks, iters);
+      L(l_blk);
+      for (int u = 0; u < unroll_; ++u) emit_block(u, u * kWBlock, u * kABlock);
+      add(reg_w, unroll_ * kWBlock);
+      add(reg_act, unroll_ * kABlock);
+      dec(reg_blocks);
+      jnz(l_blk, T_NEAR);
+    }
+    for (int b = 0; b < n_blocks_ % unroll_; ++b) emit_block(b, b * kWBlock, b * kABlock);
+    for (int u = 1; u < unroll_; ++u) vaddps(ymm_acc[0], ymm_acc[0], ymm_acc[u]);
+    vextractf128(xmm_tmp, ymm_acc[0], 1);
+    vaddps(xmm0, xmm0, xmm_tmp);
+    vhaddps(xmm0, xmm0, xmm0);
+    vhaddps(xmm0, xmm0, xmm0);
+    vmovss(ptr[reg_out_t], xmm0);
+    add(reg_act_tok, ptr[reg_args + offsetof(GemvArgs, act_stride)]);
+    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
+    lea(reg_out_t, ptr[reg_out_t + rax * 4]);
+    dec(reg_toks);
+    jnz(l_tok, T_NEAR);
+    L(l_row_next);
+    add(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w_stride)]);
+    add(reg_out, 4);
+    dec(reg_rows);
+    jnz(l_row, T_NEAR);
+    L(l_done);
+    postamble();
+  }
+
+  int64_t n_blocks_;
+  int unroll_;
+};
+
+}  // namespace
+
+Expected<std::unique_ptr<GemvKernel>> create_gemv_q8_0_avx2(const GemvDesc& desc) {
+  if (desc.type != GGMLType::Q8_0 || desc.k <= 0 || desc.k % 32 != 0) {
+    return Error("q8_0_avx2: needs Q8_0 rows of a positive multiple of 32 elements, got {}",
+                 desc.to_string());
+  }
+  auto kernel = std::make_unique<GemvQ8_0Avx2>(desc);
+  KTX_RETURN_IF_ERROR(kernel->create(kernel->name()));
+  return std::unique_ptr<GemvKernel>(std::move(kernel));
+}
+
+}  // namespace ktx::cpu

@@ -16,6 +16,9 @@ inline constexpr uint64_t kGGUFDefaultAlignment = 32;
 inline constexpr uint64_t kGGUFMaxKeyLen = 65535;
 inline constexpr uint64_t kGGUFMaxNameLen = 65535;
 inline constexpr int kGGUFMaxArrayDepth = 8;
+// Each parsed element costs ~100 bytes of GGUFValue, so an array's length is capped well above
+// any real vocabulary (~262k) but low enough that a corrupt length cannot exhaust memory.
+inline constexpr uint64_t kGGUFMaxArrayElems = uint64_t(1) << 24;
 inline constexpr uint64_t kGGUFHeaderBytes = 24;  // magic, version, n_tensors, n_kv
 // Smallest possible encodings, used to reject counts the file cannot possibly hold.
 inline constexpr uint64_t kGGUFMinKVBytes = 8 + 1 + 4 + 1;             // len, key, type, u8

@@ -149,6 +149,10 @@ Status parse_value(Reader& r, GGUFValueType type, GGUFValue* v, const std::strin
   }
   KTX_RETURN_IF_ERROR(r.read(&n, [&] { return fmt::format("key '{}': array length", key); }));
   auto elem_type = GGUFValueType(elem);
+  if (n > kGGUFMaxArrayElems) {
+    return Error("gguf: {}: key '{}': array of {} elements exceeds this reader's limit of {}",
+                 r.path(), key, n, kGGUFMaxArrayElems);
+  }
   // Every element takes at least this many bytes, so n is bounded by what is left.
   uint64_t min_elem = gguf_scalar_size(elem_type);
   if (elem_type == GGUFValueType::STRING) min_elem = 8;

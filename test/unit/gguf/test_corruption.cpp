@@ -70,8 +70,12 @@ std::vector<Case> corruption_cases() {
        {"test.str", "value type id 13"}},
       {"bad array type", [](Bytes* f) { patch<uint32_t>(f, kv_value_at(*f, "test.arr"), 13); },
        {"test.arr", "array element type id 13"}},
-      {"huge array", [](Bytes* f) { patch<uint64_t>(f, kv_value_at(*f, "test.arr") + 4, 1ull << 61); },
+      {"huge array", [](Bytes* f) { patch<uint64_t>(f, kv_value_at(*f, "test.arr") + 4, 1ull << 20); },
        {"test.arr", "array of", "remain"}},
+      {"array over the element limit", [](Bytes* f) {
+         patch<uint32_t>(f, kv_value_at(*f, "test.arr"), 0);  // UINT8 elements: 1 byte each
+         patch<uint64_t>(f, kv_value_at(*f, "test.arr") + 4, (1ull << 24) + 1);
+       }, {"test.arr", "limit"}},
       {"array string past EOF", [](Bytes* f) { patch<uint64_t>(f, kv_value_at(*f, "test.strs") + 12, 1ull << 40); },
        {"test.strs", "element 0 of 2", "runs past end of file"}},
       {"bad bool", [](Bytes* f) { (*f)[kv_value_at(*f, "test.bool")] = 2; }, {"test.bool", "bool byte is 2"}},

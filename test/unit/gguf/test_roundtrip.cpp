@@ -184,6 +184,24 @@ TEST(GGUFRoundTrip, IdentityHashCoversMetadataNotData) {
   EXPECT_NE(make("c.gguf", 1, "llamb"), h1);   // one metadata byte differs
 }
 
+// GGUF v2 has v3's layout (64-bit counts and lengths); only the version field differs.
+TEST(GGUFRoundTrip, Version2IsRead) {
+  ScratchDir dir;
+  GGUFWriter w;
+  write_all_kv_types(&w);
+  auto data = testing::pattern(32, 7);
+  ASSERT_TRUE(w.add_tensor("x", GGMLType::F32, {8}, data.data(), data.size()).is_ok());
+  ASSERT_TRUE(w.write(dir.path("v3.gguf")).is_ok());
+  auto bytes = testing::read_bytes(dir.path("v3.gguf"));
+  testing::patch<uint32_t>(&bytes, 4, 2);
+  testing::write_bytes(dir.path("v2.gguf"), bytes, bytes.size());
+  auto f = GGUFFile::open(dir.path("v2.gguf"));
+  ASSERT_TRUE(f.has_value()) << f.status().message();
+  EXPECT_EQ((*f)->version(), 2u);
+  EXPECT_EQ(*(*f)->get_string_array("t.strs"), (std::vector<std::string>{"a", "", "ccc"}));
+  EXPECT_EQ(std::memcmp((*f)->find_tensor("x")->data, data.data(), data.size()), 0);
+}
+
 TEST(GGUFRoundTrip, WriterRejectsBadInput) {
   ScratchDir dir;
   GGUFWriter w;

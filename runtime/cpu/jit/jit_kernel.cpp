@@ -15,7 +15,10 @@ Status JitKernel::create(const std::string& what) {
   if (created_) return Error("jit: kernel '{}' created twice", what);
   try {
     generate();
-    ready(Xbyak::CodeArray::PROTECT_RE);
+    ready();  // resolves labels; protection is ours to set outside AutoGrow mode
+    if (!setProtectMode(Xbyak::CodeArray::PROTECT_RE, false)) {
+      return Error("jit: kernel '{}': cannot make its code executable (mprotect refused)", what);
+    }
   } catch (const Xbyak::Error& e) {
     return Error("jit: generating kernel '{}' failed: {}", what, e.what());
   }

@@ -1,0 +1,198 @@
+// Conformance of the CPU expert paths against the reference (the test-backend-ops idea): one
+// table of shapes and weight types, every fast path compared with moe_reference().
+//
+// Error bounds. Fast paths may differ from the exact reference only by activation quantization
+// (int8 blocks, scale max|x|/127, so each element moves by at most half a step). Two checks:
+//  * tight: against the reference that applies the same activation rounding. What remains is
+//    float reassociation (~1e-6 of S, where S is the sum of |products| behind each output) and,
+//    rarely, one int8 step of an h element rounded the other way because the fast h differed in
+//    its last float bits: that costs |down[k][n]|·max|h|/127, about 0.03/N of S. Bound 1e-3·S.
+//  * loose: against the exact reference. Each stage's rounding is at most max|block|/254 per
+//    element, about 1.6% of the mean |product| for Gaussian data (block max ~4x the mean |x|);
+//    two stages and SiLU·up propagation give a worst case near 5% of S, bound 0.05·S; random
+//    signs make the mean error far smaller, bound 0.005·S on the mean.
+// Generated kernels exist for AVX2; the avx512 and amx tiers run (and pick the strongest
+// kernel at or below their tier) only on CPUs that have them, and skip with the reason here.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/hw/cpu_features.h"
+#include "runtime/cpu/jit/gemv.h"
+#include "runtime/cpu/moe_decode.h"
+#include "test/unit/cpu/moe_test_util.h"
+
+namespace ktx::cpu {
+namespace {
+
+using test::RoutePattern;
+
+struct Case {
+  const char* name;
+  int64_t k, n, n_expert, top_k;
+  GGMLType gate, up, down;
+  int64_t rows_per_task;  // not a divisor of n or k: tail tasks
+  int unroll;             // not a divisor of the block count where possible: K tails
+};
+
+constexpr GGMLType Q8_0 = GGMLType::Q8_0, Q4_K = GGMLType::Q4_K, Q6_K = GGMLType::Q6_K;
+
+const Case kCases[] = {
+    {"q8_0", 96, 64, 8, 2, Q8_0, Q8_0, Q8_0, 40, 2},          // 3 and 2 blocks per row
+    {"q8_0_u3", 160, 96, 8, 4, Q8_0, Q8_0, Q8_0, 40, 3},
+    {"q8_0_u4", 224, 32, 6, 3, Q8_0, Q8_0, Q8_0, 24, 4},
+    {"q4_k", 256, 256, 8, 2, Q4_K, Q4_K, Q4_K, 40, 2},
+    {"q4_k_wide", 512, 256, 16, 4, Q4_K, Q4_K, Q4_K, 48, 1},
+    {"q4_k_m", 256, 512, 8, 2, Q4_K, Q4_K, Q6_K, 100, 2},    // Q4_K_M mixes Q6_K down
+    {"q8_0_q4_k", 256, 256, 8, 2, Q8_0, Q4_K, Q8_0, 64, 2},  // two activation formats
+    {"q4_0", 128, 64, 8, 2, GGMLType::Q4_0, GGMLType::Q4_0, GGMLType::Q4_0, 24, 2},
+    {"q4_1", 64, 64, 4, 2, GGMLType::Q4_1, GGMLType::Q4_1, GGMLType::Q4_1, 24, 2},
+    {"q5_0", 64, 96, 4, 2, GGMLType::Q5_0, GGMLType::Q5_0, GGMLType::Q5_0, 24, 2},
+    {"q5_1", 96, 64, 4, 2, GGMLType::Q5_1, GGMLType::Q5_1, GGMLType::Q5_1, 24, 2},
+    {"q2_k", 256, 256, 4, 2, GGMLType::Q2_K, GGMLType::Q2_K, GGMLType::Q2_K, 100, 2},
+    {"q3_k", 256, 256, 4, 2, GGMLType::Q3_K, GGMLType::Q3_K, GGMLType::Q3_K, 100, 2},
+    {"q5_k", 256, 256, 4, 2, GGMLType::Q5_K, GGMLType::Q5_K, GGMLType::Q5_K, 100, 2},
+    {"q6_k", 256, 256, 4, 2, Q6_K, Q6_K, Q6_K, 100, 2},
+    {"bf16", 64, 48, 4, 2, GGMLType::BF16, GGMLType::BF16, GGMLType::BF16, 20, 2},
+    {"f16", 64, 48, 4, 2, GGMLType::F16, GGMLType::F16, GGMLType::F16, 20, 2},
+    {"f32", 64, 48, 4, 2, GGMLType::F32, GGMLType::F32, GGMLType::F32, 20, 2},
+};
+
+MoeDesc desc_of(const Case& c, IsaTier tier) {
+  MoeDesc d;
+  d.n_embd = c.k;
+  d.n_ff = c.n;
+  d.n_expert = c.n_expert;
+  d.top_k = c.top_k;
+  d.gate_type = c.gate;
+  d.up_type = c.up;
+  d.down_type = c.down;
+  d.max_tokens = 8;
+  d.isa = tier;
+  return d;
+}
+
+class Conformance : public ::testing::TestWithParam<IsaTier> {
+ protected:
+  void SetUp() override {
+    cpu_ = detect_cpu_isa();
+    if (!isa_tier_supported(GetParam(), cpu_)) {
+      GTEST_SKIP() << "this CPU lacks the " << isa_tier_name(GetParam())
+                   << " tier (has: " << fmt::format("{}", fmt::join(cpu_.names(), " "))
+                   << "); its kernels run on the accelerator machine";
+    }
+  }
+  CpuIsa cpu_;
+};
+
+// Fast GEMV vs the dequantized row · rounded activations, for every kernel the tier selects.
+TEST_P(Conformance, GemvMatchesDequantizedDot) {
+  for (const Case& c : kCases) {
+    const GemvDesc gd{c.gate, c.k, c.unroll, GetParam()};
+    auto kernel = make_gemv(gd, cpu_);
+    ASSERT_TRUE(kernel) << kernel.status().message();
+    const ActFormat fmt_in = (*kernel)->act_format();
+    const int64_t rows = 5, tokens = 3;
+    auto w = test::random_rows(c.gate, rows, c.k, 11);
+    auto x = test::random_floats(tokens * c.k, 1.0f, 12);
+    const size_t ab = act_row_bytes(fmt_in, c.k);
+    std::vector<uint8_t> act(tokens * ab);
+    for (int64_t t = 0; t < tokens; ++t) {
+      quantize_act_row(fmt_in, x.data() + t * c.k, act.data() + t * ab, c.k);
+      round_act_row(fmt_in, x.data() + t * c.k, c.k);  // what the kernel sees
+    }
+    std::vector<float> out(tokens * (rows + 1), -1.0f), wrow(c.k);
+    const int64_t rb = static_cast<int64_t>(ggml_row_bytes(c.gate, c.k).value());
+    GemvArgs args{w.data(), rb, act.data(), static_cast<int64_t>(ab), out.data(), rows + 1,
+                  rows, tokens};
+    (*kernel)->run(args);
+    for (int64_t r = 0; r < rows; ++r) {
+      dequantize_row(c.gate, w.data() + r * rb, wrow.data(), c.k);
+      for (int64_t t = 0; t < tokens; ++t) {
+        double ref = 0.0, scale = 0.0;
+        for (int64_t i = 0; i < c.k; ++i) {
+          ref += static_cast<double>(wrow[i]) * x[t * c.k + i];
+          scale += std::fabs(static_cast<double>(wrow[i]) * x[t * c.k + i]);
+        }
+        // Block sums are exact integers; only the per-block float scaling and the lane sums
+        // round: a few float epsilons per block, relative to the sum of |products|.
+        const double tol = 4.0 * (c.k / 32 + 16) * 1.2e-7 * scale + 1e-30;
+        EXPECT_NEAR(out[t * (rows + 1) + r], ref, tol)
+            << c.name << " " << (*kernel)->name() << " row " << r << " token " << t;
+      }
+    }
+    for (int64_t t = 0; t < tokens; ++t) {  // the column past n_rows is never written
+      EXPECT_EQ(out[t * (rows + 1) + rows], -1.0f) << c.name << " wrote past its rows";
+    }
+  }
+}
+
+struct ErrorStats {
+  double max_rel = 0.0, sum_rel = 0.0;
+  int64_t count = 0;
+  void add(double err, double scale) {
+    const double rel = err / std::max(scale, 1e-30);
+    max_rel = std::max(max_rel, rel);
+    sum_rel += rel;
+    ++count;
+  }
+  double mean() const { return count ? sum_rel / count : 0.0; }
+};
+
+// The fused decode layer vs the reference, over tokens 1..8 and three routing patterns.
+TEST_P(Conformance, MoeDecodeMatchesReference) {
+  ThreadPool pool(3);
+  for (const Case& c : kCases) {
+    const MoeDesc desc = desc_of(c, GetParam());
+    MoeConfig cfg;
+    cfg.rows_per_task = c.rows_per_task;
+    cfg.unroll = c.unroll;
+    auto moe = MoeDecode::create(desc, cfg, cpu_);
+    ASSERT_TRUE(moe) << moe.status().message();
+    const auto experts = test::random_experts(desc, 100);
+    ErrorStats tight, loose;
+    for (int64_t n_tokens : {1, 2, 5, 8}) {
+      for (RoutePattern p : {RoutePattern::spread, RoutePattern::clustered,
+                             RoutePattern::repeated}) {
+        const auto x = test::random_floats(n_tokens * c.k, 1.0f, 7 + n_tokens);
+        const auto routing = test::make_routing(desc, n_tokens, p, 3 + n_tokens);
+        std::vector<float> fast(n_tokens * c.k, NAN), ref_q(fast.size()), ref(fast.size()),
+            scale(fast.size());
+        ASSERT_TRUE((*moe)->run(experts.view(), x.data(), routing.view(n_tokens), fast.data(),
+                                pool).is_ok());
+        ASSERT_TRUE(moe_reference(desc, experts.view(), x.data(), routing.view(n_tokens),
+                                  ref_q.data(), (*moe)->act_rounding(), scale.data()).is_ok());
+        const ActRounding rounding = (*moe)->act_rounding();
+        if (rounding.gate_in == ActFormat::f32 && rounding.up_in == ActFormat::f32 &&
+            rounding.down_in == ActFormat::f32) {
+          ref = ref_q;  // nothing rounded: the exact reference is the same computation
+        } else {
+          ASSERT_TRUE(moe_reference(desc, experts.view(), x.data(), routing.view(n_tokens),
+                                    ref.data()).is_ok());
+        }
+        for (size_t i = 0; i < fast.size(); ++i) {
+          ASSERT_TRUE(std::isfinite(fast[i])) << c.name << " element " << i;
+          ASSERT_NEAR(fast[i], ref_q[i], 1e-3 * scale[i])
+              << c.name << " tokens=" << n_tokens << " pattern=" << static_cast<int>(p)
+              << " element " << i << " kernels: " << (*moe)->kernel_names();
+          tight.add(std::fabs(fast[i] - ref_q[i]), scale[i]);
+          loose.add(std::fabs(fast[i] - ref[i]), scale[i]);
+        }
+      }
+    }
+    EXPECT_LE(loose.max_rel, 0.05) << c.name;
+    EXPECT_LE(loose.mean(), 0.005) << c.name;
+    std::printf("  %-10s %-58s vs rounded ref: max %.2e mean %.2e | vs exact: max %.2e mean %.2e\n",
+                c.name, (*moe)->kernel_names().c_str(), tight.max_rel, tight.mean(),
+                loose.max_rel, loose.mean());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Tiers, Conformance,
+                         ::testing::Values(IsaTier::reference, IsaTier::avx2, IsaTier::avx512,
+                                           IsaTier::amx),
+                         [](const auto& info) { return std::string(isa_tier_name(info.param)); });
+
+}  // namespace
+}  // namespace ktx::cpu

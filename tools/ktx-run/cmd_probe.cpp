@@ -50,8 +50,11 @@ int cmd_probe(int argc, char** argv) {
   app.add_flag("!--no-gpu", opts.gpus, "do not query GPUs");
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "ktx-run probe: %s\n", e.what());
+    return 1;
   }
   std::fprintf(stderr, "probing CPU, topology and GPUs; measuring memory bandwidth (%.1f s)...\n",
                opts.bw_seconds);

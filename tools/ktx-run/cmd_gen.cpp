@@ -30,7 +30,10 @@ int list_presets() {
     Expected<GenModelPlan> plan = gen_plan_model(o);
     Expected<std::string> desc = gen_preset_description(name);
     if (!plan) return fail(plan.status());
-    fmt::print("{:<18} {:>9.2f}B {:>9.2f} GB  {}\n", name, plan->n_params / 1e9,
+    const double n = static_cast<double>(plan->n_params);
+    const std::string params = n >= 1e9 ? fmt::format("{:.2f}B", n / 1e9)
+                                        : fmt::format("{:.2f}M", n / 1e6);
+    fmt::print("{:<18} {:>10} {:>9.2f} GB  {}\n", name, params,
                plan->data_bytes / 1e9, desc ? *desc : std::string());
   }
   return 0;

@@ -189,14 +189,13 @@ Status MoeConfig::validate() const {
 MoeConfig select_moe_config(const MoeDesc& desc, int threads) {
   MoeConfig c;
   c.threads = std::max(threads, 0);
-  // At decode only top_k experts are active per token: split their rows so that every thread
-  // gets a few tasks (load balance), but keep tasks big enough to amortize the hand-out.
-  const int64_t active = std::max<int64_t>(1, std::min(desc.top_k * desc.max_tokens,
-                                                       desc.n_expert));
-  const int64_t want_tasks = std::max<int64_t>(1, 4 * std::max(threads, 1));
-  const int64_t rows = std::max(desc.n_ff, desc.n_embd);
-  c.rows_per_task = std::max<int64_t>(8, (rows * active + want_tasks - 1) / want_tasks);
-  c.rows_per_task = std::min(c.rows_per_task, rows);
+  // The hardest case to balance is one token: only top_k experts are active. Split the
+  // narrower of the two GEMV phases (gate/up rows n_ff, down rows n_embd) into about four tasks
+  // per thread, so both phases balance; tasks below 8 rows would cost more to hand out.
+  const int64_t want_tasks = 4 * std::max<int64_t>(threads, 1);
+  const int64_t rows = std::min(desc.n_ff, desc.n_embd);
+  c.rows_per_task = std::max<int64_t>(8, rows * desc.top_k / want_tasks);
+  c.rows_per_task = std::min(c.rows_per_task, std::max(desc.n_ff, desc.n_embd));
   c.unroll = 2;
   return c;
 }

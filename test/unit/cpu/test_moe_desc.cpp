@@ -1,0 +1,158 @@
+// Descriptors, configs, dispatch and the pool: the parts of runtime/cpu that must reject bad
+// input with a message naming what was wrong, and must pick kernels in a fixed order.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <vector>
+
+#include "common/hw/cpu_features.h"
+#include "runtime/cpu/jit/gemv.h"
+#include "runtime/cpu/moe_decode.h"
+#include "runtime/cpu/thread_pool.h"
+
+namespace ktx::cpu {
+namespace {
+
+MoeDesc deepseek_desc() {
+  MoeDesc d;
+  d.n_embd = 7168;
+  d.n_ff = 2048;
+  d.n_expert = 256;
+  d.top_k = 8;
+  d.gate_type = d.up_type = GGMLType::Q4_K;
+  d.down_type = GGMLType::Q6_K;
+  d.max_tokens = 16;
+  d.isa = IsaTier::avx2;
+  return d;
+}
+
+TEST(MoeDesc, StringRoundTrip) {
+  const MoeDesc d = deepseek_desc();
+  EXPECT_EQ(d.to_string(),
+            "moe:n_embd=7168,n_ff=2048,n_expert=256,top_k=8,gate=Q4_K,up=Q4_K,down=Q6_K,"
+            "max_tokens=16,isa=avx2");
+  auto back = MoeDesc::parse(d.to_string());
+  ASSERT_TRUE(back) << back.status().message();
+  EXPECT_EQ(*back, d);
+
+  const MoeConfig c = select_moe_config(d, 16);
+  auto cback = MoeConfig::parse(c.to_string());
+  ASSERT_TRUE(cback) << cback.status().message();
+  EXPECT_EQ(*cback, c);
+}
+
+TEST(MoeDesc, ParseRejectsWithNames) {
+  const std::string good = deepseek_desc().to_string();
+  struct Bad { std::string text, expect; };
+  const Bad bads[] = {
+      {"cfg:" + good.substr(4), "expected it to start with 'moe:'"},
+      {good + ",extra=1", "unknown key 'extra'"},
+      {good + ",top_k=8", "key 'top_k' appears twice"},
+      {"moe:n_embd=7168", "missing key 'n_ff'"},
+      {std::string(good).replace(good.find("7168"), 4, "7x68"), "expected an integer, found '7x68'"},
+      {std::string(good).replace(good.find("Q6_K"), 4, "Q9_K"), "unknown GGML type name 'Q9_K'"},
+      {std::string(good).replace(good.find("avx2"), 4, "sse2"), "unknown ISA tier 'sse2'"},
+      {std::string(good).replace(good.find("top_k=8"), 7, "top_k=300"), "top_k=300 exceeds"},
+      {std::string(good).replace(good.find("n_ff=2048"), 9, "n_ff=100"), "down"},
+  };
+  for (const Bad& b : bads) {
+    auto r = MoeDesc::parse(b.text);
+    ASSERT_FALSE(r) << b.text;
+    EXPECT_NE(r.status().message().find(b.expect), std::string::npos)
+        << "message: " << r.status().message() << "\nexpected to contain: " << b.expect;
+  }
+  auto cfg = MoeConfig::parse("cfg:rows_per_task=0,unroll=2,threads=0");
+  ASSERT_FALSE(cfg);
+  EXPECT_NE(cfg.status().message().find("rows_per_task=0"), std::string::npos);
+  cfg = MoeConfig::parse("cfg:rows_per_task=8,unroll=9,threads=0");
+  ASSERT_FALSE(cfg);
+  EXPECT_NE(cfg.status().message().find("unroll=9"), std::string::npos);
+}
+
+TEST(MoeDesc, UnsupportedWeightTypeNamed) {
+  MoeDesc d = deepseek_desc();
+  d.down_type = GGMLType::IQ4_XS;
+  const Status st = d.validate();
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("down weights"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("IQ4_XS"), std::string::npos) << st.message();
+}
+
+TEST(MoeDesc, ConfigKeepsThreadsBusy) {
+  const MoeDesc d = deepseek_desc();
+  for (int threads : {1, 4, 16, 64}) {
+    const MoeConfig c = select_moe_config(d, threads);
+    EXPECT_TRUE(c.validate().is_ok()) << c.to_string();
+    EXPECT_GE(c.rows_per_task, 8);
+    // At one token, top_k experts' rows must split into at least `threads` tasks, in both
+    // the gate/up phase (n_ff rows) and the down phase (n_embd rows).
+    for (int64_t rows : {d.n_ff, d.n_embd}) {
+      const int64_t tasks = d.top_k * ((rows + c.rows_per_task - 1) / c.rows_per_task);
+      EXPECT_GE(tasks, threads) << c.to_string() << " rows " << rows;
+    }
+  }
+}
+
+TEST(GemvDispatch, ReferenceIsLastAndTierCapsTheChoice) {
+  const auto& impls = gemv_impls();
+  ASSERT_FALSE(impls.empty());
+  EXPECT_STREQ(impls.back().name, "reference");
+  const CpuIsa cpu = detect_cpu_isa();
+  // A plan that allows only the reference tier gets the reference, whatever the CPU has.
+  auto ref = make_gemv({GGMLType::Q4_K, 256, 1, IsaTier::reference}, cpu);
+  ASSERT_TRUE(ref) << ref.status().message();
+  EXPECT_EQ((*ref)->name(), "gemv_ref_Q4_K");
+  EXPECT_EQ((*ref)->act_format(), ActFormat::f32);
+  // Types without a generated kernel fall through to the reference at any tier.
+  auto q5 = make_gemv({GGMLType::Q5_K, 256, 1, IsaTier::amx}, cpu);
+  ASSERT_TRUE(q5) << q5.status().message();
+  EXPECT_EQ((*q5)->name(), "gemv_ref_Q5_K");
+}
+
+TEST(GemvDispatch, Avx2KernelsChosenWhereSupported) {
+  const CpuIsa cpu = detect_cpu_isa();
+  if (!isa_tier_supported(IsaTier::avx2, cpu)) {
+    GTEST_SKIP() << "this CPU lacks AVX2+FMA+F16C: the generated kernels cannot run here";
+  }
+  auto q4k = make_gemv({GGMLType::Q4_K, 512, 2, IsaTier::avx2}, cpu);
+  ASSERT_TRUE(q4k) << q4k.status().message();
+  EXPECT_EQ((*q4k)->name(), "gemv_q4_k_avx2");
+  EXPECT_EQ((*q4k)->act_format(), ActFormat::q8_k);
+  EXPECT_FALSE((*q4k)->code().empty());
+  auto q80 = make_gemv({GGMLType::Q8_0, 96, 3, IsaTier::avx2}, cpu);
+  ASSERT_TRUE(q80) << q80.status().message();
+  EXPECT_EQ((*q80)->name(), "gemv_q8_0_avx2_u3");
+  EXPECT_EQ((*q80)->act_format(), ActFormat::q8_0);
+}
+
+TEST(GemvDispatch, RejectsBadRowLength) {
+  auto r = make_gemv({GGMLType::Q4_K, 100, 1, IsaTier::avx2}, detect_cpu_isa());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.status().message().find("k=100"), std::string::npos) << r.status().message();
+}
+
+TEST(MoeRouting, OutOfRangeExpertNamesTokenAndSlot) {
+  MoeDesc d = deepseek_desc();
+  d.n_expert = 4;
+  d.top_k = 2;
+  const std::vector<int32_t> ids = {0, 1, 3, 4};
+  const std::vector<float> w = {0.5f, 0.5f, 0.5f, 0.5f};
+  const Status st = check_routing(d, {2, ids.data(), w.data()});
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("token 1 slot 1: expert 4 out of range [0, 4)"), std::string::npos)
+      << st.message();
+}
+
+TEST(ThreadPool, RunsEveryTaskOnceAcrossManyJobs) {
+  ThreadPool pool(4, 100);
+  for (int64_t n : {0, 1, 2, 7, 1000}) {
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+    for (int job = 0; job < 20; ++job) {
+      pool.parallel_for(n, [&](int64_t t) { hits[t].fetch_add(1); });
+    }
+    for (int64_t t = 0; t < n; ++t) EXPECT_EQ(hits[t].load(), 20) << "task " << t << " of " << n;
+  }
+}
+
+}  // namespace
+}  // namespace ktx::cpu

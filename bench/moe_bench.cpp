@@ -1,0 +1,205 @@
+// ktx-moe-bench: the routed-expert layer at decode on this CPU, with the layer shapes of real
+// models and random Q4_K blocks. Each iteration routes the tokens to fresh random experts (so
+// the weights come from memory, not cache, as in a real decode step) and runs MoeDecode. It
+// prints the time per layer, the bytes of expert weights touched, GB/s, the ratio to the
+// memory bandwidth (--bw, or measured with probe_host), and TFLOP/s.
+//
+//   ktx-moe-bench --model all --tokens 1,4,16 --threads 16
+//   ktx-moe-bench --model qwen3-30b-a3b --experts 32 --bw 80    (smaller footprint)
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <cstdio>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "common/hw/cpu_features.h"
+#include "common/hw/hw_profile.h"
+#include "runtime/cpu/moe_decode.h"
+
+namespace {
+
+using namespace ktx;
+using namespace ktx::cpu;
+
+struct ModelShape {
+  const char* name;
+  int64_t n_embd, n_ff, n_expert, top_k;
+};
+
+const ModelShape kModels[] = {
+    {"deepseek-v3", 7168, 2048, 256, 8},
+    {"qwen3-30b-a3b", 2048, 768, 128, 8},
+};
+
+// Random Q4_K blocks: random nibbles and scale bytes, but fp16 d/dmin set to small finite
+// values so that sums stay finite (bytes that decode to NaN would not change the timing, but
+// would hide a kernel that reads the wrong block).
+void fill_q4_k(uint8_t* dst, uint64_t bytes, uint64_t seed) {
+  uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (uint64_t i = 0; i + 8 <= bytes; i += 8) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    std::memcpy(dst + i, &s, 8);
+  }
+  const uint16_t d = fp32_to_fp16(1e-3f), dmin = fp32_to_fp16(5e-4f);
+  for (uint64_t b = 0; b + 144 <= bytes; b += 144) {
+    std::memcpy(dst + b, &d, 2);
+    std::memcpy(dst + b + 2, &dmin, 2);
+  }
+}
+
+// One stacked tensor filled in parallel (the DeepSeek-V3 layer is about 6 GB).
+std::vector<uint8_t> random_tensor(uint64_t bytes, uint64_t seed, int threads) {
+  std::vector<uint8_t> t(bytes);
+  const uint64_t chunk = ((bytes / threads) / 144 + 1) * 144;
+  std::vector<std::thread> pool;
+  for (int i = 0; i < threads; ++i) {
+    const uint64_t begin = std::min(bytes, i * chunk), end = std::min(bytes, begin + chunk);
+    pool.emplace_back([&, begin, end, i] { fill_q4_k(t.data() + begin, end - begin, seed + i); });
+  }
+  for (auto& th : pool) th.join();
+  return t;
+}
+
+struct Options {
+  std::string model = "all";
+  std::vector<int64_t> tokens = {1, 4, 16};
+  int threads = 0;
+  int64_t experts = 0;  // 0: the model's count
+  double bw = 0.0;      // GB/s; 0: measure
+  int iters = 20;
+  std::string isa = "";
+};
+
+int run_model(const ModelShape& m, const Options& o, double bw, const CpuIsa& cpu,
+              ThreadPool& pool) {
+  MoeDesc desc;
+  desc.n_embd = m.n_embd;
+  desc.n_ff = m.n_ff;
+  desc.n_expert = o.experts > 0 ? std::min(o.experts, m.n_expert) : m.n_expert;
+  desc.top_k = std::min(m.top_k, desc.n_expert);
+  desc.gate_type = desc.up_type = desc.down_type = GGMLType::Q4_K;
+  desc.max_tokens = *std::max_element(o.tokens.begin(), o.tokens.end());
+  desc.isa = o.isa.empty() ? best_isa_tier(cpu) : parse_isa_tier(o.isa).value();
+  const MoeConfig cfg = select_moe_config(desc, pool.size());
+  auto moe = MoeDecode::create(desc, cfg, cpu);
+  if (!moe) {
+    std::fprintf(stderr, "ktx-moe-bench: %s\n", moe.status().message().c_str());
+    return 1;
+  }
+  const uint64_t expert_bytes = 3 * ggml_row_bytes(GGMLType::Q4_K, m.n_embd).value() * m.n_ff;
+  std::printf("\n%s: %s\n  %s, kernels %s\n  weights %.2f GB (%lld experts x %.1f MB)\n",
+              m.name, desc.to_string().c_str(), cfg.to_string().c_str(),
+              (*moe)->kernel_names().c_str(), expert_bytes * desc.n_expert / 1e9,
+              static_cast<long long>(desc.n_expert), expert_bytes / 1e6);
+  const int fill_threads = std::max(1, pool.size());
+  const uint64_t tensor_bytes = expert_bytes / 3 * desc.n_expert;
+  auto gate = random_tensor(tensor_bytes, 1, fill_threads);
+  auto up = random_tensor(tensor_bytes, 2, fill_threads);
+  auto down = random_tensor(tensor_bytes, 3, fill_threads);
+  const MoeWeights w{gate.data(), up.data(), down.data()};
+  std::mt19937 rng(42);
+  std::printf("  %6s %8s %10s %10s %9s %8s %9s\n", "tokens", "experts", "us/layer", "MB read",
+              "GB/s", "of bw", "TFLOP/s");
+  for (int64_t n_tokens : o.tokens) {
+    std::vector<float> x(n_tokens * m.n_embd, 0.5f), out(x.size());
+    std::vector<int32_t> ids(n_tokens * desc.top_k);
+    std::vector<float> rw(ids.size(), 1.0f / desc.top_k);
+    std::vector<double> times;
+    double bytes_sum = 0.0, flops_sum = 0.0;
+    for (int it = 0; it < o.iters + 2; ++it) {
+      std::vector<int32_t> all(desc.n_expert);
+      for (int64_t e = 0; e < desc.n_expert; ++e) all[e] = static_cast<int32_t>(e);
+      std::vector<char> used(desc.n_expert, 0);
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        std::shuffle(all.begin(), all.end(), rng);
+        for (int64_t j = 0; j < desc.top_k; ++j) {
+          ids[t * desc.top_k + j] = all[j];
+          used[all[j]] = 1;
+        }
+      }
+      const int64_t n_used = std::count(used.begin(), used.end(), 1);
+      const auto t0 = std::chrono::steady_clock::now();
+      const Status st = (*moe)->run(w, x.data(), {n_tokens, ids.data(), rw.data()}, out.data(),
+                                    pool);
+      const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+                             .count();
+      if (!st.is_ok()) {
+        std::fprintf(stderr, "ktx-moe-bench: %s\n", st.message().c_str());
+        return 1;
+      }
+      if (it < 2) continue;  // warm-up: first-touch page faults, pool wake-up
+      times.push_back(sec);
+      bytes_sum += static_cast<double>(n_used) * expert_bytes;
+      flops_sum += 2.0 * 3.0 * m.n_embd * m.n_ff * n_tokens * desc.top_k;
+    }
+    const double total = [&] { double s = 0; for (double t : times) s += t; return s; }();
+    std::sort(times.begin(), times.end());
+    const double gbs = bytes_sum / total / 1e9;
+    std::printf("  %6lld %8.1f %10.1f %10.1f %9.1f %7.0f%% %9.3f\n",
+                static_cast<long long>(n_tokens), bytes_sum / times.size() / expert_bytes,
+                times[times.size() / 2] * 1e6, bytes_sum / times.size() / 1e6, gbs,
+                bw > 0 ? 100.0 * gbs / bw : 0.0, flops_sum / total / 1e12);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"ktx-moe-bench: routed-expert decode layer (Q4_K) on this CPU"};
+  app.add_option("--model", o.model, "deepseek-v3, qwen3-30b-a3b or all")->capture_default_str();
+  app.add_option("--tokens", o.tokens, "tokens per call (decode batch)")->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--threads", o.threads, "threads (0: all hardware threads)")
+      ->capture_default_str();
+  app.add_option("--experts", o.experts, "allocate only this many experts (0: the model's)")
+      ->capture_default_str();
+  app.add_option("--bw", o.bw, "memory read bandwidth in GB/s for the ratio (0: measure)")
+      ->capture_default_str();
+  app.add_option("--iters", o.iters, "timed iterations per point")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--isa", o.isa, "cap the ISA tier: reference, avx2, avx512, amx");
+  CLI11_PARSE(app, argc, argv);
+  if (!o.isa.empty() && !parse_isa_tier(o.isa)) {
+    std::fprintf(stderr, "ktx-moe-bench: %s\n", parse_isa_tier(o.isa).status().message().c_str());
+    return 2;
+  }
+  for (int64_t t : o.tokens) {
+    if (t <= 0) {
+      std::fprintf(stderr, "ktx-moe-bench: --tokens: %lld is not a positive count\n",
+                   static_cast<long long>(t));
+      return 2;
+    }
+  }
+  const CpuIsa cpu = detect_cpu_isa();
+  double bw = o.bw;
+  if (bw <= 0.0) {
+    auto hw = probe_host(0.5);
+    if (!hw) {
+      std::fprintf(stderr, "ktx-moe-bench: probing the host: %s\n", hw.status().message().c_str());
+      return 1;
+    }
+    bw = hw->memory.read_bw_gbs;
+  }
+  ThreadPool pool(o.threads);
+  std::printf("cpu: %s | isa: %s | threads %d | read bandwidth %.1f GB/s%s\n",
+              cpu_brand_string().c_str(), fmt::format("{}", fmt::join(cpu.names(), " ")).c_str(),
+              pool.size(), bw, o.bw > 0 ? " (--bw)" : " (measured)");
+  bool any = false;
+  for (const ModelShape& m : kModels) {
+    if (o.model != "all" && o.model != m.name) continue;
+    any = true;
+    if (int rc = run_model(m, o, bw, cpu, pool)) return rc;
+  }
+  if (!any) {
+    std::fprintf(stderr, "ktx-moe-bench: --model '%s': expected deepseek-v3, qwen3-30b-a3b or "
+                 "all\n", o.model.c_str());
+    return 2;
+  }
+  return 0;
+}

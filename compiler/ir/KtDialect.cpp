@@ -133,9 +133,10 @@ LogicalResult AttentionOp::verify() {
     return emitOpError("kind must be \"gqa\" or \"mla\", found \"") << kind << "\"";
   if (rope != "normal" && rope != "neox")
     return emitOpError("rope_style must be \"normal\" or \"neox\", found \"") << rope << "\"";
-  if (getNHead() <= 0 || getNHeadKv() <= 0 || getNHead() % getNHeadKv() != 0)
-    return emitOpError("n_head (") << getNHead() << ") must be a positive multiple of n_head_kv ("
-                                   << getNHeadKv() << ")";
+  const int64_t n_head = getNHeadAttr().getInt(), n_head_kv = getNHeadKvAttr().getInt();
+  if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0)
+    return emitOpError("n_head (") << n_head << ") must be a positive multiple of n_head_kv ("
+                                   << n_head_kv << ")";
   bool mla_attrs = getMlaLayout() || getKvLoraRank();
   if (kind == "mla") {
     if (!getMlaLayout() || !getKvLoraRank() || !getQLoraRank() || !getQkRopeDim())
@@ -166,22 +167,24 @@ LogicalResult RouterOp::verify() {
     return failure();
   if (getGating() != "softmax" && getGating() != "sigmoid")
     return emitOpError("gating must be \"softmax\" or \"sigmoid\", found \"") << getGating() << "\"";
-  if (getTopK() <= 0 || getTopK() > getNExpert())
-    return emitOpError("top_k ") << getTopK() << " must be in [1, n_expert=" << getNExpert() << "]";
-  if (getNGroup() <= 0 || getNExpert() % getNGroup() != 0 || getNGroupUsed() <= 0 ||
-      getNGroupUsed() > getNGroup())
-    return emitOpError("groups: n_group ") << getNGroup() << " must divide n_expert "
-           << getNExpert() << " and n_group_used " << getNGroupUsed() << " be in [1, n_group]";
-  if (getResult().getType().cast<RouteType>().getTopK() != getTopK())
-    return emitOpError("result !kt.route<k> must have k = top_k = ") << getTopK();
+  const int64_t top_k = getTopKAttr().getInt(), n_expert = getNExpertAttr().getInt();
+  const int64_t n_group = getNGroupAttr().getInt(), n_used = getNGroupUsedAttr().getInt();
+  if (top_k <= 0 || top_k > n_expert)
+    return emitOpError("top_k ") << top_k << " must be in [1, n_expert=" << n_expert << "]";
+  if (n_group <= 0 || n_expert % n_group != 0 || n_used <= 0 || n_used > n_group)
+    return emitOpError("groups: n_group ") << n_group << " must divide n_expert " << n_expert
+                                           << " and n_group_used " << n_used
+                                           << " be in [1, n_group]";
+  if (getResult().getType().cast<RouteType>().getTopK() != top_k)
+    return emitOpError("result !kt.route<k> must have k = top_k = ") << top_k;
   return success();
 }
 
 LogicalResult RoutedExpertsOp::verify() {
   if (failed(verify_common(*this)) || failed(need_weights(*this, getWeights(), 3)))
     return failure();
-  if (getRoute().getType().cast<RouteType>().getTopK() != getTopK())
-    return emitOpError("route operand's k differs from top_k = ") << getTopK();
+  if (getRoute().getType().cast<RouteType>().getTopK() != getTopKAttr().getInt())
+    return emitOpError("route operand's k differs from top_k = ") << getTopKAttr().getInt();
   return same_width(*this, getInput(), getResult());
 }
 

@@ -15,6 +15,7 @@
 #include "compiler/ir/KtDialect.h"
 #include "compiler/passes/GgmlTypes.h"
 #include "compiler/passes/Passes.h"
+#include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 
 namespace ktx::kt {

@@ -84,7 +84,7 @@ mlir::LogicalResult process_buffer(std::unique_ptr<llvm::MemoryBuffer> buffer,
         mlir::parseSourceFile<mlir::ModuleOp>(*source_mgr, &ctx);
     if (!module) return mlir::failure();
     mlir::PassManager pm(&ctx);
-    if (mlir::failed(mlir::applyPassManagerCLOptions(pm))) return mlir::failure();
+    mlir::applyPassManagerCLOptions(pm);
     auto on_error = [&](const llvm::Twine& msg) {
       mlir::emitError(mlir::UnknownLoc::get(&ctx)) << msg;
       return mlir::failure();

@@ -37,7 +37,9 @@ class GemvReference final : public GemvKernel {
 };
 
 bool supports_any(const GemvDesc&) { return true; }
-bool supports_q8_0(const GemvDesc& d) { return d.type == GGMLType::Q8_0 && d.k % 32 == 0; }
+bool supports_legacy(const GemvDesc& d) {
+  return (d.type == GGMLType::Q8_0 || d.type == GGMLType::Q4_0) && d.k % 32 == 0;
+}
 bool supports_q4_k(const GemvDesc& d) { return d.type == GGMLType::Q4_K && d.k % 256 == 0; }
 
 }  // namespace
@@ -53,7 +55,7 @@ Expected<std::unique_ptr<GemvKernel>> create_gemv_reference(const GemvDesc& desc
 
 const std::vector<GemvImpl>& gemv_impls() {
   static const std::vector<GemvImpl> impls = {
-      {"q8_0_avx2", IsaTier::avx2, supports_q8_0, create_gemv_q8_0_avx2},
+      {"legacy_avx2", IsaTier::avx2, supports_legacy, create_gemv_legacy_avx2},
       {"q4_k_avx2", IsaTier::avx2, supports_q4_k, create_gemv_q4_k_avx2},
       {"reference", IsaTier::reference, supports_any, create_gemv_reference},
   };

@@ -1,5 +1,7 @@
-// Generated AVX2 GEMV for Q8_0 weights read in place (34-byte GGUF blocks: fp16 scale, 32
-// int8) against Q8_0-style activations (ActBlockQ8_0: float scale, 32 int8). Each block's
+// Generated AVX2 GEMV for the 32-element legacy blocks read in place, Q8_0 (34 bytes: fp16
+// scale, 32 int8) and Q4_0 (18 bytes: fp16 scale, 16 bytes of nibbles, value = nibble - 8;
+// low nibbles are elements 0..15, high nibbles 16..31), against Q8_0-style activations
+// (ActBlockQ8_0: float scale, 32 int8). Q4_0 nibbles are widened to int8 first. Each block's
 // integer dot product is exact: |w| (unsigned) times sign(w)·a (signed) through vpmaddubsw,
 // pairs summed by vpmaddwd; activations never hold -128, so no pair overflows int16. The block
 // sum is then scaled by d_w·d_a in float. `unroll` blocks run per iteration into independent
@@ -15,12 +17,15 @@ namespace {
 using namespace Xbyak;
 using namespace Xbyak::util;
 
-class GemvQ8_0Avx2 final : public JitKernel, public GemvKernel {
+class GemvLegacyAvx2 final : public JitKernel, public GemvKernel {
  public:
-  explicit GemvQ8_0Avx2(const GemvDesc& desc)
-      : n_blocks_(desc.k / 32), unroll_(std::clamp(desc.unroll, 1, 4)) {}
+  explicit GemvLegacyAvx2(const GemvDesc& desc)
+      : q4_(desc.type == GGMLType::Q4_0), w_block_(q4_ ? 18 : 34), n_blocks_(desc.k / 32),
+        unroll_(std::clamp(desc.unroll, 1, 4)) {}
 
-  std::string name() const override { return fmt::format("gemv_q8_0_avx2_u{}", unroll_); }
+  std::string name() const override {
+    return fmt::format("gemv_{}_avx2_u{}", q4_ ? "q4_0" : "q8_0", unroll_);
+  }
   ActFormat act_format() const override { return ActFormat::q8_0; }
   void run(const GemvArgs& args) const override {
     getCode<void (*)(const GemvArgs*)>()(&args);
@@ -30,7 +35,6 @@ class GemvQ8_0Avx2 final : public JitKernel, public GemvKernel {
   }
 
  private:
-  static constexpr int kWBlock = 34;  // GGUF block_q8_0
   static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_0));
 
   const Reg64 reg_args = rdi;     // const GemvArgs*
@@ -50,10 +54,27 @@ class GemvQ8_0Avx2 final : public JitKernel, public GemvKernel {
   const Ymm ymm_s = ymm10;
   const Ymm ymm_ones = ymm15;     // int16 ones for vpmaddwd
   const Xmm xmm_tmp = xmm11;
+  const Ymm ymm_mask = ymm14;     // Q4_0: 0x0f bytes
+  const Ymm ymm_eight = ymm13;    // Q4_0: 8 in every byte
+  const Xmm xmm_w = xmm8;
+  const Xmm xmm_hi = xmm12;       // Q4_0: high nibbles
+
+  // Q4_0: the 16 bytes at w_off+2 as 32 int8 values (nibble - 8), in ymm_w.
+  void emit_widen_q4_0(int w_off) {
+    vmovdqu(xmm_w, ptr[reg_w + w_off + 2]);
+    vpsrlw(xmm_hi, xmm_w, 4);
+    vinserti128(ymm_w, ymm_w, xmm_hi, 1);
+    vpand(ymm_w, ymm_w, ymm_mask);
+    vpsubb(ymm_w, ymm_w, ymm_eight);
+  }
 
   // acc[u] += float(dot(w block, a block)) * d_w * d_a, blocks at the given byte offsets.
   void emit_block(int u, int w_off, int a_off) {
-    vmovdqu(ymm_w, ptr[reg_w + w_off + 2]);
+    if (q4_) {
+      emit_widen_q4_0(w_off);
+    } else {
+      vmovdqu(ymm_w, ptr[reg_w + w_off + 2]);
+    }
     vmovdqu(ymm_a, ptr[reg_act + a_off + 4]);
     vpsignb(ymm_a, ymm_a, ymm_w);
     vpabsb(ymm_w, ymm_w);
@@ -84,6 +105,14 @@ class GemvQ8_0Avx2 final : public JitKernel, public GemvKernel {
     mov(eax, 0x00010001);
     vmovd(xmm_tmp, eax);
     vpbroadcastd(ymm_ones, xmm_tmp);
+    if (q4_) {
+      mov(eax, 0x0f0f0f0f);
+      vmovd(xmm_tmp, eax);
+      vpbroadcastd(ymm_mask, xmm_tmp);
+      mov(eax, 0x08080808);
+      vmovd(xmm_tmp, eax);
+      vpbroadcastd(ymm_eight, xmm_tmp);
+    }
     test(reg_rows, reg_rows);
     jle(l_done, T_NEAR);
     L(l_row);
@@ -100,13 +129,13 @@ class GemvQ8_0Avx2 final : public JitKernel, public GemvKernel {
     if (iters > 0) {
       mov(reg_blocks, iters);
       L(l_blk);
-      for (int u = 0; u < unroll_; ++u) emit_block(u, u * kWBlock, u * kABlock);
-      add(reg_w, unroll_ * kWBlock);
+      for (int u = 0; u < unroll_; ++u) emit_block(u, u * w_block_, u * kABlock);
+      add(reg_w, unroll_ * w_block_);
       add(reg_act, unroll_ * kABlock);
       dec(reg_blocks);
       jnz(l_blk, T_NEAR);
     }
-    for (int b = 0; b < n_blocks_ % unroll_; ++b) emit_block(b, b * kWBlock, b * kABlock);
+    for (int b = 0; b < n_blocks_ % unroll_; ++b) emit_block(b, b * w_block_, b * kABlock);
     for (int u = 1; u < unroll_; ++u) vaddps(ymm_acc[0], ymm_acc[0], ymm_acc[u]);
     vextractf128(xmm_tmp, ymm_acc[0], 1);
     vaddps(xmm0, xmm0, xmm_tmp);
@@ -127,18 +156,21 @@ class GemvQ8_0Avx2 final : public JitKernel, public GemvKernel {
     postamble();
   }
 
+  bool q4_;       // Q4_0 (else Q8_0)
+  int w_block_;   // bytes of a weight block
   int64_t n_blocks_;
   int unroll_;
 };
 
 }  // namespace
 
-Expected<std::unique_ptr<GemvKernel>> create_gemv_q8_0_avx2(const GemvDesc& desc) {
-  if (desc.type != GGMLType::Q8_0 || desc.k <= 0 || desc.k % 32 != 0) {
-    return Error("q8_0_avx2: needs Q8_0 rows of a positive multiple of 32 elements, got {}",
-                 desc.to_string());
+Expected<std::unique_ptr<GemvKernel>> create_gemv_legacy_avx2(const GemvDesc& desc) {
+  if ((desc.type != GGMLType::Q8_0 && desc.type != GGMLType::Q4_0) || desc.k <= 0 ||
+      desc.k % 32 != 0) {
+    return Error("legacy_avx2: needs Q8_0 or Q4_0 rows of a positive multiple of 32 elements, "
+                 "got {}", desc.to_string());
   }
-  auto kernel = std::make_unique<GemvQ8_0Avx2>(desc);
+  auto kernel = std::make_unique<GemvLegacyAvx2>(desc);
   KTX_RETURN_IF_ERROR(kernel->create(kernel->name()));
   return std::unique_ptr<GemvKernel>(std::move(kernel));
 }

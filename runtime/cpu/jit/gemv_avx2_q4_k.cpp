@@ -4,8 +4,9 @@
 //   dot = d·d_a · Σ_s sc_s · Σ_{i∈s} q_i·a_i  −  dmin·d_a · Σ_s m_s · bsum32_s
 // The nibble × int8 products are exact in int16 (15·127·2 < 2^15), scaled by the 6-bit sub-block
 // scales through vpmaddwd (int32, exact); only the two super-block scalings are in float. The
-// scales and mins are unpacked with four 32-bit integer operations (the QUANTS.md packing) and
-// parked in the red zone below rsp, from where each sub-block's scale is broadcast.
+// scales and mins are unpacked with a few 32-bit integer operations (the QUANTS.md packing)
+// and parked in a stack slot, from where each sub-block's scale is broadcast. Tokens go in
+// pairs: the scales and nibbles of a super-block are decoded once and used by both.
 #include <cstddef>
 
 #include "runtime/cpu/jit/gemv.h"
@@ -35,33 +36,37 @@ class GemvQ4_KAvx2 final : public JitKernel, public GemvKernel {
   static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_K));
   static constexpr int kActBsum = static_cast<int>(offsetof(ActBlockQ8_K, bsum32));
   static constexpr int kActQs = static_cast<int>(offsetof(ActBlockQ8_K, qs));
-  static constexpr int kScaleSlot = -32;  // red-zone slot for the 8 int16 scales
+  static constexpr int kFrame = 64;          // stack locals below the saved registers
+  static constexpr int kScaleSlot = 0;       // [rsp + 0, 16): the 8 scales as int16
+  static constexpr int kBlocksLeft = 16;     // [rsp + 16]: super-blocks left (no GPR left)
+  static constexpr int kMaxGroup = 2;        // tokens sharing one pass over a weight row
 
   const Reg64 reg_args = rdi;     // const GemvArgs*
   const Reg64 reg_w_row = rsi;    // weight row r
   const Reg64 reg_w = rdx;        // current weight super-block
-  const Reg64 reg_act_tok = rcx;  // token t's activation row
-  const Reg64 reg_act = r8;       // current activation block
+  const Reg64 reg_act_tok = rcx;  // first token of the group: activation row
+  const Reg64 reg_act[kMaxGroup] = {r8, rbp};  // current activation block of each token
   const Reg64 reg_out = r9;       // &out[0][r]
-  const Reg64 reg_out_t = r10;    // &out[t][r]
+  const Reg64 reg_out_t = r10;    // &out[t][r] of the group's first token
   const Reg64 reg_rows = r11;     // rows left
   const Reg64 reg_toks = rbx;     // tokens left
-  const Reg64 reg_blocks = rbp;   // super-blocks left
   const Reg32 reg_sc_lo = r12d;   // scales 0..3, one per byte
   const Reg32 reg_mn_lo = r13d;   // mins 0..3
   const Reg32 reg_sc_hi = r14d;   // scales 4..7
   const Reg32 reg_mn_hi = r15d;   // mins 4..7
-  const Ymm ymm_acc = ymm0;       // float: Σ d·d_a·(scaled integer dots)
-  const Xmm xmm_acc_min = xmm1;   // float: Σ dmin·d_a·(mins · bsums)
-  const Ymm ymm_isum = ymm2;      // int32 dot of one super-block
-  const Ymm ymm_q = ymm3;         // 64 nibbles
-  const Ymm ymm_lo = ymm4;        // low nibbles, then products
-  const Ymm ymm_hi = ymm5;        // high nibbles, then products
-  const Ymm ymm_sc = ymm6;        // one scale, broadcast
-  const Xmm xmm_t = xmm7;         // scales / mins unpacking
-  const Xmm xmm_d = xmm8;         // [d·d_a, dmin·d_a]
-  const Ymm ymm_d = ymm8;
-  const Xmm xmm_dmin = xmm9;
+  const Ymm ymm_acc[kMaxGroup] = {ymm0, ymm1};      // float: Σ d·d_a·(scaled integer dots)
+  const Xmm xmm_acc_min[kMaxGroup] = {xmm2, xmm3};  // float: Σ dmin·d_a·(mins · bsums)
+  const Ymm ymm_isum[kMaxGroup] = {ymm4, ymm5};     // int32 dot of one super-block
+  const Ymm ymm_lo = ymm6;        // low nibbles (sub-block 2j), shared by the group
+  const Ymm ymm_hi = ymm7;        // high nibbles (sub-block 2j+1)
+  const Ymm ymm_sc = ymm8;        // one scale, broadcast
+  const Ymm ymm_p = ymm9;         // products
+  const Xmm xmm_p = xmm9;
+  const Xmm xmm_mins = xmm10;     // 8 mins as int16
+  const Xmm xmm_dd = xmm11;       // [d, dmin] as float
+  const Xmm xmm_t = xmm12;        // per-token temporaries
+  const Xmm xmm_s = xmm13;
+  const Ymm ymm_s = ymm13;
   const Ymm ymm_mask = ymm15;     // 0x0f bytes
 
   // Unpack the 6-bit scales and mins of the block at reg_w (see get_scale_min_k4).
@@ -86,58 +91,97 @@ class GemvQ4_KAvx2 final : public JitKernel, public GemvKernel {
     and_(reg_sc_hi, km2);
     or_(reg_sc_hi, eax);
     and_(reg_sc_lo, km1);               // scales 0..3 = q0..3 & 63
-  }
-
-  // One super-block: ymm_acc and xmm_acc_min updated, pointers left in place.
-  void emit_superblock() {
-    emit_unpack_scales();
     vmovd(xmm_t, reg_sc_lo);
     vpinsrd(xmm_t, xmm_t, reg_sc_hi, 1);
     vpmovzxbw(xmm_t, xmm_t);
     vmovdqu(ptr[rsp + kScaleSlot], xmm_t);
-    vmovd(xmm_t, reg_mn_lo);            // min term: mins (int16) · bsum32 (int16)
-    vpinsrd(xmm_t, xmm_t, reg_mn_hi, 1);
-    vpmovzxbw(xmm_t, xmm_t);
-    vpmaddwd(xmm_t, xmm_t, ptr[reg_act + kActBsum]);
-    vcvtdq2ps(xmm_t, xmm_t);
-    vmovd(xmm_d, dword[reg_w]);         // fp16 d, dmin -> float, times d_a
-    vcvtph2ps(xmm_d, xmm_d);
-    vbroadcastss(xmm_dmin, dword[reg_act]);
-    vmulps(xmm_d, xmm_d, xmm_dmin);
-    vmovshdup(xmm_dmin, xmm_d);
-    vbroadcastss(xmm_dmin, xmm_dmin);
-    vfmadd231ps(xmm_acc_min, xmm_t, xmm_dmin);
-    vbroadcastss(ymm_d, xmm_d);
-    vpxor(ymm_isum, ymm_isum, ymm_isum);
+    vmovd(xmm_mins, reg_mn_lo);
+    vpinsrd(xmm_mins, xmm_mins, reg_mn_hi, 1);
+    vpmovzxbw(xmm_mins, xmm_mins);
+  }
+
+  // One super-block for `group` tokens: scales and nibbles decoded once, used by each token.
+  void emit_superblock(int group) {
+    emit_unpack_scales();
+    vmovd(xmm_dd, dword[reg_w]);        // fp16 d, dmin -> float
+    vcvtph2ps(xmm_dd, xmm_dd);
+    for (int t = 0; t < group; ++t) vpxor(ymm_isum[t], ymm_isum[t], ymm_isum[t]);
     for (int j = 0; j < 4; ++j) {       // 64 elements: sub-blocks 2j (low), 2j+1 (high)
-      vmovdqu(ymm_q, ptr[reg_w + 16 + 32 * j]);
-      vpand(ymm_lo, ymm_q, ymm_mask);
-      vpsrlw(ymm_hi, ymm_q, 4);
+      vmovdqu(ymm_hi, ptr[reg_w + 16 + 32 * j]);
+      vpand(ymm_lo, ymm_hi, ymm_mask);
+      vpsrlw(ymm_hi, ymm_hi, 4);
       vpand(ymm_hi, ymm_hi, ymm_mask);
-      vpmaddubsw(ymm_lo, ymm_lo, ptr[reg_act + kActQs + 64 * j]);
-      vpmaddubsw(ymm_hi, ymm_hi, ptr[reg_act + kActQs + 64 * j + 32]);
-      vpbroadcastw(ymm_sc, word[rsp + kScaleSlot + 4 * j]);
-      vpmaddwd(ymm_lo, ymm_lo, ymm_sc);
-      vpbroadcastw(ymm_sc, word[rsp + kScaleSlot + 4 * j + 2]);
-      vpmaddwd(ymm_hi, ymm_hi, ymm_sc);
-      vpaddd(ymm_isum, ymm_isum, ymm_lo);
-      vpaddd(ymm_isum, ymm_isum, ymm_hi);
+      for (int half = 0; half < 2; ++half) {
+        vpbroadcastw(ymm_sc, word[rsp + kScaleSlot + 4 * j + 2 * half]);
+        for (int t = 0; t < group; ++t) {
+          vpmaddubsw(ymm_p, half ? ymm_hi : ymm_lo, ptr[reg_act[t] + kActQs + 64 * j + 32 * half]);
+          vpmaddwd(ymm_p, ymm_p, ymm_sc);
+          vpaddd(ymm_isum[t], ymm_isum[t], ymm_p);
+        }
+      }
     }
-    vcvtdq2ps(ymm_isum, ymm_isum);
-    vfmadd231ps(ymm_acc, ymm_isum, ymm_d);
+    for (int t = 0; t < group; ++t) {
+      vbroadcastss(xmm_s, dword[reg_act[t]]);
+      vmulps(xmm_s, xmm_dd, xmm_s);     // [d·d_a, dmin·d_a]
+      vpmaddwd(xmm_t, xmm_mins, ptr[reg_act[t] + kActBsum]);
+      vcvtdq2ps(xmm_t, xmm_t);
+      vmovshdup(xmm_p, xmm_s);
+      vbroadcastss(xmm_p, xmm_p);
+      vfmadd231ps(xmm_acc_min[t], xmm_t, xmm_p);
+      vbroadcastss(ymm_s, xmm_s);
+      vcvtdq2ps(ymm_isum[t], ymm_isum[t]);
+      vfmadd231ps(ymm_acc[t], ymm_isum[t], ymm_s);
+    }
+  }
+
+  // out[t][r] for the `group` tokens starting at reg_act_tok / reg_out_t.
+  void emit_group(int group) {
+    Label l_blk;
+    mov(reg_w, reg_w_row);
+    mov(reg_act[0], reg_act_tok);
+    if (group > 1) {
+      mov(rax, ptr[reg_args + offsetof(GemvArgs, act_stride)]);
+      lea(reg_act[1], ptr[reg_act_tok + rax]);
+    }
+    for (int t = 0; t < group; ++t) {
+      vxorps(ymm_acc[t], ymm_acc[t], ymm_acc[t]);
+      vxorps(xmm_acc_min[t], xmm_acc_min[t], xmm_acc_min[t]);
+    }
+    mov(qword[rsp + kBlocksLeft], static_cast<uint32_t>(n_blocks_));
+    L(l_blk);
+    emit_superblock(group);
+    add(reg_w, kWBlock);
+    for (int t = 0; t < group; ++t) add(reg_act[t], kABlock);
+    dec(qword[rsp + kBlocksLeft]);
+    jnz(l_blk, T_NEAR);
+    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
+    for (int t = 0; t < group; ++t) {
+      vextractf128(xmm_p, ymm_acc[t], 1);
+      vaddps(xmm_p, xmm_p, Xmm(ymm_acc[t].getIdx()));
+      vsubps(xmm_p, xmm_p, xmm_acc_min[t]);
+      vhaddps(xmm_p, xmm_p, xmm_p);
+      vhaddps(xmm_p, xmm_p, xmm_p);
+      if (t == 0) {
+        vmovss(ptr[reg_out_t], xmm_p);
+      } else {
+        vmovss(ptr[reg_out_t + rax * 4], xmm_p);
+      }
+    }
   }
 
   // for r in [0, n_rows):                        // weight row stays in L1 across tokens
-  //   for t in [0, n_tokens):
-  //     acc = 0, acc_min = 0
+  //   for each group of G tokens (G = 2, then 1 for an odd last token):
+  //     acc[G] = 0, acc_min[G] = 0
   //     for b in [0, n_blocks):                  // 256-element super-blocks
-  //       unpack scales/mins of w[r][b]
-  //       acc_min += dmin·d_a · (mins · a[t][b].bsum32)
-  //       acc     += d·d_a · Σ_{j<4} (sc[2j]·(lo(q_j)·a) + sc[2j+1]·(hi(q_j)·a))
-  //     out[t][r] = hsum(acc) − hsum(acc_min)
+  //       unpack scales/mins of w[r][b]; split its nibbles   (once for the group)
+  //       for g < G:
+  //         acc_min[g] += dmin·d_a · (mins · a[g][b].bsum32)
+  //         acc[g]     += d·d_a · Σ_{j<4} (sc[2j]·(lo(q_j)·a) + sc[2j+1]·(hi(q_j)·a))
+  //     out[g][r] = hsum(acc[g]) − hsum(acc_min[g])
   void generate() override {
-    Label l_row, l_tok, l_blk, l_row_next, l_done;
+    Label l_row, l_pair, l_single, l_row_next, l_done;
     preamble();
+    sub(rsp, kFrame);
     mov(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w)]);
     mov(reg_out, ptr[reg_args + offsetof(GemvArgs, out)]);
     mov(reg_rows, ptr[reg_args + offsetof(GemvArgs, n_rows)]);
@@ -150,37 +194,27 @@ class GemvQ4_KAvx2 final : public JitKernel, public GemvKernel {
     mov(reg_act_tok, ptr[reg_args + offsetof(GemvArgs, act)]);
     mov(reg_out_t, reg_out);
     mov(reg_toks, ptr[reg_args + offsetof(GemvArgs, n_tokens)]);
-    test(reg_toks, reg_toks);
-    jle(l_row_next, T_NEAR);
-    L(l_tok);
-    mov(reg_w, reg_w_row);
-    mov(reg_act, reg_act_tok);
-    vxorps(ymm_acc, ymm_acc, ymm_acc);
-    vxorps(xmm_acc_min, xmm_acc_min, xmm_acc_min);
-    mov(reg_blocks, n_blocks_);
-    L(l_blk);
-    emit_superblock();
-    add(reg_w, kWBlock);
-    add(reg_act, kABlock);
-    dec(reg_blocks);
-    jnz(l_blk, T_NEAR);
-    vextractf128(xmm_t, ymm_acc, 1);
-    vaddps(xmm0, xmm0, xmm_t);
-    vsubps(xmm0, xmm0, xmm_acc_min);
-    vhaddps(xmm0, xmm0, xmm0);
-    vhaddps(xmm0, xmm0, xmm0);
-    vmovss(ptr[reg_out_t], xmm0);
-    add(reg_act_tok, ptr[reg_args + offsetof(GemvArgs, act_stride)]);
+    L(l_pair);
+    cmp(reg_toks, 2);
+    jl(l_single, T_NEAR);
+    emit_group(2);
+    mov(rax, ptr[reg_args + offsetof(GemvArgs, act_stride)]);
+    lea(reg_act_tok, ptr[reg_act_tok + rax * 2]);
     mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
-    lea(reg_out_t, ptr[reg_out_t + rax * 4]);
-    dec(reg_toks);
-    jnz(l_tok, T_NEAR);
+    lea(reg_out_t, ptr[reg_out_t + rax * 8]);
+    sub(reg_toks, 2);
+    jmp(l_pair, T_NEAR);
+    L(l_single);
+    cmp(reg_toks, 1);
+    jl(l_row_next, T_NEAR);
+    emit_group(1);
     L(l_row_next);
     add(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w_stride)]);
     add(reg_out, 4);
     dec(reg_rows);
     jnz(l_row, T_NEAR);
     L(l_done);
+    add(rsp, kFrame);
     postamble();
   }
 

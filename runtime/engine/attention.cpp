@@ -1,0 +1,105 @@
+// Grouped-query attention (qwen3moe, qwen2moe, llama/Mixtral) and the causal softmax-weighted
+// sum shared with MLA. Keys and values are written to the cache before any query of the call
+// reads them, and every query reads positions 0..its own, so a prefill of T tokens computes
+// exactly what T single-token decode steps compute.
+#include <algorithm>
+#include <cmath>
+
+#include "runtime/engine/attention_common.h"
+#include "runtime/engine/engine_internal.h"
+
+namespace ktx {
+
+void softmax_inplace(float* s, int64_t n) {
+  float mx = s[0];
+  for (int64_t j = 1; j < n; ++j) mx = std::max(mx, s[j]);
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = std::exp(s[j] - mx);
+    sum += s[j];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
+}
+
+float* attention_scratch(int64_t n) {
+  thread_local std::vector<float> buf;
+  if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
+  return buf.data();
+}
+
+namespace {
+
+// Projections, biases, per-head q/k norms and RoPE, in the order HF applies them.
+void project_qkv(const StepCtx& s, const std::string& b, const float* h, float* q, float* k,
+                 float* v) {
+  const ModelConfig& c = s.m.cfg;
+  const int64_t T = s.n_tok, hd = c.head_dim_k;
+  const int64_t nq = c.n_head * hd, nk = c.n_head_kv * hd, nv = c.n_head_kv * c.head_dim_v;
+  matmul(s.pool, s.m.w(b + "attn_q.weight"), h, T, q);  // [T, nq]
+  matmul(s.pool, s.m.w(b + "attn_k.weight"), h, T, k);  // [T, nk]
+  matmul(s.pool, s.m.w(b + "attn_v.weight"), h, T, v);  // [T, nv]
+  std::vector<float> buf;
+  if (c.qkv_bias) {
+    const struct { const char* name; float* x; int64_t n; } biases[] = {
+        {"attn_q.bias", q, nq}, {"attn_k.bias", k, nk}, {"attn_v.bias", v, nv}};
+    for (const auto& bi : biases) {
+      const float* bias = small_tensor(s.m.w(b + bi.name), buf);
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t i = 0; i < bi.n; ++i) bi.x[t * bi.n + i] += bias[i];
+    }
+  }
+  if (c.qk_norm) {
+    std::vector<float> kbuf;
+    const float* qn = small_tensor(s.m.w(b + "attn_q_norm.weight"), buf);
+    const float* kn = small_tensor(s.m.w(b + "attn_k_norm.weight"), kbuf);
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t hh = 0; hh < c.n_head; ++hh) rms_norm(q + t * nq + hh * hd, qn, q + t * nq + hh * hd, hd, c.rms_eps);
+      for (int64_t hh = 0; hh < c.n_head_kv; ++hh) rms_norm(k + t * nk + hh * hd, kn, k + t * nk + hh * hd, hd, c.rms_eps);
+    }
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t hh = 0; hh < c.n_head; ++hh) apply_rope(s.m, q + t * nq + hh * hd, s.n_past + t);
+    for (int64_t hh = 0; hh < c.n_head_kv; ++hh) apply_rope(s.m, k + t * nk + hh * hd, s.n_past + t);
+  }
+}
+
+}  // namespace
+
+void attention_gqa(const StepCtx& s, int64_t il, const float* h, LayerCache& cache, float* dst) {
+  const ModelConfig& c = s.m.cfg;
+  const std::string b = fmt::format("blk.{}.", il);
+  const int64_t T = s.n_tok, hdk = c.head_dim_k, hdv = c.head_dim_v;
+  const int64_t nq = c.n_head * hdk, nk = c.n_head_kv * hdk, nv = c.n_head_kv * hdv;
+  std::vector<float> q(T * nq), k(T * nk), v(T * nv);
+  project_qkv(s, b, h, q.data(), k.data(), v.data());
+  s.emit(b + "Qcur", q.data(), nq);
+  s.emit(b + "Kcur", k.data(), nk);
+  s.emit(b + "Vcur", v.data(), nv);
+  std::copy(k.begin(), k.end(), cache.k.begin() + s.n_past * nk);
+  std::copy(v.begin(), v.end(), cache.v.begin() + s.n_past * nv);
+
+  const int64_t group = c.n_head / c.n_head_kv;
+  std::vector<float> out(T * c.n_head * hdv);  // [T, n_head * hdv]
+  s.pool.parallel_for(T * c.n_head, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t t = job / c.n_head, hh = job % c.n_head, kvh = hh / group;
+      const int64_t n_keys = s.n_past + t + 1;
+      const float* qh = q.data() + t * nq + hh * hdk;
+      float* p = attention_scratch(n_keys);
+      for (int64_t j = 0; j < n_keys; ++j)
+        p[j] = dot_f32(qh, cache.k.data() + j * nk + kvh * hdk, hdk) * c.attn_scale;
+      softmax_inplace(p, n_keys);
+      float* o = out.data() + t * c.n_head * hdv + hh * hdv;
+      std::fill(o, o + hdv, 0.0f);
+      for (int64_t j = 0; j < n_keys; ++j) {
+        const float* vj = cache.v.data() + j * nv + kvh * hdv;
+        for (int64_t i = 0; i < hdv; ++i) o[i] += p[j] * vj[i];
+      }
+    }
+  });
+  s.emit(b + "kqv_out", out.data(), c.n_head * hdv);
+  matmul(s.pool, s.m.w(b + "attn_output.weight"), out.data(), T, dst);  // [T, n_embd]
+}
+
+}  // namespace ktx

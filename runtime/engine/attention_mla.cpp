@@ -1,0 +1,126 @@
+// Multi-head latent attention (deepseek2), computed in the absorbed form: the cache holds the
+// normalized latent c (kv_lora) and the roped shared key part k_pe per position; a head's
+// score is q_nope·(W_k c) + q_pe·k_pe = (W_k^T q_nope)·c + q_pe·k_pe, and its output is
+// W_v (sum_j p_j c_j). This is the same function as expanding k/v per head (what
+// transformers does) with a cache of kv_lora + rope floats per position instead of
+// n_head * (k + v). W_k/W_v come from attn_kv_b (rows per head: nope key rows, then v rows,
+// each kv_lora long) or from the split attn_k_b [nope, kv_lora, n_head] (rows of W_k^T) and
+// attn_v_b [kv_lora, v, n_head] (rows of W_v); the split form is used when both exist.
+#include <algorithm>
+
+#include "runtime/engine/attention_common.h"
+#include "runtime/engine/engine_internal.h"
+
+namespace ktx {
+namespace {
+
+// q [T, n_head * (nope + rope)], rope part rotated.
+void project_q(const StepCtx& s, const std::string& b, const float* h, float* q) {
+  const ModelConfig& c = s.m.cfg;
+  const int64_t T = s.n_tok, dq = c.qk_nope_dim + c.qk_rope_dim;
+  if (c.q_lora_rank > 0) {
+    std::vector<float> qa(T * c.q_lora_rank), buf;  // [T, q_lora]
+    matmul(s.pool, s.m.w(b + "attn_q_a.weight"), h, T, qa.data());
+    const float* norm = small_tensor(s.m.w(b + "attn_q_a_norm.weight"), buf);
+    for (int64_t t = 0; t < T; ++t)
+      rms_norm(&qa[t * c.q_lora_rank], norm, &qa[t * c.q_lora_rank], c.q_lora_rank, c.rms_eps);
+    matmul(s.pool, s.m.w(b + "attn_q_b.weight"), qa.data(), T, q);
+  } else {
+    matmul(s.pool, s.m.w(b + "attn_q.weight"), h, T, q);
+  }
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t hh = 0; hh < c.n_head; ++hh)
+      apply_rope(s.m, q + (t * c.n_head + hh) * dq + c.qk_nope_dim, s.n_past + t);
+}
+
+// Writes this call's latents and roped k_pe into the cache.
+void project_kv(const StepCtx& s, const std::string& b, const float* h, LayerCache& cache) {
+  const ModelConfig& c = s.m.cfg;
+  const int64_t T = s.n_tok, kvl = c.kv_lora_rank, rope = c.qk_rope_dim;
+  std::vector<float> kv(T * (kvl + rope)), buf;  // [T, kv_lora + rope]
+  matmul(s.pool, s.m.w(b + "attn_kv_a_mqa.weight"), h, T, kv.data());
+  const float* norm = small_tensor(s.m.w(b + "attn_kv_a_norm.weight"), buf);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t pos = s.n_past + t;
+    float* latent = cache.k.data() + pos * kvl;
+    float* k_pe = cache.v.data() + pos * rope;
+    rms_norm(&kv[t * (kvl + rope)], norm, latent, kvl, c.rms_eps);
+    std::copy_n(&kv[t * (kvl + rope) + kvl], rope, k_pe);
+    apply_rope(s.m, k_pe, pos);
+  }
+  s.emit(b + "kv_latent", cache.k.data() + s.n_past * kvl, kvl);
+  s.emit(b + "k_pe", cache.v.data() + s.n_past * rope, rope);
+}
+
+bool use_split(const ModelConfig& c) { return c.mla_layout != MlaLayout::KvB; }
+
+// q_abs [T, n_head * kv_lora] = W_k^T q_nope per head.
+void absorb_q(const StepCtx& s, const std::string& b, const float* q, float* q_abs) {
+  const ModelConfig& c = s.m.cfg;
+  const int64_t T = s.n_tok, H = c.n_head, kvl = c.kv_lora_rank;
+  const int64_t dq = c.qk_nope_dim + c.qk_rope_dim;
+  if (use_split(c)) {
+    const Weight& k_b = s.m.w(b + "attn_k_b.weight");
+    for (int64_t hh = 0; hh < H; ++hh)
+      matmul(s.pool, k_b, hh * kvl, kvl, q + hh * dq, H * dq, T, q_abs + hh * kvl, H * kvl);
+    return;
+  }
+  const Weight& kv_b = s.m.w(b + "attn_kv_b.weight");
+  const int64_t rows_per_head = c.qk_nope_dim + c.v_head_dim;
+  s.pool.parallel_for(H, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t hh = begin; hh < end; ++hh)
+      matmul_transposed(kv_b, hh * rows_per_head, c.qk_nope_dim, q + hh * dq, H * dq, T,
+                        q_abs + hh * kvl, H * kvl);
+  });
+}
+
+// out [T, n_head * v] = W_v o_lat per head.
+void expand_v(const StepCtx& s, const std::string& b, const float* o_lat, float* out) {
+  const ModelConfig& c = s.m.cfg;
+  const int64_t T = s.n_tok, H = c.n_head, kvl = c.kv_lora_rank, vd = c.v_head_dim;
+  const bool split = use_split(c);
+  const Weight& wv = s.m.w(b + (split ? "attn_v_b.weight" : "attn_kv_b.weight"));
+  for (int64_t hh = 0; hh < H; ++hh) {
+    const int64_t row0 = split ? hh * vd : hh * (c.qk_nope_dim + vd) + c.qk_nope_dim;
+    matmul(s.pool, wv, row0, vd, o_lat + hh * kvl, H * kvl, T, out + hh * vd, H * vd);
+  }
+}
+
+}  // namespace
+
+void attention_mla(const StepCtx& s, int64_t il, const float* h, LayerCache& cache, float* dst) {
+  const ModelConfig& c = s.m.cfg;
+  const std::string b = fmt::format("blk.{}.", il);
+  const int64_t T = s.n_tok, H = c.n_head, kvl = c.kv_lora_rank, rope = c.qk_rope_dim;
+  const int64_t dq = c.qk_nope_dim + rope;
+  std::vector<float> q(T * H * dq), q_abs(T * H * kvl), o_lat(T * H * kvl);
+  project_q(s, b, h, q.data());
+  s.emit(b + "q", q.data(), H * dq);
+  project_kv(s, b, h, cache);
+  absorb_q(s, b, q.data(), q_abs.data());
+
+  s.pool.parallel_for(T * H, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t t = job / H, hh = job % H, n_keys = s.n_past + t + 1;
+      const float* qa = q_abs.data() + (t * H + hh) * kvl;
+      const float* qpe = q.data() + (t * H + hh) * dq + c.qk_nope_dim;
+      float* p = attention_scratch(n_keys);
+      for (int64_t j = 0; j < n_keys; ++j)
+        p[j] = (dot_f32(qa, cache.k.data() + j * kvl, kvl) +
+                dot_f32(qpe, cache.v.data() + j * rope, rope)) * c.attn_scale;
+      softmax_inplace(p, n_keys);
+      float* o = o_lat.data() + (t * H + hh) * kvl;
+      std::fill(o, o + kvl, 0.0f);
+      for (int64_t j = 0; j < n_keys; ++j) {
+        const float* cj = cache.k.data() + j * kvl;
+        for (int64_t i = 0; i < kvl; ++i) o[i] += p[j] * cj[i];
+      }
+    }
+  });
+  std::vector<float> out(T * H * c.v_head_dim);  // [T, n_head * v]
+  expand_v(s, b, o_lat.data(), out.data());
+  s.emit(b + "kqv_out", out.data(), H * c.v_head_dim);
+  matmul(s.pool, s.m.w(b + "attn_output.weight"), out.data(), T, dst);  // [T, n_embd]
+}
+
+}  // namespace ktx

@@ -1,0 +1,95 @@
+// The reference engine: a plain float32 forward pass of every supported architecture on
+// weights dequantized row by row (llm.c style, one function per layer kind). It is the oracle
+// the fast paths are tested against and what `ktx-run` runs until those exist. Frontends
+// (chat, eval, serve) use only this API.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/gguf/gguf.h"
+#include "common/model/config.h"
+#include "common/plan/plan.h"
+#include "common/util/status.h"
+
+namespace ktx {
+
+struct EngineOptions {
+  int threads = 0;       // 0 = one per hardware thread
+  int64_t n_ctx = 0;     // 0 = min(n_ctx_train, 4096)
+  // Dequantize every weight to float32 once at load when that takes at most this many MiB;
+  // larger models dequantize rows on demand (slower, but memory stays at the GGUF's size).
+  int64_t f32_cache_mib = 1024;
+};
+
+struct ModelImpl;
+
+class Model {
+ public:
+  // Checks the tensors against `cfg` (ModelConfig::check_tensors) before anything else.
+  static Expected<std::unique_ptr<Model>> load(const ModelConfig& cfg,
+                                               std::shared_ptr<const GGUFFile> gguf,
+                                               const EngineOptions& opt);
+  ~Model();
+  const ModelConfig& config() const;
+  const GGUFFile& gguf() const;
+  int64_t n_ctx() const;        // default context of a Session
+  const ModelImpl& impl() const { return *impl_; }
+
+ private:
+  explicit Model(std::unique_ptr<ModelImpl> impl);
+  std::unique_ptr<ModelImpl> impl_;
+};
+
+// Called with HF-style hidden states: index 0 = embeddings, i = output of layer i-1, and
+// n_layer = after the final norm. `hidden` is [n_tokens][n_embd] for the current call.
+using HiddenHook = std::function<void(int64_t index, std::span<const float> hidden, int64_t n_tokens)>;
+// Called with every named intermediate ("blk.3.ffn_moe_out"): [n_tokens][width].
+using TraceHook = std::function<void(const std::string& name, const float* data, int64_t n_tokens,
+                                     int64_t width)>;
+
+struct SessionCache;
+
+// One sequence: its KV cache and position.
+class Session {
+ public:
+  // n_ctx <= 0: the model's default context.
+  Session(const Model& m, int64_t n_ctx = 0);
+  ~Session();
+
+  // Runs `tokens` at positions n_past().., appending to the cache. Returns logits
+  // [n_out][n_vocab], n_out = all_logits ? tokens.size() : 1 (the last). Errors (nothing is
+  // changed) if the context would overflow, a token id is out of range, or tokens is empty.
+  Expected<std::vector<float>> forward(std::span<const int32_t> tokens, bool all_logits);
+
+  int64_t n_past() const { return n_past_; }
+  int64_t n_ctx() const { return n_ctx_; }
+  void reset() { n_past_ = 0; }
+  void set_hidden_hook(HiddenHook hook) { hidden_hook_ = std::move(hook); }
+  void set_trace_hook(TraceHook hook) { trace_hook_ = std::move(hook); }
+
+ private:
+  const Model& model_;
+  int64_t n_ctx_ = 0;
+  int64_t n_past_ = 0;
+  std::unique_ptr<SessionCache> cache_;
+  HiddenHook hidden_hook_;
+  TraceHook trace_hook_;
+};
+
+// Everything a ktx-run command needs from a plan path: read the plan, open and validate the
+// GGUF it names (or `gguf_override`), check that the GGUF and this host match the plan, build
+// the Model.
+struct LoadedModel {
+  Plan plan;
+  std::shared_ptr<const GGUFFile> gguf;
+  std::unique_ptr<Model> model;
+};
+Expected<LoadedModel> load_from_plan(const std::string& plan_path, const std::string& gguf_override,
+                                     const EngineOptions& opt);
+
+}  // namespace ktx

@@ -1,0 +1,91 @@
+// Feed-forward blocks: the dense SiLU-gated FFN (also the shared experts) and the routed MoE.
+// Routed experts run expert by expert over the tokens routed to each (rows of the 3-D expert
+// tensors are sliced per expert, never dequantized whole); each token's expert outputs are
+// kept per slot and summed in slot order, so the result of a token does not depend on which
+// other tokens were in the call.
+#include <algorithm>
+#include <cmath>
+
+#include "runtime/engine/engine_internal.h"
+
+namespace ktx {
+namespace {
+
+// dst [n, n_embd] = down(silu(gate x) * up x) for the rows [row0, row0 + n_hidden) of the
+// gate/up tensors and the matching slice of down (rows down_row0.., each n_hidden long).
+void swiglu(const StepCtx& s, const Weight& gate, const Weight& up, const Weight& down,
+            int64_t row0, int64_t n_hidden, int64_t down_row0, const float* x, int64_t n,
+            float* dst) {
+  const int64_t n_embd = s.m.cfg.n_embd;
+  std::vector<float> g(n * n_hidden), u(n * n_hidden);  // [n, n_hidden]
+  matmul(s.pool, gate, row0, n_hidden, x, n_embd, n, g.data(), n_hidden);
+  matmul(s.pool, up, row0, n_hidden, x, n_embd, n, u.data(), n_hidden);
+  for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+  matmul(s.pool, down, down_row0, n_embd, g.data(), n_hidden, n, dst, n_embd);
+}
+
+}  // namespace
+
+void ffn_dense(const StepCtx& s, const std::string& prefix, const std::string& suffix,
+               const float* h, float* dst) {
+  const Weight& gate = s.m.w(prefix + "ffn_gate" + suffix + ".weight");
+  swiglu(s, gate, s.m.w(prefix + "ffn_up" + suffix + ".weight"),
+         s.m.w(prefix + "ffn_down" + suffix + ".weight"), 0, gate.n_rows(), 0, h, s.n_tok, dst);
+}
+
+void ffn_moe(const StepCtx& s, int64_t il, const float* h, float* dst) {
+  const ModelConfig& c = s.m.cfg;
+  const std::string b = fmt::format("blk.{}.", il);
+  const int64_t T = s.n_tok, E = c.n_expert, K = c.n_expert_used, D = c.n_embd;
+
+  std::vector<float> logits(T * E), buf;  // [T, n_expert]
+  matmul(s.pool, s.m.w(b + "ffn_gate_inp.weight"), h, T, logits.data());
+  s.emit(b + "ffn_moe_logits", logits.data(), E);
+  const float* bias = c.exp_probs_bias ? small_tensor(s.m.w(b + "exp_probs_b.bias"), buf) : nullptr;
+  std::vector<int32_t> chosen(T * K);
+  std::vector<float> weights(T * K);
+  for (int64_t t = 0; t < T; ++t)
+    route_token(c, &logits[t * E], bias, &chosen[t * K], &weights[t * K]);
+  s.emit(b + "ffn_moe_weights", weights.data(), K);
+
+  // Group (token, slot) pairs by expert, run each expert once on its tokens.
+  std::vector<std::vector<int64_t>> slots_of(E);  // t * K + slot
+  for (int64_t i = 0; i < T * K; ++i) slots_of[chosen[i]].push_back(i);
+  std::vector<float> slot_out(T * K * D);  // [T, K, n_embd]
+  const Weight& gate = s.m.w(b + "ffn_gate_exps.weight");
+  const Weight& up = s.m.w(b + "ffn_up_exps.weight");
+  const Weight& down = s.m.w(b + "ffn_down_exps.weight");
+  std::vector<float> x, y;
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& slots = slots_of[e];
+    const int64_t n = static_cast<int64_t>(slots.size());
+    if (n == 0) continue;
+    x.resize(n * D);
+    y.resize(n * D);
+    for (int64_t i = 0; i < n; ++i) std::copy_n(h + (slots[i] / K) * D, D, &x[i * D]);
+    swiglu(s, gate, up, down, e * c.n_ff_exp, c.n_ff_exp, e * D, x.data(), n, y.data());
+    for (int64_t i = 0; i < n; ++i) std::copy_n(&y[i * D], D, &slot_out[slots[i] * D]);
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    float* d = dst + t * D;
+    std::fill(d, d + D, 0.0f);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t i = 0; i < D; ++i) d[i] += weights[t * K + k] * slot_out[(t * K + k) * D + i];
+  }
+  s.emit(b + "ffn_moe_out", dst, D);
+
+  if (c.n_ff_shexp == 0) return;
+  std::vector<float> sh(T * D);  // [T, n_embd]
+  ffn_dense(s, b, "_shexp", h, sh.data());
+  if (c.shexp_gate) {
+    const float* gw = small_tensor(s.m.w(b + "ffn_gate_inp_shexp.weight"), buf);
+    for (int64_t t = 0; t < T; ++t) {
+      const float g = 1.0f / (1.0f + std::exp(-dot_f32(gw, h + t * D, D)));
+      for (int64_t i = 0; i < D; ++i) sh[t * D + i] *= g;
+    }
+  }
+  s.emit(b + "ffn_shexp_out", sh.data(), D);
+  for (int64_t i = 0; i < T * D; ++i) dst[i] += sh[i];
+}
+
+}  // namespace ktx

@@ -1,0 +1,61 @@
+// Model loading: validate the tensors against the config, index them, decide whether to keep
+// f32 copies (bounded by EngineOptions::f32_cache_mib), precompute RoPE frequencies, start
+// the thread pool. Also load_from_plan, the one entry point ktx-run commands use.
+#include <algorithm>
+
+#include "common/hw/cpu_features.h"
+#include "runtime/engine/engine_internal.h"
+
+namespace ktx {
+
+Model::Model(std::unique_ptr<ModelImpl> impl) : impl_(std::move(impl)) {}
+Model::~Model() = default;
+const ModelConfig& Model::config() const { return impl_->cfg; }
+const GGUFFile& Model::gguf() const { return *impl_->gguf; }
+int64_t Model::n_ctx() const { return impl_->n_ctx; }
+
+Expected<std::unique_ptr<Model>> Model::load(const ModelConfig& cfg,
+                                             std::shared_ptr<const GGUFFile> gguf,
+                                             const EngineOptions& opt) {
+  if (!gguf) return Error("engine: no GGUF file given");
+  KTX_RETURN_IF_ERROR(cfg.check_tensors(*gguf).with_context(gguf->path()));
+  if (opt.n_ctx < 0) return Error("engine: n_ctx must be >= 0 (0 = default), found {}", opt.n_ctx);
+  auto impl = std::make_unique<ModelImpl>();
+  impl->cfg = cfg;
+  impl->gguf = gguf;
+  impl->n_ctx = opt.n_ctx > 0 ? opt.n_ctx : std::min<int64_t>(cfg.n_ctx_train, 4096);
+  uint64_t f32_bytes = 0;
+  for (const GGUFTensorInfo& t : gguf->tensors()) {
+    if (!ggml_type_supported(static_cast<uint32_t>(t.type))) continue;  // unused by the config
+    impl->weights.emplace(t.name, Weight(&t));
+    f32_bytes += static_cast<uint64_t>(t.n_elements()) * 4;
+  }
+  impl->rope_inv_freq = rope_frequencies(cfg);
+  impl->pool = std::make_unique<ThreadPool>(opt.threads);
+  if (f32_bytes <= static_cast<uint64_t>(std::max<int64_t>(opt.f32_cache_mib, 0)) << 20) {
+    std::vector<Weight*> all;
+    for (auto& [name, w] : impl->weights) all.push_back(&w);
+    impl->pool->parallel_for(static_cast<int64_t>(all.size()), 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) all[i]->cache_f32();
+    });
+  }
+  return std::unique_ptr<Model>(new Model(std::move(impl)));
+}
+
+Expected<LoadedModel> load_from_plan(const std::string& plan_path, const std::string& gguf_override,
+                                     const EngineOptions& opt) {
+  LoadedModel lm;
+  KTX_ASSIGN_OR_RETURN(lm.plan, read_plan(plan_path));
+  const std::string gguf_path = gguf_override.empty() ? lm.plan.gguf.path : gguf_override;
+  KTX_ASSIGN_OR_RETURN(std::unique_ptr<GGUFFile> file, GGUFFile::open(gguf_path));
+  lm.gguf = std::shared_ptr<const GGUFFile>(std::move(file));
+  KTX_RETURN_IF_ERROR(check_plan_gguf(lm.plan, *lm.gguf).with_context(plan_path));
+  // The ISA check needs only CPUID, not a full probe (bandwidth, GPUs).
+  KTX_RETURN_IF_ERROR(check_plan_host(lm.plan, detect_cpu_isa()).with_context(plan_path));
+  EngineOptions o = opt;
+  if (o.threads == 0) o.threads = lm.plan.hw.threads;
+  KTX_ASSIGN_OR_RETURN(lm.model, Model::load(lm.plan.model, lm.gguf, o));
+  return lm;
+}
+
+}  // namespace ktx

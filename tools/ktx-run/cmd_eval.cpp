@@ -1,0 +1,63 @@
+// `ktx-run eval PLAN --ref FILE.ref.gguf`: runs the plan's model on every sequence of a
+// transformers reference file and prints how close it comes (see runtime/engine/eval.h).
+// Exit 0 when every bound holds, 1 when one does not, 2 for usage or input errors.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "runtime/engine/engine.h"
+#include "runtime/engine/eval.h"
+#include "tools/ktx-run/commands.h"
+
+namespace ktx::cli {
+
+int cmd_eval(int argc, char** argv) {
+  CLI::App app{"Compare the model's logits with a transformers reference file", "ktx-run eval"};
+  std::string plan_path, ref_path, dump_dir, gguf_override;
+  int threads = 0;
+  app.add_option("plan", plan_path, "plan file written by ktc")->required();
+  app.add_option("--ref", ref_path, "reference file STEM.VARIANT.ref.gguf")->required();
+  app.add_option("--dump", dump_dir, "write sequence I's prefill logits to DIR/I.f32 "
+                                     "(little-endian float32 [T][n_vocab])");
+  app.add_option("--threads", threads, "CPU threads (0 = the plan's choice, else all)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--gguf", gguf_override, "use this GGUF instead of the path in the plan");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+
+  EngineOptions opt;
+  opt.threads = threads;
+  auto lm = load_from_plan(plan_path, gguf_override, opt);
+  if (!lm) {
+    std::fprintf(stderr, "ktx-run eval: %s\n", lm.status().message().c_str());
+    return 2;
+  }
+  auto ref_file = GGUFFile::open(ref_path);
+  if (!ref_file) {
+    std::fprintf(stderr, "ktx-run eval: %s\n", ref_file.status().message().c_str());
+    return 2;
+  }
+  auto ref = RefFile::load(**ref_file, lm->model->config());
+  if (!ref) {
+    std::fprintf(stderr, "ktx-run eval: %s\n", ref.status().message().c_str());
+    return 2;
+  }
+  EvalOptions eopt;
+  eopt.dump_dir = dump_dir;
+  auto result = run_eval(*lm->model, *ref, eopt);
+  if (!result) {
+    std::fprintf(stderr, "ktx-run eval: %s\n", result.status().message().c_str());
+    return 2;
+  }
+  const std::string title = fmt::format("eval {} against {} ({})", lm->gguf->path(), ref_path, ref->model);
+  std::fputs(format_eval(*result, title).c_str(), stdout);
+  return result->pass ? 0 : 1;
+}
+
+}  // namespace ktx::cli

@@ -28,6 +28,7 @@ class MoeDecode {
                                                      const CpuIsa& cpu);
 
   // out: [n_tokens][n_embd], overwritten. Errors: routing out of range (names token and slot).
+  // One call at a time per instance: the per-call scratch buffers are members.
   Status run(const MoeWeights& weights, const float* x, const MoeRouting& routing, float* out,
              ThreadPool& pool);
 

@@ -251,7 +251,9 @@ TEST(ChatTemplateModels, EveryPrefixParsesOrFailsCleanly) {
       }
       ++parsed;
       Expected<std::string> out = t->render(kChat, true, "<s>", "</s>");  // may fail; must not crash
-      if (!out) EXPECT_FALSE(out.status().message().empty());
+      if (!out) {
+        EXPECT_FALSE(out.status().message().empty());
+      }
     }
   }
   EXPECT_GT(parsed, 0);

@@ -52,13 +52,15 @@ struct PlacePass : impl::KtPlaceBase<PlacePass> {
   void runOnOperation() override {
     mlir::ModuleOp module = getOperation();
     // 1. Read the host profile; without one there is nothing to place onto.
+    // Profile errors concern the option, not a place in the IR: no location.
+    auto unknown = mlir::UnknownLoc::get(&getContext());
     if (hwPath.empty()) {
-      module.emitError("kt-place: no host profile; pass hw=host.toml (ktc opt: --hw=FILE)");
+      mlir::emitError(unknown, "kt-place: no host profile; pass hw=host.toml (ktc opt: --hw=FILE)");
       return signalPassFailure();
     }
     Expected<HwProfile> hw = HwProfile::load(hwPath);
     if (!hw) {
-      module.emitError("kt-place: ") << hw.status().message();
+      mlir::emitError(unknown, "kt-place: ") << hw.status().message();
       return signalPassFailure();
     }
     const std::string note = host_summary(hwPath, *hw);

@@ -67,6 +67,8 @@ mlir::LogicalResult process_buffer(std::unique_ptr<llvm::MemoryBuffer> buffer,
   ctx.disableMultithreading();
   kt::register_ktc_dialects(ctx);
   ctx.allowUnregisteredDialects(false);
+  // The op's text is in the source already; the diagnostic's location points at it.
+  ctx.printOpOnDiagnostic(false);
 
   auto source_mgr = std::make_shared<llvm::SourceMgr>();
   source_mgr->AddNewSourceBuffer(std::move(buffer), llvm::SMLoc());

@@ -85,6 +85,7 @@ int cmd_plan(int argc, char** argv) {
   progress(fmt::format("importing {}", model));
   mlir::MLIRContext ctx;
   ctx.disableMultithreading();
+  ctx.printOpOnDiagnostic(false);  // the messages name the op; its full text is noise
   print_diagnostics_to_stderr(ctx);
   auto module = kt::import_gguf(ctx, model, {context});
   if (!module) return fail(module.status().message());

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "runtime/cpu/jit/gemv.h"
+#include "runtime/cpu/jit/gemv_avx512.h"
 
 namespace ktx::cpu {
 namespace {
@@ -55,6 +56,8 @@ Expected<std::unique_ptr<GemvKernel>> create_gemv_reference(const GemvDesc& desc
 
 const std::vector<GemvImpl>& gemv_impls() {
   static const std::vector<GemvImpl> impls = {
+      {"legacy_avx512", IsaTier::avx512, supports_legacy, create_gemv_legacy_avx512},
+      {"q4_k_avx512", IsaTier::avx512, supports_q4_k, create_gemv_q4_k_avx512},
       {"legacy_avx2", IsaTier::avx2, supports_legacy, create_gemv_legacy_avx2},
       {"q4_k_avx2", IsaTier::avx2, supports_q4_k, create_gemv_q4_k_avx2},
       {"reference", IsaTier::reference, supports_any, create_gemv_reference},

@@ -20,6 +20,7 @@
 
 #include "common/hw/cpu_features.h"
 #include "runtime/cpu/jit/gemv.h"
+#include "runtime/cpu/jit/gemv_avx512.h"
 #include "runtime/cpu/moe_decode.h"
 #include "test/unit/cpu/moe_test_util.h"
 
@@ -93,7 +94,7 @@ TEST_P(Conformance, GemvMatchesDequantizedDot) {
     auto kernel = make_gemv(gd, cpu_);
     ASSERT_TRUE(kernel) << kernel.status().message();
     const ActFormat fmt_in = (*kernel)->act_format();
-    const int64_t rows = 5, tokens = 3;
+    const int64_t rows = 5, tokens = 7;  // 7: a group of 4 and a tail of 3 (or pairs + 1)
     auto w = test::random_rows(c.gate, rows, c.k, 11);
     auto x = test::random_floats(tokens * c.k, 1.0f, 12);
     const size_t ab = act_row_bytes(fmt_in, c.k);
@@ -189,10 +190,42 @@ TEST_P(Conformance, MoeDecodeMatchesReference) {
   }
 }
 
+// On an avx512 CPU the avx512 tier must run its own kernels for the types it has, not fall back
+// silently to AVX2 (the tests above would still pass, measuring the wrong thing).
+TEST_P(Conformance, StrongestKernelIsSelected) {
+  if (GetParam() != IsaTier::avx512) GTEST_SKIP() << "checks the avx512 tier's choices only";
+  for (GGMLType type : {Q8_0, GGMLType::Q4_0, Q4_K}) {
+    auto kernel = make_gemv(GemvDesc{type, 512, 2, IsaTier::avx512}, cpu_);
+    ASSERT_TRUE(kernel) << kernel.status().message();
+    EXPECT_NE((*kernel)->name().find("avx512"), std::string::npos) << (*kernel)->name();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Tiers, Conformance,
                          ::testing::Values(IsaTier::reference, IsaTier::avx2, IsaTier::avx512,
                                            IsaTier::amx),
                          [](const auto& info) { return std::string(isa_tier_name(info.param)); });
+
+}  // namespace
+}  // namespace ktx::cpu
+
+namespace ktx::cpu {
+namespace {
+
+// Generating code needs no AVX-512 (only running it does): every avx512 kernel is emitted and
+// made executable on any x86-64 host, so encoding errors show up in CI too.
+TEST(Avx512Kernels, GenerateOnAnyHost) {
+  struct { GGMLType type; int64_t k; } shapes[] = {
+      {Q8_0, 32}, {Q8_0, 96}, {GGMLType::Q4_0, 7168}, {Q4_K, 256}, {Q4_K, 7168}};
+  for (const auto& s : shapes) {
+    const GemvDesc d{s.type, s.k, 2, IsaTier::avx512};
+    auto kernel = s.type == Q4_K ? create_gemv_q4_k_avx512(d) : create_gemv_legacy_avx512(d);
+    ASSERT_TRUE(kernel) << d.to_string() << ": " << kernel.status().message();
+    EXPECT_FALSE((*kernel)->code().empty()) << d.to_string();
+  }
+  EXPECT_FALSE(create_gemv_q4_k_avx512(GemvDesc{Q4_K, 128, 2, IsaTier::avx512}));
+  EXPECT_FALSE(create_gemv_legacy_avx512(GemvDesc{Q4_K, 256, 2, IsaTier::avx512}));
+}
 
 }  // namespace
 }  // namespace ktx::cpu

@@ -1,0 +1,288 @@
+// Generated AVX-512 VNNI GEMV for Q4_K weights read in place (144-byte GGUF super-blocks: fp16
+// d and dmin, twelve bytes of packed 6-bit scales/mins, 128 bytes of nibbles) against q8_k
+// activations (ActBlockQ8_K). Per super-block of 256 elements:
+//   dot = d·d_a · Σ_s sc_s · Σ_{i∈s} q_i·a_i  −  dmin·d_a · Σ_s m_s · bsum32_s
+// Nibbles are unsigned (0..15) and activations signed, which is exactly vpdpbusd's operand
+// order, so no sign trick is needed. One 32-byte nibble chunk j holds sub-block 2j (low
+// nibbles) and 2j+1 (high nibbles); it is broadcast to both 256-bit halves of a zmm and the
+// upper half shifted right by 4 (vpsrlvq), so after the 0x0f mask the 64 bytes are elements
+// 64j..64j+63 in order and line up with one contiguous 64-byte activation load. vpdpbusd into
+// a zeroed register gives per-dword sums of 4 products, |sum| ≤ 4·15·127 < 2^15: the dword
+// holds a sign-extended int16, so vpdpwssd against a [scale, 0] word pair multiplies it by the
+// sub-block's 6-bit scale exactly and accumulates (dwords 0..7 are sub-block 2j, 8..15 are
+// 2j+1; the scale vector is built by vpermd). Only the super-block scalings are float. Tokens go
+// in groups of up to four: the scales and nibbles of a super-block are decoded once per group.
+// The weight stream is prefetched a fixed distance ahead; it is contiguous across the rows of
+// a task, so the prefetch also warms the next row.
+#include <cstddef>
+
+#include "runtime/cpu/jit/gemv_avx512.h"
+#include "runtime/cpu/jit/jit_kernel.h"
+
+namespace ktx::cpu {
+namespace {
+
+using namespace Xbyak;
+using namespace Xbyak::util;
+
+class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
+ public:
+  explicit GemvQ4_KAvx512(const GemvDesc& desc) : n_blocks_(desc.k / 256) {}
+
+  std::string name() const override { return "gemv_q4_k_avx512"; }
+  ActFormat act_format() const override { return ActFormat::q8_k; }
+  void run(const GemvArgs& args) const override {
+    getCode<void (*)(const GemvArgs*)>()(&args);
+  }
+  std::vector<uint8_t> code() const override {
+    return {code_bytes(), code_bytes() + code_bytes_size()};
+  }
+
+ private:
+  static constexpr int kWBlock = 144;  // GGUF block_q4_K
+  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_K));
+  static constexpr int kActBsum = static_cast<int>(offsetof(ActBlockQ8_K, bsum32));
+  static constexpr int kActQs = static_cast<int>(offsetof(ActBlockQ8_K, qs));
+  static constexpr int kMaxGroup = 4;     // tokens sharing one pass over a weight row
+  static constexpr int kPrefetch = 1536;  // bytes ahead of the current super-block (~10 blocks)
+  static constexpr int kFrame = 16;       // stack locals below the saved registers
+  static constexpr int kBlocksLeft = 0;   // [rsp + 0]: super-blocks left in the row
+  static constexpr int kRowsLeft = 8;     // [rsp + 8]: rows left
+
+  const Reg64 reg_args = rdi;     // const GemvArgs*
+  const Reg64 reg_w_row = rsi;    // weight row r
+  const Reg64 reg_w = rdx;        // current weight super-block
+  const Reg64 reg_act_tok = rcx;  // first token of the group: activation row
+  const Reg64 reg_act0 = r8;      // current activation block of tokens 0 (and 1 at +stride)
+  const Reg64 reg_act2 = rbp;     // current activation block of tokens 2 (and 3 at +stride)
+  const Reg64 reg_astride = r11;  // bytes between tokens' activation rows
+  const Reg64 reg_out = r9;       // &out[0][r]
+  const Reg64 reg_out_t = r10;    // &out[t][r] of the group's first token
+  const Reg64 reg_toks = rbx;     // tokens left
+  const Reg32 reg_sc_lo = r12d;   // scales 0..3, one per byte
+  const Reg32 reg_mn_lo = r13d;   // mins 0..3
+  const Reg32 reg_sc_hi = r14d;   // scales 4..7
+  const Reg32 reg_mn_hi = r15d;   // mins 4..7
+  // Registers read by VEX-only instructions (vhaddps, vpinsrd) stay below 16.
+  const Zmm zmm_acc[kMaxGroup] = {zmm0, zmm1, zmm2, zmm3};      // float: Σ d·d_a·(int dots)
+  const Xmm xmm_acc_min[kMaxGroup] = {xmm4, xmm5, xmm6, xmm7};  // float: Σ dmin·d_a·(m·bsum)
+  const Xmm xmm_t0 = xmm8;        // temporaries (scale unpacking, horizontal sums)
+  const Ymm ymm_t0 = ymm8;
+  const Xmm xmm_t1 = xmm9;
+  const Zmm zmm_isum[kMaxGroup] = {zmm10, zmm11, zmm12, zmm13};  // int32 dot of a super-block
+  const Zmm zmm_dot[kMaxGroup] = {zmm14, zmm15, zmm16, zmm17};   // int32 4-product sums
+  const Zmm zmm_q = zmm18;        // 64 nibbles of chunk j, in element order
+  const Zmm zmm_sc = zmm19;       // [sc_2j ×8, sc_2j+1 ×8] as dwords (high words 0)
+  const Zmm zmm_sc8 = zmm20;      // the 8 scales as dwords (lanes 0..7)
+  const Ymm ymm_sc8 = ymm20;
+  const Xmm xmm_mins = xmm21;     // the 8 mins as int16
+  const Zmm zmm_d = zmm22;        // d, broadcast
+  const Xmm xmm_dmin = xmm23;     // dmin, broadcast
+  const Zmm zmm_mask = zmm24;     // 0x0f bytes
+  const Zmm zmm_shift = zmm25;    // qword shifts [0 ×4, 4 ×4]: high nibbles in the upper half
+  const Zmm zmm_idx[4] = {zmm26, zmm27, zmm28, zmm29};  // vpermd picks [2j ×8, 2j+1 ×8]
+  const Xmm xmm_m = xmm30;        // per-token min products
+
+  // Token t's current activation block, plus a byte offset.
+  Address act(int t, int off) const {
+    const Reg64 base = t < 2 ? reg_act0 : reg_act2;
+    return (t & 1) ? ptr[base + reg_astride + off] : ptr[base + off];
+  }
+  Address act_b(int t, int off) const {  // the same, as a broadcast float source
+    const Reg64 base = t < 2 ? reg_act0 : reg_act2;
+    return (t & 1) ? ptr_b[base + reg_astride + off] : ptr_b[base + off];
+  }
+
+  // Constants: nibble mask, half shifts, the four vpermd index vectors.
+  void emit_constants() {
+    mov(eax, 0x0f0f0f0f);
+    vpbroadcastd(zmm_mask, eax);
+    mov(eax, 0xf0);
+    kmovw(k1, eax);
+    mov(eax, 4);
+    vpbroadcastq(zmm_shift | k1 | T_z, rax);
+    mov(eax, 0xff00);
+    kmovw(k2, eax);
+    for (int j = 0; j < 4; ++j) {
+      mov(eax, 2 * j);
+      vpbroadcastd(zmm_idx[j], eax);
+      mov(eax, 2 * j + 1);
+      vpbroadcastd(zmm_idx[j] | k2, eax);
+    }
+  }
+
+  // Unpack the 6-bit scales and mins of the block at reg_w (see get_scale_min_k4) into
+  // zmm_sc8 (dwords) and xmm_mins (words); d and dmin into zmm_d / xmm_dmin.
+  void emit_unpack_scales() {
+    constexpr uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
+    mov(reg_sc_lo, dword[reg_w + 4]);
+    mov(reg_mn_lo, dword[reg_w + 8]);
+    mov(reg_sc_hi, dword[reg_w + 12]);
+    mov(eax, reg_sc_hi);                // mins 4..7 = (q8..11 >> 4) | ((q4..7 >> 6) << 4)
+    shr(eax, 4);
+    and_(eax, km2);
+    mov(reg_mn_hi, reg_mn_lo);
+    shr(reg_mn_hi, 6);
+    and_(reg_mn_hi, km3);
+    shl(reg_mn_hi, 4);
+    or_(reg_mn_hi, eax);
+    and_(reg_mn_lo, km1);               // mins 0..3 = q4..7 & 63
+    mov(eax, reg_sc_lo);                // scales 4..7 = (q8..11 & 15) | ((q0..3 >> 6) << 4)
+    shr(eax, 6);
+    and_(eax, km3);
+    shl(eax, 4);
+    and_(reg_sc_hi, km2);
+    or_(reg_sc_hi, eax);
+    and_(reg_sc_lo, km1);               // scales 0..3 = q0..3 & 63
+    vmovd(xmm_t0, reg_sc_lo);
+    vpinsrd(xmm_t0, xmm_t0, reg_sc_hi, 1);
+    vpmovzxbd(ymm_sc8, xmm_t0);
+    vmovd(xmm_t1, reg_mn_lo);
+    vpinsrd(xmm_t1, xmm_t1, reg_mn_hi, 1);
+    vpmovzxbw(xmm_mins, xmm_t1);
+    vmovd(xmm_t0, dword[reg_w]);        // fp16 d, dmin -> float
+    vcvtph2ps(xmm_t0, xmm_t0);
+    vbroadcastss(zmm_d, xmm_t0);
+    vmovshdup(xmm_t1, xmm_t0);
+    vbroadcastss(xmm_dmin, xmm_t1);
+  }
+
+  // One super-block for `group` tokens.
+  void emit_superblock(int group) {
+    for (int p = 0; p < kWBlock; p += 64) prefetcht0(ptr[reg_w + kPrefetch + p]);
+    emit_unpack_scales();
+    for (int j = 0; j < 4; ++j) {       // 64 elements: sub-blocks 2j (low), 2j+1 (high)
+      vbroadcasti64x4(zmm_q, ptr[reg_w + 16 + 32 * j]);
+      vpsrlvq(zmm_q, zmm_q, zmm_shift);
+      vpandd(zmm_q, zmm_q, zmm_mask);
+      vpermd(zmm_sc, zmm_idx[j], zmm_sc8);
+      for (int t = 0; t < group; ++t) {
+        vpxord(zmm_dot[t], zmm_dot[t], zmm_dot[t]);
+        vpdpbusd(zmm_dot[t], zmm_q, act(t, kActQs + 64 * j));
+        if (j == 0) {
+          vpmaddwd(zmm_isum[t], zmm_dot[t], zmm_sc);
+        } else {
+          vpdpwssd(zmm_isum[t], zmm_dot[t], zmm_sc);
+        }
+      }
+    }
+    for (int t = 0; t < group; ++t) {
+      vcvtdq2ps(zmm_isum[t], zmm_isum[t]);
+      vmulps(zmm_isum[t], zmm_isum[t], act_b(t, 0));  // × d_a
+      vfmadd231ps(zmm_acc[t], zmm_isum[t], zmm_d);
+      vpmaddwd(xmm_m, xmm_mins, act(t, kActBsum));
+      vcvtdq2ps(xmm_m, xmm_m);
+      vmulps(xmm_m, xmm_m, act_b(t, 0));
+      vfmadd231ps(xmm_acc_min[t], xmm_m, xmm_dmin);
+    }
+  }
+
+  // out[t][r] for the `group` tokens starting at reg_act_tok / reg_out_t.
+  void emit_group(int group) {
+    Label l_blk;
+    mov(reg_w, reg_w_row);
+    mov(reg_act0, reg_act_tok);
+    if (group > 2) lea(reg_act2, ptr[reg_act_tok + reg_astride * 2]);
+    for (int t = 0; t < group; ++t) {
+      vpxord(zmm_acc[t], zmm_acc[t], zmm_acc[t]);
+      vxorps(xmm_acc_min[t], xmm_acc_min[t], xmm_acc_min[t]);
+    }
+    mov(qword[rsp + kBlocksLeft], static_cast<uint32_t>(n_blocks_));
+    L(l_blk);
+    emit_superblock(group);
+    add(reg_w, kWBlock);
+    add(reg_act0, kABlock);
+    if (group > 2) add(reg_act2, kABlock);
+    dec(qword[rsp + kBlocksLeft]);
+    jnz(l_blk, T_NEAR);
+    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
+    shl(rax, 2);
+    mov(reg_act0, reg_out_t);           // free now: walks the group's output rows
+    for (int t = 0; t < group; ++t) {
+      vextractf64x4(ymm_t0, zmm_acc[t], 1);
+      vaddps(ymm_t0, ymm_t0, Ymm(zmm_acc[t].getIdx()));
+      vextractf128(xmm_t1, ymm_t0, 1);
+      vaddps(xmm_t0, xmm_t0, xmm_t1);
+      vsubps(xmm_t0, xmm_t0, xmm_acc_min[t]);
+      vhaddps(xmm_t0, xmm_t0, xmm_t0);
+      vhaddps(xmm_t0, xmm_t0, xmm_t0);
+      vmovss(ptr[reg_act0], xmm_t0);
+      if (t + 1 < group) add(reg_act0, rax);
+    }
+  }
+
+  // for r in [0, n_rows):                        // weight row stays in L1 across tokens
+  //   for each group of G tokens (G = 4 while 4 are left, then 3, 2 or 1 once):
+  //     acc[G] = 0, acc_min[G] = 0
+  //     for b in [0, n_blocks):                  // 256-element super-blocks
+  //       prefetch w + kPrefetch; unpack scales/mins/d/dmin of w[r][b]   (once for the group)
+  //       for j < 4:                             // 64 elements per step
+  //         q = nibbles of chunk j in element order; sc = [sc_2j ×8, sc_2j+1 ×8]  (once)
+  //         for g < G: isum[g] += sc ⊙ dpbusd(q, a[g][b].qs[64j, 64j+64))
+  //       for g < G:
+  //         acc[g]     += d·d_a · float(isum[g])
+  //         acc_min[g] += dmin·d_a · float(mins · a[g][b].bsum32)
+  //     out[g][r] = hsum(acc[g]) − hsum(acc_min[g])
+  void generate() override {
+    Label l_row, l_quad, l_rest, l_g[kMaxGroup], l_row_next, l_done;
+    preamble();
+    sub(rsp, kFrame);
+    emit_constants();
+    mov(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w)]);
+    mov(reg_out, ptr[reg_args + offsetof(GemvArgs, out)]);
+    mov(reg_astride, ptr[reg_args + offsetof(GemvArgs, act_stride)]);
+    mov(rax, ptr[reg_args + offsetof(GemvArgs, n_rows)]);
+    test(rax, rax);
+    jle(l_done, T_NEAR);
+    mov(qword[rsp + kRowsLeft], rax);
+    L(l_row);
+    mov(reg_act_tok, ptr[reg_args + offsetof(GemvArgs, act)]);
+    mov(reg_out_t, reg_out);
+    mov(reg_toks, ptr[reg_args + offsetof(GemvArgs, n_tokens)]);
+    L(l_quad);
+    cmp(reg_toks, kMaxGroup);
+    jl(l_rest, T_NEAR);
+    emit_group(kMaxGroup);
+    lea(reg_act_tok, ptr[reg_act_tok + reg_astride * 4]);
+    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
+    shl(rax, 4);                        // 4 tokens × 4 bytes
+    add(reg_out_t, rax);
+    sub(reg_toks, kMaxGroup);
+    jmp(l_quad, T_NEAR);
+    L(l_rest);
+    for (int g = kMaxGroup - 1; g >= 1; --g) {
+      cmp(reg_toks, g);
+      je(l_g[g], T_NEAR);
+    }
+    jmp(l_row_next, T_NEAR);
+    for (int g = kMaxGroup - 1; g >= 1; --g) {
+      L(l_g[g]);
+      emit_group(g);
+      jmp(l_row_next, T_NEAR);
+    }
+    L(l_row_next);
+    add(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w_stride)]);
+    add(reg_out, 4);
+    dec(qword[rsp + kRowsLeft]);
+    jnz(l_row, T_NEAR);
+    L(l_done);
+    add(rsp, kFrame);
+    postamble();
+  }
+
+  int64_t n_blocks_;
+};
+
+}  // namespace
+
+Expected<std::unique_ptr<GemvKernel>> create_gemv_q4_k_avx512(const GemvDesc& desc) {
+  if (desc.type != GGMLType::Q4_K || desc.k <= 0 || desc.k % 256 != 0) {
+    return Error("q4_k_avx512: needs Q4_K rows of a positive multiple of 256 elements, got {}",
+                 desc.to_string());
+  }
+  auto kernel = std::make_unique<GemvQ4_KAvx512>(desc);
+  KTX_RETURN_IF_ERROR(kernel->create(kernel->name()));
+  return std::unique_ptr<GemvKernel>(std::move(kernel));
+}
+
+}  // namespace ktx::cpu

@@ -141,19 +141,19 @@ int run(const ChatArgs& args) {
   std::fprintf(stderr, "loading %s ...\n", args.plan_path.c_str());
   auto lm = load_from_plan(args.plan_path, args.gguf_override, opt);
   if (!lm) {
-    std::fprintf(stderr, "ktx-run: error: %s\n", lm.status().message().c_str());
+    fail(lm.status().message());
     return 1;
   }
   auto tok = Tokenizer::from_gguf(*lm->gguf);
   if (!tok) {
-    std::fprintf(stderr, "ktx-run: error: tokenizer: %s\n", tok.status().message().c_str());
+    fail("tokenizer: " + tok.status().message());
     return 1;
   }
   std::optional<ChatTemplate> tmpl;
   if (!args.raw && !(*tok)->chat_template().empty()) {
     auto t = ChatTemplate::parse((*tok)->chat_template());
     if (!t) {
-      std::fprintf(stderr, "ktx-run: error: %s\n", t.status().message().c_str());
+      fail(t.status().message());
       return 1;
     }
     tmpl = std::move(*t);
@@ -171,12 +171,12 @@ int run(const ChatArgs& args) {
     msgs.push_back({"user", user});
     auto toks = render_tokens(**tok, tp, msgs, args.raw);
     if (!toks) {
-      std::fprintf(stderr, "ktx-run: error: %s\n", toks.status().message().c_str());
+      fail(toks.status().message());
       return false;
     }
     auto reply = conv.respond(*toks, stdout);
     if (!reply) {
-      std::fprintf(stderr, "ktx-run: error: %s\n", reply.status().message().c_str());
+      fail(reply.status().message());
       return false;
     }
     msgs.push_back({"assistant", *reply});
@@ -241,7 +241,7 @@ int cmd_chat(int argc, char** argv) {
   }
   args.prompt_given = app.count("--prompt") > 0;
   if (Status st = Sampler::validate(args.sampling); !st) {
-    std::fprintf(stderr, "ktx-run: error: %s\n", st.message().c_str());
+    fail(st.message());
     return 2;
   }
   return run(args);

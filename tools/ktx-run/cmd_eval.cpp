@@ -35,24 +35,24 @@ int cmd_eval(int argc, char** argv) {
   opt.threads = threads;
   auto lm = load_from_plan(plan_path, gguf_override, opt);
   if (!lm) {
-    std::fprintf(stderr, "ktx-run eval: %s\n", lm.status().message().c_str());
+    fail(lm.status().message());
     return 2;
   }
   auto ref_file = GGUFFile::open(ref_path);
   if (!ref_file) {
-    std::fprintf(stderr, "ktx-run eval: %s\n", ref_file.status().message().c_str());
+    fail(ref_file.status().message());
     return 2;
   }
   auto ref = RefFile::load(**ref_file, lm->model->config());
   if (!ref) {
-    std::fprintf(stderr, "ktx-run eval: %s\n", ref.status().message().c_str());
+    fail(ref.status().message());
     return 2;
   }
   EvalOptions eopt;
   eopt.dump_dir = dump_dir;
   auto result = run_eval(*lm->model, *ref, eopt);
   if (!result) {
-    std::fprintf(stderr, "ktx-run eval: %s\n", result.status().message().c_str());
+    fail(result.status().message());
     return 2;
   }
   const std::string title = fmt::format("eval {} against {} ({})", lm->gguf->path(), ref_path, ref->model);

@@ -18,7 +18,7 @@ namespace ktx::cli {
 namespace {
 
 int fail(const Status& st) {
-  fmt::print(stderr, "error: {}\n", st.message());
+  ::ktx::cli::fail(st.message());
   return 1;
 }
 
@@ -80,8 +80,8 @@ int cmd_gen(int argc, char** argv) {
   }
   if (list) return list_presets();
   if (preset.empty()) {
-    fmt::print(stderr, "error: gen: no preset given; valid presets: {}\n",
-               fmt::join(gen_preset_names(), ", "));
+    fail(fmt::format("gen: no preset given; valid presets: {}",
+               fmt::join(gen_preset_names(), ", ")));
     return 1;
   }
   Expected<GGMLType> type = gen_parse_type(type_name);

@@ -53,14 +53,14 @@ int cmd_probe(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "ktx-run probe: %s\n", e.what());
+    fail(e.what());
     return 1;
   }
   std::fprintf(stderr, "probing CPU, topology and GPUs; measuring memory bandwidth (%.1f s)...\n",
                opts.bw_seconds);
   auto profile = probe_host(opts);
   if (!profile) {
-    std::fprintf(stderr, "ktx-run probe: %s\n", profile.status().message().c_str());
+    fail(profile.status().message());
     return 1;
   }
   print_summary(*profile);
@@ -69,7 +69,7 @@ int cmd_probe(int argc, char** argv) {
     return 0;
   }
   if (Status st = profile->save(out_path); !st) {
-    std::fprintf(stderr, "ktx-run probe: %s\n", st.message().c_str());
+    fail(st.message());
     return 1;
   }
   std::fprintf(stderr, "wrote %s\n", out_path.c_str());

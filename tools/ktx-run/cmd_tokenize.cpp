@@ -33,19 +33,19 @@ int cmd_tokenize(int argc, char** argv) {
 
   auto file = GGUFFile::open(gguf_path);
   if (!file) {
-    fmt::print(stderr, "ktx-run tokenize: {}\n", file.status().message());
+    fail(file.status().message());
     return 1;
   }
   auto tok = Tokenizer::from_gguf(**file);
   if (!tok) {
-    fmt::print(stderr, "ktx-run tokenize: {}\n", tok.status().message());
+    fail(tok.status().message());
     return 1;
   }
   std::ios::sync_with_stdio(false);
   const std::string text{std::istreambuf_iterator<char>(std::cin),
                          std::istreambuf_iterator<char>()};
   if (std::cin.bad()) {
-    fmt::print(stderr, "ktx-run tokenize: error reading stdin\n");
+    fail("tokenize: error reading stdin");
     return 1;
   }
   std::string line;

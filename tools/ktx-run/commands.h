@@ -2,7 +2,17 @@
 // returns the process exit code; errors are printed as one clear message on stderr.
 #pragma once
 
+#include <cstdio>
+#include <string_view>
+
 namespace ktx::cli {
+
+// The one form every ktx-run error takes: "ktx-run: error: MESSAGE" on stderr. Returns `code`
+// so callers can `return fail(msg);`.
+inline int fail(std::string_view msg, int code = 1) {
+  std::fprintf(stderr, "ktx-run: error: %.*s\n", static_cast<int>(msg.size()), msg.data());
+  return code;
+}
 
 int cmd_chat(int argc, char** argv);      // ktx-run PLAN [-p TEXT -n N] (chat or one-shot)
 int cmd_eval(int argc, char** argv);      // ktx-run eval PLAN --ref FILE.ref.gguf [--dump DIR]

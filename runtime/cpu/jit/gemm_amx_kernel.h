@@ -1,0 +1,55 @@
+// The prefill GEMM micro-kernel: one call computes a 32-token x 32-row output tile of one
+// expert over the whole K, on int8 activations and weights repacked by repack_int8.h:
+//   out[m][n] = Σ_b  a_scale[b][m] * (w_scale[n][b] * C_b[m][n])  +  a_sum[b][m] * w_bias[n][b]
+// where C_b is the int32 dot product of 32-element block b (accumulated in an AMX tile), and
+// a_sum[b][m] = a_scale[b][m] * Σ q (the rounded activations' block sum, for the bias term).
+// Each block is scaled into float as soon as its int32 tile is done, because the weight scale
+// changes every 32 elements (Q4_K sub-blocks) and only this keeps the result exact.
+//
+// Two implementations with one contract and the same float operation order (bit-identical
+// outputs): the generated AMX kernel (gemm_amx_int8.cpp) and its plain C++ twin
+// (gemm_amx_ref.cpp), which runs on every CPU.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/hw/hw_profile.h"
+#include "common/util/status.h"
+
+namespace ktx::cpu {
+
+inline constexpr int64_t kGemmTileM = 32;  // tokens per call (two AMX A tiles)
+inline constexpr int64_t kGemmTileN = 32;  // weight rows per call (two 16-row panels)
+
+// Arguments of one call; generated code reads them by offsetof (field order is ABI).
+struct GemmTileArgs {
+  const int8_t* a = nullptr;       // token 0's int8 row (k_blocks * 32 bytes used)
+  int64_t a_stride = 0;            // bytes between token rows
+  const float* a_scale = nullptr;  // [k_blocks][32 tokens]
+  const float* a_sum = nullptr;    // [k_blocks][32 tokens]
+  const int8_t* b = nullptr;       // panel 0: [k_blocks][512] B tiles
+  int64_t b_panel_stride = 0;      // bytes from panel 0 to panel 1
+  const float* w_scale = nullptr;  // panel 0: [k_blocks][16]
+  const float* w_bias = nullptr;   // panel 0: [k_blocks][16]
+  int64_t w_panel_stride = 0;      // bytes from panel 0's scales (and biases) to panel 1's
+  float* out = nullptr;            // (token 0, row 0); 32 x 32 floats written
+  int64_t out_stride = 0;          // floats between tokens' output rows
+  int64_t k_blocks = 0;            // >= 1
+};
+
+class GemmInt8Kernel {
+ public:
+  virtual ~GemmInt8Kernel() = default;
+  virtual std::string name() const = 0;
+  virtual void run(const GemmTileArgs& args) const = 0;
+};
+
+// Plain C++ twin: every CPU. `has_bias` false skips the bias term (all biases zero).
+std::unique_ptr<GemmInt8Kernel> create_gemm_int8_ref(bool has_bias);
+// Generated AMX kernel. Errors: the CPU or OS lacks AMX (names what is missing), generation.
+Expected<std::unique_ptr<GemmInt8Kernel>> create_gemm_int8_amx(bool has_bias, const CpuIsa& cpu);
+
+}  // namespace ktx::cpu

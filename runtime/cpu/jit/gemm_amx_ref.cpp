@@ -1,0 +1,55 @@
+// The plain C++ twin of the AMX prefill micro-kernel (see gemm_amx_kernel.h): the same int32
+// block dot products and the same float operations in the same order, using std::fma where
+// the generated code fuses, so both produce identical bits and tests can compare them exactly.
+#include <cmath>
+#include <cstring>
+
+#include "runtime/cpu/jit/gemm_amx_kernel.h"
+
+namespace ktx::cpu {
+namespace {
+
+class GemmInt8Ref final : public GemmInt8Kernel {
+ public:
+  explicit GemmInt8Ref(bool has_bias) : has_bias_(has_bias) {}
+  std::string name() const override { return has_bias_ ? "gemm_int8_ref_bias" : "gemm_int8_ref"; }
+
+  void run(const GemmTileArgs& g) const override {
+    float acc[kGemmTileM][kGemmTileN] = {};
+    for (int64_t b = 0; b < g.k_blocks; ++b) {
+      for (int64_t np = 0; np < 2; ++np) {
+        const auto* tile = g.b + np * g.b_panel_stride + b * 512;
+        const auto* ws = reinterpret_cast<const float*>(
+            reinterpret_cast<const uint8_t*>(g.w_scale) + np * g.w_panel_stride) + b * 16;
+        const auto* wb = reinterpret_cast<const float*>(
+            reinterpret_cast<const uint8_t*>(g.w_bias) + np * g.w_panel_stride) + b * 16;
+        for (int64_t m = 0; m < kGemmTileM; ++m) {
+          const int8_t* a = g.a + m * g.a_stride + b * 32;
+          const float as = g.a_scale[b * 32 + m], asum = g.a_sum[b * 32 + m];
+          for (int n = 0; n < 16; ++n) {
+            int32_t c = 0;
+            for (int e = 0; e < 32; ++e) c += a[e] * tile[(e / 4) * 64 + n * 4 + e % 4];
+            float z = static_cast<float>(c) * ws[n];
+            z = std::fma(z, as, acc[m][np * 16 + n]);
+            if (has_bias_) z = std::fma(wb[n], asum, z);
+            acc[m][np * 16 + n] = z;
+          }
+        }
+      }
+    }
+    for (int64_t m = 0; m < kGemmTileM; ++m) {
+      std::memcpy(g.out + m * g.out_stride, acc[m], sizeof(acc[m]));
+    }
+  }
+
+ private:
+  bool has_bias_;
+};
+
+}  // namespace
+
+std::unique_ptr<GemmInt8Kernel> create_gemm_int8_ref(bool has_bias) {
+  return std::make_unique<GemmInt8Ref>(has_bias);
+}
+
+}  // namespace ktx::cpu

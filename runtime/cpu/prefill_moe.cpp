@@ -1,0 +1,218 @@
+// MoePrefill: see prefill_moe.h. Rows of every per-call buffer are "padded pairs": the
+// (token, expert) pairs laid out expert by expert, each expert's run rounded up to a multiple
+// of 32 with zero rows (zero int8 values and zero scales, so padding adds exact zeros).
+#include "runtime/cpu/prefill_moe.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "common/hw/cpu_features.h"
+
+namespace ktx::cpu {
+namespace {
+
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// One row of n floats to int8 per 32-block with the q8_0 rounding of act_quant.h. Block b's
+// scale and float sum go to scale[b * stride] and sum[b * stride].
+void quantize_blocks(const float* x, int64_t n, int8_t* q, float* scale, float* sum,
+                     int64_t stride) {
+  for (int64_t b = 0; b < n / kRepackBlock; ++b) {
+    ActBlockQ8_0 blk;
+    quantize_act_row(ActFormat::q8_0, x + b * kRepackBlock, &blk, kRepackBlock);
+    std::memcpy(q + b * kRepackBlock, blk.qs, kRepackBlock);
+    int32_t s = 0;
+    for (int8_t v : blk.qs) s += v;
+    scale[b * stride] = blk.d;
+    sum[b * stride] = blk.d * static_cast<float>(s);
+  }
+}
+
+}  // namespace
+
+Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
+                                                         const MoeConfig& config,
+                                                         const CpuIsa& cpu) {
+  KTX_RETURN_IF_ERROR(desc.validate());
+  KTX_RETURN_IF_ERROR(config.validate().with_context(desc.to_string()));
+  for (GGMLType t : {desc.gate_type, desc.up_type, desc.down_type}) {
+    if (!repack_int8_supported(t)) {
+      return Error("{}: prefill needs weights with an exact int8 repack; {} has none",
+                   desc.to_string(), ggml_type_name(static_cast<uint32_t>(t)));
+    }
+  }
+  std::unique_ptr<MoePrefill> moe(new MoePrefill(desc, config));
+  if (desc.isa == IsaTier::amx && isa_tier_supported(IsaTier::amx, cpu)) {
+    auto plain = create_gemm_int8_amx(false, cpu);
+    if (!plain) return plain.status().with_context(desc.to_string());
+    auto biased = create_gemm_int8_amx(true, cpu);
+    if (!biased) return biased.status().with_context(desc.to_string());
+    moe->plain_ = std::move(plain).value();
+    moe->biased_ = std::move(biased).value();
+  } else {
+    moe->plain_ = create_gemm_int8_ref(false);
+    moe->biased_ = create_gemm_int8_ref(true);
+  }
+  return moe;
+}
+
+Status MoePrefill::check_weights(const RepackedMoe& w) const {
+  const auto n = static_cast<size_t>(desc_.n_expert);
+  if (w.desc.n_embd != desc_.n_embd || w.desc.n_ff != desc_.n_ff) {
+    return Error("{}: repacked weights are for {}", desc_.to_string(), w.desc.to_string());
+  }
+  if (w.gate.size() != n || w.up.size() != n || w.down.size() != n) {
+    return Error("{}: repacked weights hold {} experts, expected {}", desc_.to_string(),
+                 w.gate.size(), n);
+  }
+  for (size_t e = 0; e < n; ++e) {
+    if (!w.gate[e].q || !w.up[e].q || !w.down[e].q) {
+      return Error("{}: expert {} was not repacked", desc_.to_string(), e);
+    }
+  }
+  return Status::ok();
+}
+
+void MoePrefill::group_by_expert(const MoeRouting& routing) {
+  const int64_t n_slots = routing.n_tokens * desc_.top_k;
+  std::vector<int64_t> count(static_cast<size_t>(desc_.n_expert), 0), cursor(count);
+  for (int64_t s = 0; s < n_slots; ++s) ++count[routing.expert_ids[s]];
+  active_.clear();
+  pad_begin_.assign(1, 0);
+  for (int64_t e = 0; e < desc_.n_expert; ++e) {
+    if (count[e] == 0) continue;
+    cursor[e] = pad_begin_.back();
+    active_.push_back(static_cast<int32_t>(e));
+    pad_begin_.push_back(pad_begin_.back() + round_up(count[e], kGemmTileM));
+  }
+  n_pairs_ = n_slots;
+  n_padded_ = pad_begin_.back();
+  row_token_.assign(static_cast<size_t>(n_padded_), -1);
+  slot_row_.resize(static_cast<size_t>(n_slots));
+  for (int64_t s = 0; s < n_slots; ++s) {
+    const int64_t r = cursor[routing.expert_ids[s]]++;
+    row_token_[r] = s / desc_.top_k;
+    slot_row_[s] = r;
+  }
+}
+
+// Quantize each token once, then gather rows expert by expert with scales laid out
+// [group][block][32] as the micro-kernel reads them.
+void MoePrefill::quantize_inputs(const float* x, int64_t n_tokens, ThreadPool& pool) {
+  const int64_t K = desc_.n_embd, KB = K / kRepackBlock;
+  xq_.resize(n_tokens * K);
+  xs_.resize(n_tokens * KB);
+  xsum_.resize(n_tokens * KB);
+  pool.parallel_for(n_tokens, [&](int64_t t) {
+    quantize_blocks(x + t * K, K, xq_.data() + t * K, xs_.data() + t * KB,
+                    xsum_.data() + t * KB, 1);
+  });
+  act_.resize(n_padded_ * K);
+  as_.resize(n_padded_ * KB);
+  asum_.resize(n_padded_ * KB);
+  pool.parallel_for(n_padded_ / kGemmTileM, [&](int64_t grp) {
+    for (int64_t i = 0; i < kGemmTileM; ++i) {
+      const int64_t r = grp * kGemmTileM + i, t = row_token_[r];
+      float* sc = as_.data() + grp * KB * kGemmTileM + i;
+      float* sm = asum_.data() + grp * KB * kGemmTileM + i;
+      if (t < 0) {
+        std::memset(act_.data() + r * K, 0, K);
+        for (int64_t b = 0; b < KB; ++b) sc[b * kGemmTileM] = sm[b * kGemmTileM] = 0.0f;
+        continue;
+      }
+      std::memcpy(act_.data() + r * K, xq_.data() + t * K, K);
+      for (int64_t b = 0; b < KB; ++b) {
+        sc[b * kGemmTileM] = xs_[t * KB + b];
+        sm[b * kGemmTileM] = xsum_[t * KB + b];
+      }
+    }
+  });
+}
+
+// out[row][n] for every padded row and every (padded) weight row n of the active experts.
+void MoePrefill::gemm(const std::vector<RepackedMatrix>& w, const int8_t* act,
+                      const float* scale, const float* sum, int64_t k, float* out,
+                      int64_t out_stride, ThreadPool& pool) {
+  const int64_t pairs_per_task = std::max<int64_t>(1, config_.rows_per_task / kGemmTileN);
+  const int64_t panel_pairs = w[active_[0]].panels / 2;
+  const int64_t chunks = (panel_pairs + pairs_per_task - 1) / pairs_per_task;
+  const int64_t kb = k / kRepackBlock;
+  pool.parallel_for(static_cast<int64_t>(active_.size()) * chunks, [&](int64_t task) {
+    const int64_t a = task / chunks, c = task % chunks;
+    const RepackedMatrix& m = w[active_[a]];
+    const GemmInt8Kernel& kernel = m.has_bias ? *biased_ : *plain_;
+    GemmTileArgs g;
+    g.a_stride = k;
+    g.b_panel_stride = m.blocks * kRepackTileBytes;
+    g.w_panel_stride = m.blocks * kRepackPanel * static_cast<int64_t>(sizeof(float));
+    g.out_stride = out_stride;
+    g.k_blocks = kb;
+    const int64_t pp_end = std::min(panel_pairs, (c + 1) * pairs_per_task);
+    for (int64_t pp = c * pairs_per_task; pp < pp_end; ++pp) {
+      g.b = m.panel_q(2 * pp);
+      g.w_scale = m.panel_scale(2 * pp);
+      g.w_bias = m.panel_bias(2 * pp);
+      for (int64_t r = pad_begin_[a]; r < pad_begin_[a + 1]; r += kGemmTileM) {
+        g.a = act + r * k;
+        g.a_scale = scale + r * kb;  // group r / 32: [kb][32]
+        g.a_sum = sum + r * kb;
+        g.out = out + r * out_stride + pp * kGemmTileN;
+        kernel.run(g);
+      }
+    }
+  });
+}
+
+void MoePrefill::activate(ThreadPool& pool) {
+  const int64_t N = desc_.n_ff, NP = round_up(N, kRepackRowAlign), NB = N / kRepackBlock;
+  hq_.resize(n_padded_ * N);
+  hs_.resize(n_padded_ * NB);
+  hsum_.resize(n_padded_ * NB);
+  pool.parallel_for(n_padded_ / kGemmTileM, [&](int64_t grp) {
+    for (int64_t i = 0; i < kGemmTileM; ++i) {
+      const int64_t r = grp * kGemmTileM + i;
+      float* h = g_.data() + r * NP;  // h = SiLU(g) * u in place of g
+      const float* u = u_.data() + r * NP;
+      for (int64_t n = 0; n < N; ++n) h[n] = silu(h[n]) * u[n];
+      if (row_token_[r] < 0) std::fill(h, h + N, 0.0f);  // padding stays exactly zero
+      quantize_blocks(h, N, hq_.data() + r * N, hs_.data() + grp * NB * kGemmTileM + i,
+                      hsum_.data() + grp * NB * kGemmTileM + i, kGemmTileM);
+    }
+  });
+}
+
+void MoePrefill::combine(const MoeRouting& routing, float* out, ThreadPool& pool) {
+  const int64_t K = desc_.n_embd, KP = round_up(K, kRepackRowAlign), top_k = desc_.top_k;
+  pool.parallel_for(routing.n_tokens, [&](int64_t t) {
+    float* o = out + t * K;
+    std::fill(o, o + K, 0.0f);
+    for (int64_t j = 0; j < top_k; ++j) {
+      const float w = routing.weights[t * top_k + j];
+      const float* d = d_.data() + slot_row_[t * top_k + j] * KP;
+      for (int64_t k = 0; k < K; ++k) o[k] += w * d[k];
+    }
+  });
+}
+
+Status MoePrefill::run(const RepackedMoe& weights, const float* x, const MoeRouting& routing,
+                       float* out, ThreadPool& pool) {
+  KTX_RETURN_IF_ERROR(check_routing(desc_, routing));
+  KTX_RETURN_IF_ERROR(check_weights(weights));
+  if (routing.n_tokens == 0) return Status::ok();
+  if (!x || !out) return Error("{}: null input or output", desc_.to_string());
+  const int64_t K = desc_.n_embd, N = desc_.n_ff;
+  const int64_t KP = round_up(K, kRepackRowAlign), NP = round_up(N, kRepackRowAlign);
+  group_by_expert(routing);
+  g_.resize(n_padded_ * NP);
+  u_.resize(n_padded_ * NP);
+  d_.resize(n_padded_ * KP);
+  quantize_inputs(x, routing.n_tokens, pool);
+  gemm(weights.gate, act_.data(), as_.data(), asum_.data(), K, g_.data(), NP, pool);
+  gemm(weights.up, act_.data(), as_.data(), asum_.data(), K, u_.data(), NP, pool);
+  activate(pool);
+  gemm(weights.down, hq_.data(), hs_.data(), hsum_.data(), N, d_.data(), KP, pool);
+  combine(routing, out, pool);
+  return Status::ok();
+}
+
+}  // namespace ktx::cpu

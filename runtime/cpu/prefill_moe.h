@@ -1,0 +1,72 @@
+// Fused routed-expert layer for prefill (many tokens per expert, compute-bound): the int8 GEMM
+// twin of moe_reference(). Weights are repacked once at load (repack_int8.h); per call:
+//   1. routing slots are grouped by expert; each expert's tokens are padded to whole groups
+//      of 32 (the micro-kernel's M), experts without tokens cost nothing;
+//   2. every token's input is quantized once to int8 per 32-element block (ActFormat q8_0
+//      rounding) and gathered expert by expert;
+//   3. gate and up GEMMs over tasks (active expert x chunk of 32-row panel pairs), each task
+//      looping over its expert's token groups so a weight panel is reused from L2;
+//   4. h = SiLU(gate)·up per (token, expert), quantized per 32-block;
+//   5. down GEMMs likewise; out[t] = Σ_j w_tj · down(h_tj) in slot order (deterministic).
+// The micro-kernel is AMX INT8 where the CPU, the OS and the descriptor's tier allow, else its
+// plain C++ twin (identical bits, slow). Activation rounding is the only approximation.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/cpu/jit/gemm_amx_kernel.h"
+#include "runtime/cpu/moe_desc.h"
+#include "runtime/cpu/moe_ref.h"
+#include "runtime/cpu/repack_int8.h"
+#include "runtime/cpu/thread_pool.h"
+
+namespace ktx::cpu {
+
+class MoePrefill {
+ public:
+  // Picks the micro-kernels: AMX when desc.isa is amx and `cpu` has it (and the OS grants tile
+  // state), the C++ twin otherwise. Errors: invalid descriptor/config, a weight type that has
+  // no exact int8 repack (names it), kernel generation.
+  static Expected<std::unique_ptr<MoePrefill>> create(const MoeDesc& desc,
+                                                      const MoeConfig& config,
+                                                      const CpuIsa& cpu);
+
+  // out: [n_tokens][n_embd], overwritten. `weights` must be repacked for this descriptor.
+  // One call at a time per instance (scratch buffers are members).
+  Status run(const RepackedMoe& weights, const float* x, const MoeRouting& routing, float* out,
+             ThreadPool& pool);
+
+  // The activation rounding applied (for moe_reference): q8_0 for all three inputs.
+  ActRounding act_rounding() const { return {ActFormat::q8_0, ActFormat::q8_0, ActFormat::q8_0}; }
+  std::string kernel_name() const { return plain_->name(); }
+  // (token, expert) rows the last call multiplied, before and after padding to groups of 32.
+  int64_t last_pairs() const { return n_pairs_; }
+  int64_t last_padded_pairs() const { return n_padded_; }
+
+ private:
+  MoePrefill(const MoeDesc& desc, const MoeConfig& config) : desc_(desc), config_(config) {}
+  Status check_weights(const RepackedMoe& weights) const;
+  void group_by_expert(const MoeRouting& routing);
+  void quantize_inputs(const float* x, int64_t n_tokens, ThreadPool& pool);
+  void gemm(const std::vector<RepackedMatrix>& w, const int8_t* act, const float* scale,
+            const float* sum, int64_t k, float* out, int64_t out_stride, ThreadPool& pool);
+  void activate(ThreadPool& pool);
+  void combine(const MoeRouting& routing, float* out, ThreadPool& pool);
+
+  MoeDesc desc_;
+  MoeConfig config_;
+  std::unique_ptr<GemmInt8Kernel> plain_, biased_;  // without / with the bias term
+  std::vector<int32_t> active_;       // experts with tokens, ascending
+  std::vector<int64_t> pad_begin_;    // [active + 1]: first padded row of each expert
+  std::vector<int64_t> slot_row_;     // [slots]: padded row of each routing slot
+  std::vector<int64_t> row_token_;    // [padded rows]: token of each row, -1 for padding
+  int64_t n_pairs_ = 0, n_padded_ = 0;
+  std::vector<int8_t> xq_, act_, hq_;        // int8 rows: tokens, gathered inputs, h
+  std::vector<float> xs_, xsum_;             // [tokens][K/32]
+  std::vector<float> as_, asum_, hs_, hsum_; // [group][block][32]
+  std::vector<float> g_, u_, d_;             // [padded rows][N or K padded]
+};
+
+}  // namespace ktx::cpu

@@ -1,0 +1,113 @@
+// The prefill MoE layer (MoePrefill on repacked weights) against moe_reference() with the same
+// activation rounding, over shapes x weight types x tokens per expert, for the C++ twin and
+// (where the CPU has it) the AMX kernel, which must also equal the twin bit for bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "common/hw/cpu_features.h"
+#include "runtime/cpu/prefill_moe.h"
+#include "test/unit/cpu/moe_test_util.h"
+
+namespace ktx::cpu {
+namespace {
+
+struct LayerCase {
+  int64_t k, n, experts, top_k;
+  GGMLType gate, up, down;
+};
+
+// K and N multiples of their block; N = 96 and 160 are odd numbers of 32-row panel pairs'
+// halves (6 and 10 panels), K = 96 leaves the down output a partial panel pair's worth.
+const LayerCase kCases[] = {
+    {96, 160, 6, 2, GGMLType::Q8_0, GGMLType::Q8_0, GGMLType::Q8_0},
+    {256, 96, 5, 2, GGMLType::Q4_K, GGMLType::Q4_K, GGMLType::Q8_0},
+    {256, 256, 4, 3, GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q4_K},
+    {64, 64, 3, 1, GGMLType::Q4_0, GGMLType::Q4_1, GGMLType::Q5_1},
+};
+
+MoeDesc desc_of(const LayerCase& c, IsaTier isa) {
+  MoeDesc d;
+  d.n_embd = c.k, d.n_ff = c.n, d.n_expert = c.experts, d.top_k = c.top_k;
+  d.gate_type = c.gate, d.up_type = c.up, d.down_type = c.down;
+  d.max_tokens = 64, d.isa = isa;
+  return d;
+}
+
+// Routing where expert 0 gets `per_expert` tokens, the last expert none, the rest spread.
+test::Routing skewed_routing(const MoeDesc& d, int64_t tokens, uint32_t seed) {
+  test::Routing r = test::make_routing(d, tokens, test::RoutePattern::spread, seed);
+  for (int64_t t = 0; t < tokens; ++t) {
+    for (int64_t j = 0; j < d.top_k; ++j) {
+      int32_t& id = r.ids[t * d.top_k + j];
+      if (id == d.n_expert - 1) id = static_cast<int32_t>((t + j) % (d.n_expert - 1));
+    }
+    r.ids[t * d.top_k] = 0;  // expert 0 sees every token (and maybe twice: still defined)
+  }
+  return r;
+}
+
+void check_layer(const LayerCase& c, IsaTier isa, int64_t tokens) {
+  const MoeDesc d = desc_of(c, isa);
+  SCOPED_TRACE(d.to_string() + " tokens=" + std::to_string(tokens));
+  const auto w = test::random_experts(d, 21);
+  ThreadPool pool(2);
+  auto packed = repack_moe(d, w.view(), pool);
+  ASSERT_TRUE(packed.has_value()) << packed.status().message();
+  auto moe = MoePrefill::create(d, MoeConfig{}, detect_cpu_isa());
+  ASSERT_TRUE(moe.has_value()) << moe.status().message();
+  const auto x = test::random_floats(tokens * c.k, 1.0f, 5);
+  const test::Routing r = skewed_routing(d, tokens, 9);
+  std::vector<float> out(tokens * c.k, NAN), ref(out.size()), scale(out.size());
+  ASSERT_TRUE((*moe)->run(*packed, x.data(), r.view(tokens), out.data(), pool));
+  ASSERT_TRUE(moe_reference(d, w.view(), x.data(), r.view(tokens), ref.data(),
+                            (*moe)->act_rounding(), scale.data()));
+  for (size_t i = 0; i < out.size(); ++i) {
+    ASSERT_NEAR(out[i], ref[i], 1e-3 * scale[i] + 1e-6) << "output " << i;
+  }
+  if (isa != IsaTier::amx) return;
+  auto twin = MoePrefill::create(desc_of(c, IsaTier::reference), MoeConfig{}, detect_cpu_isa());
+  ASSERT_TRUE(twin.has_value());
+  std::vector<float> out_twin(out.size());
+  ASSERT_TRUE((*twin)->run(*packed, x.data(), r.view(tokens), out_twin.data(), pool));
+  for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], out_twin[i]) << "output " << i;
+}
+
+class PrefillLayer : public ::testing::TestWithParam<IsaTier> {};
+
+TEST_P(PrefillLayer, MatchesReferenceOverShapesAndTokenCounts) {
+  const CpuIsa cpu = detect_cpu_isa();
+  if (!isa_tier_supported(GetParam(), cpu)) {
+    GTEST_SKIP() << "this CPU lacks the " << isa_tier_name(GetParam()) << " tier";
+  }
+  for (const LayerCase& c : kCases) {
+    for (int64_t tokens : {1, 15, 16, 17, 33}) check_layer(c, GetParam(), tokens);
+  }
+}
+
+TEST(PrefillLayerErrors, RefusesTypesWithoutRepackAndBadRouting) {
+  MoeDesc d = desc_of(kCases[1], IsaTier::reference);
+  d.down_type = GGMLType::Q6_K;
+  auto bad = MoePrefill::create(d, MoeConfig{}, detect_cpu_isa());
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.status().message().find("Q6_K"), std::string::npos);
+
+  const MoeDesc good = desc_of(kCases[0], IsaTier::reference);
+  const auto w = test::random_experts(good, 3);
+  ThreadPool pool(1);
+  auto packed = repack_moe(good, w.view(), pool);
+  ASSERT_TRUE(packed.has_value());
+  auto moe = MoePrefill::create(good, MoeConfig{}, detect_cpu_isa());
+  ASSERT_TRUE(moe.has_value());
+  std::vector<int32_t> ids = {0, 7};  // 7 >= n_expert
+  std::vector<float> wts = {0.5f, 0.5f}, x(good.n_embd, 1.0f), out(good.n_embd);
+  const Status s = (*moe)->run(*packed, x.data(), {1, ids.data(), wts.data()}, out.data(), pool);
+  EXPECT_FALSE(s);
+}
+
+INSTANTIATE_TEST_SUITE_P(Tiers, PrefillLayer,
+                         ::testing::Values(IsaTier::reference, IsaTier::amx),
+                         [](const auto& info) { return std::string(isa_tier_name(info.param)); });
+
+}  // namespace
+}  // namespace ktx::cpu

@@ -100,7 +100,9 @@ TEST(PrefillKernel, TwinMatchesFloatMathOnDequantizedWeights) {
           const double p = static_cast<double>(c.w.at(n, i)) * c.x[m * k + i];
           ref += p, mag += std::fabs(p);
         }
-        if (n >= rows) ASSERT_EQ(out[m * 40 + n], 0.0f);
+        if (n >= rows) {
+          ASSERT_EQ(out[m * 40 + n], 0.0f);
+        }
         ASSERT_NEAR(out[m * 40 + n], ref, 1e-5 * mag + 1e-7) << "token " << m << " row " << n;
       }
     }

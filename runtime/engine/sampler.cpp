@@ -12,15 +12,6 @@ namespace ktx {
 
 namespace {
 
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
 // Higher logit first; on equal logits the lower id first, so cuts never depend on sort order.
 bool better(float a_logit, int32_t a_id, float b_logit, int32_t b_id) {
   if (a_logit != b_logit) return a_logit > b_logit;
@@ -28,25 +19,6 @@ bool better(float a_logit, int32_t a_id, float b_logit, int32_t b_id) {
 }
 
 }  // namespace
-
-SamplerRng::SamplerRng(uint64_t seed) {
-  uint64_t st = seed;
-  for (uint64_t& s : s_) s = splitmix64(st);
-}
-
-uint64_t SamplerRng::next_u64() {
-  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = rotl(s_[3], 45);
-  return result;
-}
-
-double SamplerRng::next_unit() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
 
 Sampler::Sampler(SamplerParams p) : params_(p), rng_(p.seed) {}
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/util/rng.h"
 #include "common/util/status.h"
 
 namespace ktx {
@@ -22,16 +23,8 @@ struct SamplerParams {
   uint64_t seed = 0;            // fixed seed -> reproducible draws
 };
 
-// xoshiro256** (Blackman & Vigna), seeded from one 64-bit value via splitmix64.
-class SamplerRng {
- public:
-  explicit SamplerRng(uint64_t seed);
-  uint64_t next_u64();
-  double next_unit();  // uniform in [0, 1), 53 random bits
-
- private:
-  uint64_t s_[4];
-};
+// The sampler draws from the project's one generator (common/util/rng.h).
+using SamplerRng = Xoshiro256;
 
 class Sampler {
  public:

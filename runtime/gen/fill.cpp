@@ -169,46 +169,10 @@ void fill_float_chunk(const Recipe& r, Rng& rng, uint8_t* dst, int64_t n) {
 
 }  // namespace
 
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 uint64_t name_hash(const char* s, size_t n) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<uint8_t>(s[i])) * 0x100000001b3ull;
   return h;
-}
-
-Rng::Rng(uint64_t seed) {
-  for (uint64_t& w : s_) w = splitmix64(seed);
-}
-
-uint64_t Rng::next() {
-  const auto rotl = [](uint64_t x, int k) { return (x << k) | (x >> (64 - k)); };
-  const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-  const uint64_t t = s_[1] << 17;
-  s_[2] ^= s_[0];
-  s_[3] ^= s_[1];
-  s_[1] ^= s_[2];
-  s_[0] ^= s_[3];
-  s_[2] ^= t;
-  s_[3] = rotl(s_[3], 45);
-  return result;
-}
-
-void Rng::fill_bytes(uint8_t* dst, size_t n) {
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const uint64_t v = next();
-    std::memcpy(dst + i, &v, 8);
-  }
-  if (i < n) {
-    const uint64_t v = next();
-    std::memcpy(dst + i, &v, n - i);
-  }
 }
 
 float expected_std(GGMLType type, float std) {

@@ -12,27 +12,22 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/util/rng.h"
 #include "runtime/gen/generate.h"
 
 namespace ktx::gen_detail {
 
-// xoshiro256** seeded through splitmix64: fast, small state, good enough statistics for
-// weights (not for cryptography).
-class Rng {
+// Weights come from the project's one generator (common/util/rng.h), plus two helpers.
+class Rng : public Xoshiro256 {
  public:
-  explicit Rng(uint64_t seed);
-  uint64_t next();
+  using Xoshiro256::Xoshiro256;
+  uint64_t next() { return next_u64(); }
   // Uniform in [0, 1).
   float uniform() { return static_cast<float>(next() >> 40) * (1.0f / 16777216.0f); }
   // Uniform integer in [lo, hi].
   int range(int lo, int hi) { return lo + static_cast<int>(next() % static_cast<uint64_t>(hi - lo + 1)); }
-  void fill_bytes(uint8_t* dst, size_t n);
-
- private:
-  uint64_t s_[4];
 };
-
-uint64_t splitmix64(uint64_t& state);
+using ::ktx::splitmix64;
 // Stable 64-bit hash of a tensor name (FNV-1a), so a tensor's data depends on its name and
 // not on its position in the file.
 uint64_t name_hash(const char* s, size_t n);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -83,6 +84,11 @@ struct HwProfile {
   MemoryInfo memory;
   std::vector<GpuInfo> gpus;
   Budgets budgets;
+  // Kernel configurations measured fastest on this host by `ktx-run tune`, keyed by the
+  // kernel descriptor string (runtime/cpu/moe_desc.h MoeDesc::to_string(), e.g.
+  // "moe:n_embd=7168,...,isa=avx512") with the MoeConfig string as value ("cfg:..."). TOML
+  // table [tuned]. ktc's kernel selection uses an entry when its descriptor matches exactly.
+  std::map<std::string, std::string> tuned;
 
   // Parse TOML text / file. Errors: "host.toml:12:5: ..." for syntax, and
   // "host.toml: cpu.physical_cores: expected a positive integer, found \"x\"" for schema.

@@ -19,5 +19,6 @@ int cmd_eval(int argc, char** argv);      // ktx-run eval PLAN --ref FILE.ref.gg
 int cmd_tokenize(int argc, char** argv);  // ktx-run tokenize --gguf FILE < text
 int cmd_probe(int argc, char** argv);     // ktx-run probe -o host.toml
 int cmd_gen(int argc, char** argv);       // ktx-run gen PRESET -o model.gguf [--type Q4_K ...]
+int cmd_tune(int argc, char** argv);      // ktx-run tune --hw host.toml [MODEL.gguf] (writes [tuned])
 
 }  // namespace ktx::cli

@@ -1,5 +1,5 @@
 // ktx-run: the runtime's one binary. `ktx-run PLAN` chats; the first argument may instead name a
-// subcommand (eval, tokenize, probe, gen).
+// subcommand (eval, tokenize, probe, tune, gen).
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -14,6 +14,7 @@ void print_usage() {
       "       ktx-run eval PLAN --ref FILE      compare logits with a reference file\n"
       "       ktx-run tokenize --gguf FILE      print token ids of stdin's text\n"
       "       ktx-run probe -o host.toml        write this machine's hardware profile\n"
+      "       ktx-run tune --hw host.toml       time kernel configs, record the winners\n"
       "       ktx-run gen PRESET -o FILE.gguf   generate a random-weight model\n"
       "Run 'ktx-run COMMAND --help' for a command's options.\n",
       stdout);
@@ -32,5 +33,6 @@ int main(int argc, char** argv) {
   if (cmd == "tokenize") return cmd_tokenize(argc - 1, argv + 1);
   if (cmd == "probe") return cmd_probe(argc - 1, argv + 1);
   if (cmd == "gen") return cmd_gen(argc - 1, argv + 1);
+  if (cmd == "tune") return cmd_tune(argc - 1, argv + 1);
   return cmd_chat(argc, argv);
 }

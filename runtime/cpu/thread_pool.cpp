@@ -1,82 +1,247 @@
 // ThreadPool: see thread_pool.h. The generation counter is what workers wait on; every worker
-// takes part in every generation exactly once (parallel_for waits for all of them before the
-// next one can start), so none can miss a job or run one twice.
+// acknowledges every generation exactly once (the caller waits for all of them before the next
+// job can start), so none can miss a job or run one twice, and a worker that does not take part
+// in a node-restricted job never reads the next job's fields early. Sleeping uses raw futexes on
+// the two counters; the "sleeping" flags are read after the counter is changed (both seq_cst),
+// so a waker either sees a sleeper or the sleeper's futex sees the new value (no lost wake-up).
 #include "runtime/cpu/thread_pool.h"
 
 #include <immintrin.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <latch>
 
 namespace ktx::cpu {
+namespace {
 
-ThreadPool::ThreadPool(int n_threads, int spin_iterations) : spin_iterations_(spin_iterations) {
-  int n = n_threads > 0 ? n_threads : static_cast<int>(std::thread::hardware_concurrency());
-  n = std::max(n, 1);
-  workers_.reserve(static_cast<size_t>(n - 1));
-  for (int i = 0; i < n - 1; ++i) workers_.emplace_back([this] { worker_loop(); });
+static_assert(sizeof(std::atomic<uint32_t>) == 4 && std::atomic<uint32_t>::is_always_lock_free);
+static_assert(sizeof(std::atomic<int32_t>) == 4 && std::atomic<int32_t>::is_always_lock_free);
+
+void futex_wait(void* word, uint32_t expected) {
+  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+void futex_wake(void* word, int n) {
+  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, nullptr, nullptr, 0);
+}
+
+// The pool whose task the current thread is running (nested calls run inline).
+thread_local const ThreadPool* tls_running = nullptr;
+
+struct RunningScope {
+  explicit RunningScope(const ThreadPool* p) : prev(tls_running) { tls_running = p; }
+  ~RunningScope() { tls_running = prev; }
+  const ThreadPool* prev;
+};
+
+bool pin_env_allows() {
+  const char* v = std::getenv("KTX_PIN");
+  return !(v && std::strcmp(v, "0") == 0);
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(int n_threads, int spin_iterations) {
+  PoolOptions o;
+  o.threads = n_threads;
+  o.spin_iterations = spin_iterations;
+  start(o);
+}
+
+ThreadPool::ThreadPool(const PoolOptions& options) { start(options); }
+
+void ThreadPool::start(const PoolOptions& options) {
+  topo_ = host_topology();
+  n_nodes_ = std::max(1, topo_.n_nodes);
+  spin_iterations_ = std::max(0, options.spin_iterations);
+  const int n = options.threads > 0 ? options.threads : static_cast<int>(topo_.cores.size());
+  // Slot 0 is the caller; workers take slots 1..n-1 of the pin order. More threads than usable
+  // CPUs would put two spinning workers on one CPU: then nobody is pinned.
+  const std::vector<int> order = topo_.pin_order(/*smt=*/true);
+  const bool pin = options.pin && pin_env_allows() && n <= static_cast<int>(order.size());
+  auto slot_node = [&](int slot) {
+    return slot < static_cast<int>(order.size()) ? topo_.node_of_cpu(order[size_t(slot)])
+                                                 : slot % n_nodes_;
+  };
+  caller_node_ = slot_node(0);
+  queues_ = std::make_unique<Queue[]>(size_t(n_nodes_));
+  const int n_workers = std::max(n, 1) - 1;
+  worker_cpu_.assign(size_t(n_workers), -1);
+  worker_node_.resize(size_t(n_workers));
+  std::latch started(n_workers);
+  workers_.reserve(size_t(n_workers));
+  for (int i = 0; i < n_workers; ++i) {
+    worker_node_[size_t(i)] = slot_node(i + 1);
+    const int cpu = pin ? order[size_t(i + 1)] : -1;
+    workers_.emplace_back([this, i, cpu, &started] {
+      if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0) {
+          worker_cpu_[size_t(i)] = cpu;
+        }
+      }
+      started.count_down();
+      worker_loop(i);
+    });
+  }
+  started.wait();
+  pinned_ = n_workers > 0 && std::all_of(worker_cpu_.begin(), worker_cpu_.end(),
+                                         [](int c) { return c >= 0; });
 }
 
 ThreadPool::~ThreadPool() {
   {
-    std::lock_guard<std::mutex> lk(mutex_);
+    std::lock_guard<std::mutex> lk(call_mutex_);
     stop_ = true;
-    generation_.fetch_add(1, std::memory_order_release);
+    generation_.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake(&generation_, INT_MAX);
   }
-  cv_work_.notify_all();
   for (auto& w : workers_) w.join();
 }
 
-void ThreadPool::run_tasks() {
+int ThreadPool::node_threads(int node) const {
+  int n = caller_node_ == node ? 1 : 0;
+  for (int wn : worker_node_) n += wn == node ? 1 : 0;
+  return n;
+}
+
+bool ThreadPool::take_from(int q) {
+  Queue& queue = queues_[size_t(q)];
+  bool any = false;
   for (;;) {
-    const int64_t task = next_.fetch_add(1, std::memory_order_relaxed);
-    if (task >= n_tasks_) return;
-    (*fn_)(task);
+    const int64_t task = queue.next.fetch_add(1, std::memory_order_relaxed);
+    if (task >= queue.count) return any;
+    any = true;
+    if (node_fn_) {
+      (*node_fn_)(q, task);
+    } else {
+      (*fn_)(task);
+    }
   }
 }
 
-void ThreadPool::worker_loop() {
-  uint64_t seen = 0;
+// Own node's queue first, then (for unrestricted jobs) every other queue.
+void ThreadPool::run_job(int node) {
+  RunningScope scope(this);
+  const int own = n_queues_ > 1 ? std::min(node, n_queues_ - 1) : 0;
+  take_from(own);
+  if (job_node_only_ >= 0) return;
+  for (int q = 0; q < n_queues_; ++q) {
+    if (q != own) take_from(q);
+  }
+}
+
+void ThreadPool::worker_loop(int index) {
+  uint32_t seen = 0;
+  const int node = worker_node_[size_t(index)];
   for (;;) {
     for (int i = 0; i < spin_iterations_; ++i) {
       if (generation_.load(std::memory_order_acquire) != seen) break;
       _mm_pause();
     }
-    {
-      std::unique_lock<std::mutex> lk(mutex_);
-      cv_work_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-      if (stop_) return;
-      seen = generation_.load(std::memory_order_acquire);
+    if (generation_.load(std::memory_order_acquire) == seen) {
+      sleeping_workers_.fetch_add(1, std::memory_order_seq_cst);
+      while (generation_.load(std::memory_order_seq_cst) == seen) futex_wait(&generation_, seen);
+      sleeping_workers_.fetch_sub(1, std::memory_order_relaxed);
     }
-    run_tasks();
-    if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard<std::mutex> lk(mutex_);
-      cv_done_.notify_one();
+    seen = generation_.load(std::memory_order_acquire);
+    if (stop_) return;
+    if (job_node_only_ < 0 || job_node_only_ == node) run_job(node);
+    if (active_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+        caller_sleeping_.load(std::memory_order_seq_cst)) {
+      futex_wake(&active_, 1);
     }
   }
 }
 
+// Starts the job described by queues_/fn_ (already set), optionally helps, waits for the end.
+void ThreadPool::dispatch(int node_only, bool caller_joins) {
+  job_node_only_ = node_only;
+  active_.store(static_cast<int32_t>(workers_.size()), std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleeping_workers_.load(std::memory_order_seq_cst) > 0) futex_wake(&generation_, INT_MAX);
+  if (caller_joins) {
+    const int cpu = sched_getcpu();
+    run_job(cpu >= 0 ? topo_.node_of_cpu(cpu) : caller_node_);
+  }
+  for (int i = 0; i < spin_iterations_; ++i) {
+    if (active_.load(std::memory_order_acquire) == 0) break;
+    _mm_pause();
+  }
+  caller_sleeping_.store(1, std::memory_order_seq_cst);
+  for (int32_t v; (v = active_.load(std::memory_order_seq_cst)) != 0;) {
+    futex_wait(&active_, static_cast<uint32_t>(v));
+  }
+  caller_sleeping_.store(0, std::memory_order_relaxed);
+  fn_ = nullptr;
+  node_fn_ = nullptr;
+}
+
 void ThreadPool::parallel_for(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
   if (n_tasks <= 0) return;
-  if (workers_.empty() || n_tasks == 1) {
+  if (workers_.empty() || n_tasks == 1 || tls_running == this) {
     for (int64_t t = 0; t < n_tasks; ++t) fn(t);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lk(mutex_);
-    fn_ = &fn;
-    n_tasks_ = n_tasks;
-    next_.store(0, std::memory_order_relaxed);
-    active_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
+  std::lock_guard<std::mutex> lk(call_mutex_);
+  fn_ = &fn;
+  n_queues_ = 1;
+  queues_[0].count = n_tasks;
+  queues_[0].next.store(0, std::memory_order_relaxed);
+  dispatch(-1, true);
+}
+
+Status ThreadPool::parallel_for_nodes(const std::vector<int64_t>& n_per_node,
+                                      const std::function<void(int, int64_t)>& fn) {
+  if (n_per_node.size() > size_t(n_nodes_)) {
+    return Error("parallel_for_nodes: {} task counts for a pool spanning {} NUMA node(s)",
+                 n_per_node.size(), n_nodes_);
   }
-  cv_work_.notify_all();
-  run_tasks();
-  for (int i = 0; i < spin_iterations_; ++i) {
-    if (active_.load(std::memory_order_acquire) == 0) return;
-    _mm_pause();
+  if (workers_.empty() || tls_running == this) {
+    for (size_t n = 0; n < n_per_node.size(); ++n) {
+      for (int64_t t = 0; t < n_per_node[n]; ++t) fn(int(n), t);
+    }
+    return Status::ok();
   }
-  std::unique_lock<std::mutex> lk(mutex_);
-  cv_done_.wait(lk, [&] { return active_.load(std::memory_order_acquire) == 0; });
+  std::lock_guard<std::mutex> lk(call_mutex_);
+  node_fn_ = &fn;
+  n_queues_ = static_cast<int>(std::max<size_t>(1, n_per_node.size()));
+  for (int q = 0; q < n_queues_; ++q) {
+    queues_[size_t(q)].count = size_t(q) < n_per_node.size() ? n_per_node[size_t(q)] : 0;
+    queues_[size_t(q)].next.store(0, std::memory_order_relaxed);
+  }
+  dispatch(-1, true);
+  return Status::ok();
+}
+
+Status ThreadPool::parallel_for_node(int node, int64_t n_tasks,
+                                     const std::function<void(int64_t)>& fn) {
+  if (node < 0 || node >= n_nodes_) {
+    return Error("parallel_for_node: node {} outside this pool's nodes [0, {})", node, n_nodes_);
+  }
+  if (n_tasks <= 0) return Status::ok();
+  const bool node_has_workers =
+      std::find(worker_node_.begin(), worker_node_.end(), node) != worker_node_.end();
+  if (!node_has_workers || tls_running == this) {
+    for (int64_t t = 0; t < n_tasks; ++t) fn(t);
+    return Status::ok();
+  }
+  std::lock_guard<std::mutex> lk(call_mutex_);
+  fn_ = &fn;
+  n_queues_ = 1;
+  queues_[0].count = n_tasks;
+  queues_[0].next.store(0, std::memory_order_relaxed);
+  dispatch(node, false);
+  return Status::ok();
 }
 
 }  // namespace ktx::cpu

@@ -1,17 +1,21 @@
 // ktx-moe-bench: the routed-expert layer at decode on this CPU, with the layer shapes of real
-// models and random Q4_K blocks. Each iteration routes the tokens to fresh random experts (so
-// the weights come from memory, not cache, as in a real decode step) and runs MoeDecode. It
-// prints the time per layer, the bytes of expert weights touched, GB/s, the ratio to the
-// memory bandwidth (--bw, or measured with probe_host), and TFLOP/s.
+// models and random blocks (Q4_K everywhere, or the Q4_K_M mix: Q4_K gate/up, Q6_K down). Each
+// iteration routes the tokens to fresh random experts (so the weights come from memory, not
+// cache, as in a real decode step) and runs MoeDecode. It prints the time per layer, the bytes
+// of expert weights read, GB/s, the ratio to the memory bandwidth (--bw, or measured with
+// probe_host), and TFLOP/s. Lists of --rows-per-task, --prefetch and --fused values sweep
+// every combination over the same weights (allocated once per model and type mix).
 //
-//   ktx-moe-bench --model all --tokens 1,4,16 --threads 16
+//   ktx-moe-bench --model all --tokens 1,4,16 --threads 16 --types q4_k,q4_k_m
+//   ktx-moe-bench --model qwen3-30b-a3b --rows-per-task 0,64,256 --prefetch none,t0:1536,t1:4096
 //   ktx-moe-bench --model qwen3-30b-a3b --experts 32 --bw 80    (smaller footprint)
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <random>
 #include <thread>
 #include <vector>
@@ -35,34 +39,57 @@ const ModelShape kModels[] = {
     {"qwen3-30b-a3b", 2048, 768, 128, 8},
 };
 
-// Random Q4_K blocks: random nibbles and scale bytes, but fp16 d/dmin set to small finite
-// values so that sums stay finite (bytes that decode to NaN would not change the timing, but
-// would hide a kernel that reads the wrong block).
-void fill_q4_k(uint8_t* dst, uint64_t bytes, uint64_t seed) {
+// Where a block keeps its fp16 scales: set to small finite values so that sums stay finite
+// (random bytes decoding to NaN would not change the timing, but would hide a kernel that
+// reads the wrong block).
+struct BlockScales {
+  uint64_t block_bytes;
+  int d_off, dmin_off;  // dmin_off < 0: none
+};
+
+BlockScales block_scales(GGMLType t) {
+  switch (t) {
+    case GGMLType::Q5_K: return {176, 0, 2};
+    case GGMLType::Q6_K: return {210, 208, -1};
+    default: return {144, 0, 2};  // Q4_K
+  }
+}
+
+void fill_blocks(uint8_t* dst, uint64_t bytes, uint64_t seed, const BlockScales& bs) {
   uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
   for (uint64_t i = 0; i + 8 <= bytes; i += 8) {
     s ^= s << 13, s ^= s >> 7, s ^= s << 17;
     std::memcpy(dst + i, &s, 8);
   }
   const uint16_t d = fp32_to_fp16(1e-3f), dmin = fp32_to_fp16(5e-4f);
-  for (uint64_t b = 0; b + 144 <= bytes; b += 144) {
-    std::memcpy(dst + b, &d, 2);
-    std::memcpy(dst + b + 2, &dmin, 2);
+  for (uint64_t b = 0; b + bs.block_bytes <= bytes; b += bs.block_bytes) {
+    std::memcpy(dst + b + bs.d_off, &d, 2);
+    if (bs.dmin_off >= 0) std::memcpy(dst + b + bs.dmin_off, &dmin, 2);
   }
 }
 
-// One stacked tensor filled in parallel (the DeepSeek-V3 layer is about 6 GB).
-std::vector<uint8_t> random_tensor(uint64_t bytes, uint64_t seed, int threads) {
+// One stacked tensor filled in parallel (the DeepSeek-V3 layer is 6 to 7 GB).
+std::vector<uint8_t> random_tensor(GGMLType type, uint64_t bytes, uint64_t seed, int threads) {
   std::vector<uint8_t> t(bytes);
-  const uint64_t chunk = ((bytes / threads) / 144 + 1) * 144;
+  const BlockScales bs = block_scales(type);
+  const uint64_t chunk = ((bytes / threads) / bs.block_bytes + 1) * bs.block_bytes;
   std::vector<std::thread> pool;
   for (int i = 0; i < threads; ++i) {
     const uint64_t begin = std::min(bytes, i * chunk), end = std::min(bytes, begin + chunk);
-    pool.emplace_back([&, begin, end, i] { fill_q4_k(t.data() + begin, end - begin, seed + i); });
+    pool.emplace_back([&, begin, end, i] {
+      fill_blocks(t.data() + begin, end - begin, seed + i, bs);
+    });
   }
   for (auto& th : pool) th.join();
   return t;
 }
+
+// A sweep point: rows_per_task (0: select_moe_config), prefetch, fused.
+struct Point {
+  int64_t rows = 0;
+  Avx512Tuning tuning;
+  bool fused = true;
+};
 
 struct Options {
   std::string model = "all";
@@ -72,38 +99,40 @@ struct Options {
   double bw = 0.0;      // GB/s; 0: measure
   int iters = 20;
   std::string isa = "";
+  std::vector<std::string> types = {"q4_k"};      // q4_k or q4_k_m
+  std::vector<int64_t> rows = {0};
+  std::vector<std::string> prefetch = {"default"};  // none, default, or hint:bytes
+  std::vector<int> fused = {1};
 };
 
-int run_model(const ModelShape& m, const Options& o, double bw, const CpuIsa& cpu,
+// "none", "default" or "<hint>:<bytes>".
+Expected<Avx512Tuning> parse_prefetch(const std::string& text) {
+  if (text == "default") return Avx512Tuning{};
+  if (text == "none") return Avx512Tuning{PrefetchHint::none, 0};
+  const size_t colon = text.find(':');
+  if (colon == std::string::npos) {
+    return Error("--prefetch '{}': expected none, default or <t0|t1|nta>:<bytes>", text);
+  }
+  KTX_ASSIGN_OR_RETURN(PrefetchHint h, parse_prefetch_hint(text.substr(0, colon)));
+  Avx512Tuning t{h, std::atoi(text.substr(colon + 1).c_str())};
+  KTX_RETURN_IF_ERROR(t.validate().with_context("--prefetch"));
+  return t;
+}
+
+// Times one configuration at every token count; prints one line per count.
+int run_point(const ModelShape& m, const Options& o, const MoeDesc& desc, const Point& pt,
+              const MoeWeights& w, uint64_t expert_bytes, double bw, const CpuIsa& cpu,
               ThreadPool& pool) {
-  MoeDesc desc;
-  desc.n_embd = m.n_embd;
-  desc.n_ff = m.n_ff;
-  desc.n_expert = o.experts > 0 ? std::min(o.experts, m.n_expert) : m.n_expert;
-  desc.top_k = std::min(m.top_k, desc.n_expert);
-  desc.gate_type = desc.up_type = desc.down_type = GGMLType::Q4_K;
-  desc.max_tokens = *std::max_element(o.tokens.begin(), o.tokens.end());
-  desc.isa = o.isa.empty() ? best_isa_tier(cpu) : parse_isa_tier(o.isa).value();
-  const MoeConfig cfg = select_moe_config(desc, pool.size());
-  auto moe = MoeDecode::create(desc, cfg, cpu);
+  MoeConfig cfg = select_moe_config(desc, pool.size());
+  if (pt.rows > 0) cfg.rows_per_task = pt.rows;
+  auto moe = MoeDecode::create(desc, cfg, cpu, MoeDecodeOptions{pt.tuning, pt.fused});
   if (!moe) {
     std::fprintf(stderr, "ktx-moe-bench: %s\n", moe.status().message().c_str());
     return 1;
   }
-  const uint64_t expert_bytes = 3 * ggml_row_bytes(GGMLType::Q4_K, m.n_embd).value() * m.n_ff;
-  std::printf("\n%s: %s\n  %s, kernels %s\n  weights %.2f GB (%lld experts x %.1f MB)\n",
-              m.name, desc.to_string().c_str(), cfg.to_string().c_str(),
-              (*moe)->kernel_names().c_str(), expert_bytes * desc.n_expert / 1e9,
-              static_cast<long long>(desc.n_expert), expert_bytes / 1e6);
-  const int fill_threads = std::max(1, pool.size());
-  const uint64_t tensor_bytes = expert_bytes / 3 * desc.n_expert;
-  auto gate = random_tensor(tensor_bytes, 1, fill_threads);
-  auto up = random_tensor(tensor_bytes, 2, fill_threads);
-  auto down = random_tensor(tensor_bytes, 3, fill_threads);
-  const MoeWeights w{gate.data(), up.data(), down.data()};
+  std::printf("  %s %s %s | %s\n", cfg.to_string().c_str(), pt.tuning.to_string().c_str(),
+              pt.fused ? "fused" : "phased", (*moe)->kernel_names().c_str());
   std::mt19937 rng(42);
-  std::printf("  %6s %8s %10s %10s %9s %8s %9s\n", "tokens", "experts", "us/layer", "MB read",
-              "GB/s", "of bw", "TFLOP/s");
   for (int64_t n_tokens : o.tokens) {
     std::vector<float> x(n_tokens * m.n_embd, 0.5f), out(x.size());
     std::vector<int32_t> ids(n_tokens * desc.top_k);
@@ -147,11 +176,43 @@ int run_model(const ModelShape& m, const Options& o, double bw, const CpuIsa& cp
   return 0;
 }
 
+int run_model(const ModelShape& m, const Options& o, const std::vector<Point>& points, double bw,
+              const CpuIsa& cpu, ThreadPool& pool) {
+  for (const std::string& types : o.types) {
+    MoeDesc desc;
+    desc.n_embd = m.n_embd;
+    desc.n_ff = m.n_ff;
+    desc.n_expert = o.experts > 0 ? std::min(o.experts, m.n_expert) : m.n_expert;
+    desc.top_k = std::min(m.top_k, desc.n_expert);
+    desc.gate_type = desc.up_type = GGMLType::Q4_K;
+    desc.down_type = types == "q4_k_m" ? GGMLType::Q6_K : GGMLType::Q4_K;
+    desc.max_tokens = *std::max_element(o.tokens.begin(), o.tokens.end());
+    desc.isa = o.isa.empty() ? best_isa_tier(cpu) : parse_isa_tier(o.isa).value();
+    const uint64_t gate_bytes = ggml_row_bytes(desc.gate_type, m.n_embd).value() * m.n_ff;
+    const uint64_t down_bytes = ggml_row_bytes(desc.down_type, m.n_ff).value() * m.n_embd;
+    const uint64_t expert_bytes = 2 * gate_bytes + down_bytes;
+    std::printf("\n%s %s: %s\n  weights %.2f GB (%lld experts x %.1f MB)\n", m.name,
+                types.c_str(), desc.to_string().c_str(), expert_bytes * desc.n_expert / 1e9,
+                static_cast<long long>(desc.n_expert), expert_bytes / 1e6);
+    const int fill_threads = std::max(1, pool.size());
+    auto gate = random_tensor(desc.gate_type, gate_bytes * desc.n_expert, 1, fill_threads);
+    auto up = random_tensor(desc.up_type, gate_bytes * desc.n_expert, 2, fill_threads);
+    auto down = random_tensor(desc.down_type, down_bytes * desc.n_expert, 3, fill_threads);
+    const MoeWeights w{gate.data(), up.data(), down.data()};
+    std::printf("  %6s %8s %10s %10s %9s %8s %9s\n", "tokens", "experts", "us/layer",
+                "MB read", "GB/s", "of bw", "TFLOP/s");
+    for (const Point& pt : points) {
+      if (int rc = run_point(m, o, desc, pt, w, expert_bytes, bw, cpu, pool)) return rc;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o;
-  CLI::App app{"ktx-moe-bench: routed-expert decode layer (Q4_K) on this CPU"};
+  CLI::App app{"ktx-moe-bench: routed-expert decode layer (Q4_K / Q4_K_M) on this CPU"};
   app.add_option("--model", o.model, "deepseek-v3, qwen3-30b-a3b or all")->capture_default_str();
   app.add_option("--tokens", o.tokens, "tokens per call (decode batch)")->delimiter(',')
       ->capture_default_str();
@@ -164,7 +225,32 @@ int main(int argc, char** argv) {
   app.add_option("--iters", o.iters, "timed iterations per point")->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--isa", o.isa, "cap the ISA tier: reference, avx2, avx512, amx");
+  app.add_option("--types", o.types, "q4_k (all Q4_K) and/or q4_k_m (Q6_K down)")
+      ->delimiter(',')->capture_default_str();
+  app.add_option("--rows-per-task", o.rows, "rows per task to sweep (0: select_moe_config)")
+      ->delimiter(',')->capture_default_str();
+  app.add_option("--prefetch", o.prefetch, "avx512 prefetch to sweep: none, default, t0:1536..")
+      ->delimiter(',')->capture_default_str();
+  app.add_option("--fused", o.fused, "1: one pool phase per layer, 0: five phases (sweepable)")
+      ->delimiter(',')->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  for (const std::string& t : o.types) {
+    if (t != "q4_k" && t != "q4_k_m") {
+      std::fprintf(stderr, "ktx-moe-bench: --types '%s': expected q4_k or q4_k_m\n", t.c_str());
+      return 2;
+    }
+  }
+  std::vector<Point> points;
+  for (int64_t r : o.rows) {
+    for (const std::string& p : o.prefetch) {
+      auto tuning = parse_prefetch(p);
+      if (!tuning) {
+        std::fprintf(stderr, "ktx-moe-bench: %s\n", tuning.status().message().c_str());
+        return 2;
+      }
+      for (int f : o.fused) points.push_back({std::max<int64_t>(r, 0), *tuning, f != 0});
+    }
+  }
   if (!o.isa.empty() && !parse_isa_tier(o.isa)) {
     std::fprintf(stderr, "ktx-moe-bench: %s\n", parse_isa_tier(o.isa).status().message().c_str());
     return 2;
@@ -194,7 +280,7 @@ int main(int argc, char** argv) {
   for (const ModelShape& m : kModels) {
     if (o.model != "all" && o.model != m.name) continue;
     any = true;
-    if (int rc = run_model(m, o, bw, cpu, pool)) return rc;
+    if (int rc = run_model(m, o, points, bw, cpu, pool)) return rc;
   }
   if (!any) {
     std::fprintf(stderr, "ktx-moe-bench: --model '%s': expected deepseek-v3, qwen3-30b-a3b or "

@@ -1,10 +1,16 @@
 // MoeDecode: see moe_decode.h. Tokens are grouped by expert into (token, expert) "pairs" laid
 // out expert by expert, so each expert's inputs and outputs are contiguous rows and one GEMV
 // call covers all tokens routed to it (each weight row is read from memory once per call).
+// The work is cut into five kinds of task (quantize a block of a token's input, gate/up rows of
+// an expert, h of a pair, down rows of an expert, combine a block of output rows); the phased
+// path runs each kind as a pool phase, the fused path runs them all in one (see the header).
 #include "runtime/cpu/moe_decode.h"
+
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 namespace ktx::cpu {
 namespace {
@@ -13,24 +19,48 @@ uint64_t row_bytes(GGMLType type, int64_t n) { return ggml_row_bytes(type, n).va
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Input elements one quantize task covers: a multiple of every activation block (256), small
+// enough that one token's input (up to 7168 elements) spreads over a few threads.
+constexpr int64_t kQuantChunk = 2048;
+
+// Spins until `c` reaches `target`. The awaited tasks are already running on other threads (a
+// task waits only for earlier ones), so the wait is short; yield if it is not (oversubscribed).
+void wait_for(const std::atomic<int64_t>& c, int64_t target) {
+  for (int i = 0; c.load(std::memory_order_acquire) < target; ++i) {
+    if (i < 4096) {
+      _mm_pause();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
 }  // namespace
 
 Expected<std::unique_ptr<MoeDecode>> MoeDecode::create(const MoeDesc& desc,
                                                        const MoeConfig& config,
                                                        const CpuIsa& cpu) {
+  return create(desc, config, cpu, MoeDecodeOptions{});
+}
+
+Expected<std::unique_ptr<MoeDecode>> MoeDecode::create(const MoeDesc& desc,
+                                                       const MoeConfig& config,
+                                                       const CpuIsa& cpu,
+                                                       const MoeDecodeOptions& options) {
   KTX_RETURN_IF_ERROR(desc.validate());
   KTX_RETURN_IF_ERROR(config.validate().with_context(desc.to_string()));
-  std::unique_ptr<MoeDecode> moe(new MoeDecode(desc, config));
+  std::unique_ptr<MoeDecode> moe(new MoeDecode(desc, config, options));
   const struct { GGMLType type; int64_t k; std::unique_ptr<GemvKernel>* dst; } kernels[] = {
       {desc.gate_type, desc.n_embd, &moe->gate_},
       {desc.up_type, desc.n_embd, &moe->up_},
       {desc.down_type, desc.n_ff, &moe->down_}};
   for (const auto& k : kernels) {
     GemvDesc gd{k.type, k.k, config.unroll, desc.isa};
-    auto kernel = make_gemv(gd, cpu);
+    auto kernel = make_gemv_tuned(gd, cpu, options.gemv);
     if (!kernel) return kernel.status().with_context(desc.to_string());
     *k.dst = std::move(kernel).value();
   }
+  moe->shared_act_ = moe->gate_->act_format() == moe->up_->act_format();
   return moe;
 }
 
@@ -64,97 +94,165 @@ void MoeDecode::group_by_expert(const MoeRouting& routing) {
   }
 }
 
-void MoeDecode::quantize_inputs(const float* x, int64_t n_tokens, ThreadPool& pool) {
-  const int64_t K = desc_.n_embd;
-  const ActFormat fg = gate_->act_format(), fu = up_->act_format();
-  const size_t bg = act_row_bytes(fg, K), bu = act_row_bytes(fu, K);
-  const bool shared = fg == fu;
-  xq_gate_.resize(n_tokens * bg);
-  if (!shared) xq_up_.resize(n_tokens * bu);
-  pool.parallel_for(n_tokens, [&](int64_t t) {
-    quantize_act_row(fg, x + t * K, xq_gate_.data() + t * bg, K);
-    if (!shared) quantize_act_row(fu, x + t * K, xq_up_.data() + t * bu, K);
-  });
+void MoeDecode::size_buffers() {
   const int64_t n_pairs = static_cast<int64_t>(pair_token_.size());
-  act_gate_.resize(n_pairs * bg);
-  act_up_.resize(n_pairs * bu);
-  const std::vector<uint8_t>& src_up = shared ? xq_gate_ : xq_up_;
-  for (int64_t p = 0; p < n_pairs; ++p) {  // gather: a few KB per pair
-    std::memcpy(act_gate_.data() + p * bg, xq_gate_.data() + pair_token_[p] * bg, bg);
-    std::memcpy(act_up_.data() + p * bu, src_up.data() + pair_token_[p] * bu, bu);
+  g_.resize(n_pairs * desc_.n_ff);
+  u_.resize(n_pairs * desc_.n_ff);
+  d_.resize(n_pairs * desc_.n_embd);
+  act_gate_.resize(n_pairs * act_row_bytes(gate_->act_format(), desc_.n_embd));
+  if (!shared_act_) act_up_.resize(n_pairs * act_row_bytes(up_->act_format(), desc_.n_embd));
+  act_down_.resize(n_pairs * act_row_bytes(down_->act_format(), desc_.n_ff));
+}
+
+// Quantizes elements [chunk·kQuantChunk, +kQuantChunk) of token t's input straight into the
+// activation rows of each of its pairs (no per-token staging copy).
+void MoeDecode::quantize_task(const float* x, int64_t t, int64_t chunk) {
+  const int64_t K = desc_.n_embd, top_k = desc_.top_k;
+  const int64_t e0 = chunk * kQuantChunk, len = std::min(kQuantChunk, K - e0);
+  const struct { ActFormat f; std::vector<uint8_t>* dst; } outs[] = {
+      {gate_->act_format(), &act_gate_}, {up_->act_format(), &act_up_}};
+  for (int i = 0; i < (shared_act_ ? 1 : 2); ++i) {
+    const size_t rb = act_row_bytes(outs[i].f, K), off = act_row_bytes(outs[i].f, e0);
+    const int64_t p0 = slot_pair_[t * top_k];
+    uint8_t* first = outs[i].dst->data() + p0 * rb + off;
+    quantize_act_row(outs[i].f, x + t * K + e0, first, len);
+    const size_t bytes = act_row_bytes(outs[i].f, len);
+    for (int64_t j = 1; j < top_k; ++j) {
+      std::memcpy(outs[i].dst->data() + slot_pair_[t * top_k + j] * rb + off, first, bytes);
+    }
   }
 }
 
-void MoeDecode::run_gate_up(const MoeWeights& weights, ThreadPool& pool) {
-  const int64_t K = desc_.n_embd, N = desc_.n_ff, rows = config_.rows_per_task;
-  const int64_t chunks = ceil_div(N, rows);
-  const uint64_t rb_gate = row_bytes(desc_.gate_type, K), rb_up = row_bytes(desc_.up_type, K);
-  const size_t ab_gate = act_row_bytes(gate_->act_format(), K);
-  const size_t ab_up = act_row_bytes(up_->act_format(), K);
-  const int64_t n_active = static_cast<int64_t>(active_experts_.size());
-  pool.parallel_for(n_active * chunks, [&](int64_t task) {
-    const int64_t a = task / chunks, r0 = (task % chunks) * rows;
-    const int64_t e = active_experts_[a], p0 = pair_begin_[a];
+void MoeDecode::gate_up_task(const MoeWeights& weights, int64_t a, int64_t chunk) {
+  const int64_t K = desc_.n_embd, N = desc_.n_ff, r0 = chunk * config_.rows_per_task;
+  const int64_t e = active_experts_[a], p0 = pair_begin_[a];
+  const struct { const GemvKernel* k; GGMLType type; const void* w; const std::vector<uint8_t>* act;
+                 std::vector<float>* out; } mats[] = {
+      {gate_.get(), desc_.gate_type, weights.gate, &act_gate_, &g_},
+      {up_.get(), desc_.up_type, weights.up, shared_act_ ? &act_gate_ : &act_up_, &u_}};
+  for (const auto& m : mats) {
+    const uint64_t rb = row_bytes(m.type, K);
+    const size_t ab = act_row_bytes(m.k->act_format(), K);
     GemvArgs args;
-    args.n_rows = std::min(rows, N - r0);
-    args.n_tokens = pair_begin_[a + 1] - p0;
-    args.out_stride = N;
-    args.w_stride = static_cast<int64_t>(rb_gate);
-    args.w = static_cast<const uint8_t*>(weights.gate) + (e * N + r0) * rb_gate;
-    args.act = act_gate_.data() + p0 * ab_gate;
-    args.act_stride = static_cast<int64_t>(ab_gate);
-    args.out = g_.data() + p0 * N + r0;  // [pairs][n_ff]
-    gate_->run(args);
-    args.w_stride = static_cast<int64_t>(rb_up);
-    args.w = static_cast<const uint8_t*>(weights.up) + (e * N + r0) * rb_up;
-    args.act = act_up_.data() + p0 * ab_up;
-    args.act_stride = static_cast<int64_t>(ab_up);
-    args.out = u_.data() + p0 * N + r0;  // [pairs][n_ff]
-    up_->run(args);
-  });
-}
-
-void MoeDecode::run_act_down(const MoeWeights& weights, ThreadPool& pool) {
-  const int64_t K = desc_.n_embd, N = desc_.n_ff, rows = config_.rows_per_task;
-  const ActFormat fd = down_->act_format();
-  const size_t ab = act_row_bytes(fd, N);
-  const int64_t n_pairs = static_cast<int64_t>(pair_token_.size());
-  act_down_.resize(n_pairs * ab);
-  pool.parallel_for(n_pairs, [&](int64_t p) {
-    float* h = g_.data() + p * N;  // h = SiLU(g) * u, in place of g
-    const float* u = u_.data() + p * N;
-    for (int64_t n = 0; n < N; ++n) h[n] = silu(h[n]) * u[n];
-    quantize_act_row(fd, h, act_down_.data() + p * ab, N);
-  });
-  const int64_t chunks = ceil_div(K, rows);
-  const uint64_t rb = row_bytes(desc_.down_type, N);
-  const int64_t n_active = static_cast<int64_t>(active_experts_.size());
-  pool.parallel_for(n_active * chunks, [&](int64_t task) {
-    const int64_t a = task / chunks, r0 = (task % chunks) * rows;
-    const int64_t e = active_experts_[a], p0 = pair_begin_[a];
-    GemvArgs args;
-    args.w = static_cast<const uint8_t*>(weights.down) + (e * K + r0) * rb;
+    args.w = static_cast<const uint8_t*>(m.w) + (e * N + r0) * rb;
     args.w_stride = static_cast<int64_t>(rb);
-    args.act = act_down_.data() + p0 * ab;
+    args.act = m.act->data() + p0 * ab;
     args.act_stride = static_cast<int64_t>(ab);
-    args.out = d_.data() + p0 * K + r0;  // [pairs][n_embd]
-    args.out_stride = K;
-    args.n_rows = std::min(rows, K - r0);
+    args.out = m.out->data() + p0 * N + r0;  // [pairs][n_ff]
+    args.out_stride = N;
+    args.n_rows = std::min(config_.rows_per_task, N - r0);
     args.n_tokens = pair_begin_[a + 1] - p0;
-    down_->run(args);
-  });
+    m.k->run(args);
+  }
 }
 
-void MoeDecode::combine(const MoeRouting& routing, float* out, ThreadPool& pool) {
+void MoeDecode::h_task(int64_t p) {
+  const int64_t N = desc_.n_ff;
+  const ActFormat fd = down_->act_format();
+  float* h = g_.data() + p * N;  // h = SiLU(g) * u, in place of g
+  const float* u = u_.data() + p * N;
+  for (int64_t n = 0; n < N; ++n) h[n] = silu(h[n]) * u[n];
+  quantize_act_row(fd, h, act_down_.data() + p * act_row_bytes(fd, N), N);
+}
+
+void MoeDecode::down_task(const MoeWeights& weights, int64_t a, int64_t chunk) {
+  const int64_t K = desc_.n_embd, N = desc_.n_ff, r0 = chunk * config_.rows_per_task;
+  const int64_t e = active_experts_[a], p0 = pair_begin_[a];
+  const uint64_t rb = row_bytes(desc_.down_type, N);
+  const size_t ab = act_row_bytes(down_->act_format(), N);
+  GemvArgs args;
+  args.w = static_cast<const uint8_t*>(weights.down) + (e * K + r0) * rb;
+  args.w_stride = static_cast<int64_t>(rb);
+  args.act = act_down_.data() + p0 * ab;
+  args.act_stride = static_cast<int64_t>(ab);
+  args.out = d_.data() + p0 * K + r0;  // [pairs][n_embd]
+  args.out_stride = K;
+  args.n_rows = std::min(config_.rows_per_task, K - r0);
+  args.n_tokens = pair_begin_[a + 1] - p0;
+  down_->run(args);
+}
+
+// out[t][k] = Σ_j w_tj · d[pair of slot (t, j)][k] for k in the chunk, every token, in slot
+// order (the same float operations whatever the task split: deterministic).
+void MoeDecode::combine_task(const MoeRouting& routing, float* out, int64_t chunk) {
   const int64_t K = desc_.n_embd, top_k = desc_.top_k;
-  pool.parallel_for(routing.n_tokens, [&](int64_t t) {
+  const int64_t k0 = chunk * config_.rows_per_task;
+  const int64_t k1 = std::min(K, k0 + config_.rows_per_task);
+  for (int64_t t = 0; t < routing.n_tokens; ++t) {
     float* o = out + t * K;  // [n_embd]
-    std::fill(o, o + K, 0.0f);
+    std::fill(o + k0, o + k1, 0.0f);
     for (int64_t j = 0; j < top_k; ++j) {
       const float w = routing.weights[t * top_k + j];
       const float* d = d_.data() + slot_pair_[t * top_k + j] * K;
-      for (int64_t k = 0; k < K; ++k) o[k] += w * d[k];
+      for (int64_t k = k0; k < k1; ++k) o[k] += w * d[k];
     }
+  }
+}
+
+void MoeDecode::run_phased(const MoeWeights& weights, const float* x, const MoeRouting& routing,
+                           float* out, ThreadPool& pool) {
+  const int64_t n_active = static_cast<int64_t>(active_experts_.size());
+  const int64_t n_pairs = static_cast<int64_t>(pair_token_.size());
+  const int64_t nq = ceil_div(desc_.n_embd, kQuantChunk);
+  const int64_t cg = ceil_div(desc_.n_ff, config_.rows_per_task);
+  const int64_t cd = ceil_div(desc_.n_embd, config_.rows_per_task);
+  pool.parallel_for(routing.n_tokens * nq,
+                    [&](int64_t i) { quantize_task(x, i / nq, i % nq); });
+  pool.parallel_for(n_active * cg,
+                    [&](int64_t i) { gate_up_task(weights, i / cg, i % cg); });
+  pool.parallel_for(n_pairs, [&](int64_t p) { h_task(p); });
+  pool.parallel_for(n_active * cd, [&](int64_t i) { down_task(weights, i / cd, i % cd); });
+  pool.parallel_for(cd, [&](int64_t c) { combine_task(routing, out, c); });
+}
+
+// Task index ranges, in order: quantize (token, chunk) | gate/up (expert, chunk) | down (expert,
+// chunk) | combine (chunk). Counters: [0] quantize tasks done; [1 + a] gate/up chunks of
+// expert a done; [1 + A + a] h of expert a ready; [1 + 2A + c] experts with down chunk c done.
+void MoeDecode::run_fused(const MoeWeights& weights, const float* x, const MoeRouting& routing,
+                          float* out, ThreadPool& pool) {
+  const int64_t A = static_cast<int64_t>(active_experts_.size());
+  const int64_t nq = ceil_div(desc_.n_embd, kQuantChunk);
+  const int64_t cg = ceil_div(desc_.n_ff, config_.rows_per_task);
+  const int64_t cd = ceil_div(desc_.n_embd, config_.rows_per_task);
+  const int64_t n_quant = routing.n_tokens * nq, n_gu = A * cg, n_down = A * cd;
+  const int64_t n_counters = 1 + 2 * A + cd;
+  if (counters_size_ < n_counters) {
+    counters_ = std::make_unique<std::atomic<int64_t>[]>(static_cast<size_t>(n_counters));
+    counters_size_ = n_counters;
+  }
+  for (int64_t i = 0; i < n_counters; ++i) counters_[i].store(0, std::memory_order_relaxed);
+  std::atomic<int64_t>& quant_done = counters_[0];
+  std::atomic<int64_t>* gu_done = &counters_[1];
+  std::atomic<int64_t>* h_ready = &counters_[1 + A];
+  std::atomic<int64_t>* down_done = &counters_[1 + 2 * A];
+  pool.parallel_for(n_quant + n_gu + n_down + cd, [&](int64_t i) {
+    if (i < n_quant) {
+      quantize_task(x, i / nq, i % nq);
+      quant_done.fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+    i -= n_quant;
+    if (i < n_gu) {
+      const int64_t a = i / cg;
+      wait_for(quant_done, n_quant);
+      gate_up_task(weights, a, i % cg);
+      if (gu_done[a].fetch_add(1, std::memory_order_acq_rel) == cg - 1) {  // the last chunk
+        for (int64_t p = pair_begin_[a]; p < pair_begin_[a + 1]; ++p) h_task(p);
+        h_ready[a].store(1, std::memory_order_release);
+      }
+      return;
+    }
+    i -= n_gu;
+    if (i < n_down) {
+      const int64_t a = i / cd, c = i % cd;
+      wait_for(h_ready[a], 1);
+      down_task(weights, a, c);
+      down_done[c].fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+    i -= n_down;
+    wait_for(down_done[i], A);
+    combine_task(routing, out, i);
   });
 }
 
@@ -166,14 +264,12 @@ Status MoeDecode::run(const MoeWeights& weights, const float* x, const MoeRoutin
     return Error("{}: null weights, input or output", desc_.to_string());
   }
   group_by_expert(routing);
-  const int64_t n_pairs = static_cast<int64_t>(pair_token_.size());
-  g_.resize(n_pairs * desc_.n_ff);
-  u_.resize(n_pairs * desc_.n_ff);
-  d_.resize(n_pairs * desc_.n_embd);
-  quantize_inputs(x, routing.n_tokens, pool);
-  run_gate_up(weights, pool);
-  run_act_down(weights, pool);
-  combine(routing, out, pool);
+  size_buffers();
+  if (options_.fused) {
+    run_fused(weights, x, routing, out, pool);
+  } else {
+    run_phased(weights, x, routing, out, pool);
+  }
   return Status::ok();
 }
 

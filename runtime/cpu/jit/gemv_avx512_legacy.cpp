@@ -24,8 +24,9 @@ using namespace Xbyak::util;
 
 class GemvLegacyAvx512 final : public JitKernel, public GemvKernel {
  public:
-  explicit GemvLegacyAvx512(const GemvDesc& desc)
-      : q4_(desc.type == GGMLType::Q4_0), w_block_(q4_ ? 18 : 34), n_blocks_(desc.k / 32) {}
+  GemvLegacyAvx512(const GemvDesc& desc, const Avx512Tuning& tuning)
+      : q4_(desc.type == GGMLType::Q4_0), w_block_(q4_ ? 18 : 34), tuning_(tuning),
+        n_blocks_(desc.k / 32) {}
 
   std::string name() const override {
     return fmt::format("gemv_{}_avx512", q4_ ? "q4_0" : "q8_0");
@@ -41,7 +42,6 @@ class GemvLegacyAvx512 final : public JitKernel, public GemvKernel {
  private:
   static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_0));
   static constexpr int kMaxGroup = 4;     // tokens sharing one pass over a weight row
-  static constexpr int kPrefetch = 1024;  // bytes ahead of the current block pair
 
   const Reg64 reg_args = rdi;     // const GemvArgs*
   const Reg64 reg_w_row = rsi;    // weight row r
@@ -78,6 +78,15 @@ class GemvLegacyAvx512 final : public JitKernel, public GemvKernel {
   Address act_b(int t, int off) const {
     const Reg64 base = t < 2 ? reg_act0 : reg_act2;
     return (t & 1) ? ptr_b[base + reg_astride + off] : ptr_b[base + off];
+  }
+
+  void emit_prefetch(const Address& a) {
+    switch (tuning_.hint) {
+      case PrefetchHint::none: return;
+      case PrefetchHint::t0: prefetcht0(a); return;
+      case PrefetchHint::t1: prefetcht1(a); return;
+      case PrefetchHint::nta: prefetchnta(a); return;
+    }
   }
 
   // The weight block at w_off as 32 int8 values in ymm_w.
@@ -121,8 +130,8 @@ class GemvLegacyAvx512 final : public JitKernel, public GemvKernel {
     if (n_blocks_ >= 2) {
       mov(reg_blocks, n_blocks_ / 2);
       L(l_blk);
-      prefetcht0(ptr[reg_w + kPrefetch]);
-      prefetcht0(ptr[reg_w + kPrefetch + 64]);
+      emit_prefetch(ptr[reg_w + tuning_.prefetch_bytes]);  // a pair is 36 or 68 bytes
+      if (!q4_) emit_prefetch(ptr[reg_w + tuning_.prefetch_bytes + 64]);
       emit_block(group, 0, 0, 0);
       emit_block(group, 1, w_block_, kABlock);
       add(reg_w, 2 * w_block_);
@@ -161,7 +170,7 @@ class GemvLegacyAvx512 final : public JitKernel, public GemvKernel {
   //   for each group of G tokens (G = 4 while 4 are left, then 3, 2 or 1 once):
   //     acc[G][2] = 0
   //     for i in [0, n_blocks / 2):              // block pairs
-  //       prefetch w + kPrefetch
+  //       prefetch w + distance
   //       for u < 2:                             // blocks b = 2i + u
   //         |w|, sign(w), d_w of w[r][b]         (once for the group)
   //         for g < G: acc[g][u] += float(dpbusd(|w|, sign(w)·a[g][b])) · d_a · d_w
@@ -213,18 +222,21 @@ class GemvLegacyAvx512 final : public JitKernel, public GemvKernel {
 
   bool q4_;       // Q4_0 (else Q8_0)
   int w_block_;   // bytes of a weight block
+  Avx512Tuning tuning_;
   int64_t n_blocks_;
 };
 
 }  // namespace
 
-Expected<std::unique_ptr<GemvKernel>> create_gemv_legacy_avx512(const GemvDesc& desc) {
+Expected<std::unique_ptr<GemvKernel>> create_gemv_legacy_avx512(const GemvDesc& desc,
+                                                                const Avx512Tuning& tuning) {
   if ((desc.type != GGMLType::Q8_0 && desc.type != GGMLType::Q4_0) || desc.k <= 0 ||
       desc.k % 32 != 0) {
     return Error("legacy_avx512: needs Q8_0 or Q4_0 rows of a positive multiple of 32 "
                  "elements, got {}", desc.to_string());
   }
-  auto kernel = std::make_unique<GemvLegacyAvx512>(desc);
+  KTX_RETURN_IF_ERROR(tuning.validate().with_context(desc.to_string()));
+  auto kernel = std::make_unique<GemvLegacyAvx512>(desc, tuning);
   KTX_RETURN_IF_ERROR(kernel->create(kernel->name()));
   return std::unique_ptr<GemvKernel>(std::move(kernel));
 }

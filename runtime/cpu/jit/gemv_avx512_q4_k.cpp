@@ -1,19 +1,23 @@
-// Generated AVX-512 VNNI GEMV for Q4_K weights read in place (144-byte GGUF super-blocks: fp16
-// d and dmin, twelve bytes of packed 6-bit scales/mins, 128 bytes of nibbles) against q8_k
-// activations (ActBlockQ8_K). Per super-block of 256 elements:
+// Generated AVX-512 VNNI GEMV for Q4_K and Q5_K weights read in place against q8_k activations
+// (ActBlockQ8_K). Q4_K: 144-byte GGUF super-blocks (fp16 d and dmin, twelve bytes of packed
+// 6-bit scales/mins, 128 bytes of nibbles). Q5_K: 176 bytes, the same plus 32 bytes of fifth
+// bits (qh) between the scales and the nibbles. Per super-block of 256 elements:
 //   dot = d·d_a · Σ_s sc_s · Σ_{i∈s} q_i·a_i  −  dmin·d_a · Σ_s m_s · bsum32_s
-// Nibbles are unsigned (0..15) and activations signed, which is exactly vpdpbusd's operand
-// order, so no sign trick is needed. One 32-byte nibble chunk j holds sub-block 2j (low
+// Levels are unsigned (0..15, Q5_K 0..31) and activations signed, which is exactly vpdpbusd's
+// operand order, so no sign trick is needed. One 32-byte nibble chunk j holds sub-block 2j (low
 // nibbles) and 2j+1 (high nibbles); it is broadcast to both 256-bit halves of a zmm and the
 // upper half shifted right by 4 (vpsrlvq), so after the 0x0f mask the 64 bytes are elements
-// 64j..64j+63 in order and line up with one contiguous 64-byte activation load. vpdpbusd into
-// a zeroed register gives per-dword sums of 4 products, |sum| ≤ 4·15·127 < 2^15: the dword
+// 64j..64j+63 in order and line up with one contiguous 64-byte activation load. Q5_K: qh byte l
+// holds the fifth bit of element 64j+l in bit 2j and of 64j+32+l in bit 2j+1; qh is broadcast
+// the same way with the upper half shifted one bit further, then shifted by 2 per chunk, so
+// bit 0 of every byte is the fifth bit of its element (moved to bit 4 and ORed in). vpdpbusd
+// into a zeroed register gives per-dword sums of 4 products, |sum| ≤ 4·31·127 < 2^15: the dword
 // holds a sign-extended int16, so vpdpwssd against a [scale, 0] word pair multiplies it by the
 // sub-block's 6-bit scale exactly and accumulates (dwords 0..7 are sub-block 2j, 8..15 are
 // 2j+1; the scale vector is built by vpermd). Only the super-block scalings are float. Tokens go
-// in groups of up to four: the scales and nibbles of a super-block are decoded once per group.
-// The weight stream is prefetched a fixed distance ahead; it is contiguous across the rows of
-// a task, so the prefetch also warms the next row.
+// in groups of up to four: the scales and levels of a super-block are decoded once per group.
+// The weight stream is prefetched a tunable distance ahead (Avx512Tuning); it is contiguous
+// across the rows of a task, so the prefetch also warms the next row.
 #include <cstddef>
 
 #include "runtime/cpu/jit/gemv_avx512.h"
@@ -27,9 +31,11 @@ using namespace Xbyak::util;
 
 class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
  public:
-  explicit GemvQ4_KAvx512(const GemvDesc& desc) : n_blocks_(desc.k / 256) {}
+  GemvQ4_KAvx512(const GemvDesc& desc, const Avx512Tuning& tuning)
+      : q5_(desc.type == GGMLType::Q5_K), w_block_(q5_ ? 176 : 144), qs_off_(q5_ ? 48 : 16),
+        tuning_(tuning), n_blocks_(desc.k / 256) {}
 
-  std::string name() const override { return "gemv_q4_k_avx512"; }
+  std::string name() const override { return q5_ ? "gemv_q5_k_avx512" : "gemv_q4_k_avx512"; }
   ActFormat act_format() const override { return ActFormat::q8_k; }
   void run(const GemvArgs& args) const override {
     getCode<void (*)(const GemvArgs*)>()(&args);
@@ -39,12 +45,11 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
   }
 
  private:
-  static constexpr int kWBlock = 144;  // GGUF block_q4_K
+  static constexpr int kQhOff = 16;       // Q5_K: fifth bits after d, dmin and the scales
   static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_K));
   static constexpr int kActBsum = static_cast<int>(offsetof(ActBlockQ8_K, bsum32));
   static constexpr int kActQs = static_cast<int>(offsetof(ActBlockQ8_K, qs));
   static constexpr int kMaxGroup = 4;     // tokens sharing one pass over a weight row
-  static constexpr int kPrefetch = 1536;  // bytes ahead of the current super-block (~10 blocks)
   static constexpr int kFrame = 16;       // stack locals below the saved registers
   static constexpr int kBlocksLeft = 0;   // [rsp + 0]: super-blocks left in the row
   static constexpr int kRowsLeft = 8;     // [rsp + 8]: rows left
@@ -70,7 +75,10 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
   const Ymm ymm_t0 = ymm8;
   const Xmm xmm_t1 = xmm9;
   const Zmm zmm_isum[kMaxGroup] = {zmm10, zmm11, zmm12, zmm13};  // int32 dot of a super-block
-  const Zmm zmm_dot[kMaxGroup] = {zmm14, zmm15, zmm16, zmm17};   // int32 4-product sums
+  const Zmm zmm_dot = zmm14;       // int32 4-product sums (one token at a time)
+  const Zmm zmm_qh = zmm15;       // Q5_K: fifth bits, bit 0 of each byte is the current chunk's
+  const Zmm zmm_hs = zmm16;       // Q5_K: fifth bits moved to bit 4
+  const Zmm zmm_bit4 = zmm17;     // Q5_K: 0x10 bytes
   const Zmm zmm_q = zmm18;        // 64 nibbles of chunk j, in element order
   const Zmm zmm_sc = zmm19;       // [sc_2j ×8, sc_2j+1 ×8] as dwords (high words 0)
   const Zmm zmm_sc8 = zmm20;      // the 8 scales as dwords (lanes 0..7)
@@ -82,6 +90,7 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
   const Zmm zmm_shift = zmm25;    // qword shifts [0 ×4, 4 ×4]: high nibbles in the upper half
   const Zmm zmm_idx[4] = {zmm26, zmm27, zmm28, zmm29};  // vpermd picks [2j ×8, 2j+1 ×8]
   const Xmm xmm_m = xmm30;        // per-token min products
+  const Zmm zmm_qh_shift = zmm31; // Q5_K: qword shifts [0 ×4, 1 ×4]
 
   // Token t's current activation block, plus a byte offset.
   Address act(int t, int off) const {
@@ -108,6 +117,20 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
       vpbroadcastd(zmm_idx[j], eax);
       mov(eax, 2 * j + 1);
       vpbroadcastd(zmm_idx[j] | k2, eax);
+    }
+    if (!q5_) return;
+    mov(eax, 0x10101010);
+    vpbroadcastd(zmm_bit4, eax);
+    mov(eax, 1);
+    vpbroadcastq(zmm_qh_shift | k1 | T_z, rax);
+  }
+
+  void emit_prefetch(const Address& a) {
+    switch (tuning_.hint) {
+      case PrefetchHint::none: return;
+      case PrefetchHint::t0: prefetcht0(a); return;
+      case PrefetchHint::t1: prefetcht1(a); return;
+      case PrefetchHint::nta: prefetchnta(a); return;
     }
   }
 
@@ -149,20 +172,31 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
 
   // One super-block for `group` tokens.
   void emit_superblock(int group) {
-    for (int p = 0; p < kWBlock; p += 64) prefetcht0(ptr[reg_w + kPrefetch + p]);
+    for (int p = 0; p < w_block_; p += 64) {
+      emit_prefetch(ptr[reg_w + tuning_.prefetch_bytes + p]);
+    }
     emit_unpack_scales();
+    if (q5_) {
+      vbroadcasti64x4(zmm_qh, ptr[reg_w + kQhOff]);
+      vpsrlvq(zmm_qh, zmm_qh, zmm_qh_shift);
+    }
     for (int j = 0; j < 4; ++j) {       // 64 elements: sub-blocks 2j (low), 2j+1 (high)
-      vbroadcasti64x4(zmm_q, ptr[reg_w + 16 + 32 * j]);
+      vbroadcasti64x4(zmm_q, ptr[reg_w + qs_off_ + 32 * j]);
       vpsrlvq(zmm_q, zmm_q, zmm_shift);
       vpandd(zmm_q, zmm_q, zmm_mask);
+      if (q5_) {                        // q |= (qh bit 0) << 4, then the next chunk's bits
+        vpsllw(zmm_hs, zmm_qh, 4);
+        vpternlogd(zmm_q, zmm_hs, zmm_bit4, 0xf8);  // q | (hs & 0x10)
+        if (j < 3) vpsrlq(zmm_qh, zmm_qh, 2);
+      }
       vpermd(zmm_sc, zmm_idx[j], zmm_sc8);
       for (int t = 0; t < group; ++t) {
-        vpxord(zmm_dot[t], zmm_dot[t], zmm_dot[t]);
-        vpdpbusd(zmm_dot[t], zmm_q, act(t, kActQs + 64 * j));
+        vpxord(zmm_dot, zmm_dot, zmm_dot);
+        vpdpbusd(zmm_dot, zmm_q, act(t, kActQs + 64 * j));
         if (j == 0) {
-          vpmaddwd(zmm_isum[t], zmm_dot[t], zmm_sc);
+          vpmaddwd(zmm_isum[t], zmm_dot, zmm_sc);
         } else {
-          vpdpwssd(zmm_isum[t], zmm_dot[t], zmm_sc);
+          vpdpwssd(zmm_isum[t], zmm_dot, zmm_sc);
         }
       }
     }
@@ -190,7 +224,7 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
     mov(qword[rsp + kBlocksLeft], static_cast<uint32_t>(n_blocks_));
     L(l_blk);
     emit_superblock(group);
-    add(reg_w, kWBlock);
+    add(reg_w, w_block_);
     add(reg_act0, kABlock);
     if (group > 2) add(reg_act2, kABlock);
     dec(qword[rsp + kBlocksLeft]);
@@ -215,9 +249,11 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
   //   for each group of G tokens (G = 4 while 4 are left, then 3, 2 or 1 once):
   //     acc[G] = 0, acc_min[G] = 0
   //     for b in [0, n_blocks):                  // 256-element super-blocks
-  //       prefetch w + kPrefetch; unpack scales/mins/d/dmin of w[r][b]   (once for the group)
+  //       prefetch w + distance; unpack scales/mins/d/dmin of w[r][b]   (once for the group)
+  //       Q5_K: qh = fifth bits, upper half shifted by one
   //       for j < 4:                             // 64 elements per step
   //         q = nibbles of chunk j in element order; sc = [sc_2j ×8, sc_2j+1 ×8]  (once)
+  //         Q5_K: q |= (qh & 1) << 4 per byte; qh >>= 2
   //         for g < G: isum[g] += sc ⊙ dpbusd(q, a[g][b].qs[64j, 64j+64))
   //       for g < G:
   //         acc[g]     += d·d_a · float(isum[g])
@@ -270,17 +306,24 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
     postamble();
   }
 
+  bool q5_;             // Q5_K (else Q4_K)
+  int w_block_;         // bytes of a super-block
+  int qs_off_;          // offset of the nibbles in a super-block
+  Avx512Tuning tuning_;
   int64_t n_blocks_;
 };
 
 }  // namespace
 
-Expected<std::unique_ptr<GemvKernel>> create_gemv_q4_k_avx512(const GemvDesc& desc) {
-  if (desc.type != GGMLType::Q4_K || desc.k <= 0 || desc.k % 256 != 0) {
-    return Error("q4_k_avx512: needs Q4_K rows of a positive multiple of 256 elements, got {}",
-                 desc.to_string());
+Expected<std::unique_ptr<GemvKernel>> create_gemv_q4_k_avx512(const GemvDesc& desc,
+                                                              const Avx512Tuning& tuning) {
+  if ((desc.type != GGMLType::Q4_K && desc.type != GGMLType::Q5_K) || desc.k <= 0 ||
+      desc.k % 256 != 0) {
+    return Error("q4_k_avx512: needs Q4_K or Q5_K rows of a positive multiple of 256 elements, "
+                 "got {}", desc.to_string());
   }
-  auto kernel = std::make_unique<GemvQ4_KAvx512>(desc);
+  KTX_RETURN_IF_ERROR(tuning.validate().with_context(desc.to_string()));
+  auto kernel = std::make_unique<GemvQ4_KAvx512>(desc, tuning);
   KTX_RETURN_IF_ERROR(kernel->create(kernel->name()));
   return std::unique_ptr<GemvKernel>(std::move(kernel));
 }

@@ -1,6 +1,7 @@
 // GEMV dispatch: the ordered list of implementations and the plain reference kernel that ends
 // it. Order matters: the first implementation that supports a descriptor on this CPU wins, so
 // stronger tiers come first and the reference, which takes every supported type, comes last.
+// The avx512 entries also have a tuned factory (prefetch knobs); make_gemv() passes defaults.
 #include <cmath>
 #include <vector>
 
@@ -42,6 +43,36 @@ bool supports_legacy(const GemvDesc& d) {
   return (d.type == GGMLType::Q8_0 || d.type == GGMLType::Q4_0) && d.k % 32 == 0;
 }
 bool supports_q4_k(const GemvDesc& d) { return d.type == GGMLType::Q4_K && d.k % 256 == 0; }
+bool supports_q45_k(const GemvDesc& d) {
+  return (d.type == GGMLType::Q4_K || d.type == GGMLType::Q5_K) && d.k % 256 == 0;
+}
+bool supports_q6_k(const GemvDesc& d) { return d.type == GGMLType::Q6_K && d.k % 256 == 0; }
+
+using TunedFactory = Expected<std::unique_ptr<GemvKernel>> (*)(const GemvDesc&,
+                                                               const Avx512Tuning&);
+// The list with each entry's tuned factory (null where the implementation has no knobs).
+struct Entry {
+  GemvImpl impl;
+  TunedFactory tuned;
+};
+
+const std::vector<Entry>& entries() {
+  static const std::vector<Entry> list = {
+      {{"legacy_avx512", IsaTier::avx512, supports_legacy,
+        [](const GemvDesc& d) { return create_gemv_legacy_avx512(d); }},
+       create_gemv_legacy_avx512},
+      {{"q4_k_avx512", IsaTier::avx512, supports_q45_k,
+        [](const GemvDesc& d) { return create_gemv_q4_k_avx512(d); }},
+       create_gemv_q4_k_avx512},
+      {{"q6_k_avx512", IsaTier::avx512, supports_q6_k,
+        [](const GemvDesc& d) { return create_gemv_q6_k_avx512(d); }},
+       create_gemv_q6_k_avx512},
+      {{"legacy_avx2", IsaTier::avx2, supports_legacy, create_gemv_legacy_avx2}, nullptr},
+      {{"q4_k_avx2", IsaTier::avx2, supports_q4_k, create_gemv_q4_k_avx2}, nullptr},
+      {{"reference", IsaTier::reference, supports_any, create_gemv_reference}, nullptr},
+  };
+  return list;
+}
 
 }  // namespace
 
@@ -54,18 +85,51 @@ Expected<std::unique_ptr<GemvKernel>> create_gemv_reference(const GemvDesc& desc
   return std::unique_ptr<GemvKernel>(std::make_unique<GemvReference>(desc));
 }
 
+const char* prefetch_hint_name(PrefetchHint h) {
+  switch (h) {
+    case PrefetchHint::none: return "none";
+    case PrefetchHint::t0: return "t0";
+    case PrefetchHint::t1: return "t1";
+    case PrefetchHint::nta: return "nta";
+  }
+  return "?";
+}
+
+Expected<PrefetchHint> parse_prefetch_hint(const std::string& text) {
+  for (PrefetchHint h : {PrefetchHint::none, PrefetchHint::t0, PrefetchHint::t1,
+                         PrefetchHint::nta}) {
+    if (text == prefetch_hint_name(h)) return h;
+  }
+  return Error("prefetch hint '{}': expected none, t0, t1 or nta", text);
+}
+
+std::string Avx512Tuning::to_string() const {
+  return fmt::format("prefetch={}:{}", prefetch_hint_name(hint), prefetch_bytes);
+}
+
+Status Avx512Tuning::validate() const {
+  if (hint != PrefetchHint::none && (prefetch_bytes <= 0 || prefetch_bytes >= (1 << 20))) {
+    return Error("{}: the prefetch distance must be in (0, 1 MiB) bytes", to_string());
+  }
+  return Status::ok();
+}
+
 const std::vector<GemvImpl>& gemv_impls() {
-  static const std::vector<GemvImpl> impls = {
-      {"legacy_avx512", IsaTier::avx512, supports_legacy, create_gemv_legacy_avx512},
-      {"q4_k_avx512", IsaTier::avx512, supports_q4_k, create_gemv_q4_k_avx512},
-      {"legacy_avx2", IsaTier::avx2, supports_legacy, create_gemv_legacy_avx2},
-      {"q4_k_avx2", IsaTier::avx2, supports_q4_k, create_gemv_q4_k_avx2},
-      {"reference", IsaTier::reference, supports_any, create_gemv_reference},
-  };
+  static const std::vector<GemvImpl> impls = [] {
+    std::vector<GemvImpl> v;
+    for (const Entry& e : entries()) v.push_back(e.impl);
+    return v;
+  }();
   return impls;
 }
 
 Expected<std::unique_ptr<GemvKernel>> make_gemv(const GemvDesc& desc, const CpuIsa& cpu) {
+  return make_gemv_tuned(desc, cpu, Avx512Tuning{});
+}
+
+Expected<std::unique_ptr<GemvKernel>> make_gemv_tuned(const GemvDesc& desc, const CpuIsa& cpu,
+                                                      const Avx512Tuning& tuning) {
+  KTX_RETURN_IF_ERROR(tuning.validate().with_context(desc.to_string()));
   KTX_RETURN_IF_ERROR(check_type_supported(static_cast<uint32_t>(desc.type))
                           .with_context(desc.to_string()));
   auto row_bytes = ggml_row_bytes(desc.type, desc.k);
@@ -73,10 +137,11 @@ Expected<std::unique_ptr<GemvKernel>> make_gemv(const GemvDesc& desc, const CpuI
     return Error("{}: k={} is not a positive multiple of the {} block", desc.to_string(), desc.k,
                  ggml_type_name(static_cast<uint32_t>(desc.type)));
   }
-  for (const GemvImpl& impl : gemv_impls()) {
+  for (const Entry& e : entries()) {
+    const GemvImpl& impl = e.impl;
     if (impl.tier > desc.isa || !isa_tier_supported(impl.tier, cpu)) continue;
     if (!impl.supports(desc)) continue;
-    auto kernel = impl.create(desc);
+    auto kernel = e.tuned ? e.tuned(desc, tuning) : impl.create(desc);
     if (!kernel) return kernel.status().with_context(desc.to_string());
     return kernel;
   }

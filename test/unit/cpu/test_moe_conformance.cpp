@@ -11,8 +11,9 @@
 //    element, about 1.6% of the mean |product| for Gaussian data (block max ~4x the mean |x|);
 //    two stages and SiLU·up propagation give a worst case near 5% of S, bound 0.05·S; random
 //    signs make the mean error far smaller, bound 0.005·S on the mean.
-// Generated kernels exist for AVX2; the avx512 and amx tiers run (and pick the strongest
-// kernel at or below their tier) only on CPUs that have them, and skip with the reason here.
+// Generated kernels exist for AVX2 and AVX-512 (Q4_K Q5_K Q6_K Q8_0 Q4_0); the avx512 and amx
+// tiers run (and pick the strongest kernel at or below their tier) only on CPUs that have them,
+// and skip with the reason here.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -55,6 +56,8 @@ const Case kCases[] = {
     {"q3_k", 256, 256, 4, 2, GGMLType::Q3_K, GGMLType::Q3_K, GGMLType::Q3_K, 100, 2},
     {"q5_k", 256, 256, 4, 2, GGMLType::Q5_K, GGMLType::Q5_K, GGMLType::Q5_K, 100, 2},
     {"q6_k", 256, 256, 4, 2, Q6_K, Q6_K, Q6_K, 100, 2},
+    {"q5_k_m", 768, 512, 6, 3, GGMLType::Q5_K, GGMLType::Q5_K, Q6_K, 72, 2},  // Q5_K_M mix
+    {"q6_k_wide", 512, 768, 8, 2, Q6_K, Q4_K, Q6_K, 200, 2},
     {"bf16", 64, 48, 4, 2, GGMLType::BF16, GGMLType::BF16, GGMLType::BF16, 20, 2},
     {"f16", 64, 48, 4, 2, GGMLType::F16, GGMLType::F16, GGMLType::F16, 20, 2},
     {"f32", 64, 48, 4, 2, GGMLType::F32, GGMLType::F32, GGMLType::F32, 20, 2},
@@ -194,7 +197,7 @@ TEST_P(Conformance, MoeDecodeMatchesReference) {
 // silently to AVX2 (the tests above would still pass, measuring the wrong thing).
 TEST_P(Conformance, StrongestKernelIsSelected) {
   if (GetParam() != IsaTier::avx512) GTEST_SKIP() << "checks the avx512 tier's choices only";
-  for (GGMLType type : {Q8_0, GGMLType::Q4_0, Q4_K}) {
+  for (GGMLType type : {Q8_0, GGMLType::Q4_0, Q4_K, GGMLType::Q5_K, Q6_K}) {
     auto kernel = make_gemv(GemvDesc{type, 512, 2, IsaTier::avx512}, cpu_);
     ASSERT_TRUE(kernel) << kernel.status().message();
     EXPECT_NE((*kernel)->name().find("avx512"), std::string::npos) << (*kernel)->name();
@@ -216,15 +219,64 @@ namespace {
 // made executable on any x86-64 host, so encoding errors show up in CI too.
 TEST(Avx512Kernels, GenerateOnAnyHost) {
   struct { GGMLType type; int64_t k; } shapes[] = {
-      {Q8_0, 32}, {Q8_0, 96}, {GGMLType::Q4_0, 7168}, {Q4_K, 256}, {Q4_K, 7168}};
+      {Q8_0, 32}, {Q8_0, 96}, {GGMLType::Q4_0, 7168}, {Q4_K, 256}, {Q4_K, 7168},
+      {GGMLType::Q5_K, 2048}, {Q6_K, 256}, {Q6_K, 2048}};
+  const Avx512Tuning tunings[] = {{}, {PrefetchHint::none, 0}, {PrefetchHint::t1, 4096},
+                                  {PrefetchHint::nta, 512}};
   for (const auto& s : shapes) {
-    const GemvDesc d{s.type, s.k, 2, IsaTier::avx512};
-    auto kernel = s.type == Q4_K ? create_gemv_q4_k_avx512(d) : create_gemv_legacy_avx512(d);
-    ASSERT_TRUE(kernel) << d.to_string() << ": " << kernel.status().message();
-    EXPECT_FALSE((*kernel)->code().empty()) << d.to_string();
+    for (const Avx512Tuning& tu : tunings) {
+      const GemvDesc d{s.type, s.k, 2, IsaTier::avx512};
+      auto kernel = s.type == Q6_K ? create_gemv_q6_k_avx512(d, tu)
+                    : (s.type == Q4_K || s.type == GGMLType::Q5_K)
+                        ? create_gemv_q4_k_avx512(d, tu)
+                        : create_gemv_legacy_avx512(d, tu);
+      ASSERT_TRUE(kernel) << d.to_string() << " " << tu.to_string() << ": "
+                          << kernel.status().message();
+      EXPECT_FALSE((*kernel)->code().empty()) << d.to_string();
+    }
   }
   EXPECT_FALSE(create_gemv_q4_k_avx512(GemvDesc{Q4_K, 128, 2, IsaTier::avx512}));
+  EXPECT_FALSE(create_gemv_q6_k_avx512(GemvDesc{Q4_K, 256, 2, IsaTier::avx512}));
   EXPECT_FALSE(create_gemv_legacy_avx512(GemvDesc{Q4_K, 256, 2, IsaTier::avx512}));
+  // A prefetch distance of 0 with a hint is refused, naming the tuning.
+  auto bad = create_gemv_q6_k_avx512(GemvDesc{Q6_K, 256, 2, IsaTier::avx512},
+                                     {PrefetchHint::t0, 0});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.status().message().find("prefetch=t0:0"), std::string::npos)
+      << bad.status().message();
+  EXPECT_EQ(parse_prefetch_hint("t1").value(), PrefetchHint::t1);
+  EXPECT_FALSE(parse_prefetch_hint("t3"));
+}
+
+// The fused single-phase layer and the five-phase one do the same float operations per
+// element, so their outputs must be identical bit for bit, at every tier the CPU has.
+TEST(MoeDecodeFused, MatchesPhasedBitForBit) {
+  const CpuIsa cpu = detect_cpu_isa();
+  ThreadPool pool(4);
+  MoeDesc desc = desc_of({"mix", 512, 768, 12, 4, Q4_K, Q4_K, Q6_K, 0, 2}, best_isa_tier(cpu));
+  const auto experts = test::random_experts(desc, 5);
+  for (int64_t rows : {64, 100, 768}) {
+    MoeConfig cfg;
+    cfg.rows_per_task = rows;
+    auto fused = MoeDecode::create(desc, cfg, cpu, MoeDecodeOptions{});
+    auto phased = MoeDecode::create(desc, cfg, cpu, MoeDecodeOptions{{}, false});
+    ASSERT_TRUE(fused && phased);
+    for (int64_t n_tokens : {1, 3, 8}) {
+      for (RoutePattern p : {RoutePattern::spread, RoutePattern::repeated}) {
+        const auto x = test::random_floats(n_tokens * desc.n_embd, 1.0f, 17 + n_tokens);
+        const auto routing = test::make_routing(desc, n_tokens, p, 9 + n_tokens);
+        std::vector<float> a(x.size(), NAN), b(x.size(), NAN);
+        ASSERT_TRUE((*fused)->run(experts.view(), x.data(), routing.view(n_tokens), a.data(),
+                                  pool).is_ok());
+        ASSERT_TRUE((*phased)->run(experts.view(), x.data(), routing.view(n_tokens), b.data(),
+                                   pool).is_ok());
+        for (size_t i = 0; i < a.size(); ++i) {
+          ASSERT_EQ(a[i], b[i]) << "rows=" << rows << " tokens=" << n_tokens << " element " << i
+                                << " " << (*fused)->kernel_names();
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -1,0 +1,288 @@
+// Generated AVX-512 VNNI GEMV for Q6_K weights read in place (210-byte GGUF super-blocks: 128
+// bytes of low nibbles ql, 64 bytes of 2-bit high parts qh, sixteen int8 scales, fp16 d)
+// against q8_k activations (ActBlockQ8_K). Q4_K_M files store the experts' down projection in
+// Q6_K, so this kernel carries a third of a decode layer's bytes. Per super-block:
+//   dot = d·d_a · Σ_s sc_s · Σ_{i∈s} (q_i − 32)·a_i        (s: 16 sub-blocks of 16 elements)
+// Element layout (ggml): half h (128 elements) uses ql[64h..64h+64) and qh[32h..32h+32); its
+// element 32p+l (p < 4, l < 32) is the nibble (p odd: high) of ql[64h + 32(p&1) + l] with bits
+// 2p, 2p+1 of qh[32h+l] on top. So one 64-byte ql load gives two 64-element chunks in element
+// order (low nibbles, then high nibbles), and the 32 qh bytes broadcast to both zmm halves and
+// shifted per qword by [0, 2] (chunk 2h) or [4, 6] (chunk 2h+1) bring each element's two high
+// bits to bits 0..1 of its byte. Levels q are unsigned 0..63, so vpdpbusd(q, a) is exact
+// (|4 products| ≤ 32004); the −32 offset is vpdpbusd(32, a) subtracted per dword, leaving
+// Σ(q−32)·a in the int16 range (≤ 16256). Each dword covers 4 elements of one sub-block, so
+// vpdpwssd against [sc, 0] word pairs (vpermd of the 16 sign-extended scales) applies the
+// scale exactly and accumulates. Only the super-block scaling is float. Tokens go in groups of
+// up to four sharing the decode of each super-block; prefetch as in Avx512Tuning.
+#include <cstddef>
+
+#include "runtime/cpu/jit/gemv_avx512.h"
+#include "runtime/cpu/jit/jit_kernel.h"
+
+namespace ktx::cpu {
+namespace {
+
+using namespace Xbyak;
+using namespace Xbyak::util;
+
+class GemvQ6_KAvx512 final : public JitKernel, public GemvKernel {
+ public:
+  GemvQ6_KAvx512(const GemvDesc& desc, const Avx512Tuning& tuning)
+      : tuning_(tuning), n_blocks_(desc.k / 256) {}
+
+  std::string name() const override { return "gemv_q6_k_avx512"; }
+  ActFormat act_format() const override { return ActFormat::q8_k; }
+  void run(const GemvArgs& args) const override {
+    getCode<void (*)(const GemvArgs*)>()(&args);
+  }
+  std::vector<uint8_t> code() const override {
+    return {code_bytes(), code_bytes() + code_bytes_size()};
+  }
+
+ private:
+  static constexpr int kWBlock = 210;     // GGUF block_q6_K
+  static constexpr int kQhOff = 128;      // 2-bit high parts
+  static constexpr int kScOff = 192;      // int8 scales
+  static constexpr int kDOff = 208;       // fp16 d
+  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_K));
+  static constexpr int kActQs = static_cast<int>(offsetof(ActBlockQ8_K, qs));
+  static constexpr int kMaxGroup = 4;     // tokens sharing one pass over a weight row
+
+  const Reg64 reg_args = rdi;     // const GemvArgs*
+  const Reg64 reg_w_row = rsi;    // weight row r
+  const Reg64 reg_w = rdx;        // current weight super-block
+  const Reg64 reg_act_tok = rcx;  // first token of the group: activation row
+  const Reg64 reg_act0 = r8;      // current activation block of tokens 0 (and 1 at +stride)
+  const Reg64 reg_act2 = rbp;     // current activation block of tokens 2 (and 3 at +stride)
+  const Reg64 reg_astride = r11;  // bytes between tokens' activation rows
+  const Reg64 reg_out = r9;       // &out[0][r]
+  const Reg64 reg_out_t = r10;    // &out[t][r] of the group's first token
+  const Reg64 reg_toks = rbx;     // tokens left
+  const Reg64 reg_blocks = r12;   // super-blocks left in the row
+  const Reg64 reg_rows = r13;     // rows left
+  // Registers read by VEX-only instructions (vhaddps) stay below 16.
+  const Zmm zmm_acc[kMaxGroup] = {zmm0, zmm1, zmm2, zmm3};  // float: Σ d·d_a·(int dots)
+  const Xmm xmm_t0 = xmm4;        // horizontal-sum temporaries; d while decoding
+  const Ymm ymm_t0 = ymm4;
+  const Xmm xmm_t1 = xmm5;
+  const Zmm zmm_isum[kMaxGroup] = {zmm6, zmm7, zmm8, zmm9};  // int32 dot of a super-block
+  const Zmm zmm_dot = zmm10;      // Σ q·a per dword, then Σ (q−32)·a
+  const Zmm zmm_off = zmm11;      // Σ 32·a per dword
+  const Zmm zmm_q = zmm12;        // 64 levels of the current chunk, in element order
+  const Zmm zmm_hs = zmm13;       // qh shifted: the chunk's high bits
+  const Zmm zmm_ql = zmm14;       // ql[64h..64h+64)
+  const Zmm zmm_qh = zmm15;       // qh[32h..32h+32) in both halves
+  const Zmm zmm_sc16 = zmm16;     // the 16 scales as [sc, 0] word pairs
+  const Ymm ymm_sc16 = ymm16;
+  const Zmm zmm_sc = zmm17;       // the current chunk's scale per dword
+  const Zmm zmm_d = zmm18;        // d, broadcast
+  const Zmm zmm_idx[4] = {zmm19, zmm20, zmm21, zmm22};  // vpermd: dword i -> scale 4c + i/4
+  const Zmm zmm_lo4 = zmm23;      // 0x0f bytes
+  const Zmm zmm_hi2 = zmm24;      // 0x30 bytes
+  const Zmm zmm_c32 = zmm25;      // 32 in every byte
+  const Zmm zmm_shift[2] = {zmm26, zmm27};  // qword shifts [0 ×4, 2 ×4] and [4 ×4, 6 ×4]
+  const Zmm zmm_a = zmm28;        // a token's 64 activations
+  const Zmm zmm_f = zmm29;        // float temporary
+
+  Address act(int t, int off) const {
+    const Reg64 base = t < 2 ? reg_act0 : reg_act2;
+    return (t & 1) ? ptr[base + reg_astride + off] : ptr[base + off];
+  }
+  Address act_b(int t, int off) const {  // the same, as a broadcast float source
+    const Reg64 base = t < 2 ? reg_act0 : reg_act2;
+    return (t & 1) ? ptr_b[base + reg_astride + off] : ptr_b[base + off];
+  }
+
+  void emit_prefetch(const Address& a) {
+    switch (tuning_.hint) {
+      case PrefetchHint::none: return;
+      case PrefetchHint::t0: prefetcht0(a); return;
+      case PrefetchHint::t1: prefetcht1(a); return;
+      case PrefetchHint::nta: prefetchnta(a); return;
+    }
+  }
+
+  void emit_bytes(const Zmm& dst, uint32_t byte) {
+    mov(eax, byte * 0x01010101u);
+    vpbroadcastd(dst, eax);
+  }
+
+  // Masks, the vpermd indices [0 ×4, 1 ×4, 2 ×4, 3 ×4] + 4c, the qh shifts.
+  void emit_constants() {
+    emit_bytes(zmm_lo4, 0x0f);
+    emit_bytes(zmm_hi2, 0x30);
+    emit_bytes(zmm_c32, 0x20);
+    vpxord(zmm_idx[0], zmm_idx[0], zmm_idx[0]);
+    for (int v = 1; v < 4; ++v) {
+      mov(eax, 0xf << (4 * v));
+      kmovw(k1, eax);
+      mov(eax, v);
+      vpbroadcastd(zmm_idx[0] | k1, eax);
+    }
+    for (int c = 1; c < 4; ++c) {
+      mov(eax, 4 * c);
+      vpbroadcastd(zmm_f, eax);
+      vpaddd(zmm_idx[c], zmm_idx[0], zmm_f);
+    }
+    mov(eax, 0xf0);
+    kmovw(k1, eax);
+    for (int p = 0; p < 2; ++p) {
+      mov(eax, 4 * p);
+      vpbroadcastq(zmm_shift[p], rax);
+      mov(eax, 4 * p + 2);
+      vpbroadcastq(zmm_shift[p] | k1, rax);
+    }
+  }
+
+  // One super-block for `group` tokens.
+  void emit_superblock(int group) {
+    for (int p = 0; p < kWBlock; p += 64) {
+      emit_prefetch(ptr[reg_w + tuning_.prefetch_bytes + p]);
+    }
+    vpmovsxbw(ymm_sc16, ptr[reg_w + kScOff]);  // int8 -> int16, high words zero below
+    vpmovzxwd(zmm_sc16, ymm_sc16);
+    movzx(eax, word[reg_w + kDOff]);
+    vmovd(xmm_t0, eax);
+    vcvtph2ps(xmm_t0, xmm_t0);
+    vbroadcastss(zmm_d, xmm_t0);
+    for (int h = 0; h < 2; ++h) {
+      vmovdqu8(zmm_ql, ptr[reg_w + 64 * h]);
+      vbroadcasti64x4(zmm_qh, ptr[reg_w + kQhOff + 32 * h]);
+      for (int p = 0; p < 2; ++p) {       // chunk c = elements 64c..64c+63
+        const int c = 2 * h + p;
+        if (p == 0) {
+          vpandd(zmm_q, zmm_ql, zmm_lo4);
+        } else {
+          vpsrlw(zmm_q, zmm_ql, 4);
+          vpandd(zmm_q, zmm_q, zmm_lo4);
+        }
+        vpsrlvq(zmm_hs, zmm_qh, zmm_shift[p]);
+        vpsllw(zmm_hs, zmm_hs, 4);
+        vpternlogd(zmm_q, zmm_hs, zmm_hi2, 0xf8);  // q | (hs & 0x30)
+        vpermd(zmm_sc, zmm_idx[c], zmm_sc16);
+        for (int t = 0; t < group; ++t) {
+          vmovdqu8(zmm_a, act(t, kActQs + 64 * c));
+          vpxord(zmm_dot, zmm_dot, zmm_dot);
+          vpdpbusd(zmm_dot, zmm_q, zmm_a);
+          vpxord(zmm_off, zmm_off, zmm_off);
+          vpdpbusd(zmm_off, zmm_c32, zmm_a);
+          vpsubd(zmm_dot, zmm_dot, zmm_off);
+          if (c == 0) {
+            vpmaddwd(zmm_isum[t], zmm_dot, zmm_sc);
+          } else {
+            vpdpwssd(zmm_isum[t], zmm_dot, zmm_sc);
+          }
+        }
+      }
+    }
+    for (int t = 0; t < group; ++t) {
+      vcvtdq2ps(zmm_f, zmm_isum[t]);
+      vmulps(zmm_f, zmm_f, act_b(t, 0));  // × d_a
+      vfmadd231ps(zmm_acc[t], zmm_f, zmm_d);
+    }
+  }
+
+  // out[t][r] for the `group` tokens starting at reg_act_tok / reg_out_t.
+  void emit_group(int group) {
+    Label l_blk;
+    mov(reg_w, reg_w_row);
+    mov(reg_act0, reg_act_tok);
+    if (group > 2) lea(reg_act2, ptr[reg_act_tok + reg_astride * 2]);
+    for (int t = 0; t < group; ++t) vpxord(zmm_acc[t], zmm_acc[t], zmm_acc[t]);
+    mov(reg_blocks, n_blocks_);
+    L(l_blk);
+    emit_superblock(group);
+    add(reg_w, kWBlock);
+    add(reg_act0, kABlock);
+    if (group > 2) add(reg_act2, kABlock);
+    dec(reg_blocks);
+    jnz(l_blk, T_NEAR);
+    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
+    shl(rax, 2);
+    mov(reg_act0, reg_out_t);           // free now: walks the group's output rows
+    for (int t = 0; t < group; ++t) {
+      vextractf64x4(ymm_t0, zmm_acc[t], 1);
+      vaddps(ymm_t0, ymm_t0, Ymm(zmm_acc[t].getIdx()));
+      vextractf128(xmm_t1, ymm_t0, 1);
+      vaddps(xmm_t0, xmm_t0, xmm_t1);
+      vhaddps(xmm_t0, xmm_t0, xmm_t0);
+      vhaddps(xmm_t0, xmm_t0, xmm_t0);
+      vmovss(ptr[reg_act0], xmm_t0);
+      if (t + 1 < group) add(reg_act0, rax);
+    }
+  }
+
+  // for r in [0, n_rows):                        // weight row stays in L1 across tokens
+  //   for each group of G tokens (G = 4 while 4 are left, then 3, 2 or 1 once):
+  //     acc[G] = 0
+  //     for b in [0, n_blocks):                  // 256-element super-blocks
+  //       prefetch w + distance; scales as [sc, 0] word pairs; d      (once for the group)
+  //       for h < 2, p < 2:                      // chunk c = 2h + p, 64 elements
+  //         q = nibble p of ql[64h..] | high bits (qh >> [2p, 2p+2]) & 3 << 4  (once)
+  //         sc = scales 4c + i/4 per dword i                                   (once)
+  //         for g < G: isum[g] += sc ⊙ (dpbusd(q, a[g]) − dpbusd(32, a[g]))
+  //       for g < G: acc[g] += d·d_a · float(isum[g])
+  //     out[g][r] = hsum(acc[g])
+  void generate() override {
+    Label l_row, l_quad, l_rest, l_g[kMaxGroup], l_row_next, l_done;
+    preamble();
+    emit_constants();
+    mov(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w)]);
+    mov(reg_out, ptr[reg_args + offsetof(GemvArgs, out)]);
+    mov(reg_astride, ptr[reg_args + offsetof(GemvArgs, act_stride)]);
+    mov(reg_rows, ptr[reg_args + offsetof(GemvArgs, n_rows)]);
+    test(reg_rows, reg_rows);
+    jle(l_done, T_NEAR);
+    L(l_row);
+    mov(reg_act_tok, ptr[reg_args + offsetof(GemvArgs, act)]);
+    mov(reg_out_t, reg_out);
+    mov(reg_toks, ptr[reg_args + offsetof(GemvArgs, n_tokens)]);
+    L(l_quad);
+    cmp(reg_toks, kMaxGroup);
+    jl(l_rest, T_NEAR);
+    emit_group(kMaxGroup);
+    lea(reg_act_tok, ptr[reg_act_tok + reg_astride * 4]);
+    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
+    shl(rax, 4);                        // 4 tokens × 4 bytes
+    add(reg_out_t, rax);
+    sub(reg_toks, kMaxGroup);
+    jmp(l_quad, T_NEAR);
+    L(l_rest);
+    for (int g = kMaxGroup - 1; g >= 1; --g) {
+      cmp(reg_toks, g);
+      je(l_g[g], T_NEAR);
+    }
+    jmp(l_row_next, T_NEAR);
+    for (int g = kMaxGroup - 1; g >= 1; --g) {
+      L(l_g[g]);
+      emit_group(g);
+      jmp(l_row_next, T_NEAR);
+    }
+    L(l_row_next);
+    add(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w_stride)]);
+    add(reg_out, 4);
+    dec(reg_rows);
+    jnz(l_row, T_NEAR);
+    L(l_done);
+    postamble();
+  }
+
+  Avx512Tuning tuning_;
+  int64_t n_blocks_;
+};
+
+}  // namespace
+
+Expected<std::unique_ptr<GemvKernel>> create_gemv_q6_k_avx512(const GemvDesc& desc,
+                                                              const Avx512Tuning& tuning) {
+  if (desc.type != GGMLType::Q6_K || desc.k <= 0 || desc.k % 256 != 0) {
+    return Error("q6_k_avx512: needs Q6_K rows of a positive multiple of 256 elements, got {}",
+                 desc.to_string());
+  }
+  KTX_RETURN_IF_ERROR(tuning.validate().with_context(desc.to_string()));
+  auto kernel = std::make_unique<GemvQ6_KAvx512>(desc, tuning);
+  KTX_RETURN_IF_ERROR(kernel->create(kernel->name()));
+  return std::unique_ptr<GemvKernel>(std::move(kernel));
+}
+
+}  // namespace ktx::cpu

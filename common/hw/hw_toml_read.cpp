@@ -232,6 +232,31 @@ Status read_budgets(const ProfileReader& r, const toml::table& t, Budgets* b) {
   return r.get_int(t, "budgets", "context", false, 1, &b->context);
 }
 
+// [tuned]: "moe:..." descriptor -> "cfg:..." config. Only the prefixes are checked here:
+// ktx_hw does not link the kernel library that parses them (runtime/cpu); the runtime parses
+// an entry when it uses it, and `ktx-run tune` only writes strings it produced.
+Status read_tuned(const ProfileReader& r, const toml::table& t,
+                  std::map<std::string, std::string>* tuned) {
+  for (const auto& [k, v] : t) {
+    const std::string key(k.str());
+    const std::string name = "tuned.\"" + key + "\"";
+    if (key.rfind("moe:", 0) != 0) {
+      return r.error_at(&v, name, "expected a kernel descriptor key starting with \"moe:\"");
+    }
+    const auto* s = v.as_string();
+    if (!s) {
+      return r.error_at(&v, name, "expected a string \"cfg:...\", found " +
+                                      ProfileReader::describe(v));
+    }
+    if (s->get().rfind("cfg:", 0) != 0) {
+      return r.error_at(&v, name, fmt::format("expected a kernel configuration starting with "
+                                              "\"cfg:\", found \"{}\"", s->get()));
+    }
+    (*tuned)[key] = s->get();
+  }
+  return Status::ok();
+}
+
 Expected<HwProfile> read_profile(const ProfileReader& r, const toml::table& root) {
   HwProfile p;
   // schema_version first: a file of another schema may legitimately have other keys.
@@ -244,7 +269,8 @@ Expected<HwProfile> read_profile(const ProfileReader& r, const toml::table& root
                                             : ProfileReader::describe(*sv)));
   }
   KTX_RETURN_IF_ERROR(
-      r.check_keys(root, "", {"schema_version", "hostname", "cpu", "memory", "gpu", "budgets"}));
+      r.check_keys(root, "", {"schema_version", "hostname", "cpu", "memory", "gpu", "budgets",
+                              "tuned"}));
   KTX_RETURN_IF_ERROR(r.get_string(root, "", "hostname", false, &p.hostname));
   const toml::table* cpu = nullptr;
   const toml::table* mem = nullptr;
@@ -259,6 +285,9 @@ Expected<HwProfile> read_profile(const ProfileReader& r, const toml::table& root
   KTX_RETURN_IF_ERROR(read_gpus(r, root, &p.gpus));
   KTX_RETURN_IF_ERROR(r.get_table(root, "budgets", false, &budgets));
   if (budgets) KTX_RETURN_IF_ERROR(read_budgets(r, *budgets, &p.budgets));
+  const toml::table* tuned = nullptr;
+  KTX_RETURN_IF_ERROR(r.get_table(root, "tuned", false, &tuned));
+  if (tuned) KTX_RETURN_IF_ERROR(read_tuned(r, *tuned, &p.tuned));
   return p;
 }
 

@@ -103,6 +103,11 @@ std::string HwProfile::to_toml() const {
                    budgets.threads);
   o += fmt::format("context = {}  # KV-cache length (tokens) the plan provisions\n",
                    budgets.context);
+  if (!tuned.empty()) {
+    o += "\n# Kernel configurations measured fastest on this host (`ktx-run tune`):\n";
+    o += "# descriptor (runtime/cpu/moe_desc.h) = configuration.\n[tuned]\n";
+    for (const auto& [desc, cfg] : tuned) o += quote(desc) + " = " + quote(cfg) + "\n";
+  }
   return o;
 }
 

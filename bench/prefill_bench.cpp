@@ -1,7 +1,7 @@
 // ktx-prefill-bench: the routed-expert layer at prefill (hundreds of tokens per call) with the
 // shapes of real models and random Q4_K blocks, repacked once to int8 (repack_int8.h) and run
 // by MoePrefill. Prints ms per layer, TOP/s of the expert GEMMs actually done (2 * 3 * N * K
-// per (token, expert) pair; padding to groups of 32 not counted) and the ratio to the AMX INT8
+// per (token, expert) pair; padding to groups of 16 not counted) and the ratio to the AMX INT8
 // peak: --peak (TOP/s), and the peak measured by a tile-only loop (tdpbssd on all threads).
 // --experts allocates fewer distinct experts; routing still spreads over the model's count
 // (expert e uses the weights of e mod --experts), so tokens per expert stay realistic.
@@ -79,6 +79,32 @@ double tile_peak_tops(int colsb, ThreadPool& pool) {
   return static_cast<double>(k.ops_per_iter()) * iters * pool.size() / s / 1e12;
 }
 
+// The micro-kernel alone with its operands hot in L1/L2: every thread runs 16 tokens x
+// `panels` x 16 rows over 64 blocks (one driver K chunk) on its own random operands. Shows
+// how far the layer is from the kernel's own ceiling (the rest: memory, phases, padding).
+double kernel_tops(const GemmInt8Kernel& kernel, ThreadPool& pool) {
+  constexpr int64_t kBlocks = 64, kPanels = 8, kIters = 4000;
+  std::vector<double> done(static_cast<size_t>(pool.size()), 0.0);
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.parallel_for(pool.size(), [&](int64_t th) {
+    std::mt19937 rng(static_cast<uint32_t>(th));
+    std::vector<int8_t> a(16 * kBlocks * 32), b(kPanels * kBlocks * 512);
+    std::vector<float> as(kBlocks * 16, 0.01f), ws(kPanels * kBlocks * 16, 0.02f);
+    std::vector<float> out(16 * kPanels * 16);
+    for (auto& v : a) v = static_cast<int8_t>(rng());
+    for (auto& v : b) v = static_cast<int8_t>(rng() & 15);
+    GemmTileArgs g;
+    g.a = a.data(), g.a_stride = kBlocks * 32, g.a_scale = as.data(), g.a_sum = as.data();
+    g.b = b.data(), g.b_panel_stride = kBlocks * 512, g.w_scale = ws.data(), g.w_bias = ws.data();
+    g.w_panel_stride = kBlocks * 16 * 4, g.out = out.data(), g.out_stride = kPanels * 16;
+    g.k_blocks = kBlocks, g.n_panels = kPanels;
+    for (int64_t i = 0; i < kIters; ++i) kernel.run(g);
+    done[static_cast<size_t>(th)] = out[5];
+  });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return 2.0 * 16 * kPanels * 16 * kBlocks * 32 * kIters * pool.size() / s / 1e12;
+}
+
 // Random Q4_K blocks with small finite fp16 d/dmin (random bytes elsewhere).
 void fill_q4_k(uint8_t* dst, uint64_t bytes, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -136,8 +162,8 @@ int bench_model(const ModelShape& m, const Options& o, ThreadPool& pool, double 
               "Q4_K)\n", m.name, desc.to_string().c_str(), (*moe)->kernel_name().c_str(),
               static_cast<long long>(phys.n_expert), repack_s,
               (gate.size() + up.size() + down.size()) / repack_s / 1e9);
-  std::printf("  %6s %10s %9s %9s %8s %10s\n", "tokens", "ms/layer", "TOP/s", "padded%",
-              "%peak", "%measured");
+  std::printf("  %6s %10s %9s %9s %8s %10s   %s\n", "tokens", "ms/layer", "TOP/s", "padded%",
+              "%peak", "%measured", "phases ms: quant gate up act down combine");
   std::mt19937 rng(7);
   for (int64_t T : o.tokens) {
     std::vector<float> x(T * m.n_embd), out(x.size()), w(T * m.top_k, 0.125f);
@@ -157,9 +183,12 @@ int bench_model(const ModelShape& m, const Options& o, ThreadPool& pool, double 
                      o.iters;
     const double ops = 6.0 * (*moe)->last_pairs() * m.n_embd * m.n_ff;
     const double tops = ops / s / 1e12;
-    std::printf("  %6lld %10.2f %9.2f %9.1f %8.1f %10.1f\n", static_cast<long long>(T), s * 1e3,
-                tops, 100.0 * (*moe)->last_padded_pairs() / (*moe)->last_pairs() - 100.0,
-                100.0 * tops / o.peak, measured_peak > 0 ? 100.0 * tops / measured_peak : 0.0);
+    const PrefillPhaseMs& ph = (*moe)->last_phase_ms();
+    std::printf("  %6lld %10.2f %9.2f %9.1f %8.1f %10.1f   %.1f %.1f %.1f %.1f %.1f %.1f\n",
+                static_cast<long long>(T), s * 1e3, tops,
+                100.0 * (*moe)->last_padded_pairs() / (*moe)->last_pairs() - 100.0,
+                100.0 * tops / o.peak, measured_peak > 0 ? 100.0 * tops / measured_peak : 0.0,
+                ph.quantize, ph.gate, ph.up, ph.activate, ph.down, ph.combine);
   }
   return 0;
 }
@@ -183,6 +212,11 @@ int main(int argc, char** argv) {
     std::printf("tile-only tdpbssd peak on %d threads: %.1f TOP/s (K=64 per op), %.1f TOP/s "
                 "(K=32 per op, as the prefill kernel issues)\n", pool.size(), measured,
                 tile_peak_tops(32, pool));
+    for (bool bias : {false, true}) {
+      auto k = create_gemm_int8_amx(bias, detect_cpu_isa());
+      if (k) std::printf("micro-kernel %s alone (L1/L2-hot operands): %.1f TOP/s\n",
+                         (*k)->name().c_str(), kernel_tops(**k, pool));
+    }
   } else {
     std::printf("no AMX here: the prefill kernel is the C++ twin (slow)\n");
     std::fflush(stdout);

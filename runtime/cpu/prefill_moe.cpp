@@ -1,9 +1,11 @@
 // MoePrefill: see prefill_moe.h. Rows of every per-call buffer are "padded pairs": the
 // (token, expert) pairs laid out expert by expert, each expert's run rounded up to a multiple
-// of 32 with zero rows (zero int8 values and zero scales, so padding adds exact zeros).
+// of 16 (kGemmTileM) with zero rows (zero int8 values and zero scales, so padding adds exact
+// zeros).
 #include "runtime/cpu/prefill_moe.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "common/hw/cpu_features.h"
@@ -97,7 +99,7 @@ void MoePrefill::group_by_expert(const MoeRouting& routing) {
 }
 
 // Quantize each token once, then gather rows expert by expert with scales laid out
-// [group][block][32] as the micro-kernel reads them.
+// [group][block][16] as the micro-kernel reads them.
 void MoePrefill::quantize_inputs(const float* x, int64_t n_tokens, ThreadPool& pool) {
   const int64_t K = desc_.n_embd, KB = K / kRepackBlock;
   xq_.resize(n_tokens * K);
@@ -130,15 +132,20 @@ void MoePrefill::quantize_inputs(const float* x, int64_t n_tokens, ThreadPool& p
 }
 
 // out[row][n] for every padded row and every (padded) weight row n of the active experts.
+// Task = (active expert, chunk of rows_per_task/16 panels). K is walked in chunks of
+// kKChunkBlocks blocks: a 16-token activation chunk (32 KiB) stays in L1 across the task's
+// panels inside one kernel call, and the panels' weight chunk stays in L2 across the expert's
+// token groups; the kernel carries the float sums over chunks in `out` (exact).
 void MoePrefill::gemm(const std::vector<RepackedMatrix>& w, const int8_t* act,
                       const float* scale, const float* sum, int64_t k, float* out,
                       int64_t out_stride, ThreadPool& pool) {
-  const int64_t pairs_per_task = std::max<int64_t>(1, config_.rows_per_task / kGemmTileN);
-  const int64_t panel_pairs = w[active_[0]].panels / 2;
-  const int64_t chunks = (panel_pairs + pairs_per_task - 1) / pairs_per_task;
+  constexpr int64_t kKChunkBlocks = 64;
+  const int64_t panels_per_task = std::max<int64_t>(1, config_.rows_per_task / kGemmTileN);
+  const int64_t n_panels = w[active_[0]].panels;
+  const int64_t chunks = (n_panels + panels_per_task - 1) / panels_per_task;
   const int64_t kb = k / kRepackBlock;
   pool.parallel_for(static_cast<int64_t>(active_.size()) * chunks, [&](int64_t task) {
-    const int64_t a = task / chunks, c = task % chunks;
+    const int64_t a = task / chunks, p0 = (task % chunks) * panels_per_task;
     const RepackedMatrix& m = w[active_[a]];
     const GemmInt8Kernel& kernel = m.has_bias ? *biased_ : *plain_;
     GemmTileArgs g;
@@ -146,17 +153,18 @@ void MoePrefill::gemm(const std::vector<RepackedMatrix>& w, const int8_t* act,
     g.b_panel_stride = m.blocks * kRepackTileBytes;
     g.w_panel_stride = m.blocks * kRepackPanel * static_cast<int64_t>(sizeof(float));
     g.out_stride = out_stride;
-    g.k_blocks = kb;
-    const int64_t pp_end = std::min(panel_pairs, (c + 1) * pairs_per_task);
-    for (int64_t pp = c * pairs_per_task; pp < pp_end; ++pp) {
-      g.b = m.panel_q(2 * pp);
-      g.w_scale = m.panel_scale(2 * pp);
-      g.w_bias = m.panel_bias(2 * pp);
+    g.n_panels = std::min(panels_per_task, n_panels - p0);
+    for (int64_t kc = 0; kc < kb; kc += kKChunkBlocks) {
+      g.k_blocks = std::min(kKChunkBlocks, kb - kc);
+      g.accumulate = kc > 0 ? 1 : 0;
+      g.b = m.panel_q(p0) + kc * kRepackTileBytes;
+      g.w_scale = m.panel_scale(p0) + kc * kRepackPanel;
+      g.w_bias = m.panel_bias(p0) + kc * kRepackPanel;
       for (int64_t r = pad_begin_[a]; r < pad_begin_[a + 1]; r += kGemmTileM) {
-        g.a = act + r * k;
-        g.a_scale = scale + r * kb;  // group r / 32: [kb][32]
-        g.a_sum = sum + r * kb;
-        g.out = out + r * out_stride + pp * kGemmTileN;
+        g.a = act + r * k + kc * kRepackBlock;
+        g.a_scale = scale + r * kb + kc * kGemmTileM;  // group r / 16: [kb][16]
+        g.a_sum = sum + r * kb + kc * kGemmTileM;
+        g.out = out + r * out_stride + p0 * kGemmTileN;
         kernel.run(g);
       }
     }
@@ -206,12 +214,25 @@ Status MoePrefill::run(const RepackedMoe& weights, const float* x, const MoeRout
   g_.resize(n_padded_ * NP);
   u_.resize(n_padded_ * NP);
   d_.resize(n_padded_ * KP);
+  using Clock = std::chrono::steady_clock;
+  auto t = Clock::now();
+  auto lap = [&t](double& ms) {  // phase wall time, for the benchmark's breakdown
+    const auto now = Clock::now();
+    ms = std::chrono::duration<double, std::milli>(now - t).count();
+    t = now;
+  };
   quantize_inputs(x, routing.n_tokens, pool);
+  lap(phase_ms_.quantize);
   gemm(weights.gate, act_.data(), as_.data(), asum_.data(), K, g_.data(), NP, pool);
+  lap(phase_ms_.gate);
   gemm(weights.up, act_.data(), as_.data(), asum_.data(), K, u_.data(), NP, pool);
+  lap(phase_ms_.up);
   activate(pool);
+  lap(phase_ms_.activate);
   gemm(weights.down, hq_.data(), hs_.data(), hsum_.data(), N, d_.data(), KP, pool);
+  lap(phase_ms_.down);
   combine(routing, out, pool);
+  lap(phase_ms_.combine);
   return Status::ok();
 }
 

@@ -1,11 +1,12 @@
 // Fused routed-expert layer for prefill (many tokens per expert, compute-bound): the int8 GEMM
 // twin of moe_reference(). Weights are repacked once at load (repack_int8.h); per call:
 //   1. routing slots are grouped by expert; each expert's tokens are padded to whole groups
-//      of 32 (the micro-kernel's M), experts without tokens cost nothing;
+//      of 16 (the micro-kernel's M), experts without tokens cost nothing;
 //   2. every token's input is quantized once to int8 per 32-element block (ActFormat q8_0
 //      rounding) and gathered expert by expert;
-//   3. gate and up GEMMs over tasks (active expert x chunk of 32-row panel pairs), each task
-//      looping over its expert's token groups so a weight panel is reused from L2;
+//   3. gate and up GEMMs over tasks (active expert x chunk of 16-row panels), each task
+//      walking K in chunks and, per chunk, its expert's token groups, so a weight chunk is
+//      reused from L2 and an activation chunk from L1;
 //   4. h = SiLU(gate)·up per (token, expert), quantized per 32-block;
 //   5. down GEMMs likewise; out[t] = Σ_j w_tj · down(h_tj) in slot order (deterministic).
 // The micro-kernel is AMX INT8 where the CPU, the OS and the descriptor's tier allow, else its
@@ -24,6 +25,11 @@
 
 namespace ktx::cpu {
 
+// Wall time of each phase of the last MoePrefill::run, in milliseconds.
+struct PrefillPhaseMs {
+  double quantize = 0, gate = 0, up = 0, activate = 0, down = 0, combine = 0;
+};
+
 class MoePrefill {
  public:
   // Picks the micro-kernels: AMX when desc.isa is amx and `cpu` has it (and the OS grants tile
@@ -41,9 +47,10 @@ class MoePrefill {
   // The activation rounding applied (for moe_reference): q8_0 for all three inputs.
   ActRounding act_rounding() const { return {ActFormat::q8_0, ActFormat::q8_0, ActFormat::q8_0}; }
   std::string kernel_name() const { return plain_->name(); }
-  // (token, expert) rows the last call multiplied, before and after padding to groups of 32.
+  // (token, expert) rows the last call multiplied, before and after padding to groups of 16.
   int64_t last_pairs() const { return n_pairs_; }
   int64_t last_padded_pairs() const { return n_padded_; }
+  const PrefillPhaseMs& last_phase_ms() const { return phase_ms_; }
 
  private:
   MoePrefill(const MoeDesc& desc, const MoeConfig& config) : desc_(desc), config_(config) {}
@@ -63,9 +70,10 @@ class MoePrefill {
   std::vector<int64_t> slot_row_;     // [slots]: padded row of each routing slot
   std::vector<int64_t> row_token_;    // [padded rows]: token of each row, -1 for padding
   int64_t n_pairs_ = 0, n_padded_ = 0;
+  PrefillPhaseMs phase_ms_;
   std::vector<int8_t> xq_, act_, hq_;        // int8 rows: tokens, gathered inputs, h
   std::vector<float> xs_, xsum_;             // [tokens][K/32]
-  std::vector<float> as_, asum_, hs_, hsum_; // [group][block][32]
+  std::vector<float> as_, asum_, hs_, hsum_; // [group of 16][block][16]
   std::vector<float> g_, u_, d_;             // [padded rows][N or K padded]
 };
 

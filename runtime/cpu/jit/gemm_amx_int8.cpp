@@ -1,16 +1,20 @@
 // The generated AMX INT8 prefill micro-kernel (contract in gemm_amx_kernel.h). Tiles:
-//   tmm0..3  C: 16 tokens x 16 rows int32   (token half i, panel j -> tmm(2i + j))
-//   tmm4,5   A: 16 tokens x 32 int8         (token halves 0 and 1 of one 32-element block)
-//   tmm6,7   B: 8 x 64 bytes                (panels 0 and 1: 16 rows x 32 elements, VNNI quads)
-// Loop nest emitted by generate():
-//   acc[32][32] = 0                                    (stack, L1)
-//   for b in k_blocks:
-//     C = 0; load A0 A1 B0 B1; 4 x tdpbssd; store C to the stack
-//     for m in 32, j in 2:  acc[m][j] = (float(C) * w_scale_j) * a_scale[m] + acc[m][j]
-//                           acc[m][j] += w_bias_j * a_sum[m]            (if has_bias)
-//   out[m][0..31] = acc[m]
-// The int32 tiles cover one 32-element block only: the weight scale changes every block, and
-// scaling each block into float is what keeps the result equal to the dequantized weights.
+//   tmm0,1  C: 16 tokens x 16 rows int32      (two blocks in flight)
+//   tmm2,3  A: 16 tokens x 32 int8
+//   tmm4,5  B: 8 x 64 bytes                   (16 rows x 32 elements, VNNI quads)
+// Float accumulators live in zmm0..15 (token m -> zmm m) for the whole block loop, so the
+// only stores per tile op are the 16 rows of its int32 tile (there is no tile-to-register
+// move); the previous 32 x 32 design also loaded and stored a stack accumulator per row and
+// block, which made it store-port bound. Loop nest emitted by generate():
+//   for p in n_panels:
+//     acc = accumulate ? out[.][16p..] : 0
+//     for b in k_blocks, two at a time (C tiles 0 and 1):
+//       C = 0; load A, B; tdpbssd; store C to the stack
+//       for m in 16: acc[m] = (float(C[m]) * w_scale) * a_scale[m] + acc[m]
+//                    acc[m] = w_bias * a_sum[m] + acc[m]            (if has_bias)
+//     out[.][16p..] = acc
+// The two blocks of an iteration use separate C/A/B tiles and stack buffers, so the tile
+// unit runs the next blocks' products while the vector ports scale the previous ones.
 #include <cstddef>
 
 #include "common/hw/cpu_features.h"
@@ -26,24 +30,24 @@ class GemmAmxInt8 final : public JitKernel, public GemmInt8Kernel {
  public:
   explicit GemmAmxInt8(bool has_bias) : JitKernel(32 * 1024), has_bias_(has_bias) {}
   std::string name() const override {
-    return has_bias_ ? "gemm_int8_amx_bias" : "gemm_int8_amx";
+    return has_bias_ ? "gemm_int8_amx16_bias" : "gemm_int8_amx16";
   }
   void run(const GemmTileArgs& args) const override {
     getCode<void (*)(const GemmTileArgs*)>()(&args);
   }
 
  private:
-  // Registers.
-  const Xbyak::Reg64 args_ = rdi, a0_ = r8, a_stride_ = r9, a1_ = r10, a_scale_ = r11;
-  const Xbyak::Reg64 a_sum_ = r12, b0_ = r13, b1_ = r14, w_scale_ = r15, w_bias_ = rbx;
-  const Xbyak::Reg64 w_panel_ = rcx, blocks_ = rdx, stride64_ = rsi, frame_ = rbp;
-  // Stack layout (64-byte aligned): C tiles, float accumulators, tile configuration.
-  static constexpr int kCOff = 0, kAccOff = 4096, kCfgOff = 8192, kFrame = 8256;
+  const Xbyak::Reg64 args_ = rdi, a_ = r8, a_stride_ = r9, a_scale_ = r10, a_sum_ = r11;
+  const Xbyak::Reg64 b_ = r12, w_scale_ = r13, w_bias_ = r14, blocks_ = r15, panels_ = rbx;
+  const Xbyak::Reg64 out_ = rcx, out_stride_ = rdx, stride64_ = rsi, frame_ = rbp, tmp_ = rax;
+  // Stack (64-byte aligned): two int32 C buffers, the tile configuration, panel base pointers.
+  static constexpr int kCOff = 0, kCfgOff = 2048, kVarOff = 2112, kFrame = 2176;
 
-  void load_args();
   void config_tiles();
-  void block_products();
-  void block_epilogue();
+  void init_acc();
+  void panel_body();
+  void products(int slot, int block);
+  void epilogue(int slot, int block);
   void generate() override;
 
   bool has_bias_;
@@ -51,74 +55,94 @@ class GemmAmxInt8 final : public JitKernel, public GemmInt8Kernel {
 
 #define ARG(field) ptr[args_ + static_cast<int>(offsetof(GemmTileArgs, field))]
 
-void GemmAmxInt8::load_args() {
-  mov(a0_, ARG(a));
-  mov(a_stride_, ARG(a_stride));
-  mov(a1_, a_stride_);
-  shl(a1_, 4);
-  add(a1_, a0_);
-  mov(a_scale_, ARG(a_scale));
-  mov(a_sum_, ARG(a_sum));
-  mov(b0_, ARG(b));
-  mov(b1_, b0_);
-  add(b1_, ARG(b_panel_stride));
-  mov(w_scale_, ARG(w_scale));
-  mov(w_bias_, ARG(w_bias));
-  mov(w_panel_, ARG(w_panel_stride));
-  mov(blocks_, ARG(k_blocks));
-  mov(stride64_, 64);
-}
-
 // Palette 1: C tiles 16 x 64 B, A tiles 16 x 32 B, B tiles 8 x 64 B.
 void GemmAmxInt8::config_tiles() {
   vpxord(zmm0, zmm0, zmm0);
   vmovups(ptr[rsp + kCfgOff], zmm0);
   mov(byte[rsp + kCfgOff], 1);
-  const int colsb[8] = {64, 64, 64, 64, 32, 32, 64, 64};
-  const int rows[8] = {16, 16, 16, 16, 16, 16, 8, 8};
-  for (int t = 0; t < 8; ++t) {
+  const int colsb[6] = {64, 64, 32, 32, 64, 64};
+  const int rows[6] = {16, 16, 16, 16, 8, 8};
+  for (int t = 0; t < 6; ++t) {
     mov(word[rsp + kCfgOff + 16 + 2 * t], colsb[t]);
     mov(byte[rsp + kCfgOff + 48 + t], rows[t]);
   }
   ldtilecfg(ptr[rsp + kCfgOff]);
-  for (int i = 0; i < 64; ++i) vmovups(ptr[rsp + kAccOff + 64 * i], zmm0);
 }
 
-void GemmAmxInt8::block_products() {
-  for (int t = 0; t < 4; ++t) tilezero(Xbyak::Tmm(t));
-  tileloadd(tmm4, ptr[a0_ + a_stride_]);
-  tileloadd(tmm5, ptr[a1_ + a_stride_]);
-  tileloadd(tmm6, ptr[b0_ + stride64_]);
-  tileloadd(tmm7, ptr[b1_ + stride64_]);
-  tdpbssd(tmm0, tmm4, tmm6);
-  tdpbssd(tmm1, tmm4, tmm7);
-  tdpbssd(tmm2, tmm5, tmm6);
-  tdpbssd(tmm3, tmm5, tmm7);
-  for (int t = 0; t < 4; ++t) tilestored(ptr[rsp + stride64_ + kCOff + 1024 * t], Xbyak::Tmm(t));
-}
-
-// zmm0..15 rotate through the 64 accumulator rows; zmm16..23 hold broadcast activation
-// scales and sums; zmm28..31 the two panels' weight scales and biases of this block.
-void GemmAmxInt8::block_epilogue() {
-  vmovups(zmm28, ptr[w_scale_]);
-  vmovups(zmm29, ptr[w_scale_ + w_panel_]);
-  if (has_bias_) {
-    vmovups(zmm30, ptr[w_bias_]);
-    vmovups(zmm31, ptr[w_bias_ + w_panel_]);
-  }
+// acc (zmm0..15) = out rows of this panel when accumulating, else zero.
+void GemmAmxInt8::init_acc() {
+  Xbyak::Label zero, done;
+  cmp(qword[args_ + static_cast<int>(offsetof(GemmTileArgs, accumulate))], 0);
+  je(zero, T_NEAR);
+  mov(tmp_, out_);
   for (int m = 0; m < kGemmTileM; ++m) {
-    const Xbyak::Zmm sc(16 + m % 4), sm(20 + m % 4);
-    vbroadcastss(sc, ptr[a_scale_ + 4 * m]);
-    if (has_bias_) vbroadcastss(sm, ptr[a_sum_ + 4 * m]);
-    for (int j = 0; j < 2; ++j) {
-      const Xbyak::Zmm z((2 * m + j) % 16);
-      const int tile = (m / 16) * 2 + j, acc = kAccOff + m * 128 + j * 64;
-      vcvtdq2ps(z, ptr[rsp + kCOff + tile * 1024 + (m % 16) * 64]);
-      vmulps(z, z, j == 0 ? zmm28 : zmm29);
-      vfmadd213ps(z, sc, ptr[rsp + acc]);
-      if (has_bias_) vfmadd231ps(z, j == 0 ? zmm30 : zmm31, sm);
-      vmovups(ptr[rsp + acc], z);
-    }
+    vmovups(Xbyak::Zmm(m), ptr[tmp_]);
+    add(tmp_, out_stride_);
+  }
+  jmp(done, T_NEAR);
+  L(zero);
+  for (int m = 0; m < kGemmTileM; ++m) vpxord(Xbyak::Zmm(m), Xbyak::Zmm(m), Xbyak::Zmm(m));
+  L(done);
+}
+
+void GemmAmxInt8::products(int slot, int block) {
+  const Xbyak::Tmm c(slot), a(2 + slot), b(4 + slot);
+  tilezero(c);
+  tileloadd(a, ptr[a_ + a_stride_ + block * 32]);
+  tileloadd(b, ptr[b_ + stride64_ + block * 512]);
+  tdpbssd(c, a, b);
+  tilestored(ptr[rsp + stride64_ + kCOff + slot * 1024], c);
+}
+
+// zmm16/17: this block's weight scales/biases; zmm18..31 rotate as conversion temporaries.
+void GemmAmxInt8::epilogue(int slot, int block) {
+  vmovups(zmm16, ptr[w_scale_ + block * 64]);
+  if (has_bias_) vmovups(zmm17, ptr[w_bias_ + block * 64]);
+  for (int m = 0; m < kGemmTileM; ++m) {
+    const Xbyak::Zmm t(18 + m % 14), acc(m);
+    vcvtdq2ps(t, ptr[rsp + kCOff + slot * 1024 + m * 64]);
+    vmulps(t, t, zmm16);
+    vfmadd231ps(acc, t, ptr_b[a_scale_ + (block * 16 + m) * 4]);
+    if (has_bias_) vfmadd231ps(acc, zmm17, ptr_b[a_sum_ + (block * 16 + m) * 4]);
+  }
+}
+
+// One panel: the block loop (pairs, then an odd last block) and the store of acc.
+void GemmAmxInt8::panel_body() {
+  init_acc();
+  mov(a_, ARG(a));
+  mov(a_scale_, ARG(a_scale));
+  mov(a_sum_, ARG(a_sum));
+  mov(b_, ptr[rsp + kVarOff]);
+  mov(w_scale_, ptr[rsp + kVarOff + 8]);
+  mov(w_bias_, ptr[rsp + kVarOff + 16]);
+  mov(blocks_, ARG(k_blocks));
+  Xbyak::Label pair_loop, tail, store;
+  L(pair_loop);
+  cmp(blocks_, 2);
+  jl(tail, T_NEAR);
+  products(0, 0);
+  products(1, 1);
+  epilogue(0, 0);
+  epilogue(1, 1);
+  add(a_, 64);
+  add(a_scale_, 128);
+  add(a_sum_, 128);
+  add(b_, 1024);
+  add(w_scale_, 128);
+  add(w_bias_, 128);
+  sub(blocks_, 2);
+  jmp(pair_loop, T_NEAR);
+  L(tail);
+  test(blocks_, blocks_);
+  jz(store, T_NEAR);
+  products(0, 0);
+  epilogue(0, 0);
+  L(store);
+  mov(tmp_, out_);
+  for (int m = 0; m < kGemmTileM; ++m) {
+    vmovups(ptr[tmp_], Xbyak::Zmm(m));
+    add(tmp_, out_stride_);
   }
 }
 
@@ -127,33 +151,30 @@ void GemmAmxInt8::generate() {
   mov(frame_, rsp);
   sub(rsp, kFrame);
   and_(rsp, -64);
-  load_args();
   config_tiles();
-  Xbyak::Label block_loop;
-  L(block_loop);
-  block_products();
-  block_epilogue();
-  add(a0_, 32);
-  add(a1_, 32);
-  add(a_scale_, 128);
-  add(a_sum_, 128);
-  add(b0_, 512);
-  add(b1_, 512);
-  add(w_scale_, 64);
-  add(w_bias_, 64);
-  dec(blocks_);
-  jnz(block_loop, T_NEAR);
-  // Copy the accumulators out (rax: output row, rdx: its stride in bytes).
-  mov(rax, ARG(out));
-  mov(rdx, ARG(out_stride));
-  shl(rdx, 2);
-  for (int m = 0; m < kGemmTileM; ++m) {
-    vmovups(zmm0, ptr[rsp + kAccOff + m * 128]);
-    vmovups(zmm1, ptr[rsp + kAccOff + m * 128 + 64]);
-    vmovups(ptr[rax], zmm0);
-    vmovups(ptr[rax + 64], zmm1);
-    add(rax, rdx);
-  }
+  mov(a_stride_, ARG(a_stride));
+  mov(stride64_, 64);
+  mov(out_, ARG(out));
+  mov(out_stride_, ARG(out_stride));
+  shl(out_stride_, 2);
+  mov(panels_, ARG(n_panels));
+  mov(tmp_, ARG(b));
+  mov(ptr[rsp + kVarOff], tmp_);
+  mov(tmp_, ARG(w_scale));
+  mov(ptr[rsp + kVarOff + 8], tmp_);
+  mov(tmp_, ARG(w_bias));
+  mov(ptr[rsp + kVarOff + 16], tmp_);
+  Xbyak::Label panel_loop;
+  L(panel_loop);
+  panel_body();
+  add(out_, 64);
+  mov(tmp_, ARG(b_panel_stride));
+  add(ptr[rsp + kVarOff], tmp_);
+  mov(tmp_, ARG(w_panel_stride));
+  add(ptr[rsp + kVarOff + 8], tmp_);
+  add(ptr[rsp + kVarOff + 16], tmp_);
+  dec(panels_);
+  jnz(panel_loop, T_NEAR);
   tilerelease();
   mov(rsp, frame_);
   postamble();

@@ -1,10 +1,14 @@
-// The prefill GEMM micro-kernel: one call computes a 32-token x 32-row output tile of one
-// expert over the whole K, on int8 activations and weights repacked by repack_int8.h:
-//   out[m][n] = Σ_b  a_scale[b][m] * (w_scale[n][b] * C_b[m][n])  +  a_sum[b][m] * w_bias[n][b]
-// where C_b is the int32 dot product of 32-element block b (accumulated in an AMX tile), and
+// The prefill GEMM micro-kernel: one call computes 16 tokens x (16 · n_panels) weight rows of
+// one expert over a range of k_blocks 32-element blocks, on int8 activations and weights
+// repacked by repack_int8.h:
+//   out[m][n] (+)= Σ_b  a_scale[b][m] * (w_scale[n][b] * C_b[m][n])  +  a_sum[b][m] * w_bias[n][b]
+// where C_b is the int32 dot product of 32-element block b (one AMX tile op), and
 // a_sum[b][m] = a_scale[b][m] * Σ q (the rounded activations' block sum, for the bias term).
 // Each block is scaled into float as soon as its int32 tile is done, because the weight scale
 // changes every 32 elements (Q4_K sub-blocks) and only this keeps the result exact.
+// `accumulate` continues a sum over an earlier block range (the driver splits K into chunks
+// that stay in L1/L2): the float accumulators start from `out` instead of zero. Storing and
+// reloading a float is exact, so a split K gives the same bits as one call over all of K.
 //
 // Two implementations with one contract and the same float operation order (bit-identical
 // outputs): the generated AMX kernel (gemm_amx_int8.cpp) and its plain C++ twin
@@ -21,23 +25,25 @@
 
 namespace ktx::cpu {
 
-inline constexpr int64_t kGemmTileM = 32;  // tokens per call (two AMX A tiles)
-inline constexpr int64_t kGemmTileN = 32;  // weight rows per call (two 16-row panels)
+inline constexpr int64_t kGemmTileM = 16;  // tokens per call (one AMX A tile)
+inline constexpr int64_t kGemmTileN = 16;  // weight rows per panel (one AMX B tile)
 
 // Arguments of one call; generated code reads them by offsetof (field order is ABI).
 struct GemmTileArgs {
-  const int8_t* a = nullptr;       // token 0's int8 row (k_blocks * 32 bytes used)
+  const int8_t* a = nullptr;       // token 0's int8 row at the first block
   int64_t a_stride = 0;            // bytes between token rows
-  const float* a_scale = nullptr;  // [k_blocks][32 tokens]
-  const float* a_sum = nullptr;    // [k_blocks][32 tokens]
-  const int8_t* b = nullptr;       // panel 0: [k_blocks][512] B tiles
-  int64_t b_panel_stride = 0;      // bytes from panel 0 to panel 1
-  const float* w_scale = nullptr;  // panel 0: [k_blocks][16]
-  const float* w_bias = nullptr;   // panel 0: [k_blocks][16]
-  int64_t w_panel_stride = 0;      // bytes from panel 0's scales (and biases) to panel 1's
-  float* out = nullptr;            // (token 0, row 0); 32 x 32 floats written
+  const float* a_scale = nullptr;  // [k_blocks][16 tokens]
+  const float* a_sum = nullptr;    // [k_blocks][16 tokens]
+  const int8_t* b = nullptr;       // panel 0 at the first block: [k_blocks][512] B tiles
+  int64_t b_panel_stride = 0;      // bytes from one panel's tiles to the next's
+  const float* w_scale = nullptr;  // panel 0 at the first block: [k_blocks][16]
+  const float* w_bias = nullptr;   // panel 0 at the first block: [k_blocks][16]
+  int64_t w_panel_stride = 0;      // bytes from one panel's scales (and biases) to the next's
+  float* out = nullptr;            // (token 0, row 0); 16 x 16·n_panels floats written
   int64_t out_stride = 0;          // floats between tokens' output rows
   int64_t k_blocks = 0;            // >= 1
+  int64_t n_panels = 1;            // >= 1; panel p writes out columns 16p .. 16p+15
+  int64_t accumulate = 0;          // 0: sums start at zero; 1: they start from out
 };
 
 class GemmInt8Kernel {

@@ -9,40 +9,46 @@
 namespace ktx::cpu {
 namespace {
 
+const float* byte_offset(const float* p, int64_t bytes) {
+  return reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(p) + bytes);
+}
+
 class GemmInt8Ref final : public GemmInt8Kernel {
  public:
   explicit GemmInt8Ref(bool has_bias) : has_bias_(has_bias) {}
   std::string name() const override { return has_bias_ ? "gemm_int8_ref_bias" : "gemm_int8_ref"; }
 
   void run(const GemmTileArgs& g) const override {
-    float acc[kGemmTileM][kGemmTileN] = {};
-    for (int64_t b = 0; b < g.k_blocks; ++b) {
-      for (int64_t np = 0; np < 2; ++np) {
-        const auto* tile = g.b + np * g.b_panel_stride + b * 512;
-        const auto* ws = reinterpret_cast<const float*>(
-            reinterpret_cast<const uint8_t*>(g.w_scale) + np * g.w_panel_stride) + b * 16;
-        const auto* wb = reinterpret_cast<const float*>(
-            reinterpret_cast<const uint8_t*>(g.w_bias) + np * g.w_panel_stride) + b * 16;
-        for (int64_t m = 0; m < kGemmTileM; ++m) {
-          const int8_t* a = g.a + m * g.a_stride + b * 32;
-          const float as = g.a_scale[b * 32 + m], asum = g.a_sum[b * 32 + m];
-          for (int n = 0; n < 16; ++n) {
-            int32_t c = 0;
-            for (int e = 0; e < 32; ++e) c += a[e] * tile[(e / 4) * 64 + n * 4 + e % 4];
-            float z = static_cast<float>(c) * ws[n];
-            z = std::fma(z, as, acc[m][np * 16 + n]);
-            if (has_bias_) z = std::fma(wb[n], asum, z);
-            acc[m][np * 16 + n] = z;
-          }
-        }
-      }
-    }
-    for (int64_t m = 0; m < kGemmTileM; ++m) {
-      std::memcpy(g.out + m * g.out_stride, acc[m], sizeof(acc[m]));
-    }
+    for (int64_t p = 0; p < g.n_panels; ++p) panel(g, p);
   }
 
  private:
+  void panel(const GemmTileArgs& g, int64_t p) const {
+    float acc[kGemmTileM][kGemmTileN] = {};
+    float* out = g.out + p * kGemmTileN;
+    if (g.accumulate) {
+      for (int64_t m = 0; m < kGemmTileM; ++m) std::memcpy(acc[m], out + m * g.out_stride, 64);
+    }
+    for (int64_t b = 0; b < g.k_blocks; ++b) {
+      const int8_t* tile = g.b + p * g.b_panel_stride + b * 512;
+      const float* ws = byte_offset(g.w_scale, p * g.w_panel_stride) + b * 16;
+      const float* wb = byte_offset(g.w_bias, p * g.w_panel_stride) + b * 16;
+      for (int64_t m = 0; m < kGemmTileM; ++m) {
+        const int8_t* a = g.a + m * g.a_stride + b * 32;
+        const float as = g.a_scale[b * 16 + m], asum = g.a_sum[b * 16 + m];
+        for (int n = 0; n < 16; ++n) {
+          int32_t c = 0;
+          for (int e = 0; e < 32; ++e) c += a[e] * tile[(e / 4) * 64 + n * 4 + e % 4];
+          float z = static_cast<float>(c) * ws[n];
+          z = std::fma(z, as, acc[m][n]);
+          if (has_bias_) z = std::fma(wb[n], asum, z);
+          acc[m][n] = z;
+        }
+      }
+    }
+    for (int64_t m = 0; m < kGemmTileM; ++m) std::memcpy(out + m * g.out_stride, acc[m], 64);
+  }
+
   bool has_bias_;
 };
 

@@ -192,4 +192,17 @@ std::string format_tune_table(const TuneResult& r) {
   return s;
 }
 
+Status tune_profile(const std::string& hw_path, const std::vector<MoeDesc>& descs,
+                    const CpuIsa& cpu, const TuneOptions& options,
+                    const std::function<void(const TuneResult&)>& on_result) {
+  KTX_ASSIGN_OR_RETURN(HwProfile hw, HwProfile::load(hw_path));
+  for (const MoeDesc& desc : descs) {
+    if (options.progress) options.progress("tuning " + desc.to_string());
+    KTX_ASSIGN_OR_RETURN(TuneResult r, tune_moe_decode(desc, cpu, options));
+    if (on_result) on_result(r);
+    record_tuned(r, &hw);
+  }
+  return hw.save(hw_path);
+}
+
 }  // namespace ktx::cpu

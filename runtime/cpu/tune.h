@@ -68,4 +68,11 @@ void record_tuned(const TuneResult& result, HwProfile* hw);
 // The measurements as an aligned text table, winner marked with '*'.
 std::string format_tune_table(const TuneResult& result);
 
+// The whole `ktx-run tune` step on a profile file: load `hw_path` (errors name the file),
+// tune every descriptor, record the winners in its [tuned] table and save it back with every
+// other key unchanged. `on_result` sees each descriptor's measurements (for printing).
+Status tune_profile(const std::string& hw_path, const std::vector<MoeDesc>& descs,
+                    const CpuIsa& cpu, const TuneOptions& options,
+                    const std::function<void(const TuneResult&)>& on_result);
+
 }  // namespace ktx::cpu

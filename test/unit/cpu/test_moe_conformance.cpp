@@ -221,7 +221,7 @@ TEST(Avx512Kernels, GenerateOnAnyHost) {
   struct { GGMLType type; int64_t k; } shapes[] = {
       {Q8_0, 32}, {Q8_0, 96}, {GGMLType::Q4_0, 7168}, {Q4_K, 256}, {Q4_K, 7168},
       {GGMLType::Q5_K, 2048}, {Q6_K, 256}, {Q6_K, 2048}};
-  const Avx512Tuning tunings[] = {{}, {PrefetchHint::none, 0}, {PrefetchHint::t1, 4096},
+  const Avx512Tuning tunings[] = {{}, {PrefetchHint::none, 0}, {PrefetchHint::t0, 1536},
                                   {PrefetchHint::nta, 512}};
   for (const auto& s : shapes) {
     for (const Avx512Tuning& tu : tunings) {

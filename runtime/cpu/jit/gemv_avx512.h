@@ -29,10 +29,10 @@ const char* prefetch_hint_name(PrefetchHint h);
 Expected<PrefetchHint> parse_prefetch_hint(const std::string& text);
 
 struct Avx512Tuning {
-  // prefetcht1 4 KiB ahead: best of the sweep on the SPR host (docs/performance.md); t0 holds
+  // prefetcht1 8 KiB ahead: best of the sweep on the SPR host (docs/performance.md); t0 holds
   // an L1 fill buffer per line in flight and capped a core's stream near 8 GB/s.
   PrefetchHint hint = PrefetchHint::t1;
-  int prefetch_bytes = 4096;  // distance ahead of the block being computed (0 < d < 1 MiB)
+  int prefetch_bytes = 8192;  // distance ahead of the block being computed (0 < d < 1 MiB)
 
   std::string to_string() const;  // "prefetch=t0:1536"
   Status validate() const;

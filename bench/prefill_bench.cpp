@@ -82,8 +82,9 @@ double tile_peak_tops(int colsb, ThreadPool& pool) {
 // The micro-kernel alone with its operands hot in L1/L2: every thread runs 16 tokens x
 // `panels` x 16 rows over 64 blocks (one driver K chunk) on its own random operands. Shows
 // how far the layer is from the kernel's own ceiling (the rest: memory, phases, padding).
-double kernel_tops(const GemmInt8Kernel& kernel, ThreadPool& pool) {
-  constexpr int64_t kBlocks = 64, kPanels = 8, kIters = 4000;
+double kernel_tops(const GemmInt8Kernel& kernel, int64_t kBlocks, int64_t kPanels,
+                   ThreadPool& pool) {
+  const int64_t kIters = 4000 * 512 / (kBlocks * kPanels);
   std::vector<double> done(static_cast<size_t>(pool.size()), 0.0);
   const auto t0 = std::chrono::steady_clock::now();
   pool.parallel_for(pool.size(), [&](int64_t th) {
@@ -214,8 +215,9 @@ int main(int argc, char** argv) {
                 tile_peak_tops(32, pool));
     for (bool bias : {false, true}) {
       auto k = create_gemm_int8_amx(bias, detect_cpu_isa());
-      if (k) std::printf("micro-kernel %s alone (L1/L2-hot operands): %.1f TOP/s\n",
-                         (*k)->name().c_str(), kernel_tops(**k, pool));
+      if (k) std::printf("micro-kernel %s alone: %.1f TOP/s (64 blocks x 8 panels, B in L2), "
+                         "%.1f TOP/s (16 blocks x 2 panels, all in L1)\n", (*k)->name().c_str(),
+                         kernel_tops(**k, 64, 8, pool), kernel_tops(**k, 16, 2, pool));
     }
   } else {
     std::printf("no AMX here: the prefill kernel is the C++ twin (slow)\n");

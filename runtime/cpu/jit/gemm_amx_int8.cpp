@@ -1,20 +1,23 @@
 // The generated AMX INT8 prefill micro-kernel (contract in gemm_amx_kernel.h). Tiles:
-//   tmm0,1  C: 16 tokens x 16 rows int32      (two blocks in flight)
-//   tmm2,3  A: 16 tokens x 32 int8
-//   tmm4,5  B: 8 x 64 bytes                   (16 rows x 32 elements, VNNI quads)
+//   tmm0..3  C: 16 tokens x 16 rows int32     (two pairs of blocks in flight)
+//   tmm4,5   A: 16 tokens x 32 int8
+//   tmm6,7   B: 8 x 64 bytes                  (16 rows x 32 elements, VNNI quads)
 // Float accumulators live in zmm0..15 (token m -> zmm m) for the whole block loop, so the
 // only stores per tile op are the 16 rows of its int32 tile (there is no tile-to-register
 // move); the previous 32 x 32 design also loaded and stored a stack accumulator per row and
 // block, which made it store-port bound. Loop nest emitted by generate():
 //   for p in n_panels:
 //     acc = accumulate ? out[.][16p..] : 0
-//     for b in k_blocks, two at a time (C tiles 0 and 1):
-//       C = 0; load A, B; tdpbssd; store C to the stack
-//       for m in 16: acc[m] = (float(C[m]) * w_scale) * a_scale[m] + acc[m]
+//     for each pair of blocks (C tiles 0,1 and 2,3 alternate), software-pipelined:
+//       products of the NEXT pair: C = 0; load A, B; tdpbssd; store C to its stack buffer
+//       epilogue of this pair, for m in 16:
+//                    acc[m] = (float(C[m]) * w_scale) * a_scale[m] + acc[m]
 //                    acc[m] = w_bias * a_sum[m] + acc[m]            (if has_bias)
-//     out[.][16p..] = acc
-// The two blocks of an iteration use separate C/A/B tiles and stack buffers, so the tile
-// unit runs the next blocks' products while the vector ports scale the previous ones.
+//     an odd last block alone; out[.][16p..] = acc
+// Why the pipelining: a tile store does not forward to vector loads, and stores reach L1 only
+// after they retire, so an epilogue that reads the tile it just stored stalls the whole
+// window. Issuing the next pair's products first gives the stores time to commit while the
+// tile unit already works on the next blocks.
 #include <cstddef>
 
 #include "common/hw/cpu_features.h"
@@ -40,14 +43,15 @@ class GemmAmxInt8 final : public JitKernel, public GemmInt8Kernel {
   const Xbyak::Reg64 args_ = rdi, a_ = r8, a_stride_ = r9, a_scale_ = r10, a_sum_ = r11;
   const Xbyak::Reg64 b_ = r12, w_scale_ = r13, w_bias_ = r14, blocks_ = r15, panels_ = rbx;
   const Xbyak::Reg64 out_ = rcx, out_stride_ = rdx, stride64_ = rsi, frame_ = rbp, tmp_ = rax;
-  // Stack (64-byte aligned): two int32 C buffers, the tile configuration, panel base pointers.
-  static constexpr int kCOff = 0, kCfgOff = 2048, kVarOff = 2112, kFrame = 2176;
+  // Stack (64-byte aligned): four int32 C buffers, the tile configuration, panel bases.
+  static constexpr int kCOff = 0, kCfgOff = 4096, kVarOff = 4160, kFrame = 4224;
 
   void config_tiles();
   void init_acc();
   void panel_body();
   void products(int slot, int block);
   void epilogue(int slot, int block);
+  void advance_pair();
   void generate() override;
 
   bool has_bias_;
@@ -60,9 +64,9 @@ void GemmAmxInt8::config_tiles() {
   vpxord(zmm0, zmm0, zmm0);
   vmovups(ptr[rsp + kCfgOff], zmm0);
   mov(byte[rsp + kCfgOff], 1);
-  const int colsb[6] = {64, 64, 32, 32, 64, 64};
-  const int rows[6] = {16, 16, 16, 16, 8, 8};
-  for (int t = 0; t < 6; ++t) {
+  const int colsb[8] = {64, 64, 64, 64, 32, 32, 64, 64};
+  const int rows[8] = {16, 16, 16, 16, 16, 16, 8, 8};
+  for (int t = 0; t < 8; ++t) {
     mov(word[rsp + kCfgOff + 16 + 2 * t], colsb[t]);
     mov(byte[rsp + kCfgOff + 48 + t], rows[t]);
   }
@@ -86,7 +90,7 @@ void GemmAmxInt8::init_acc() {
 }
 
 void GemmAmxInt8::products(int slot, int block) {
-  const Xbyak::Tmm c(slot), a(2 + slot), b(4 + slot);
+  const Xbyak::Tmm c(slot), a(4 + slot % 2), b(6 + slot % 2);
   tilezero(c);
   tileloadd(a, ptr[a_ + a_stride_ + block * 32]);
   tileloadd(b, ptr[b_ + stride64_ + block * 512]);
@@ -107,7 +111,17 @@ void GemmAmxInt8::epilogue(int slot, int block) {
   }
 }
 
-// One panel: the block loop (pairs, then an odd last block) and the store of acc.
+void GemmAmxInt8::advance_pair() {
+  add(a_, 64);
+  add(a_scale_, 128);
+  add(a_sum_, 128);
+  add(b_, 1024);
+  add(w_scale_, 128);
+  add(w_bias_, 128);
+}
+
+// One panel: the pipelined pair loop (blocks_ counts pairs; the loop body is unrolled twice so
+// the C tile sets are fixed per half), an odd last block, then the store of acc.
 void GemmAmxInt8::panel_body() {
   init_acc();
   mov(a_, ARG(a));
@@ -117,24 +131,34 @@ void GemmAmxInt8::panel_body() {
   mov(w_scale_, ptr[rsp + kVarOff + 8]);
   mov(w_bias_, ptr[rsp + kVarOff + 16]);
   mov(blocks_, ARG(k_blocks));
-  Xbyak::Label pair_loop, tail, store;
-  L(pair_loop);
-  cmp(blocks_, 2);
-  jl(tail, T_NEAR);
+  Xbyak::Label loop, skip_a, skip_b, single, store;
+  shr(blocks_, 1);
+  jz(single, T_NEAR);
   products(0, 0);
   products(1, 1);
+  L(loop);  // current pair in C 0,1
+  cmp(blocks_, 1);
+  je(skip_a, T_NEAR);
+  products(2, 2);
+  products(3, 3);
+  L(skip_a);
   epilogue(0, 0);
   epilogue(1, 1);
-  add(a_, 64);
-  add(a_scale_, 128);
-  add(a_sum_, 128);
-  add(b_, 1024);
-  add(w_scale_, 128);
-  add(w_bias_, 128);
-  sub(blocks_, 2);
-  jmp(pair_loop, T_NEAR);
-  L(tail);
-  test(blocks_, blocks_);
+  advance_pair();
+  dec(blocks_);
+  jz(single, T_NEAR);
+  cmp(blocks_, 1);  // current pair in C 2,3
+  je(skip_b, T_NEAR);
+  products(0, 2);
+  products(1, 3);
+  L(skip_b);
+  epilogue(2, 0);
+  epilogue(3, 1);
+  advance_pair();
+  dec(blocks_);
+  jnz(loop, T_NEAR);
+  L(single);
+  test(byte[args_ + static_cast<int>(offsetof(GemmTileArgs, k_blocks))], 1);
   jz(store, T_NEAR);
   products(0, 0);
   epilogue(0, 0);

@@ -135,20 +135,25 @@ Expected<TuneResult> tune_moe_decode(const MoeDesc& desc, const CpuIsa& cpu,
                                                   desc.n_ff, o.seed + 2, fill_pool));
   const MoeWeights weights{gate.data.get(), up.data.get(), down.data.get()};
 
-  const std::vector<MoeConfig> candidates = tune_candidates(desc, max_threads);
-  const double slice = o.seconds / double(std::max<size_t>(1, candidates.size()));
+  // Generate every candidate first; those whose kernels ignore `unroll` collapse to one, so
+  // the time budget is shared by the configurations that really differ.
+  std::vector<std::pair<MoeConfig, std::unique_ptr<MoeDecode>>> todo;
+  std::map<std::string, bool> seen;  // kernels | rows | threads
+  for (const MoeConfig& cfg : tune_candidates(desc, max_threads)) {
+    KTX_ASSIGN_OR_RETURN(auto moe, MoeDecode::create(desc, cfg, cpu));
+    const std::string key =
+        fmt::format("{}|{}|{}", moe->kernel_names(), cfg.rows_per_task, cfg.threads);
+    if (!seen[key]) todo.emplace_back(cfg, std::move(moe));
+    seen[key] = true;
+  }
+  const double slice = o.seconds / double(std::max<size_t>(1, todo.size()));
   std::vector<float> x(size_t(o.tokens * desc.n_embd), 0.5f), out(x.size());
   std::vector<int32_t> ids(size_t(o.tokens * desc.top_k));
   std::vector<float> rw(ids.size(), 1.0f / float(desc.top_k));
   std::mt19937_64 rng(o.seed);
   TuneResult result{desc, {}, 0};
-  std::map<std::string, bool> seen;  // (kernels, rows, threads): unroll ignored by the kernels
-  for (const MoeConfig& cfg : candidates) {
-    KTX_ASSIGN_OR_RETURN(auto moe, MoeDecode::create(desc, cfg, cpu));
+  for (auto& [cfg, moe] : todo) {
     const std::string kernels = moe->kernel_names();
-    const std::string key = fmt::format("{}|{}|{}", kernels, cfg.rows_per_task, cfg.threads);
-    if (seen[key]) continue;
-    seen[key] = true;
     ThreadPool& pool = pool_for(cfg.threads);
     std::vector<double> times;
     double bytes = 0.0, total = 0.0;

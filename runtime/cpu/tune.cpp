@@ -70,6 +70,40 @@ void random_routing(std::mt19937_64& rng, int64_t n_alloc, int64_t top_k, int64_
   *n_used = std::count(used.begin(), used.end(), 1);
 }
 
+// Times one configured layer: fresh routing per call, two warm-up calls (pool wake-up, scratch
+// growth), then calls until `slice` seconds are spent (at least 3).
+struct Bench {
+  const MoeDesc& desc;
+  MoeWeights weights;
+  int64_t n_alloc;
+  uint64_t expert_bytes;
+  int64_t tokens;
+  std::mt19937_64 rng;
+
+  Expected<TuneMeasurement> time(MoeDecode& moe, ThreadPool& pool, double slice) {
+    std::vector<float> x(size_t(tokens * desc.n_embd), 0.5f), out(x.size());
+    std::vector<int32_t> ids(size_t(tokens * desc.top_k));
+    std::vector<float> rw(ids.size(), 1.0f / float(desc.top_k));
+    std::vector<double> times;
+    double bytes = 0.0, total = 0.0;
+    for (int it = 0; it < 2 || (total < slice && it < 10000) || times.size() < 3; ++it) {
+      int64_t n_used = 0;
+      random_routing(rng, n_alloc, desc.top_k, tokens, &ids, &n_used);
+      const auto t0 = std::chrono::steady_clock::now();
+      KTX_RETURN_IF_ERROR(
+          moe.run(weights, x.data(), {tokens, ids.data(), rw.data()}, out.data(), pool));
+      const double sec =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (it < 2) continue;
+      times.push_back(sec);
+      total += sec;
+      bytes += double(n_used) * double(expert_bytes);
+    }
+    return TuneMeasurement{moe.config(), moe.kernel_names(), median(times) * 1e6,
+                           bytes / total / 1e9, int(times.size())};
+  }
+};
+
 }  // namespace
 
 Expected<MoeShape> moe_preset(const std::string& name) {
@@ -147,30 +181,10 @@ Expected<TuneResult> tune_moe_decode(const MoeDesc& desc, const CpuIsa& cpu,
     seen[key] = true;
   }
   const double slice = o.seconds / double(std::max<size_t>(1, todo.size()));
-  std::vector<float> x(size_t(o.tokens * desc.n_embd), 0.5f), out(x.size());
-  std::vector<int32_t> ids(size_t(o.tokens * desc.top_k));
-  std::vector<float> rw(ids.size(), 1.0f / float(desc.top_k));
-  std::mt19937_64 rng(o.seed);
+  Bench bench{desc, weights, n_alloc, expert_bytes, o.tokens, std::mt19937_64(o.seed)};
   TuneResult result{desc, {}, 0};
   for (auto& [cfg, moe] : todo) {
-    const std::string kernels = moe->kernel_names();
-    ThreadPool& pool = pool_for(cfg.threads);
-    std::vector<double> times;
-    double bytes = 0.0, total = 0.0;
-    for (int it = 0; it < 2 || (total < slice && it < 10000) || times.size() < 3; ++it) {
-      int64_t n_used = 0;
-      random_routing(rng, n_alloc, desc.top_k, o.tokens, &ids, &n_used);
-      const auto t0 = std::chrono::steady_clock::now();
-      KTX_RETURN_IF_ERROR(moe->run(weights, x.data(), {o.tokens, ids.data(), rw.data()},
-                                   out.data(), pool));
-      const double sec =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (it < 2) continue;  // warm-up: pool wake-up, scratch growth
-      times.push_back(sec);
-      total += sec;
-      bytes += double(n_used) * double(expert_bytes);
-    }
-    TuneMeasurement m{cfg, kernels, median(times) * 1e6, bytes / total / 1e9, int(times.size())};
+    KTX_ASSIGN_OR_RETURN(TuneMeasurement m, bench.time(*moe, pool_for(cfg.threads), slice));
     if (o.progress) {
       o.progress(fmt::format("  {}  {:9.1f} us  {:7.1f} GB/s  ({} calls)", cfg.to_string(), m.us,
                              m.gbs, m.iterations));

@@ -1,15 +1,19 @@
 // EmitPlan: one PlanOp per kt op of @decode, in order. The op's name/layer/device/weights map
 // to PlanOp fields; every other attribute becomes a string in PlanOp::attrs, written so the
 // text dump reads like the IR (integers in decimal, floats shortest round-trip, unit
-// attributes as "true").
+// attributes as "true"). The plan's CPU features are those the chosen kernels need (the
+// strongest tier recorded by --kt-select-kernels), so a plan of reference kernels runs anywhere.
 #include "compiler/codegen/EmitPlan.h"
 
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include <nlohmann/json.hpp>
 
 #include "compiler/ir/JsonAttr.h"
 #include "compiler/ir/KtDialect.h"
+#include "compiler/passes/KernelChoice.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 
 namespace ktx::kt {
@@ -75,6 +79,21 @@ Expected<PlanOp> plan_op(mlir::Operation* op, int64_t context) {
   return p;
 }
 
+// The features the program's kernel descriptors need: those of the strongest tier among the
+// kernel_decode / kernel_prefill attributes ("reference" and absent need none).
+Expected<std::vector<std::string>> kernel_isa(const std::vector<PlanOp>& program) {
+  cpu::IsaTier tier = cpu::IsaTier::reference;
+  for (const PlanOp& op : program)
+    for (const char* key : {"kernel_decode", "kernel_prefill"}) {
+      auto it = op.attrs.find(key);
+      if (it == op.attrs.end() || it->second == "reference") continue;
+      auto desc = cpu::MoeDesc::parse(it->second);
+      if (!desc) return desc.status().with_context(fmt::format("op '{}' attribute {}", op.name, key));
+      tier = std::max(tier, desc->isa);
+    }
+  return isa_features_for(tier);
+}
+
 }  // namespace
 
 Expected<Plan> emit_plan(mlir::ModuleOp module, const HwProfile& hw, const std::string& producer) {
@@ -82,9 +101,6 @@ Expected<Plan> emit_plan(mlir::ModuleOp module, const HwProfile& hw, const std::
   plan.producer = producer;
   KTX_ASSIGN_OR_RETURN(plan.gguf, read_identity(module));
   KTX_ASSIGN_OR_RETURN(plan.model, read_config(module));
-  // Reference CPU kernels need no ISA extension, but the plan still records the profile's
-  // features: the runtime must refuse a host other than the one the plan was made for.
-  plan.hw.cpu_isa = hw.cpu.isa.names();
   plan.hw.threads = hw.budgets.threads > 0 ? hw.budgets.threads : hw.cpu.physical_cores;
 
   int64_t context = hw.budgets.context;
@@ -98,6 +114,7 @@ Expected<Plan> emit_plan(mlir::ModuleOp module, const HwProfile& hw, const std::
     plan.program.push_back(std::move(p));
   }
   if (plan.program.empty()) return Error("function @{} has no kt ops", kPlanProgram);
+  KTX_ASSIGN_OR_RETURN(plan.hw.cpu_isa, kernel_isa(plan.program));
   return plan;
 }
 

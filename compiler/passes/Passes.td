@@ -25,4 +25,25 @@ def KtVerifyPlaced : Pass<"kt-verify-placed", "::mlir::ModuleOp"> {
   }];
 }
 
+def KtSelectKernels : Pass<"kt-select-kernels", "::mlir::ModuleOp"> {
+  let summary = "Choose the CPU kernels of every routed-expert op for the host profile";
+  let description = [{
+    For every kt.routed_experts op, builds the MoE kernel descriptor (shapes, gate/up/down
+    ggml types, tokens per call, the best ISA tier the profile's CPU allows) and its
+    configuration (the profile's [tuned] entry for that exact descriptor, else the default
+    selection), and records them as string attributes the runtime reads back:
+      kernel_decode = "moe:...", config_decode = "cfg:...",
+      kernel_prefill = "moe:..." and config_prefill = "cfg:..." (or kernel_prefill = "reference"
+      when a weight type has no exact int8 repack).
+    With kernels=reference the op gets kernel = "reference" (the exact float32 engine).
+    Run after --kt-place. Bad options and invalid descriptors are errors at the op.
+  }];
+  let options = [
+    Option<"hwPath", "hw", "std::string", /*default=*/"\"\"",
+           "host profile (TOML, as written by `ktx-run probe`)">,
+    Option<"kernels", "kernels", "std::string", /*default=*/"\"fast\"",
+           "fast (generated/int8 kernels) or reference (exact float32)">,
+  ];
+}
+
 #endif  // KT_PASSES_TD

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -18,13 +19,35 @@
 
 namespace ktx {
 
+// The fast routed-expert kernels a plan chose for one layer: the attributes kernel_decode,
+// config_decode, kernel_prefill, config_prefill of its routed_experts op (runtime/cpu/moe_desc.h
+// string forms; kernel_prefill may be "reference" or empty: large calls then run the decode
+// kernels too).
+struct MoeKernelAttrs {
+  std::string decode, decode_config, prefill, prefill_config;
+};
+
 struct EngineOptions {
   int threads = 0;       // 0 = one per hardware thread
   int64_t n_ctx = 0;     // 0 = min(n_ctx_train, 4096)
   // Dequantize every weight to float32 once at load when that takes at most this many MiB;
   // larger models dequantize rows on demand (slower, but memory stays at the GGUF's size).
   int64_t f32_cache_mib = 1024;
+  // Layers whose routed experts run the fast CPU kernels (activations quantized to int8);
+  // every other layer runs the exact float32 path.
+  std::map<int64_t, MoeKernelAttrs> moe_kernels;
+  // Layers with fast kernels run their exact oracle instead (cpu::moe_reference with the
+  // activation rounding the chosen kernel would apply for each call): the kernels' results
+  // without the kernels, to tell a kernel error from rounding (slow; for eval and tests).
+  bool moe_oracle = false;
+  // Load-time progress lines (weight repacking); may be empty.
+  std::function<void(const std::string&)> progress;
 };
+
+// The per-layer kernel choices of a plan's routed_experts ops. An op marked kernel="reference"
+// (or without kernel attributes) is left out. Errors: kernel_decode without config_decode (or
+// the prefill pair incomplete), naming the op.
+Expected<std::map<int64_t, MoeKernelAttrs>> moe_kernels_from_plan(const Plan& plan);
 
 struct ModelImpl;
 
@@ -38,6 +61,12 @@ class Model {
   const ModelConfig& config() const;
   const GGUFFile& gguf() const;
   int64_t n_ctx() const;        // default context of a Session
+  // Whether some layer runs kernels that quantize activations (then the float32 error bounds
+  // do not apply; see runtime/engine/eval.h).
+  bool quantizes_activations() const;
+  // One line per distinct kernel set, "blk.1-3 decode: gate=... up=... down=...; prefill: ...";
+  // "reference (float32)" when no layer runs fast kernels.
+  std::string kernel_summary() const;
   const ModelImpl& impl() const { return *impl_; }
 
  private:

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "runtime/engine/engine.h"
+#include "runtime/engine/moe_fast.h"
 #include "runtime/engine/thread_pool.h"
 #include "runtime/engine/weights.h"
 
@@ -21,6 +22,12 @@ struct ModelImpl {
   std::unordered_map<std::string, Weight> weights;
   std::vector<double> rope_inv_freq;  // n_rot / 2 frequencies (YaRN-corrected when enabled)
   std::unique_ptr<ThreadPool> pool;
+  // Fast routed experts (moe_fast.h): [n_layer], null where the float32 path runs; their pool.
+  std::vector<std::unique_ptr<MoeFastLayer>> moe_fast;
+  std::unique_ptr<cpu::ThreadPool> cpu_pool;
+  bool moe_oracle = false;  // EngineOptions::moe_oracle
+  ModelImpl();
+  ~ModelImpl();
 
   // check_tensors ran at load, so every name a layer asks for exists.
   const Weight& w(const std::string& name) const { return weights.at(name); }
@@ -68,7 +75,9 @@ void attention_mla(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
 // ffn.cpp: dst [n_tok][n_embd].
 void ffn_dense(const StepCtx& s, const std::string& prefix, const std::string& suffix,
                const float* h, float* dst);
-void ffn_moe(const StepCtx& s, int64_t il, const float* h, float* dst);
+// Routed (fast kernels where the layer has them) + shared experts. Errors come only from the
+// fast kernels (routing they reject).
+Status ffn_moe(const StepCtx& s, int64_t il, const float* h, float* dst);
 
 // router.cpp: pick n_expert_used experts for one token from its router logits; writes the
 // chosen expert ids and their weights (scale applied). bias may be null.

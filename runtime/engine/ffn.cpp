@@ -24,31 +24,13 @@ void swiglu(const StepCtx& s, const Weight& gate, const Weight& up, const Weight
   matmul(s.pool, down, down_row0, n_embd, g.data(), n_hidden, n, dst, n_embd);
 }
 
-}  // namespace
-
-void ffn_dense(const StepCtx& s, const std::string& prefix, const std::string& suffix,
-               const float* h, float* dst) {
-  const Weight& gate = s.m.w(prefix + "ffn_gate" + suffix + ".weight");
-  swiglu(s, gate, s.m.w(prefix + "ffn_up" + suffix + ".weight"),
-         s.m.w(prefix + "ffn_down" + suffix + ".weight"), 0, gate.n_rows(), 0, h, s.n_tok, dst);
-}
-
-void ffn_moe(const StepCtx& s, int64_t il, const float* h, float* dst) {
+// The exact float32 routed experts: (token, slot) pairs grouped by expert, each expert run
+// once on its tokens, outputs summed per token in slot order.
+void routed_reference(const StepCtx& s, const std::string& b, const float* h,
+                      const std::vector<int32_t>& chosen, const std::vector<float>& weights,
+                      float* dst) {
   const ModelConfig& c = s.m.cfg;
-  const std::string b = fmt::format("blk.{}.", il);
   const int64_t T = s.n_tok, E = c.n_expert, K = c.n_expert_used, D = c.n_embd;
-
-  std::vector<float> logits(T * E), buf;  // [T, n_expert]
-  matmul(s.pool, s.m.w(b + "ffn_gate_inp.weight"), h, T, logits.data());
-  s.emit(b + "ffn_moe_logits", logits.data(), E);
-  const float* bias = c.exp_probs_bias ? small_tensor(s.m.w(b + "exp_probs_b.bias"), buf) : nullptr;
-  std::vector<int32_t> chosen(T * K);
-  std::vector<float> weights(T * K);
-  for (int64_t t = 0; t < T; ++t)
-    route_token(c, &logits[t * E], bias, &chosen[t * K], &weights[t * K]);
-  s.emit(b + "ffn_moe_weights", weights.data(), K);
-
-  // Group (token, slot) pairs by expert, run each expert once on its tokens.
   std::vector<std::vector<int64_t>> slots_of(E);  // t * K + slot
   for (int64_t i = 0; i < T * K; ++i) slots_of[chosen[i]].push_back(i);
   std::vector<float> slot_out(T * K * D);  // [T, K, n_embd]
@@ -72,9 +54,39 @@ void ffn_moe(const StepCtx& s, int64_t il, const float* h, float* dst) {
     for (int64_t k = 0; k < K; ++k)
       for (int64_t i = 0; i < D; ++i) d[i] += weights[t * K + k] * slot_out[(t * K + k) * D + i];
   }
+}
+
+}  // namespace
+
+void ffn_dense(const StepCtx& s, const std::string& prefix, const std::string& suffix,
+               const float* h, float* dst) {
+  const Weight& gate = s.m.w(prefix + "ffn_gate" + suffix + ".weight");
+  swiglu(s, gate, s.m.w(prefix + "ffn_up" + suffix + ".weight"),
+         s.m.w(prefix + "ffn_down" + suffix + ".weight"), 0, gate.n_rows(), 0, h, s.n_tok, dst);
+}
+
+Status ffn_moe(const StepCtx& s, int64_t il, const float* h, float* dst) {
+  const ModelConfig& c = s.m.cfg;
+  const std::string b = fmt::format("blk.{}.", il);
+  const int64_t T = s.n_tok, E = c.n_expert, K = c.n_expert_used, D = c.n_embd;
+
+  std::vector<float> logits(T * E), buf;  // [T, n_expert]
+  matmul(s.pool, s.m.w(b + "ffn_gate_inp.weight"), h, T, logits.data());
+  s.emit(b + "ffn_moe_logits", logits.data(), E);
+  const float* bias = c.exp_probs_bias ? small_tensor(s.m.w(b + "exp_probs_b.bias"), buf) : nullptr;
+  std::vector<int32_t> chosen(T * K);
+  std::vector<float> weights(T * K);
+  for (int64_t t = 0; t < T; ++t)
+    route_token(c, &logits[t * E], bias, &chosen[t * K], &weights[t * K]);
+  s.emit(b + "ffn_moe_weights", weights.data(), K);
+
+  if (MoeFastLayer* f = s.m.moe_fast.empty() ? nullptr : s.m.moe_fast[il].get())
+    KTX_RETURN_IF_ERROR(run_fast_moe(s, *f, h, chosen.data(), weights.data(), dst));
+  else
+    routed_reference(s, b, h, chosen, weights, dst);
   s.emit(b + "ffn_moe_out", dst, D);
 
-  if (c.n_ff_shexp == 0) return;
+  if (c.n_ff_shexp == 0) return Status::ok();
   std::vector<float> sh(T * D);  // [T, n_embd]
   ffn_dense(s, b, "_shexp", h, sh.data());
   if (c.shexp_gate) {
@@ -86,6 +98,7 @@ void ffn_moe(const StepCtx& s, int64_t il, const float* h, float* dst) {
   }
   s.emit(b + "ffn_shexp_out", sh.data(), D);
   for (int64_t i = 0; i < T * D; ++i) dst[i] += sh[i];
+  return Status::ok();
 }
 
 }  // namespace ktx

@@ -1,6 +1,6 @@
 // Model loading: validate the tensors against the config, index them, decide whether to keep
 // f32 copies (bounded by EngineOptions::f32_cache_mib), precompute RoPE frequencies, start
-// the thread pool. Also load_from_plan, the one entry point ktx-run commands use.
+// the thread pool, create the fast routed-expert kernels a plan chose. Also load_from_plan, the one entry point ktx-run commands use.
 #include <algorithm>
 
 #include "common/hw/cpu_features.h"
@@ -39,6 +39,7 @@ Expected<std::unique_ptr<Model>> Model::load(const ModelConfig& cfg,
       for (int64_t i = b; i < e; ++i) all[i]->cache_f32();
     });
   }
+  KTX_RETURN_IF_ERROR(load_fast_moe(*impl, opt));
   return std::unique_ptr<Model>(new Model(std::move(impl)));
 }
 
@@ -54,6 +55,7 @@ Expected<LoadedModel> load_from_plan(const std::string& plan_path, const std::st
   KTX_RETURN_IF_ERROR(check_plan_host(lm.plan, detect_cpu_isa()).with_context(plan_path));
   EngineOptions o = opt;
   if (o.threads == 0) o.threads = lm.plan.hw.threads;
+  KTX_ASSIGN_OR_RETURN(o.moe_kernels, moe_kernels_from_plan(lm.plan));
   KTX_ASSIGN_OR_RETURN(lm.model, Model::load(lm.plan.model, lm.gguf, o));
   return lm;
 }

@@ -66,7 +66,7 @@ Expected<std::vector<float>> Session::forward(std::span<const int32_t> tokens, b
     for (int64_t t = 0; t < T; ++t) rms_norm(&x[t * D], ffn_norm, &h[t * D], D, c.rms_eps);
     s.emit(b + "ffn_norm", h.data(), D);
     if (c.layer_is_dense(il)) ffn_dense(s, b, "", h.data(), y.data());
-    else ffn_moe(s, il, h.data(), y.data());
+    else KTX_RETURN_IF_ERROR(ffn_moe(s, il, h.data(), y.data()));
     s.emit(b + "ffn_out", y.data(), D);
     for (int64_t i = 0; i < T * D; ++i) x[i] += y[i];
     s.emit(b + "l_out", x.data(), D);

@@ -1,4 +1,5 @@
-// ktc plan / import / inspect: the end-to-end compiler path (GGUF -> IR -> placed IR -> plan)
+// ktc plan / import / inspect: the end-to-end compiler path (GGUF -> IR -> placed IR ->
+// kernels chosen -> plan)
 // and its two windows (the IR of a model, the text dump of a plan).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -66,7 +67,7 @@ int cmd_import(int argc, char** argv) {
 
 int cmd_plan(int argc, char** argv) {
   CLI::App app("Compile a GGUF model into an execution plan for a host", "ktc plan");
-  std::string model, hw_path, out, emit_ir;
+  std::string model, hw_path, out, emit_ir, kernels = "fast";
   int64_t context = 0;
   app.add_option("model", model, "GGUF model file")->required();
   app.add_option("--hw", hw_path, "host profile (TOML, from 'ktx-run probe')")->required();
@@ -74,6 +75,10 @@ int cmd_plan(int argc, char** argv) {
   app.add_option("--emit-ir", emit_ir, "also write the placed kt IR to this file");
   app.add_option("--context", context, "KV-cache length (default: the profile's budget)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--kernels", kernels,
+                 "routed-expert kernels: fast (generated, int8 activations) or reference "
+                 "(exact float32)")
+      ->check(CLI::IsMember({"fast", "reference"}));
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
 
   // 1. The host profile first: a bad one is the cheapest error to report.
@@ -90,7 +95,7 @@ int cmd_plan(int argc, char** argv) {
   auto module = kt::import_gguf(ctx, model, {context});
   if (!module) return fail(module.status().message());
 
-  // 3. Place and check (errors arrive through the diagnostic handler).
+  // 3. Place, check, choose kernels (errors arrive through the diagnostic handler).
   progress(fmt::format("placing on {} ({})", hw->cpu.model_name.empty() ? "the CPU"
                                                                          : hw->cpu.model_name,
                        hw_path));
@@ -99,7 +104,12 @@ int cmd_plan(int argc, char** argv) {
   place_opts.hwPath = hw_path;
   pm.addPass(kt::createKtPlace(place_opts));
   pm.addPass(kt::createKtVerifyPlaced());
-  if (mlir::failed(pm.run(**module))) return fail("placement failed (see the errors above)");
+  kt::KtSelectKernelsOptions select_opts;
+  select_opts.hwPath = hw_path;
+  select_opts.kernels = kernels;
+  pm.addPass(kt::createKtSelectKernels(select_opts));
+  if (mlir::failed(pm.run(**module)))
+    return fail("placement or kernel selection failed (see the errors above)");
   if (!emit_ir.empty())
     if (Status st = write_ir(**module, emit_ir); !st) return fail(st.message());
 

@@ -138,6 +138,7 @@ int run(const ChatArgs& args) {
   EngineOptions opt;
   opt.threads = args.threads;
   opt.n_ctx = args.n_ctx;
+  opt.progress = [](const std::string& m) { std::fprintf(stderr, "ktx-run: %s\n", m.c_str()); };
   std::fprintf(stderr, "loading %s ...\n", args.plan_path.c_str());
   auto lm = load_from_plan(args.plan_path, args.gguf_override, opt);
   if (!lm) {

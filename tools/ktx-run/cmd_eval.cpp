@@ -1,6 +1,7 @@
 // `ktx-run eval PLAN --ref FILE.ref.gguf`: runs the plan's model on every sequence of a
 // transformers reference file and prints how close it comes (see runtime/engine/eval.h).
-// Exit 0 when every bound holds, 1 when one does not, 2 for usage or input errors.
+// The bounds depend on the kernels the plan chose (float32 or activation-quantizing; see
+// EvalOptions), and the kernels that ran are listed first. Exit 0 when every bound holds, 1 when one does not, 2 for usage or input errors.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -24,6 +25,10 @@ int cmd_eval(int argc, char** argv) {
   app.add_option("--threads", threads, "CPU threads (0 = the plan's choice, else all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--gguf", gguf_override, "use this GGUF instead of the path in the plan");
+  bool oracle = false;
+  app.add_flag("--oracle", oracle,
+               "fast-kernel plans: also run the kernels' exact oracle (same activation rounding, "
+               "exact sums) and judge the kernels by it; KL/top-1 targets are then reported");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -33,6 +38,7 @@ int cmd_eval(int argc, char** argv) {
 
   EngineOptions opt;
   opt.threads = threads;
+  opt.progress = [](const std::string& m) { std::fprintf(stderr, "ktx-run: %s\n", m.c_str()); };
   auto lm = load_from_plan(plan_path, gguf_override, opt);
   if (!lm) {
     fail(lm.status().message());
@@ -50,6 +56,23 @@ int cmd_eval(int argc, char** argv) {
   }
   EvalOptions eopt;
   eopt.dump_dir = dump_dir;
+  // Fast expert kernels quantize activations: the float32 bounds do not apply to them.
+  eopt.quantized = lm->model->quantizes_activations();
+  std::fputs(("kernels:\n" + lm->model->kernel_summary()).c_str(), stdout);
+  std::unique_ptr<Model> oracle_model;
+  if (oracle && eopt.quantized) {
+    EngineOptions oopt = opt;
+    oopt.threads = threads == 0 ? lm->plan.hw.threads : threads;  // as load_from_plan does
+    oopt.progress = nullptr;
+    auto kernels = moe_kernels_from_plan(lm->plan);
+    if (!kernels) return fail(kernels.status().message(), 2);
+    oopt.moe_kernels = std::move(*kernels);
+    oopt.moe_oracle = true;
+    auto m = Model::load(lm->plan.model, lm->gguf, oopt);
+    if (!m) return fail(m.status().message(), 2);
+    oracle_model = std::move(*m);
+    eopt.oracle = oracle_model.get();
+  }
   auto result = run_eval(*lm->model, *ref, eopt);
   if (!result) {
     fail(result.status().message());

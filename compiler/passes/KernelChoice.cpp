@@ -1,0 +1,77 @@
+// choose_moe_kernels and isa_features_for (see KernelChoice.h). The descriptor strings are
+// the cache keys of `ktx-run tune`, so a tuned entry applies only to the exact problem it was
+// measured on (shape, types, tokens and tier).
+#include "compiler/passes/KernelChoice.h"
+
+#include <fmt/format.h>
+
+#include "runtime/cpu/repack_int8.h"
+
+namespace ktx::kt {
+namespace {
+
+// The [tuned] config for `desc`, or nullopt. A value that does not parse is an error: the
+// profile was hand-edited or written by another version, and silently ignoring it would hide
+// that the tuned choice is not used.
+Expected<std::optional<cpu::MoeConfig>> tuned_config(const HwProfile& hw,
+                                                     const cpu::MoeDesc& desc) {
+  auto it = hw.tuned.find(desc.to_string());
+  if (it == hw.tuned.end()) return std::optional<cpu::MoeConfig>();
+  auto cfg = cpu::MoeConfig::parse(it->second);
+  if (!cfg) return cfg.status().with_context(fmt::format("[tuned] \"{}\"", it->first));
+  return std::optional<cpu::MoeConfig>(*cfg);
+}
+
+// Tuned when present, selected otherwise; `tuned` says which.
+Expected<cpu::MoeConfig> config_for(const HwProfile& hw, const cpu::MoeDesc& desc, bool* tuned) {
+  KTX_ASSIGN_OR_RETURN(std::optional<cpu::MoeConfig> t, tuned_config(hw, desc));
+  *tuned = t.has_value();
+  return t ? *t : cpu::select_moe_config(desc, plan_threads(hw));
+}
+
+}  // namespace
+
+int plan_threads(const HwProfile& hw) {
+  return hw.budgets.threads > 0 ? hw.budgets.threads : hw.cpu.physical_cores;
+}
+
+Expected<MoeKernelChoice> choose_moe_kernels(const MoeShape& shape, const HwProfile& hw,
+                                             int64_t prefill_tokens) {
+  MoeKernelChoice c;
+  cpu::MoeDesc& d = c.decode;
+  d.n_embd = shape.n_embd;
+  d.n_ff = shape.n_ff;
+  d.n_expert = shape.n_expert;
+  d.top_k = shape.top_k;
+  d.gate_type = shape.gate;
+  d.up_type = shape.up;
+  d.down_type = shape.down;
+  d.max_tokens = kDecodeMaxTokens;
+  d.isa = cpu::best_isa_tier(hw.cpu.isa);
+  KTX_RETURN_IF_ERROR(d.validate());
+  KTX_ASSIGN_OR_RETURN(c.decode_config, config_for(hw, d, &c.decode_tuned));
+
+  const bool repackable = cpu::repack_int8_supported(shape.gate) &&
+                          cpu::repack_int8_supported(shape.up) &&
+                          cpu::repack_int8_supported(shape.down);
+  // The prefill GEMM works on 32-element blocks of both K dimensions.
+  const bool blocked = shape.n_embd % cpu::kRepackBlock == 0 && shape.n_ff % cpu::kRepackBlock == 0;
+  if (repackable && blocked && prefill_tokens > kDecodeMaxTokens) {
+    cpu::MoeDesc p = d;
+    p.max_tokens = prefill_tokens;
+    KTX_ASSIGN_OR_RETURN(c.prefill_config, config_for(hw, p, &c.prefill_tuned));
+    c.prefill = p;
+  }
+  return c;
+}
+
+std::vector<std::string> isa_features_for(cpu::IsaTier tier) {
+  CpuIsa isa;
+  if (tier >= cpu::IsaTier::avx2) isa.avx2 = isa.fma = isa.f16c = true;
+  if (tier >= cpu::IsaTier::avx512)
+    isa.avx512f = isa.avx512bw = isa.avx512vl = isa.avx512_vnni = true;
+  if (tier >= cpu::IsaTier::amx) isa.amx_tile = isa.amx_int8 = isa.amx_bf16 = true;
+  return isa.names();
+}
+
+}  // namespace ktx::kt

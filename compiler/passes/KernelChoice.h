@@ -1,0 +1,49 @@
+// Kernel selection for routed-expert layers, free of MLIR so it can be unit-tested: given a
+// layer's shape and weight types and the host profile, the decode descriptor and config (and a
+// prefill pair where MoePrefill repacks the types exactly) that --kt-select-kernels records
+// on the op. Also the inverse the plan emitter needs: which CPU features a tier's kernels use.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/hw/hw_profile.h"
+#include "common/util/status.h"
+#include "runtime/cpu/moe_desc.h"
+
+namespace ktx::kt {
+
+// Tokens per call up to which the runtime runs the decode (GEMV) driver; above it, prefill.
+inline constexpr int64_t kDecodeMaxTokens = 16;
+
+// One routed-expert layer as the IR describes it.
+struct MoeShape {
+  int64_t n_embd = 0, n_ff = 0, n_expert = 0, top_k = 0;
+  GGMLType gate = GGMLType::F32, up = GGMLType::F32, down = GGMLType::F32;
+};
+
+struct MoeKernelChoice {
+  cpu::MoeDesc decode;
+  cpu::MoeConfig decode_config;
+  std::optional<cpu::MoeDesc> prefill;  // nullopt: some type has no exact int8 repack
+  cpu::MoeConfig prefill_config;
+  bool decode_tuned = false, prefill_tuned = false;  // config came from the profile's [tuned]
+};
+
+// The choice for one layer. `prefill_tokens` is the most tokens one prefill call may carry
+// (the plan's context). Tier: the best the profile's CPU allows. Config: the profile's [tuned]
+// entry for the exact descriptor string when present, else select_moe_config() for the
+// profile's thread budget. Errors: an invalid descriptor (names the problem), a [tuned] value
+// that does not parse (names the key).
+Expected<MoeKernelChoice> choose_moe_kernels(const MoeShape& shape, const HwProfile& hw,
+                                             int64_t prefill_tokens);
+
+// Threads a plan uses on this profile: the budget, else the physical cores.
+int plan_threads(const HwProfile& hw);
+
+// The feature names (as in CpuIsa::names()) a tier's kernels need, weakest tier: none.
+std::vector<std::string> isa_features_for(cpu::IsaTier tier);
+
+}  // namespace ktx::kt

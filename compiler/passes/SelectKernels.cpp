@@ -1,0 +1,132 @@
+// --kt-select-kernels: record on every routed-expert op which CPU kernels run it. The choice is
+// made here, at compile time, for the host profile, so the runtime only parses and generates:
+//
+//   %m = kt.routed_experts "blk.1.ffn_moe"(%h, %r) {device = "cpu", ...}       // before
+//   %m = kt.routed_experts "blk.1.ffn_moe"(%h, %r) {device = "cpu",             // after
+//          kernel_decode = "moe:n_embd=256,...,max_tokens=16,isa=avx2",
+//          config_decode = "cfg:rows_per_task=32,unroll=2,threads=8",
+//          kernel_prefill = "moe:...,max_tokens=2048,isa=avx2", config_prefill = "cfg:...", ...}
+//
+// kernels=reference marks the op kernel = "reference" instead (the exact float32 path, the
+// oracle of the fast one). Shapes, types and tier come from the op and the profile; the
+// decisions themselves live in KernelChoice.cpp.
+#include <string>
+
+#include "common/hw/hw_profile.h"
+#include "compiler/ir/KtDialect.h"
+#include "compiler/passes/GgmlTypes.h"
+#include "compiler/passes/KernelChoice.h"
+#include "compiler/passes/Passes.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+
+namespace ktx::kt {
+
+#define GEN_PASS_DEF_KTSELECTKERNELS
+#include "compiler/passes/Passes.h.inc"
+
+namespace {
+
+// The weight whose name contains `part` ("ffn_gate_exps"); emits an error at the op if absent.
+mlir::FailureOr<TensorAttr> find_weight(mlir::Operation* op, llvm::StringRef part) {
+  for (TensorAttr w : view_kt_op(op).weights)
+    if (w.getName().contains(part)) return w;
+  op->emitError() << view_kt_op(op).name << ": no weight named *" << part
+                  << "* (expected gate, up and down expert tensors)";
+  return mlir::failure();
+}
+
+mlir::FailureOr<GGMLType> weight_type(mlir::Operation* op, TensorAttr w) {
+  std::optional<uint32_t> id = ggml_type_id(w.getGgmlType());
+  if (id) return static_cast<GGMLType>(*id);
+  op->emitError() << w.getName() << ": unknown ggml type '" << w.getGgmlType() << "'";
+  return mlir::failure();
+}
+
+// The op's shape and types as kernel selection sees them.
+mlir::FailureOr<MoeShape> moe_shape(mlir::Operation* op) {
+  MoeShape s;
+  auto gate = find_weight(op, "ffn_gate_exps");
+  auto up = find_weight(op, "ffn_up_exps");
+  auto down = find_weight(op, "ffn_down_exps");
+  if (mlir::failed(gate) || mlir::failed(up) || mlir::failed(down)) return mlir::failure();
+  auto gt = weight_type(op, *gate), ut = weight_type(op, *up), dt = weight_type(op, *down);
+  if (mlir::failed(gt) || mlir::failed(ut) || mlir::failed(dt)) return mlir::failure();
+  s.gate = *gt, s.up = *ut, s.down = *dt;
+  if (gate->getShape().empty()) {
+    op->emitError() << gate->getName() << ": empty shape";
+    return mlir::failure();
+  }
+  s.n_embd = gate->getShape()[0];
+  auto int_attr = [&](const char* key) {
+    auto a = op->getAttrOfType<mlir::IntegerAttr>(key);
+    return a ? a.getInt() : int64_t{0};
+  };
+  s.n_ff = int_attr("n_ff");
+  s.n_expert = int_attr("n_expert");
+  s.top_k = int_attr("top_k");
+  return s;
+}
+
+struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
+  using KtSelectKernelsBase::KtSelectKernelsBase;
+
+  // Records the fast choice on one op; errors are emitted at the op.
+  mlir::LogicalResult select_fast(mlir::Operation* op, const HwProfile& hw, int64_t context) {
+    mlir::FailureOr<MoeShape> shape = moe_shape(op);
+    if (mlir::failed(shape)) return mlir::failure();
+    Expected<MoeKernelChoice> c = choose_moe_kernels(*shape, hw, context);
+    if (!c)
+      return op->emitError() << view_kt_op(op).name << ": " << c.status().message()
+                             << " (host profile " << hwPath << ")";
+    mlir::Builder b(op->getContext());
+    op->setAttr("kernel_decode", b.getStringAttr(c->decode.to_string()));
+    op->setAttr("config_decode", b.getStringAttr(c->decode_config.to_string()));
+    if (c->prefill) {
+      op->setAttr("kernel_prefill", b.getStringAttr(c->prefill->to_string()));
+      op->setAttr("config_prefill", b.getStringAttr(c->prefill_config.to_string()));
+    } else {
+      op->setAttr("kernel_prefill", b.getStringAttr("reference"));
+      op->removeAttr("config_prefill");
+    }
+    op->removeAttr("kernel");
+    return mlir::success();
+  }
+
+  void runOnOperation() override {
+    mlir::ModuleOp module = getOperation();
+    llvm::SmallVector<mlir::Operation*> ops;
+    module.walk([&](RoutedExpertsOp op) { ops.push_back(op); });
+    // Option errors are reported at the first op they would apply to (the module when none).
+    auto option_error = [&]() {
+      return ops.empty() ? module.emitError() : ops.front()->emitError();
+    };
+    if (kernels != "fast" && kernels != "reference") {
+      option_error() << "kt-select-kernels: kernels=" << std::string(kernels)
+                     << ": expected 'fast' or 'reference'";
+      return signalPassFailure();
+    }
+    if (kernels == "reference") {
+      mlir::Builder b(&getContext());
+      for (mlir::Operation* op : ops) op->setAttr("kernel", b.getStringAttr("reference"));
+      return;
+    }
+    if (hwPath.empty()) {
+      option_error() << "kt-select-kernels: no host profile; pass hw=host.toml (ktc opt: --hw=FILE)";
+      return signalPassFailure();
+    }
+    Expected<HwProfile> hw = HwProfile::load(hwPath);
+    if (!hw) {
+      option_error() << "kt-select-kernels: " << hw.status().message();
+      return signalPassFailure();
+    }
+    int64_t context = hw->budgets.context;
+    if (auto ctx = module->getAttrOfType<mlir::IntegerAttr>(kContextAttr)) context = ctx.getInt();
+    bool ok = true;
+    for (mlir::Operation* op : ops) ok &= mlir::succeeded(select_fast(op, *hw, context));
+    if (!ok) signalPassFailure();
+  }
+};
+
+}  // namespace
+}  // namespace ktx::kt

@@ -1,0 +1,192 @@
+// The engine's fast routed-expert path (see moe_fast.h): load-time creation of MoeDecode /
+// MoePrefill per layer from the plan's descriptors, with every descriptor checked against the
+// GGUF tensors it will read and against this CPU, and the per-call dispatch by token count.
+#include "runtime/engine/moe_fast.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "common/hw/cpu_features.h"
+#include "runtime/cpu/moe_decode.h"
+#include "runtime/cpu/prefill_moe.h"
+#include "runtime/cpu/repack_int8.h"
+#include "runtime/cpu/thread_pool.h"
+#include "runtime/engine/engine_internal.h"
+
+namespace ktx {
+
+MoeFastLayer::MoeFastLayer() = default;
+MoeFastLayer::~MoeFastLayer() = default;
+ModelImpl::ModelImpl() = default;
+ModelImpl::~ModelImpl() = default;
+
+namespace {
+
+std::string feature_list(const CpuIsa& isa) {
+  std::string s;
+  for (const std::string& n : isa.names()) s += (s.empty() ? "" : " ") + n;
+  return s.empty() ? "no SIMD features" : s;
+}
+
+// The descriptor must describe the tensors it will read: a plan edited by hand or made for
+// another file would otherwise make the kernels read out of bounds.
+Status check_tensor(const Weight& w, GGMLType type, int64_t row, int64_t rows, int64_t n_expert) {
+  const GGUFTensorInfo& t = w.info();
+  if (t.type != type || t.ne[0] != row || t.ne[1] != rows || t.ne[2] != n_expert || t.ne[3] != 1)
+    return Error("tensor '{}' is {} [{}, {}, {}], the kernel descriptor expects {} [{}, {}, {}]",
+                 t.name, ggml_type_name(static_cast<uint32_t>(t.type)), t.ne[0], t.ne[1], t.ne[2],
+                 ggml_type_name(static_cast<uint32_t>(type)), row, rows, n_expert);
+  return Status::ok();
+}
+
+// Parses "moe:..." and "cfg:...", checks the tier against this CPU and the tensors of layer il.
+Status parse_choice(const ModelImpl& m, int64_t il, const std::string& kernel,
+                    const std::string& config, const CpuIsa& host, cpu::MoeDesc* desc,
+                    cpu::MoeConfig* cfg) {
+  KTX_ASSIGN_OR_RETURN(*desc, cpu::MoeDesc::parse(kernel));
+  KTX_ASSIGN_OR_RETURN(*cfg, cpu::MoeConfig::parse(config));
+  if (!cpu::isa_tier_supported(desc->isa, host))
+    return Error("kernel tier '{}' is not supported by this CPU (it has {}); re-plan for this "
+                 "host: ktc plan --hw host.toml (from 'ktx-run probe')",
+                 cpu::isa_tier_name(desc->isa), feature_list(host));
+  const std::string b = fmt::format("blk.{}.", il);
+  const ModelConfig& c = m.cfg;
+  if (desc->n_embd != c.n_embd || desc->n_ff != c.n_ff_exp || desc->n_expert != c.n_expert ||
+      desc->top_k != c.n_expert_used)
+    return Error("descriptor shape (n_embd={}, n_ff={}, n_expert={}, top_k={}) differs from the "
+                 "model (n_embd={}, n_ff={}, n_expert={}, top_k={})", desc->n_embd, desc->n_ff,
+                 desc->n_expert, desc->top_k, c.n_embd, c.n_ff_exp, c.n_expert, c.n_expert_used);
+  KTX_RETURN_IF_ERROR(check_tensor(m.w(b + "ffn_gate_exps.weight"), desc->gate_type, desc->n_embd,
+                                   desc->n_ff, desc->n_expert));
+  KTX_RETURN_IF_ERROR(check_tensor(m.w(b + "ffn_up_exps.weight"), desc->up_type, desc->n_embd,
+                                   desc->n_ff, desc->n_expert));
+  return check_tensor(m.w(b + "ffn_down_exps.weight"), desc->down_type, desc->n_ff,
+                      desc->n_embd, desc->n_expert);
+}
+
+// Repacks the layer's experts for prefill, reporting size and speed through opt.progress.
+Status repack_layer(MoeFastLayer& f, const cpu::MoeDesc& desc, int64_t il, cpu::ThreadPool& pool,
+                    const EngineOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  KTX_ASSIGN_OR_RETURN(cpu::RepackedMoe r, cpu::repack_moe(desc, {f.gate, f.up, f.down}, pool));
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  f.repacked = std::make_unique<cpu::RepackedMoe>(std::move(r));
+  if (opt.progress) {
+    const struct { GGMLType type; int64_t row, rows; } mats[] = {
+        {desc.gate_type, desc.n_embd, desc.n_ff}, {desc.up_type, desc.n_embd, desc.n_ff},
+        {desc.down_type, desc.n_ff, desc.n_embd}};
+    double bytes = 0;
+    for (const auto& mat : mats)
+      if (auto rb = ggml_row_bytes(mat.type, mat.row)) bytes += double(*rb) * mat.rows * desc.n_expert;
+    opt.progress(fmt::format("repacked blk.{} experts for prefill: {:.1f} MB in {:.3f} s "
+                             "({:.2f} GB/s)", il, bytes / 1e6, s, s > 0 ? bytes / s / 1e9 : 0.0));
+  }
+  return Status::ok();
+}
+
+Expected<std::unique_ptr<MoeFastLayer>> make_layer(const ModelImpl& m, int64_t il,
+                                                   const MoeKernelAttrs& k, const CpuIsa& host,
+                                                   const EngineOptions& opt) {
+  auto f = std::make_unique<MoeFastLayer>();
+  const std::string b = fmt::format("blk.{}.", il);
+  f->gate = m.w(b + "ffn_gate_exps.weight").info().data;
+  f->up = m.w(b + "ffn_up_exps.weight").info().data;
+  f->down = m.w(b + "ffn_down_exps.weight").info().data;
+  cpu::MoeDesc desc;
+  cpu::MoeConfig cfg;
+  KTX_RETURN_IF_ERROR(parse_choice(m, il, k.decode, k.decode_config, host, &desc, &cfg)
+                          .with_context("kernel_decode"));
+  KTX_ASSIGN_OR_RETURN(f->decode, cpu::MoeDecode::create(desc, cfg, host));
+  f->decode_max_tokens = desc.max_tokens;
+  if (k.prefill.empty() || k.prefill == "reference") return f;
+  KTX_RETURN_IF_ERROR(parse_choice(m, il, k.prefill, k.prefill_config, host, &desc, &cfg)
+                          .with_context("kernel_prefill"));
+  KTX_ASSIGN_OR_RETURN(f->prefill, cpu::MoePrefill::create(desc, cfg, host));
+  KTX_RETURN_IF_ERROR(repack_layer(*f, desc, il, *m.cpu_pool, opt));
+  return f;
+}
+
+}  // namespace
+
+Status load_fast_moe(ModelImpl& m, const EngineOptions& opt) {
+  if (opt.moe_kernels.empty()) return Status::ok();
+  CpuIsa host = detect_cpu_isa();
+  // AMX tile data needs the OS's permission once per process; without it the tier is absent.
+  if (host.amx_tile && !request_amx_permission())
+    host.amx_tile = host.amx_int8 = host.amx_bf16 = false;
+  m.cpu_pool = std::make_unique<cpu::ThreadPool>(opt.threads);
+  m.moe_oracle = opt.moe_oracle;
+  m.moe_fast.resize(m.cfg.n_layer);
+  for (const auto& [il, k] : opt.moe_kernels) {
+    if (il < 0 || il >= m.cfg.n_layer || m.cfg.layer_is_dense(il))
+      return Error("engine: fast MoE kernels given for layer {}, which has no routed experts", il);
+    auto layer = make_layer(m, il, k, host, opt);
+    if (!layer) return layer.status().with_context(fmt::format("engine: blk.{}.ffn_moe", il));
+    m.moe_fast[il] = std::move(*layer);
+  }
+  return Status::ok();
+}
+
+Expected<std::map<int64_t, MoeKernelAttrs>> moe_kernels_from_plan(const Plan& plan) {
+  std::map<int64_t, MoeKernelAttrs> out;
+  for (const PlanOp& op : plan.program) {
+    if (op.kind != "routed_experts") continue;
+    auto get = [&](const char* key) {
+      auto it = op.attrs.find(key);
+      return it == op.attrs.end() ? std::string() : it->second;
+    };
+    MoeKernelAttrs k{get("kernel_decode"), get("config_decode"), get("kernel_prefill"),
+                     get("config_prefill")};
+    if (k.decode.empty() && k.prefill.empty()) continue;  // kernel="reference" or an old plan
+    if (k.decode.empty() || k.decode_config.empty())
+      return Error("plan op '{}': kernel_decode and config_decode must both be set", op.name);
+    if (!k.prefill.empty() && k.prefill != "reference" && k.prefill_config.empty())
+      return Error("plan op '{}': kernel_prefill '{}' has no config_prefill", op.name, k.prefill);
+    if (op.layer < 0) return Error("plan op '{}': routed experts outside a layer", op.name);
+    out[op.layer] = std::move(k);
+  }
+  return out;
+}
+
+bool Model::quantizes_activations() const {
+  for (const auto& f : impl_->moe_fast)
+    if (f) return true;
+  return false;
+}
+
+std::string Model::kernel_summary() const {
+  // Consecutive layers with the same kernels share one line.
+  std::string out, prev;
+  int64_t first = -1;
+  auto flush = [&](int64_t last) {
+    if (first < 0) return;
+    out += fmt::format("blk.{}{} {}\n", first, last > first ? fmt::format("-{}", last) : "", prev);
+  };
+  const auto& layers = impl_->moe_fast;
+  for (int64_t il = 0; il <= static_cast<int64_t>(layers.size()); ++il) {
+    std::string cur;
+    if (il < static_cast<int64_t>(layers.size()) && layers[il])
+      cur = "decode: " + layers[il]->decode->kernel_names() + "; prefill: " +
+            (layers[il]->prefill ? layers[il]->prefill->kernel_name() : "decode kernels");
+    if (cur == prev && !cur.empty()) continue;
+    flush(il - 1);
+    prev = cur;
+    first = cur.empty() ? -1 : il;
+  }
+  return out.empty() ? "reference (float32) for every layer\n" : out;
+}
+
+Status run_fast_moe(const StepCtx& s, MoeFastLayer& f, const float* h, const int32_t* chosen,
+                    const float* weights, float* dst) {
+  std::lock_guard<std::mutex> lock(f.mu);
+  const cpu::MoeRouting routing{s.n_tok, chosen, weights};
+  const bool prefill = s.n_tok > f.decode_max_tokens && f.prefill;
+  if (s.m.moe_oracle)
+    return cpu::moe_reference(f.decode->desc(), {f.gate, f.up, f.down}, h, routing, dst,
+                              prefill ? f.prefill->act_rounding() : f.decode->act_rounding());
+  if (prefill) return f.prefill->run(*f.repacked, h, routing, dst, *s.m.cpu_pool);
+  return f.decode->run({f.gate, f.up, f.down}, h, routing, dst, *s.m.cpu_pool);
+}
+
+}  // namespace ktx

@@ -1,0 +1,138 @@
+// Kernel selection (compiler/passes/KernelChoice.h): the descriptor records the op's shape and
+// types and the profile's best tier; a [tuned] entry is used only for its exact descriptor; the
+// prefill pair exists only where every type repacks exactly; tiers map to the features the
+// plan then requires.
+#include <gtest/gtest.h>
+
+#include "compiler/passes/KernelChoice.h"
+#include "runtime/cpu/repack_int8.h"
+
+namespace ktx::kt {
+namespace {
+
+MoeShape dsv3_like(GGMLType down = GGMLType::Q4_K) {
+  return {7168, 2048, 256, 8, GGMLType::Q4_K, GGMLType::Q4_K, down};
+}
+
+HwProfile avx2_host(int threads) {
+  HwProfile hw;
+  hw.cpu.isa.avx2 = hw.cpu.isa.fma = hw.cpu.isa.f16c = true;
+  hw.cpu.physical_cores = 32;
+  hw.budgets.threads = threads;
+  return hw;
+}
+
+TEST(SelectKernels, DescriptorCarriesShapeTypesAndBestTier) {
+  HwProfile hw = avx2_host(8);
+  auto c = choose_moe_kernels(dsv3_like(GGMLType::Q6_K), hw, 4096);
+  ASSERT_TRUE(c) << c.status().message();
+  EXPECT_EQ(c->decode.n_embd, 7168);
+  EXPECT_EQ(c->decode.n_ff, 2048);
+  EXPECT_EQ(c->decode.n_expert, 256);
+  EXPECT_EQ(c->decode.top_k, 8);
+  EXPECT_EQ(c->decode.gate_type, GGMLType::Q4_K);
+  EXPECT_EQ(c->decode.down_type, GGMLType::Q6_K);
+  EXPECT_EQ(c->decode.max_tokens, kDecodeMaxTokens);
+  EXPECT_EQ(c->decode.isa, cpu::IsaTier::avx2);
+  // The string the plan stores parses back to the same descriptor.
+  auto back = cpu::MoeDesc::parse(c->decode.to_string());
+  ASSERT_TRUE(back) << back.status().message();
+  EXPECT_EQ(*back, c->decode);
+  EXPECT_FALSE(c->decode_tuned);
+  EXPECT_EQ(c->decode_config, cpu::select_moe_config(c->decode, 8));
+
+  hw.cpu.isa.avx512f = hw.cpu.isa.avx512bw = hw.cpu.isa.avx512vl = hw.cpu.isa.avx512_vnni = true;
+  c = choose_moe_kernels(dsv3_like(), hw, 4096);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->decode.isa, cpu::IsaTier::avx512);
+  hw.cpu.isa = CpuIsa{};
+  c = choose_moe_kernels(dsv3_like(), hw, 4096);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->decode.isa, cpu::IsaTier::reference);
+}
+
+TEST(SelectKernels, ThreadsComeFromTheBudgetElseTheCores) {
+  auto c = choose_moe_kernels(dsv3_like(), avx2_host(0), 4096);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->decode_config, cpu::select_moe_config(c->decode, 32));
+  EXPECT_EQ(c->decode_config.threads, 32);
+}
+
+TEST(SelectKernels, TunedEntryAppliesToItsExactDescriptorOnly) {
+  HwProfile hw = avx2_host(8);
+  auto plain = choose_moe_kernels(dsv3_like(), hw, 4096);
+  ASSERT_TRUE(plain);
+  cpu::MoeConfig tuned{96, 3, 5};
+  ASSERT_NE(tuned, plain->decode_config);
+  hw.tuned[plain->decode.to_string()] = tuned.to_string();
+  // A descriptor differing in one field (down type) must not pick the entry up.
+  cpu::MoeDesc other = plain->decode;
+  other.down_type = GGMLType::Q8_0;
+  hw.tuned[other.to_string()] = cpu::MoeConfig{8, 1, 1}.to_string();
+
+  auto c = choose_moe_kernels(dsv3_like(), hw, 4096);
+  ASSERT_TRUE(c) << c.status().message();
+  EXPECT_TRUE(c->decode_tuned);
+  EXPECT_EQ(c->decode_config, tuned);
+  // The prefill descriptor (other max_tokens) has no entry: selected.
+  ASSERT_TRUE(c->prefill);
+  EXPECT_FALSE(c->prefill_tuned);
+  EXPECT_EQ(c->prefill_config, cpu::select_moe_config(*c->prefill, 8));
+}
+
+TEST(SelectKernels, MalformedTunedValueIsAnErrorNamingTheKey) {
+  HwProfile hw = avx2_host(8);
+  auto plain = choose_moe_kernels(dsv3_like(), hw, 4096);
+  ASSERT_TRUE(plain);
+  hw.tuned[plain->decode.to_string()] = "cfg:rows_per_task=0,unroll=2,threads=0";
+  auto c = choose_moe_kernels(dsv3_like(), hw, 4096);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.status().message().find(plain->decode.to_string()), std::string::npos)
+      << c.status().message();
+  EXPECT_NE(c.status().message().find("rows_per_task"), std::string::npos) << c.status().message();
+}
+
+TEST(SelectKernels, PrefillOnlyWhereEveryTypeRepacksExactly) {
+  const HwProfile hw = avx2_host(8);
+  for (GGMLType down : {GGMLType::Q4_K, GGMLType::Q8_0, GGMLType::Q6_K, GGMLType::BF16}) {
+    auto c = choose_moe_kernels(dsv3_like(down), hw, 2048);
+    ASSERT_TRUE(c) << c.status().message();
+    EXPECT_EQ(c->prefill.has_value(), cpu::repack_int8_supported(down))
+        << ggml_type_name(static_cast<uint32_t>(down));
+    if (!c->prefill) continue;
+    EXPECT_EQ(c->prefill->max_tokens, 2048);
+    cpu::MoeDesc same = *c->prefill;
+    same.max_tokens = c->decode.max_tokens;
+    EXPECT_EQ(same, c->decode);  // only the token count differs
+  }
+}
+
+TEST(SelectKernels, InvalidShapeIsAnError) {
+  MoeShape s = dsv3_like();
+  s.n_embd = 7000;  // not a whole number of Q4_K blocks
+  auto c = choose_moe_kernels(s, avx2_host(8), 4096);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.status().message().find("gate"), std::string::npos) << c.status().message();
+  s = dsv3_like();
+  s.top_k = 300;
+  c = choose_moe_kernels(s, avx2_host(8), 4096);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.status().message().find("top_k=300"), std::string::npos) << c.status().message();
+}
+
+TEST(SelectKernels, TierFeaturesGiveExactlyThatTier) {
+  EXPECT_TRUE(isa_features_for(cpu::IsaTier::reference).empty());
+  for (cpu::IsaTier tier : {cpu::IsaTier::avx2, cpu::IsaTier::avx512, cpu::IsaTier::amx}) {
+    CpuIsa isa;
+    for (const std::string& name : isa_features_for(tier)) {
+      bool* flag = isa.flag(name);
+      ASSERT_NE(flag, nullptr) << name;
+      *flag = true;
+    }
+    EXPECT_TRUE(cpu::isa_tier_supported(tier, isa)) << cpu::isa_tier_name(tier);
+    EXPECT_EQ(cpu::best_isa_tier(isa), tier) << cpu::isa_tier_name(tier);
+  }
+}
+
+}  // namespace
+}  // namespace ktx::kt

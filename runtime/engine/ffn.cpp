@@ -2,7 +2,8 @@
 // Routed experts run expert by expert over the tokens routed to each (rows of the 3-D expert
 // tensors are sliced per expert, never dequantized whole); each token's expert outputs are
 // kept per slot and summed in slot order, so the result of a token does not depend on which
-// other tokens were in the call.
+// other tokens were in the call. Layers for which the plan chose fast kernels run them instead
+// (moe_fast.h); routing is the same float32 code for both.
 #include <algorithm>
 #include <cmath>
 

@@ -73,8 +73,8 @@ class FastMoe : public ::testing::TestWithParam<const char*> {};
 
 // The kernels against their oracle (moe_reference with the kernels' activation rounding) through
 // the whole model: float reassociation gives ~1e-6 per position; an activation element landing
-// on the other side of an int8 rounding boundary moves a position by up to a few 1e-3; a wrong
-// kernel by O(1). Against the float32 engine they must differ (the rounding is applied); how
+// on the other side of an int8 rounding boundary moves a position by up to ~8e-3; a wrong
+// kernel by O(0.1..1). Against the float32 engine they must differ (the rounding is applied); how
 // much is a property of the model (router near-ties), judged by `ktx-run eval`, not here.
 TEST_P(FastMoe, MatchesItsOracleForDecodeAndPrefillCalls) {
   const Loaded l = open_model(GetParam());
@@ -110,7 +110,7 @@ TEST_P(FastMoe, MatchesItsOracleForDecodeAndPrefillCalls) {
     ASSERT_TRUE(ol.has_value()) << ol.status().message();
     double worst = 0;
     for (int64_t t = 0; t < n; ++t) worst = std::max(worst, rel_l2(&(*fl)[t * V], &(*ol)[t * V], V));
-    EXPECT_LT(worst, 1e-2) << n << " tokens";
+    EXPECT_LT(worst, 2e-2) << n << " tokens";
     EXPECT_NE(*rl, *fl) << n << " tokens: the fast path did not run";
     EXPECT_NE(*rl, *ol) << n << " tokens: the oracle applied no rounding";
   }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -40,6 +41,9 @@ struct EngineOptions {
   // activation rounding the chosen kernel would apply for each call): the kernels' results
   // without the kernels, to tell a kernel error from rounding (slow; for eval and tests).
   bool moe_oracle = false;
+  // Restricts the CPU features the fast kernels may use (each is also checked on this CPU, so
+  // a feature can only be removed): tests use it to stand for a weaker CPU.
+  std::optional<CpuIsa> cpu_isa;
   // Load-time progress lines (weight repacking); may be empty.
   std::function<void(const std::string&)> progress;
 };

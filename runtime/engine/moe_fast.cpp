@@ -112,6 +112,8 @@ Expected<std::unique_ptr<MoeFastLayer>> make_layer(const ModelImpl& m, int64_t i
 Status load_fast_moe(ModelImpl& m, const EngineOptions& opt) {
   if (opt.moe_kernels.empty()) return Status::ok();
   CpuIsa host = detect_cpu_isa();
+  if (opt.cpu_isa)
+    for (const std::string& name : CpuIsa::all_names()) *host.flag(name) &= *opt.cpu_isa->flag(name);
   // AMX tile data needs the OS's permission once per process; without it the tier is absent.
   if (host.amx_tile && !request_amx_permission())
     host.amx_tile = host.amx_int8 = host.amx_bf16 = false;

@@ -9,9 +9,9 @@
 // rounding schemes are simulated here (a private copy of the block quantizer with other block
 // sizes, scale choices and precisions), except "kernel", which calls the real round_act_row
 // with the formats the decode kernels read (act_format_for; the prefill kernels read q8_0
-// everywhere, which is "i8b32", bit for bit on the Q8_0 files). The hook also recomputes each layer's routing from
-// the router logits it saw and compares it with the float32 run's, so that the error can be
-// split into positions where some layer chose other experts and positions where none did.
+// everywhere, which is "i8b32", bit for bit on the Q8_0 files). The hook also recomputes each
+// layer's routing from the router logits it saw and compares it with the float32 run's, so
+// that the error can be split into positions where some layer chose other experts and positions where none did.
 // A lab tool, not a test: it prints a table and judges nothing.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>

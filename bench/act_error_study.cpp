@@ -11,7 +11,8 @@
 // with the formats the decode kernels read (act_format_for; the prefill kernels read q8_0
 // everywhere, which is "i8b32", bit for bit on the Q8_0 files). The hook also recomputes each
 // layer's routing from the router logits it saw and compares it with the float32 run's, so
-// that the error can be split into positions where some layer chose other experts and positions where none did.
+// that the error can be split into positions where some layer chose other experts and
+// positions where none did.
 // A lab tool, not a test: it prints a table and judges nothing.
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -362,8 +363,8 @@ int main(int argc, char** argv) {
       variants.push_back(v);
   fmt::print("miss = top-1 misses / of them at positions where some layer chose other experts;\n"
              "flip_pos = positions with such a routing flip; lflips = (layer, position) flips;\n"
-             "kl@flip% = share of the KL sum at flipped positions; miss_gap = largest reference top-2\n"
-             "gap among the misses\n");
+             "kl@flip% = share of the KL sum at flipped positions;\n"
+             "miss_gap = largest reference top-2 gap among the misses\n");
   for (const std::string& s : stems) {
     ktx::Status st = ktx::study_file(dir, s, variants, threads);
     if (!st.ok()) {

@@ -8,8 +8,7 @@
 // accumulators to hide the FMA latency; the K tail (blocks % unroll) is emitted straight.
 #include <cstddef>
 
-#include "runtime/cpu/jit/gemv.h"
-#include "runtime/cpu/jit/jit_kernel.h"
+#include "runtime/cpu/jit/gemv_jit_common.h"
 
 namespace ktx::cpu {
 namespace {
@@ -17,7 +16,7 @@ namespace {
 using namespace Xbyak;
 using namespace Xbyak::util;
 
-class GemvLegacyAvx2 final : public JitKernel, public GemvKernel {
+class GemvLegacyAvx2 final : public GemvJit {
  public:
   explicit GemvLegacyAvx2(const GemvDesc& desc)
       : q4_(desc.type == GGMLType::Q4_0), w_block_(q4_ ? 18 : 34), n_blocks_(desc.k / 32),
@@ -27,25 +26,13 @@ class GemvLegacyAvx2 final : public JitKernel, public GemvKernel {
     return fmt::format("gemv_{}_avx2_u{}", q4_ ? "q4_0" : "q8_0", unroll_);
   }
   ActFormat act_format() const override { return ActFormat::q8_0; }
-  void run(const GemvArgs& args) const override {
-    getCode<void (*)(const GemvArgs*)>()(&args);
-  }
-  std::vector<uint8_t> code() const override {
-    return {code_bytes(), code_bytes() + code_bytes_size()};
-  }
 
  private:
   static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_0));
 
-  const Reg64 reg_args = rdi;     // const GemvArgs*
-  const Reg64 reg_w_row = rsi;    // weight row r
-  const Reg64 reg_w = rdx;        // current weight block
-  const Reg64 reg_act_tok = rcx;  // token t's activation row
+  // reg_args, reg_w_row, reg_w, reg_act_tok, reg_out, reg_out_t, reg_toks: see GemvJit.
   const Reg64 reg_act = r8;       // current activation block
-  const Reg64 reg_out = r9;       // &out[0][r]
-  const Reg64 reg_out_t = r10;    // &out[t][r]
   const Reg64 reg_rows = r11;     // rows left
-  const Reg64 reg_toks = rbx;     // tokens left
   const Reg64 reg_blocks = rbp;   // block iterations left
   const Ymm ymm_acc[4] = {ymm0, ymm1, ymm2, ymm3};  // one accumulator per unrolled block
   const Ymm ymm_w = ymm8;         // weights, then products
@@ -89,39 +76,22 @@ class GemvLegacyAvx2 final : public JitKernel, public GemvKernel {
     vfmadd231ps(ymm_acc[u], ymm_w, ymm_s);
   }
 
-  // for r in [0, n_rows):                        // weight row stays in L1 across tokens
-  //   for t in [0, n_tokens):
-  //     acc[0..U) = 0
-  //     for i in [0, n_blocks / U):              // U = unroll
-  //       for u in [0, U): acc[u] += dot(w[r][i*U+u], a[t][i*U+u]) * d_w * d_a
-  //     for b in tail blocks (n_blocks % U, emitted straight): acc[b] += ...
-  //     out[t][r] = hsum(acc[0] + ... + acc[U-1])
-  void generate() override {
-    Label l_row, l_tok, l_blk, l_row_next, l_done;
-    preamble();
-    mov(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w)]);
-    mov(reg_out, ptr[reg_args + offsetof(GemvArgs, out)]);
-    mov(reg_rows, ptr[reg_args + offsetof(GemvArgs, n_rows)]);
+  void emit_constants() {
     mov(eax, 0x00010001);
     vmovd(xmm_tmp, eax);
     vpbroadcastd(ymm_ones, xmm_tmp);
-    if (q4_) {
-      mov(eax, 0x0f0f0f0f);
-      vmovd(xmm_tmp, eax);
-      vpbroadcastd(ymm_mask, xmm_tmp);
-      mov(eax, 0x08080808);
-      vmovd(xmm_tmp, eax);
-      vpbroadcastd(ymm_eight, xmm_tmp);
-    }
-    test(reg_rows, reg_rows);
-    jle(l_done, T_NEAR);
-    L(l_row);
-    mov(reg_act_tok, ptr[reg_args + offsetof(GemvArgs, act)]);
-    mov(reg_out_t, reg_out);
-    mov(reg_toks, ptr[reg_args + offsetof(GemvArgs, n_tokens)]);
-    test(reg_toks, reg_toks);
-    jle(l_row_next, T_NEAR);
-    L(l_tok);
+    if (!q4_) return;
+    mov(eax, 0x0f0f0f0f);
+    vmovd(xmm_tmp, eax);
+    vpbroadcastd(ymm_mask, xmm_tmp);
+    mov(eax, 0x08080808);
+    vmovd(xmm_tmp, eax);
+    vpbroadcastd(ymm_eight, xmm_tmp);
+  }
+
+  // out[t][r] for the token at reg_act_tok / reg_out_t.
+  void emit_token() {
+    Label l_blk;
     mov(reg_w, reg_w_row);
     mov(reg_act, reg_act_tok);
     for (int u = 0; u < unroll_; ++u) vxorps(ymm_acc[u], ymm_acc[u], ymm_acc[u]);
@@ -137,22 +107,32 @@ class GemvLegacyAvx2 final : public JitKernel, public GemvKernel {
     }
     for (int b = 0; b < n_blocks_ % unroll_; ++b) emit_block(b, b * w_block_, b * kABlock);
     for (int u = 1; u < unroll_; ++u) vaddps(ymm_acc[0], ymm_acc[0], ymm_acc[u]);
-    vextractf128(xmm_tmp, ymm_acc[0], 1);
-    vaddps(xmm0, xmm0, xmm_tmp);
-    vhaddps(xmm0, xmm0, xmm0);
-    vhaddps(xmm0, xmm0, xmm0);
-    vmovss(ptr[reg_out_t], xmm0);
-    add(reg_act_tok, ptr[reg_args + offsetof(GemvArgs, act_stride)]);
-    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
-    lea(reg_out_t, ptr[reg_out_t + rax * 4]);
-    dec(reg_toks);
-    jnz(l_tok, T_NEAR);
-    L(l_row_next);
-    add(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w_stride)]);
-    add(reg_out, 4);
-    dec(reg_rows);
-    jnz(l_row, T_NEAR);
-    L(l_done);
+    emit_hsum_ymm(ymm_acc[0], xmm_tmp);
+    vmovss(ptr[reg_out_t], Xmm(ymm_acc[0].getIdx()));
+  }
+
+  // for r in [0, n_rows):                        // weight row stays in L1 across tokens
+  //   for t in [0, n_tokens):
+  //     acc[0..U) = 0
+  //     for i in [0, n_blocks / U):              // U = unroll
+  //       for u in [0, U): acc[u] += dot(w[r][i*U+u], a[t][i*U+u]) * d_w * d_a
+  //     for b in tail blocks (n_blocks % U, emitted straight): acc[b] += ...
+  //     out[t][r] = hsum(acc[0] + ... + acc[U-1])
+  void generate() override {
+    preamble();
+    emit_constants();
+    emit_row_loop(reg_rows, nullptr, [&](const Label& row_next) {
+      Label l_tok;
+      test(reg_toks, reg_toks);
+      jle(row_next, T_NEAR);
+      L(l_tok);
+      emit_token();
+      add(reg_act_tok, arg(offsetof(GemvArgs, act_stride)));
+      mov(rax, arg(offsetof(GemvArgs, out_stride)));
+      lea(reg_out_t, ptr[reg_out_t + rax * 4]);
+      dec(reg_toks);
+      jnz(l_tok, T_NEAR);
+    });
     postamble();
   }
 
@@ -170,9 +150,7 @@ Expected<std::unique_ptr<GemvKernel>> create_gemv_legacy_avx2(const GemvDesc& de
     return Error("legacy_avx2: needs Q8_0 or Q4_0 rows of a positive multiple of 32 elements, "
                  "got {}", desc.to_string());
   }
-  auto kernel = std::make_unique<GemvLegacyAvx2>(desc);
-  KTX_RETURN_IF_ERROR(kernel->create(kernel->name()));
-  return std::unique_ptr<GemvKernel>(std::move(kernel));
+  return create_gemv_jit<GemvLegacyAvx2>(desc);
 }
 
 }  // namespace ktx::cpu

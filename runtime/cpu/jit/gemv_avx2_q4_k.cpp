@@ -9,8 +9,7 @@
 // pairs: the scales and nibbles of a super-block are decoded once and used by both.
 #include <cstddef>
 
-#include "runtime/cpu/jit/gemv.h"
-#include "runtime/cpu/jit/jit_kernel.h"
+#include "runtime/cpu/jit/gemv_jit_common.h"
 
 namespace ktx::cpu {
 namespace {
@@ -18,18 +17,12 @@ namespace {
 using namespace Xbyak;
 using namespace Xbyak::util;
 
-class GemvQ4_KAvx2 final : public JitKernel, public GemvKernel {
+class GemvQ4_KAvx2 final : public GemvJit {
  public:
   explicit GemvQ4_KAvx2(const GemvDesc& desc) : n_blocks_(desc.k / 256) {}
 
   std::string name() const override { return "gemv_q4_k_avx2"; }
   ActFormat act_format() const override { return ActFormat::q8_k; }
-  void run(const GemvArgs& args) const override {
-    getCode<void (*)(const GemvArgs*)>()(&args);
-  }
-  std::vector<uint8_t> code() const override {
-    return {code_bytes(), code_bytes() + code_bytes_size()};
-  }
 
  private:
   static constexpr int kWBlock = 144;  // GGUF block_q4_K
@@ -41,15 +34,9 @@ class GemvQ4_KAvx2 final : public JitKernel, public GemvKernel {
   static constexpr int kBlocksLeft = 16;     // [rsp + 16]: super-blocks left (no GPR left)
   static constexpr int kMaxGroup = 2;        // tokens sharing one pass over a weight row
 
-  const Reg64 reg_args = rdi;     // const GemvArgs*
-  const Reg64 reg_w_row = rsi;    // weight row r
-  const Reg64 reg_w = rdx;        // current weight super-block
-  const Reg64 reg_act_tok = rcx;  // first token of the group: activation row
+  // reg_args, reg_w_row, reg_w, reg_act_tok, reg_out, reg_out_t, reg_toks: see GemvJit.
   const Reg64 reg_act[kMaxGroup] = {r8, rbp};  // current activation block of each token
-  const Reg64 reg_out = r9;       // &out[0][r]
-  const Reg64 reg_out_t = r10;    // &out[t][r] of the group's first token
   const Reg64 reg_rows = r11;     // rows left
-  const Reg64 reg_toks = rbx;     // tokens left
   const Reg32 reg_sc_lo = r12d;   // scales 0..3, one per byte
   const Reg32 reg_mn_lo = r13d;   // mins 0..3
   const Reg32 reg_sc_hi = r14d;   // scales 4..7
@@ -71,26 +58,7 @@ class GemvQ4_KAvx2 final : public JitKernel, public GemvKernel {
 
   // Unpack the 6-bit scales and mins of the block at reg_w (see get_scale_min_k4).
   void emit_unpack_scales() {
-    constexpr uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
-    mov(reg_sc_lo, dword[reg_w + 4]);
-    mov(reg_mn_lo, dword[reg_w + 8]);
-    mov(reg_sc_hi, dword[reg_w + 12]);
-    mov(eax, reg_sc_hi);                // mins 4..7 = (q8..11 >> 4) | ((q4..7 >> 6) << 4)
-    shr(eax, 4);
-    and_(eax, km2);
-    mov(reg_mn_hi, reg_mn_lo);
-    shr(reg_mn_hi, 6);
-    and_(reg_mn_hi, km3);
-    shl(reg_mn_hi, 4);
-    or_(reg_mn_hi, eax);
-    and_(reg_mn_lo, km1);               // mins 0..3 = q4..7 & 63
-    mov(eax, reg_sc_lo);                // scales 4..7 = (q8..11 & 15) | ((q0..3 >> 6) << 4)
-    shr(eax, 6);
-    and_(eax, km3);
-    shl(eax, 4);
-    and_(reg_sc_hi, km2);
-    or_(reg_sc_hi, eax);
-    and_(reg_sc_lo, km1);               // scales 0..3 = q0..3 & 63
+    emit_unpack_scales_k4(reg_sc_lo, reg_mn_lo, reg_sc_hi, reg_mn_hi);
     vmovd(xmm_t, reg_sc_lo);
     vpinsrd(xmm_t, xmm_t, reg_sc_hi, 1);
     vpmovzxbw(xmm_t, xmm_t);
@@ -140,7 +108,7 @@ class GemvQ4_KAvx2 final : public JitKernel, public GemvKernel {
     mov(reg_w, reg_w_row);
     mov(reg_act[0], reg_act_tok);
     if (group > 1) {
-      mov(rax, ptr[reg_args + offsetof(GemvArgs, act_stride)]);
+      mov(rax, arg(offsetof(GemvArgs, act_stride)));
       lea(reg_act[1], ptr[reg_act_tok + rax]);
     }
     for (int t = 0; t < group; ++t) {
@@ -154,17 +122,14 @@ class GemvQ4_KAvx2 final : public JitKernel, public GemvKernel {
     for (int t = 0; t < group; ++t) add(reg_act[t], kABlock);
     dec(qword[rsp + kBlocksLeft]);
     jnz(l_blk, T_NEAR);
-    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
+    mov(rax, arg(offsetof(GemvArgs, out_stride)));
     for (int t = 0; t < group; ++t) {
-      vextractf128(xmm_p, ymm_acc[t], 1);
-      vaddps(xmm_p, xmm_p, Xmm(ymm_acc[t].getIdx()));
-      vsubps(xmm_p, xmm_p, xmm_acc_min[t]);
-      vhaddps(xmm_p, xmm_p, xmm_p);
-      vhaddps(xmm_p, xmm_p, xmm_p);
+      emit_hsum_ymm(ymm_acc[t], xmm_p, &xmm_acc_min[t]);
+      const Xmm sum(ymm_acc[t].getIdx());
       if (t == 0) {
-        vmovss(ptr[reg_out_t], xmm_p);
+        vmovss(ptr[reg_out_t], sum);
       } else {
-        vmovss(ptr[reg_out_t + rax * 4], xmm_p);
+        vmovss(ptr[reg_out_t + rax * 4], sum);
       }
     }
   }
@@ -179,41 +144,14 @@ class GemvQ4_KAvx2 final : public JitKernel, public GemvKernel {
   //         acc[g]     += d·d_a · Σ_{j<4} (sc[2j]·(lo(q_j)·a) + sc[2j+1]·(hi(q_j)·a))
   //     out[g][r] = hsum(acc[g]) − hsum(acc_min[g])
   void generate() override {
-    Label l_row, l_pair, l_single, l_row_next, l_done;
     preamble();
     sub(rsp, kFrame);
-    mov(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w)]);
-    mov(reg_out, ptr[reg_args + offsetof(GemvArgs, out)]);
-    mov(reg_rows, ptr[reg_args + offsetof(GemvArgs, n_rows)]);
     mov(eax, 0x0f0f0f0f);
     vmovd(xmm_t, eax);
     vpbroadcastd(ymm_mask, xmm_t);
-    test(reg_rows, reg_rows);
-    jle(l_done, T_NEAR);
-    L(l_row);
-    mov(reg_act_tok, ptr[reg_args + offsetof(GemvArgs, act)]);
-    mov(reg_out_t, reg_out);
-    mov(reg_toks, ptr[reg_args + offsetof(GemvArgs, n_tokens)]);
-    L(l_pair);
-    cmp(reg_toks, 2);
-    jl(l_single, T_NEAR);
-    emit_group(2);
-    mov(rax, ptr[reg_args + offsetof(GemvArgs, act_stride)]);
-    lea(reg_act_tok, ptr[reg_act_tok + rax * 2]);
-    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
-    lea(reg_out_t, ptr[reg_out_t + rax * 8]);
-    sub(reg_toks, 2);
-    jmp(l_pair, T_NEAR);
-    L(l_single);
-    cmp(reg_toks, 1);
-    jl(l_row_next, T_NEAR);
-    emit_group(1);
-    L(l_row_next);
-    add(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w_stride)]);
-    add(reg_out, 4);
-    dec(reg_rows);
-    jnz(l_row, T_NEAR);
-    L(l_done);
+    emit_row_loop(reg_rows, nullptr, [&](const Label& row_next) {
+      emit_token_groups(kMaxGroup, row_next, nullptr, [&](int g) { emit_group(g); });
+    });
     add(rsp, kFrame);
     postamble();
   }
@@ -228,9 +166,7 @@ Expected<std::unique_ptr<GemvKernel>> create_gemv_q4_k_avx2(const GemvDesc& desc
     return Error("q4_k_avx2: needs Q4_K rows of a positive multiple of 256 elements, got {}",
                  desc.to_string());
   }
-  auto kernel = std::make_unique<GemvQ4_KAvx2>(desc);
-  KTX_RETURN_IF_ERROR(kernel->create(kernel->name()));
-  return std::unique_ptr<GemvKernel>(std::move(kernel));
+  return create_gemv_jit<GemvQ4_KAvx2>(desc);
 }
 
 }  // namespace ktx::cpu

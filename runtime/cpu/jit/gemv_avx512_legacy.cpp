@@ -13,8 +13,7 @@
 // blocks) so consecutive FMAs do not wait on each other. `unroll` is ignored (fixed at 2).
 #include <cstddef>
 
-#include "runtime/cpu/jit/gemv_avx512.h"
-#include "runtime/cpu/jit/jit_kernel.h"
+#include "runtime/cpu/jit/gemv_jit_common.h"
 
 namespace ktx::cpu {
 namespace {
@@ -22,37 +21,22 @@ namespace {
 using namespace Xbyak;
 using namespace Xbyak::util;
 
-class GemvLegacyAvx512 final : public JitKernel, public GemvKernel {
+class GemvLegacyAvx512 final : public GemvAvx512Jit {
  public:
   GemvLegacyAvx512(const GemvDesc& desc, const Avx512Tuning& tuning)
-      : q4_(desc.type == GGMLType::Q4_0), w_block_(q4_ ? 18 : 34), tuning_(tuning),
+      : GemvAvx512Jit(tuning), q4_(desc.type == GGMLType::Q4_0), w_block_(q4_ ? 18 : 34),
         n_blocks_(desc.k / 32) {}
 
   std::string name() const override {
     return fmt::format("gemv_{}_avx512", q4_ ? "q4_0" : "q8_0");
   }
   ActFormat act_format() const override { return ActFormat::q8_0; }
-  void run(const GemvArgs& args) const override {
-    getCode<void (*)(const GemvArgs*)>()(&args);
-  }
-  std::vector<uint8_t> code() const override {
-    return {code_bytes(), code_bytes() + code_bytes_size()};
-  }
 
  private:
   static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_0));
-  static constexpr int kMaxGroup = 4;     // tokens sharing one pass over a weight row
 
-  const Reg64 reg_args = rdi;     // const GemvArgs*
-  const Reg64 reg_w_row = rsi;    // weight row r
-  const Reg64 reg_w = rdx;        // current weight block (pair)
-  const Reg64 reg_act_tok = rcx;  // first token of the group: activation row
-  const Reg64 reg_act0 = r8;      // current activation block of tokens 0 (and 1 at +stride)
-  const Reg64 reg_act2 = rbp;     // current activation block of tokens 2 (and 3 at +stride)
-  const Reg64 reg_astride = r11;  // bytes between tokens' activation rows
-  const Reg64 reg_out = r9;       // &out[0][r]
-  const Reg64 reg_out_t = r10;    // &out[t][r] of the group's first token
-  const Reg64 reg_toks = rbx;     // tokens left
+  // reg_args, reg_w_row, reg_w, reg_act_tok, reg_out, reg_out_t, reg_toks: see GemvJit;
+  // reg_act0, reg_act2, reg_astride and act(t, off): see GemvAvx512Jit.
   const Reg64 reg_blocks = r12;   // block-pair iterations left
   const Reg64 reg_rows = r13;     // rows left
   // acc[2t + u]: token t, block parity u. Below 16: the horizontal sums use VEX vhaddps.
@@ -70,24 +54,6 @@ class GemvLegacyAvx512 final : public JitKernel, public GemvKernel {
   const Xmm xmm_dw = xmm25;
   const Ymm ymm_zero = ymm26;
   const Opmask k_neg = k1;        // bytes where w < 0
-
-  Address act(int t, int off) const {
-    const Reg64 base = t < 2 ? reg_act0 : reg_act2;
-    return (t & 1) ? ptr[base + reg_astride + off] : ptr[base + off];
-  }
-  Address act_b(int t, int off) const {
-    const Reg64 base = t < 2 ? reg_act0 : reg_act2;
-    return (t & 1) ? ptr_b[base + reg_astride + off] : ptr_b[base + off];
-  }
-
-  void emit_prefetch(const Address& a) {
-    switch (tuning_.hint) {
-      case PrefetchHint::none: return;
-      case PrefetchHint::t0: prefetcht0(a); return;
-      case PrefetchHint::t1: prefetcht1(a); return;
-      case PrefetchHint::nta: prefetchnta(a); return;
-    }
-  }
 
   // The weight block at w_off as 32 int8 values in ymm_w.
   void emit_load_w(int w_off) {
@@ -121,38 +87,28 @@ class GemvLegacyAvx512 final : public JitKernel, public GemvKernel {
   }
 
   // out[t][r] for the `group` tokens starting at reg_act_tok / reg_out_t.
-  void emit_group(int group) {
+  void emit_group(int group) override {
     Label l_blk;
-    mov(reg_w, reg_w_row);
-    mov(reg_act0, reg_act_tok);
-    if (group > 2) lea(reg_act2, ptr[reg_act_tok + reg_astride * 2]);
+    emit_group_pointers(group);
     for (int i = 0; i < 2 * group; ++i) vxorps(ymm_acc[i], ymm_acc[i], ymm_acc[i]);
     if (n_blocks_ >= 2) {
       mov(reg_blocks, n_blocks_ / 2);
       L(l_blk);
-      emit_prefetch(ptr[reg_w + tuning_.prefetch_bytes]);  // a pair is 36 or 68 bytes
-      if (!q4_) emit_prefetch(ptr[reg_w + tuning_.prefetch_bytes + 64]);
+      emit_prefetch_w(0);  // a pair is 36 or 68 bytes
+      if (!q4_) emit_prefetch_w(64);
       emit_block(group, 0, 0, 0);
       emit_block(group, 1, w_block_, kABlock);
       add(reg_w, 2 * w_block_);
-      add(reg_act0, 2 * kABlock);
-      if (group > 2) add(reg_act2, 2 * kABlock);
+      emit_advance_act(group, 2 * kABlock);
       dec(reg_blocks);
       jnz(l_blk, T_NEAR);
     }
     if (n_blocks_ % 2) emit_block(group, 0, 0, 0);
-    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
-    shl(rax, 2);
-    mov(reg_act0, reg_out_t);           // free now: walks the group's output rows
-    for (int t = 0; t < group; ++t) {
+    emit_group_stores(group, [&](int t) {
       vaddps(ymm_w, ymm_acc[2 * t], ymm_acc[2 * t + 1]);
-      vextractf128(xmm_hi, ymm_w, 1);
-      vaddps(xmm_w, xmm_w, xmm_hi);
-      vhaddps(xmm_w, xmm_w, xmm_w);
-      vhaddps(xmm_w, xmm_w, xmm_w);
-      vmovss(ptr[reg_act0], xmm_w);
-      if (t + 1 < group) add(reg_act0, rax);
-    }
+      emit_hsum_ymm(ymm_w, xmm_hi);
+      return xmm_w;
+    });
   }
 
   void emit_constants() {
@@ -177,52 +133,14 @@ class GemvLegacyAvx512 final : public JitKernel, public GemvKernel {
   //     tail block (n_blocks odd, emitted straight) into acc[g][0]
   //     out[g][r] = hsum(acc[g][0] + acc[g][1])
   void generate() override {
-    Label l_row, l_quad, l_rest, l_g[kMaxGroup], l_row_next, l_done;
     preamble();
     emit_constants();
-    mov(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w)]);
-    mov(reg_out, ptr[reg_args + offsetof(GemvArgs, out)]);
-    mov(reg_astride, ptr[reg_args + offsetof(GemvArgs, act_stride)]);
-    mov(reg_rows, ptr[reg_args + offsetof(GemvArgs, n_rows)]);
-    test(reg_rows, reg_rows);
-    jle(l_done, T_NEAR);
-    L(l_row);
-    mov(reg_act_tok, ptr[reg_args + offsetof(GemvArgs, act)]);
-    mov(reg_out_t, reg_out);
-    mov(reg_toks, ptr[reg_args + offsetof(GemvArgs, n_tokens)]);
-    L(l_quad);
-    cmp(reg_toks, kMaxGroup);
-    jl(l_rest, T_NEAR);
-    emit_group(kMaxGroup);
-    lea(reg_act_tok, ptr[reg_act_tok + reg_astride * 4]);
-    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
-    shl(rax, 4);                        // 4 tokens × 4 bytes
-    add(reg_out_t, rax);
-    sub(reg_toks, kMaxGroup);
-    jmp(l_quad, T_NEAR);
-    L(l_rest);
-    for (int g = kMaxGroup - 1; g >= 1; --g) {
-      cmp(reg_toks, g);
-      je(l_g[g], T_NEAR);
-    }
-    jmp(l_row_next, T_NEAR);
-    for (int g = kMaxGroup - 1; g >= 1; --g) {
-      L(l_g[g]);
-      emit_group(g);
-      jmp(l_row_next, T_NEAR);
-    }
-    L(l_row_next);
-    add(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w_stride)]);
-    add(reg_out, 4);
-    dec(reg_rows);
-    jnz(l_row, T_NEAR);
-    L(l_done);
+    emit_decode_loops(reg_rows);
     postamble();
   }
 
   bool q4_;       // Q4_0 (else Q8_0)
   int w_block_;   // bytes of a weight block
-  Avx512Tuning tuning_;
   int64_t n_blocks_;
 };
 
@@ -236,9 +154,7 @@ Expected<std::unique_ptr<GemvKernel>> create_gemv_legacy_avx512(const GemvDesc& 
                  "elements, got {}", desc.to_string());
   }
   KTX_RETURN_IF_ERROR(tuning.validate().with_context(desc.to_string()));
-  auto kernel = std::make_unique<GemvLegacyAvx512>(desc, tuning);
-  KTX_RETURN_IF_ERROR(kernel->create(kernel->name()));
-  return std::unique_ptr<GemvKernel>(std::move(kernel));
+  return create_gemv_jit<GemvLegacyAvx512>(desc, tuning);
 }
 
 }  // namespace ktx::cpu

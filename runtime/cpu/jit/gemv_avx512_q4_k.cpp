@@ -20,8 +20,7 @@
 // across the rows of a task, so the prefetch also warms the next row.
 #include <cstddef>
 
-#include "runtime/cpu/jit/gemv_avx512.h"
-#include "runtime/cpu/jit/jit_kernel.h"
+#include "runtime/cpu/jit/gemv_jit_common.h"
 
 namespace ktx::cpu {
 namespace {
@@ -29,41 +28,26 @@ namespace {
 using namespace Xbyak;
 using namespace Xbyak::util;
 
-class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
+class GemvQ4_KAvx512 final : public GemvAvx512Jit {
  public:
   GemvQ4_KAvx512(const GemvDesc& desc, const Avx512Tuning& tuning)
-      : q5_(desc.type == GGMLType::Q5_K), w_block_(q5_ ? 176 : 144), qs_off_(q5_ ? 48 : 16),
-        tuning_(tuning), n_blocks_(desc.k / 256) {}
+      : GemvAvx512Jit(tuning), q5_(desc.type == GGMLType::Q5_K), w_block_(q5_ ? 176 : 144),
+        qs_off_(q5_ ? 48 : 16), n_blocks_(desc.k / 256) {}
 
   std::string name() const override { return q5_ ? "gemv_q5_k_avx512" : "gemv_q4_k_avx512"; }
   ActFormat act_format() const override { return ActFormat::q8_k; }
-  void run(const GemvArgs& args) const override {
-    getCode<void (*)(const GemvArgs*)>()(&args);
-  }
-  std::vector<uint8_t> code() const override {
-    return {code_bytes(), code_bytes() + code_bytes_size()};
-  }
 
  private:
   static constexpr int kQhOff = 16;       // Q5_K: fifth bits after d, dmin and the scales
   static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_K));
   static constexpr int kActBsum = static_cast<int>(offsetof(ActBlockQ8_K, bsum32));
   static constexpr int kActQs = static_cast<int>(offsetof(ActBlockQ8_K, qs));
-  static constexpr int kMaxGroup = 4;     // tokens sharing one pass over a weight row
   static constexpr int kFrame = 16;       // stack locals below the saved registers
   static constexpr int kBlocksLeft = 0;   // [rsp + 0]: super-blocks left in the row
   static constexpr int kRowsLeft = 8;     // [rsp + 8]: rows left
 
-  const Reg64 reg_args = rdi;     // const GemvArgs*
-  const Reg64 reg_w_row = rsi;    // weight row r
-  const Reg64 reg_w = rdx;        // current weight super-block
-  const Reg64 reg_act_tok = rcx;  // first token of the group: activation row
-  const Reg64 reg_act0 = r8;      // current activation block of tokens 0 (and 1 at +stride)
-  const Reg64 reg_act2 = rbp;     // current activation block of tokens 2 (and 3 at +stride)
-  const Reg64 reg_astride = r11;  // bytes between tokens' activation rows
-  const Reg64 reg_out = r9;       // &out[0][r]
-  const Reg64 reg_out_t = r10;    // &out[t][r] of the group's first token
-  const Reg64 reg_toks = rbx;     // tokens left
+  // reg_args, reg_w_row, reg_w, reg_act_tok, reg_out, reg_out_t, reg_toks: see GemvJit;
+  // reg_act0, reg_act2, reg_astride and act(t, off): see GemvAvx512Jit.
   const Reg32 reg_sc_lo = r12d;   // scales 0..3, one per byte
   const Reg32 reg_mn_lo = r13d;   // mins 0..3
   const Reg32 reg_sc_hi = r14d;   // scales 4..7
@@ -92,16 +76,6 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
   const Xmm xmm_m = xmm30;        // per-token min products
   const Zmm zmm_qh_shift = zmm31; // Q5_K: qword shifts [0 ×4, 1 ×4]
 
-  // Token t's current activation block, plus a byte offset.
-  Address act(int t, int off) const {
-    const Reg64 base = t < 2 ? reg_act0 : reg_act2;
-    return (t & 1) ? ptr[base + reg_astride + off] : ptr[base + off];
-  }
-  Address act_b(int t, int off) const {  // the same, as a broadcast float source
-    const Reg64 base = t < 2 ? reg_act0 : reg_act2;
-    return (t & 1) ? ptr_b[base + reg_astride + off] : ptr_b[base + off];
-  }
-
   // Constants: nibble mask, half shifts, the four vpermd index vectors.
   void emit_constants() {
     mov(eax, 0x0f0f0f0f);
@@ -125,38 +99,10 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
     vpbroadcastq(zmm_qh_shift | k1 | T_z, rax);
   }
 
-  void emit_prefetch(const Address& a) {
-    switch (tuning_.hint) {
-      case PrefetchHint::none: return;
-      case PrefetchHint::t0: prefetcht0(a); return;
-      case PrefetchHint::t1: prefetcht1(a); return;
-      case PrefetchHint::nta: prefetchnta(a); return;
-    }
-  }
-
   // Unpack the 6-bit scales and mins of the block at reg_w (see get_scale_min_k4) into
   // zmm_sc8 (dwords) and xmm_mins (words); d and dmin into zmm_d / xmm_dmin.
   void emit_unpack_scales() {
-    constexpr uint32_t km1 = 0x3f3f3f3f, km2 = 0x0f0f0f0f, km3 = 0x03030303;
-    mov(reg_sc_lo, dword[reg_w + 4]);
-    mov(reg_mn_lo, dword[reg_w + 8]);
-    mov(reg_sc_hi, dword[reg_w + 12]);
-    mov(eax, reg_sc_hi);                // mins 4..7 = (q8..11 >> 4) | ((q4..7 >> 6) << 4)
-    shr(eax, 4);
-    and_(eax, km2);
-    mov(reg_mn_hi, reg_mn_lo);
-    shr(reg_mn_hi, 6);
-    and_(reg_mn_hi, km3);
-    shl(reg_mn_hi, 4);
-    or_(reg_mn_hi, eax);
-    and_(reg_mn_lo, km1);               // mins 0..3 = q4..7 & 63
-    mov(eax, reg_sc_lo);                // scales 4..7 = (q8..11 & 15) | ((q0..3 >> 6) << 4)
-    shr(eax, 6);
-    and_(eax, km3);
-    shl(eax, 4);
-    and_(reg_sc_hi, km2);
-    or_(reg_sc_hi, eax);
-    and_(reg_sc_lo, km1);               // scales 0..3 = q0..3 & 63
+    emit_unpack_scales_k4(reg_sc_lo, reg_mn_lo, reg_sc_hi, reg_mn_hi);
     vmovd(xmm_t0, reg_sc_lo);
     vpinsrd(xmm_t0, xmm_t0, reg_sc_hi, 1);
     vpmovzxbd(ymm_sc8, xmm_t0);
@@ -173,7 +119,7 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
   // One super-block for `group` tokens.
   void emit_superblock(int group) {
     for (int p = 0; p < w_block_; p += 64) {
-      emit_prefetch(ptr[reg_w + tuning_.prefetch_bytes + p]);
+      emit_prefetch_w(p);
     }
     emit_unpack_scales();
     if (q5_) {
@@ -212,11 +158,9 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
   }
 
   // out[t][r] for the `group` tokens starting at reg_act_tok / reg_out_t.
-  void emit_group(int group) {
+  void emit_group(int group) override {
     Label l_blk;
-    mov(reg_w, reg_w_row);
-    mov(reg_act0, reg_act_tok);
-    if (group > 2) lea(reg_act2, ptr[reg_act_tok + reg_astride * 2]);
+    emit_group_pointers(group);
     for (int t = 0; t < group; ++t) {
       vpxord(zmm_acc[t], zmm_acc[t], zmm_acc[t]);
       vxorps(xmm_acc_min[t], xmm_acc_min[t], xmm_acc_min[t]);
@@ -225,24 +169,13 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
     L(l_blk);
     emit_superblock(group);
     add(reg_w, w_block_);
-    add(reg_act0, kABlock);
-    if (group > 2) add(reg_act2, kABlock);
+    emit_advance_act(group, kABlock);
     dec(qword[rsp + kBlocksLeft]);
     jnz(l_blk, T_NEAR);
-    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
-    shl(rax, 2);
-    mov(reg_act0, reg_out_t);           // free now: walks the group's output rows
-    for (int t = 0; t < group; ++t) {
-      vextractf64x4(ymm_t0, zmm_acc[t], 1);
-      vaddps(ymm_t0, ymm_t0, Ymm(zmm_acc[t].getIdx()));
-      vextractf128(xmm_t1, ymm_t0, 1);
-      vaddps(xmm_t0, xmm_t0, xmm_t1);
-      vsubps(xmm_t0, xmm_t0, xmm_acc_min[t]);
-      vhaddps(xmm_t0, xmm_t0, xmm_t0);
-      vhaddps(xmm_t0, xmm_t0, xmm_t0);
-      vmovss(ptr[reg_act0], xmm_t0);
-      if (t + 1 < group) add(reg_act0, rax);
-    }
+    emit_group_stores(group, [&](int t) {
+      emit_hsum_zmm(ymm_t0, zmm_acc[t], xmm_t1, &xmm_acc_min[t]);
+      return xmm_t0;
+    });
   }
 
   // for r in [0, n_rows):                        // weight row stays in L1 across tokens
@@ -260,48 +193,10 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
   //         acc_min[g] += dmin·d_a · float(mins · a[g][b].bsum32)
   //     out[g][r] = hsum(acc[g]) − hsum(acc_min[g])
   void generate() override {
-    Label l_row, l_quad, l_rest, l_g[kMaxGroup], l_row_next, l_done;
     preamble();
     sub(rsp, kFrame);
     emit_constants();
-    mov(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w)]);
-    mov(reg_out, ptr[reg_args + offsetof(GemvArgs, out)]);
-    mov(reg_astride, ptr[reg_args + offsetof(GemvArgs, act_stride)]);
-    mov(rax, ptr[reg_args + offsetof(GemvArgs, n_rows)]);
-    test(rax, rax);
-    jle(l_done, T_NEAR);
-    mov(qword[rsp + kRowsLeft], rax);
-    L(l_row);
-    mov(reg_act_tok, ptr[reg_args + offsetof(GemvArgs, act)]);
-    mov(reg_out_t, reg_out);
-    mov(reg_toks, ptr[reg_args + offsetof(GemvArgs, n_tokens)]);
-    L(l_quad);
-    cmp(reg_toks, kMaxGroup);
-    jl(l_rest, T_NEAR);
-    emit_group(kMaxGroup);
-    lea(reg_act_tok, ptr[reg_act_tok + reg_astride * 4]);
-    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
-    shl(rax, 4);                        // 4 tokens × 4 bytes
-    add(reg_out_t, rax);
-    sub(reg_toks, kMaxGroup);
-    jmp(l_quad, T_NEAR);
-    L(l_rest);
-    for (int g = kMaxGroup - 1; g >= 1; --g) {
-      cmp(reg_toks, g);
-      je(l_g[g], T_NEAR);
-    }
-    jmp(l_row_next, T_NEAR);
-    for (int g = kMaxGroup - 1; g >= 1; --g) {
-      L(l_g[g]);
-      emit_group(g);
-      jmp(l_row_next, T_NEAR);
-    }
-    L(l_row_next);
-    add(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w_stride)]);
-    add(reg_out, 4);
-    dec(qword[rsp + kRowsLeft]);
-    jnz(l_row, T_NEAR);
-    L(l_done);
+    emit_decode_loops(qword[rsp + kRowsLeft]);
     add(rsp, kFrame);
     postamble();
   }
@@ -309,7 +204,6 @@ class GemvQ4_KAvx512 final : public JitKernel, public GemvKernel {
   bool q5_;             // Q5_K (else Q4_K)
   int w_block_;         // bytes of a super-block
   int qs_off_;          // offset of the nibbles in a super-block
-  Avx512Tuning tuning_;
   int64_t n_blocks_;
 };
 
@@ -323,9 +217,7 @@ Expected<std::unique_ptr<GemvKernel>> create_gemv_q4_k_avx512(const GemvDesc& de
                  "got {}", desc.to_string());
   }
   KTX_RETURN_IF_ERROR(tuning.validate().with_context(desc.to_string()));
-  auto kernel = std::make_unique<GemvQ4_KAvx512>(desc, tuning);
-  KTX_RETURN_IF_ERROR(kernel->create(kernel->name()));
-  return std::unique_ptr<GemvKernel>(std::move(kernel));
+  return create_gemv_jit<GemvQ4_KAvx512>(desc, tuning);
 }
 
 }  // namespace ktx::cpu

@@ -16,8 +16,7 @@
 // up to four sharing the decode of each super-block; prefetch as in Avx512Tuning.
 #include <cstddef>
 
-#include "runtime/cpu/jit/gemv_avx512.h"
-#include "runtime/cpu/jit/jit_kernel.h"
+#include "runtime/cpu/jit/gemv_jit_common.h"
 
 namespace ktx::cpu {
 namespace {
@@ -25,19 +24,13 @@ namespace {
 using namespace Xbyak;
 using namespace Xbyak::util;
 
-class GemvQ6_KAvx512 final : public JitKernel, public GemvKernel {
+class GemvQ6_KAvx512 final : public GemvAvx512Jit {
  public:
   GemvQ6_KAvx512(const GemvDesc& desc, const Avx512Tuning& tuning)
-      : tuning_(tuning), n_blocks_(desc.k / 256) {}
+      : GemvAvx512Jit(tuning), n_blocks_(desc.k / 256) {}
 
   std::string name() const override { return "gemv_q6_k_avx512"; }
   ActFormat act_format() const override { return ActFormat::q8_k; }
-  void run(const GemvArgs& args) const override {
-    getCode<void (*)(const GemvArgs*)>()(&args);
-  }
-  std::vector<uint8_t> code() const override {
-    return {code_bytes(), code_bytes() + code_bytes_size()};
-  }
 
  private:
   static constexpr int kWBlock = 210;     // GGUF block_q6_K
@@ -46,18 +39,9 @@ class GemvQ6_KAvx512 final : public JitKernel, public GemvKernel {
   static constexpr int kDOff = 208;       // fp16 d
   static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_K));
   static constexpr int kActQs = static_cast<int>(offsetof(ActBlockQ8_K, qs));
-  static constexpr int kMaxGroup = 4;     // tokens sharing one pass over a weight row
 
-  const Reg64 reg_args = rdi;     // const GemvArgs*
-  const Reg64 reg_w_row = rsi;    // weight row r
-  const Reg64 reg_w = rdx;        // current weight super-block
-  const Reg64 reg_act_tok = rcx;  // first token of the group: activation row
-  const Reg64 reg_act0 = r8;      // current activation block of tokens 0 (and 1 at +stride)
-  const Reg64 reg_act2 = rbp;     // current activation block of tokens 2 (and 3 at +stride)
-  const Reg64 reg_astride = r11;  // bytes between tokens' activation rows
-  const Reg64 reg_out = r9;       // &out[0][r]
-  const Reg64 reg_out_t = r10;    // &out[t][r] of the group's first token
-  const Reg64 reg_toks = rbx;     // tokens left
+  // reg_args, reg_w_row, reg_w, reg_act_tok, reg_out, reg_out_t, reg_toks: see GemvJit;
+  // reg_act0, reg_act2, reg_astride and act(t, off): see GemvAvx512Jit.
   const Reg64 reg_blocks = r12;   // super-blocks left in the row
   const Reg64 reg_rows = r13;     // rows left
   // Registers read by VEX-only instructions (vhaddps) stay below 16.
@@ -83,24 +67,6 @@ class GemvQ6_KAvx512 final : public JitKernel, public GemvKernel {
   const Zmm zmm_shift[2] = {zmm26, zmm27};  // qword shifts [0 ×4, 2 ×4] and [4 ×4, 6 ×4]
   const Zmm zmm_a = zmm28;        // a token's 64 activations
   const Zmm zmm_f = zmm29;        // float temporary
-
-  Address act(int t, int off) const {
-    const Reg64 base = t < 2 ? reg_act0 : reg_act2;
-    return (t & 1) ? ptr[base + reg_astride + off] : ptr[base + off];
-  }
-  Address act_b(int t, int off) const {  // the same, as a broadcast float source
-    const Reg64 base = t < 2 ? reg_act0 : reg_act2;
-    return (t & 1) ? ptr_b[base + reg_astride + off] : ptr_b[base + off];
-  }
-
-  void emit_prefetch(const Address& a) {
-    switch (tuning_.hint) {
-      case PrefetchHint::none: return;
-      case PrefetchHint::t0: prefetcht0(a); return;
-      case PrefetchHint::t1: prefetcht1(a); return;
-      case PrefetchHint::nta: prefetchnta(a); return;
-    }
-  }
 
   void emit_bytes(const Zmm& dst, uint32_t byte) {
     mov(eax, byte * 0x01010101u);
@@ -137,7 +103,7 @@ class GemvQ6_KAvx512 final : public JitKernel, public GemvKernel {
   // One super-block for `group` tokens.
   void emit_superblock(int group) {
     for (int p = 0; p < kWBlock; p += 64) {
-      emit_prefetch(ptr[reg_w + tuning_.prefetch_bytes + p]);
+      emit_prefetch_w(p);
     }
     vpmovsxbw(ymm_sc16, ptr[reg_w + kScOff]);  // int8 -> int16, high words zero below
     vpmovzxwd(zmm_sc16, ymm_sc16);
@@ -183,33 +149,21 @@ class GemvQ6_KAvx512 final : public JitKernel, public GemvKernel {
   }
 
   // out[t][r] for the `group` tokens starting at reg_act_tok / reg_out_t.
-  void emit_group(int group) {
+  void emit_group(int group) override {
     Label l_blk;
-    mov(reg_w, reg_w_row);
-    mov(reg_act0, reg_act_tok);
-    if (group > 2) lea(reg_act2, ptr[reg_act_tok + reg_astride * 2]);
+    emit_group_pointers(group);
     for (int t = 0; t < group; ++t) vpxord(zmm_acc[t], zmm_acc[t], zmm_acc[t]);
     mov(reg_blocks, n_blocks_);
     L(l_blk);
     emit_superblock(group);
     add(reg_w, kWBlock);
-    add(reg_act0, kABlock);
-    if (group > 2) add(reg_act2, kABlock);
+    emit_advance_act(group, kABlock);
     dec(reg_blocks);
     jnz(l_blk, T_NEAR);
-    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
-    shl(rax, 2);
-    mov(reg_act0, reg_out_t);           // free now: walks the group's output rows
-    for (int t = 0; t < group; ++t) {
-      vextractf64x4(ymm_t0, zmm_acc[t], 1);
-      vaddps(ymm_t0, ymm_t0, Ymm(zmm_acc[t].getIdx()));
-      vextractf128(xmm_t1, ymm_t0, 1);
-      vaddps(xmm_t0, xmm_t0, xmm_t1);
-      vhaddps(xmm_t0, xmm_t0, xmm_t0);
-      vhaddps(xmm_t0, xmm_t0, xmm_t0);
-      vmovss(ptr[reg_act0], xmm_t0);
-      if (t + 1 < group) add(reg_act0, rax);
-    }
+    emit_group_stores(group, [&](int t) {
+      emit_hsum_zmm(ymm_t0, zmm_acc[t], xmm_t1);
+      return xmm_t0;
+    });
   }
 
   // for r in [0, n_rows):                        // weight row stays in L1 across tokens
@@ -224,50 +178,12 @@ class GemvQ6_KAvx512 final : public JitKernel, public GemvKernel {
   //       for g < G: acc[g] += d·d_a · float(isum[g])
   //     out[g][r] = hsum(acc[g])
   void generate() override {
-    Label l_row, l_quad, l_rest, l_g[kMaxGroup], l_row_next, l_done;
     preamble();
     emit_constants();
-    mov(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w)]);
-    mov(reg_out, ptr[reg_args + offsetof(GemvArgs, out)]);
-    mov(reg_astride, ptr[reg_args + offsetof(GemvArgs, act_stride)]);
-    mov(reg_rows, ptr[reg_args + offsetof(GemvArgs, n_rows)]);
-    test(reg_rows, reg_rows);
-    jle(l_done, T_NEAR);
-    L(l_row);
-    mov(reg_act_tok, ptr[reg_args + offsetof(GemvArgs, act)]);
-    mov(reg_out_t, reg_out);
-    mov(reg_toks, ptr[reg_args + offsetof(GemvArgs, n_tokens)]);
-    L(l_quad);
-    cmp(reg_toks, kMaxGroup);
-    jl(l_rest, T_NEAR);
-    emit_group(kMaxGroup);
-    lea(reg_act_tok, ptr[reg_act_tok + reg_astride * 4]);
-    mov(rax, ptr[reg_args + offsetof(GemvArgs, out_stride)]);
-    shl(rax, 4);                        // 4 tokens × 4 bytes
-    add(reg_out_t, rax);
-    sub(reg_toks, kMaxGroup);
-    jmp(l_quad, T_NEAR);
-    L(l_rest);
-    for (int g = kMaxGroup - 1; g >= 1; --g) {
-      cmp(reg_toks, g);
-      je(l_g[g], T_NEAR);
-    }
-    jmp(l_row_next, T_NEAR);
-    for (int g = kMaxGroup - 1; g >= 1; --g) {
-      L(l_g[g]);
-      emit_group(g);
-      jmp(l_row_next, T_NEAR);
-    }
-    L(l_row_next);
-    add(reg_w_row, ptr[reg_args + offsetof(GemvArgs, w_stride)]);
-    add(reg_out, 4);
-    dec(reg_rows);
-    jnz(l_row, T_NEAR);
-    L(l_done);
+    emit_decode_loops(reg_rows);
     postamble();
   }
 
-  Avx512Tuning tuning_;
   int64_t n_blocks_;
 };
 
@@ -280,9 +196,7 @@ Expected<std::unique_ptr<GemvKernel>> create_gemv_q6_k_avx512(const GemvDesc& de
                  desc.to_string());
   }
   KTX_RETURN_IF_ERROR(tuning.validate().with_context(desc.to_string()));
-  auto kernel = std::make_unique<GemvQ6_KAvx512>(desc, tuning);
-  KTX_RETURN_IF_ERROR(kernel->create(kernel->name()));
-  return std::unique_ptr<GemvKernel>(std::move(kernel));
+  return create_gemv_jit<GemvQ6_KAvx512>(desc, tuning);
 }
 
 }  // namespace ktx::cpu

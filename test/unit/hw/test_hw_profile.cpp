@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/hw/hw_profile.h"
+#include "test/unit/hw/hw_test_util.h"
 
 namespace ktx {
 namespace {
@@ -32,20 +33,9 @@ HwProfile sample_profile() {
   return p;
 }
 
-// A minimal valid profile; tests splice one bad line into it.
-const std::string kMinimal =
-    "schema_version = 1\n"
-    "[cpu]\n"
-    "physical_cores = 8\n"
-    "[memory]\n"
-    "total_bytes = 1000000\n"
-    "read_bw_gbs = 20\n";
+using hw_test::kMinimal;
+using hw_test::parse_error;
 
-std::string parse_error(const std::string& text) {
-  auto r = HwProfile::from_toml_string(text, "host.toml");
-  EXPECT_FALSE(r.has_value()) << "accepted:\n" << text;
-  return r.has_value() ? "" : r.status().message();
-}
 
 TEST(HwProfile, RoundTrip) {
   const HwProfile p = sample_profile();

@@ -6,27 +6,18 @@
 #include <string>
 
 #include "common/hw/hw_profile.h"
+#include "test/unit/hw/hw_test_util.h"
 
 namespace ktx {
 namespace {
 
-const std::string kMinimal =
-    "schema_version = 1\n"
-    "[cpu]\n"
-    "physical_cores = 8\n"
-    "[memory]\n"
-    "total_bytes = 1000000\n"
-    "read_bw_gbs = 20\n";
+using hw_test::kMinimal;
+using hw_test::parse_error;
 
 const char* kDesc =
     "moe:n_embd=7168,n_ff=2048,n_expert=256,top_k=8,gate=Q4_K,up=Q4_K,down=Q4_K,max_tokens=16,"
     "isa=avx512";
 
-std::string parse_error(const std::string& text) {
-  auto r = HwProfile::from_toml_string(text, "host.toml");
-  EXPECT_FALSE(r.has_value()) << "accepted:\n" << text;
-  return r.has_value() ? "" : r.status().message();
-}
 
 TEST(HwTuned, RoundTrip) {
   auto p = HwProfile::from_toml_string(kMinimal, "host.toml");

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/quant/quant.h"
+#include "test/unit/quant/quant_test_util.h"
 
 namespace ktx {
 namespace {
@@ -19,18 +20,9 @@ namespace {
 constexpr uint16_t kHalf = 0x3800;     // 0.5
 constexpr uint16_t kQuarter = 0x3400;  // 0.25
 
-void put16(std::vector<uint8_t>& b, size_t at, uint16_t v) { std::memcpy(&b[at], &v, 2); }
-float f16(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return fp16_to_fp32(h);
-}
-
-std::vector<float> decode(GGMLType t, const std::vector<uint8_t>& bytes, int64_t n) {
-  std::vector<float> y(static_cast<size_t>(n), -12345.0f);
-  dequantize_row(t, bytes.data(), y.data(), n);
-  return y;
-}
+using quant_test::decode;
+using quant_test::f16;
+using quant_test::put16;
 
 // Q4_K layout: d @0, dmin @2, scales @4, qs @16. Q5_K: qh @16, qs @48.
 TEST(DequantK, Q4_KHandValues) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/quant/quant.h"
+#include "test/unit/quant/quant_test_util.h"
 
 namespace ktx {
 namespace {
@@ -18,18 +19,9 @@ constexpr uint16_t kHalf = 0x3800;     // 0.5
 constexpr uint16_t kQuarter = 0x3400;  // 0.25
 constexpr uint16_t kMinusTwo = 0xC000; // -2.0
 
-void put16(std::vector<uint8_t>& b, size_t at, uint16_t v) { std::memcpy(&b[at], &v, 2); }
-float f16(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return fp16_to_fp32(h);
-}
-
-std::vector<float> decode(GGMLType t, const std::vector<uint8_t>& bytes, int64_t n) {
-  std::vector<float> y(static_cast<size_t>(n), -12345.0f);
-  dequantize_row(t, bytes.data(), y.data(), n);
-  return y;
-}
+using quant_test::decode;
+using quant_test::f16;
+using quant_test::put16;
 
 TEST(DequantLegacy, Q4_0HandValues) {
   std::vector<uint8_t> b(18, 0x88);  // every nibble 8 -> value 0

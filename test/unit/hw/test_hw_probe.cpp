@@ -40,11 +40,21 @@ TEST(HwProbe, ProbeHostIsSane) {
 TEST(HwProbe, IsaImplicationsHold) {
   const CpuIsa isa = detect_cpu_isa();
   // Every CPU with these features also has the ones they build on.
-  if (isa.avx512f) EXPECT_TRUE(isa.avx2 && isa.fma);
-  if (isa.avx512bw || isa.avx512vl || isa.avx512_vnni || isa.avx512_bf16) EXPECT_TRUE(isa.avx512f);
-  if (isa.avx_vnni) EXPECT_TRUE(isa.avx2);
-  if (isa.amx_int8 || isa.amx_bf16) EXPECT_TRUE(isa.amx_tile);
-  if (isa.amx_tile) EXPECT_TRUE(isa.avx512f);
+  if (isa.avx512f) {
+    EXPECT_TRUE(isa.avx2 && isa.fma);
+  }
+  if (isa.avx512bw || isa.avx512vl || isa.avx512_vnni || isa.avx512_bf16) {
+    EXPECT_TRUE(isa.avx512f);
+  }
+  if (isa.avx_vnni) {
+    EXPECT_TRUE(isa.avx2);
+  }
+  if (isa.amx_int8 || isa.amx_bf16) {
+    EXPECT_TRUE(isa.amx_tile);
+  }
+  if (isa.amx_tile) {
+    EXPECT_TRUE(isa.avx512f);
+  }
   // names() lists exactly the set flags, in all_names() order.
   std::vector<std::string> expect;
   for (const auto& n : CpuIsa::all_names()) {
@@ -58,11 +68,21 @@ TEST(HwProbe, IsaAgreesWithCompilerBuiltin) {
   // GCC's own CPUID probe (no OS-state check) must include everything we report.
   __builtin_cpu_init();
   const CpuIsa isa = detect_cpu_isa();
-  if (isa.avx2) EXPECT_TRUE(__builtin_cpu_supports("avx2"));
-  if (isa.fma) EXPECT_TRUE(__builtin_cpu_supports("fma"));
-  if (isa.avx512f) EXPECT_TRUE(__builtin_cpu_supports("avx512f"));
-  if (isa.avx512bw) EXPECT_TRUE(__builtin_cpu_supports("avx512bw"));
-  if (isa.avx512_vnni) EXPECT_TRUE(__builtin_cpu_supports("avx512vnni"));
+  if (isa.avx2) {
+    EXPECT_TRUE(__builtin_cpu_supports("avx2"));
+  }
+  if (isa.fma) {
+    EXPECT_TRUE(__builtin_cpu_supports("fma"));
+  }
+  if (isa.avx512f) {
+    EXPECT_TRUE(__builtin_cpu_supports("avx512f"));
+  }
+  if (isa.avx512bw) {
+    EXPECT_TRUE(__builtin_cpu_supports("avx512bw"));
+  }
+  if (isa.avx512_vnni) {
+    EXPECT_TRUE(__builtin_cpu_supports("avx512vnni"));
+  }
 }
 
 TEST(HwProbe, BandwidthScalarAndAvx2PathsBothMeasure) {

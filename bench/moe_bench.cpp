@@ -23,21 +23,15 @@
 #include "common/hw/cpu_features.h"
 #include "common/hw/hw_profile.h"
 #include "runtime/cpu/moe_decode.h"
+#include "runtime/cpu/tune.h"
 
 namespace {
 
 using namespace ktx;
 using namespace ktx::cpu;
 
-struct ModelShape {
-  const char* name;
-  int64_t n_embd, n_ff, n_expert, top_k;
-};
-
-const ModelShape kModels[] = {
-    {"deepseek-v3", 7168, 2048, 256, 8},
-    {"qwen3-30b-a3b", 2048, 768, 128, 8},
-};
+// The layer shapes are the tuner's presets (runtime/cpu/tune.h).
+using ModelShape = MoeShape;
 
 // Where a block keeps its fp16 scales: set to small finite values so that sums stay finite
 // (random bytes decoding to NaN would not change the timing, but would hide a kernel that
@@ -191,7 +185,7 @@ int run_model(const ModelShape& m, const Options& o, const std::vector<Point>& p
     const uint64_t gate_bytes = ggml_row_bytes(desc.gate_type, m.n_embd).value() * m.n_ff;
     const uint64_t down_bytes = ggml_row_bytes(desc.down_type, m.n_ff).value() * m.n_embd;
     const uint64_t expert_bytes = 2 * gate_bytes + down_bytes;
-    std::printf("\n%s %s: %s\n  weights %.2f GB (%lld experts x %.1f MB)\n", m.name,
+    std::printf("\n%s %s: %s\n  weights %.2f GB (%lld experts x %.1f MB)\n", m.name.c_str(),
                 types.c_str(), desc.to_string().c_str(), expert_bytes * desc.n_expert / 1e9,
                 static_cast<long long>(desc.n_expert), expert_bytes / 1e6);
     const int fill_threads = std::max(1, pool.size());
@@ -277,7 +271,7 @@ int main(int argc, char** argv) {
               cpu_brand_string().c_str(), fmt::format("{}", fmt::join(cpu.names(), " ")).c_str(),
               pool.size(), bw, o.bw > 0 ? " (--bw)" : " (measured)");
   bool any = false;
-  for (const ModelShape& m : kModels) {
+  for (const ModelShape& m : moe_presets()) {
     if (o.model != "all" && o.model != m.name) continue;
     any = true;
     if (int rc = run_model(m, o, points, bw, cpu, pool)) return rc;

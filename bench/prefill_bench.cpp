@@ -17,18 +17,15 @@
 #include "common/hw/cpu_features.h"
 #include "runtime/cpu/jit/jit_kernel.h"
 #include "runtime/cpu/prefill_moe.h"
+#include "runtime/cpu/tune.h"
 
 namespace {
 
 using namespace ktx;
 using namespace ktx::cpu;
 
-struct ModelShape {
-  const char* name;
-  int64_t n_embd, n_ff, n_expert, top_k;
-};
-const ModelShape kModels[] = {{"deepseek-v3", 7168, 2048, 256, 8},
-                              {"qwen3-30b-a3b", 2048, 768, 128, 8}};
+// The layer shapes are the tuner's presets (runtime/cpu/tune.h).
+using ModelShape = MoeShape;
 
 // Tile-only loop: `iters` x 4 independent tdpbssd on 16x16 int32 C tiles, A 16 x colsb bytes.
 class TilePeak final : public JitKernel {
@@ -160,7 +157,7 @@ int bench_model(const ModelShape& m, const Options& o, ThreadPool& pool, double 
   auto moe = MoePrefill::create(desc, cfg, detect_cpu_isa());
   if (!moe) return std::fprintf(stderr, "%s\n", moe.status().message().c_str()), 1;
   std::printf("\n%s: %s\n  kernel %s, %lld distinct experts repacked in %.2f s (%.2f GB/s of "
-              "Q4_K)\n", m.name, desc.to_string().c_str(), (*moe)->kernel_name().c_str(),
+              "Q4_K)\n", m.name.c_str(), desc.to_string().c_str(), (*moe)->kernel_name().c_str(),
               static_cast<long long>(phys.n_expert), repack_s,
               (gate.size() + up.size() + down.size()) / repack_s / 1e9);
   std::printf("  %6s %10s %9s %9s %8s %10s   %s\n", "tokens", "ms/layer", "TOP/s", "padded%",
@@ -223,7 +220,7 @@ int main(int argc, char** argv) {
     std::printf("no AMX here: the prefill kernel is the C++ twin (slow)\n");
     std::fflush(stdout);
   }
-  for (const auto& m : kModels) {
+  for (const auto& m : moe_presets()) {
     if (o.model != "all" && o.model != m.name) continue;
     if (bench_model(m, o, pool, measured) != 0) return 1;
   }

@@ -106,10 +106,14 @@ struct Bench {
 
 }  // namespace
 
+const std::vector<MoeShape>& moe_presets() {
+  static const std::vector<MoeShape> kPresets = {{"deepseek-v3", 7168, 2048, 256, 8},
+                                                 {"qwen3-30b-a3b", 2048, 768, 128, 8}};
+  return kPresets;
+}
+
 Expected<MoeShape> moe_preset(const std::string& name) {
-  static const MoeShape kPresets[] = {{"deepseek-v3", 7168, 2048, 256, 8},
-                                      {"qwen3-30b-a3b", 2048, 768, 128, 8}};
-  for (const auto& p : kPresets) {
+  for (const auto& p : moe_presets()) {
     if (p.name == name) return p;
   }
   return Error("model preset '{}': expected deepseek-v3 or qwen3-30b-a3b (or a .gguf file)", name);

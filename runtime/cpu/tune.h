@@ -24,6 +24,8 @@ struct MoeShape {
 // Built-in shapes: "deepseek-v3" (7168 -> 2048, 256 experts, top-8) and "qwen3-30b-a3b"
 // (2048 -> 768, 128 experts, top-8). Error lists the known names.
 Expected<MoeShape> moe_preset(const std::string& name);
+// All built-in shapes, in a fixed order (the benchmarks iterate these).
+const std::vector<MoeShape>& moe_presets();
 
 struct TuneOptions {
   int max_threads = 0;          // largest pool tried; 0 = one thread per physical core

@@ -47,10 +47,9 @@ double seconds_since(Clock::time_point t0) {
 // Keeps the session's evaluated tokens so a new turn only evaluates what is new.
 class Conversation {
  public:
-  Conversation(const LoadedModel& lm, const Tokenizer& tok, const ChatArgs& args,
-               int64_t n_ctx)
-      : tok_(tok), args_(args), session_(*lm.model, n_ctx), sampler_(args.sampling),
-        n_ctx_(n_ctx) {}
+  // The session takes the model's context (EngineOptions::n_ctx, from --ctx).
+  Conversation(const LoadedModel& lm, const Tokenizer& tok, const ChatArgs& args)
+      : tok_(tok), args_(args), session_(*lm.model), sampler_(args.sampling) {}
 
   // Evaluate `tokens` (the whole conversation so far), reusing the cached prefix, then
   // generate up to n_predict tokens, streaming text to `out`. Returns the generated text.
@@ -63,9 +62,9 @@ class Conversation {
       evaluated_.clear();
       keep = 0;
     }
-    if (static_cast<int64_t>(tokens.size()) >= n_ctx_) {
+    if (static_cast<int64_t>(tokens.size()) >= session_.n_ctx()) {
       return Error("prompt of {} tokens does not fit the context of {} tokens (use --ctx)",
-                   tokens.size(), n_ctx_);
+                   tokens.size(), session_.n_ctx());
     }
     std::vector<int32_t> fresh(tokens.begin() + keep, tokens.end());
     auto t0 = Clock::now();
@@ -89,7 +88,7 @@ class Conversation {
       text += piece;
       std::fputs(piece.c_str(), out);
       std::fflush(out);
-      if (session_.n_past() + 1 >= n_ctx_) {
+      if (session_.n_past() + 1 >= session_.n_ctx()) {
         std::fputs("\n[context full]", stderr);
         break;
       }
@@ -115,7 +114,6 @@ class Conversation {
   const ChatArgs& args_;
   Session session_;
   Sampler sampler_;
-  int64_t n_ctx_;
   std::vector<int32_t> evaluated_;
 };
 
@@ -162,8 +160,7 @@ int run(const ChatArgs& args) {
     std::fprintf(stderr, "note: the model has no chat template; using the text as-is\n");
   }
   const ModelConfig& cfg = lm->model->config();
-  int64_t n_ctx = args.n_ctx > 0 ? args.n_ctx : std::min<int64_t>(cfg.n_ctx_train, 4096);
-  Conversation conv(*lm, **tok, args, n_ctx);
+  Conversation conv(*lm, **tok, args);
   std::vector<ChatMessage> msgs;
   if (!args.system.empty()) msgs.push_back({"system", args.system});
   const ChatTemplate* tp = tmpl ? &*tmpl : nullptr;

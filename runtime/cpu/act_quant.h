@@ -1,7 +1,17 @@
 // Activation quantization for the CPU expert kernels: the only approximation the fast paths
 // make. Each token's activations are quantized once (per layer input, and again for the
-// SiLU(gate)*up buffer that feeds down) into int8 blocks with one float scale, so the weight
-// dot products run on integer units. The block layouts here are what the generated kernels
+// SiLU(gate)*up buffer that feeds down) into integer blocks with one float scale, so the weight
+// dot products run on integer units.
+//
+// Precision: int8 activations (one scale per 32 or 256 elements) were measured to move the
+// tiny test models' logits by a mean KL of 2e-4..5e-3 (bench/act_error_study.cpp), over the
+// 5e-4 the end-to-end bound allows; int16 passes every file with a KL near 1e-8. The decode
+// kernels therefore read int16-grade activations split into two int8 planes,
+//     v = 255·hi + lo,   hi, lo in [-127, 127],   |v| <= 32512,   x ≈ d·v,
+// so every dot product stays on the int8 instructions (vpdpbusd, vpmaddubsw): the kernel runs
+// its byte dot twice, against hi and against lo, and combines them as 255·dot_hi + dot_lo.
+// Both planes avoid -128, so the AVX2 sign trick (|w| · sign(w)·a) cannot overflow. Decode is
+// memory-bound, so the doubled integer work costs little; see docs/kernels.md. The block layouts here are what the generated kernels
 // read; the reference can apply the same rounding (quantize, then dequantize) to tell apart
 // "kernel is wrong" from "activation quantization moved the result".
 #pragma once
@@ -17,6 +27,8 @@ enum class ActFormat : uint8_t {
   f32 = 0,   // plain floats (reference kernels: exact)
   q8_0 = 1,  // 32-element blocks, for weights in 32-element blocks (Q8_0, Q4_0, ...)
   q8_k = 2,  // 256-element blocks with 32-element partial sums, for K-quant weights
+  q16_0 = 3, // 32-element blocks, int16-grade as hi/lo int8 planes (ActBlockQ16_0)
+  q16_k = 4, // 256-element blocks, int16-grade as hi/lo planes, 32-element sums (ActBlockQ16_K)
 };
 
 const char* act_format_name(ActFormat f);
@@ -37,13 +49,34 @@ struct ActBlockQ8_K {
 };
 static_assert(sizeof(ActBlockQ8_K) == 288);
 
+// Scale d = max|x| / 32512, v = round(x / d) in [-32512, 32512], hi = round(v / 255),
+// lo = v - 255·hi (both in [-127, 127]); the rounding error of an element is at most d/2.
+inline constexpr int32_t kQ16Max = 32512;  // 255 · 127 + 127
+inline constexpr int32_t kQ16Base = 255;   // v = kQ16Base · hi + lo
+
+struct ActBlockQ16_0 {
+  float d;
+  int8_t hi[32];
+  int8_t lo[32];
+};
+static_assert(sizeof(ActBlockQ16_0) == 68);
+
+struct ActBlockQ16_K {
+  float d;
+  float pad[7];        // bsum32 at 32, hi at 64 and lo at 320: 64-byte loads never split lines
+  int32_t bsum32[8];   // sum of v = 255·hi + lo over each 32-element sub-block (|sum| < 2^20)
+  int8_t hi[256];
+  int8_t lo[256];
+};
+static_assert(sizeof(ActBlockQ16_K) == 576);
+
 // Elements per block of a format (1 for f32).
 int64_t act_block_elems(ActFormat f);
 // Bytes of one quantized row of n elements (n a multiple of act_block_elems).
 size_t act_row_bytes(ActFormat f, int64_t n);
 
-// The activation format a kernel for weights of this type reads at the given tier: q8_0 for
-// 32-element integer blocks, q8_k for 256-element K-quants, f32 for the rest (float paths).
+// The activation format a kernel for weights of this type reads at the given tier: q16_0 for
+// 32-element integer blocks, q16_k for 256-element K-quants, f32 for the rest (float paths).
 ActFormat act_format_for(GGMLType weight_type, bool fast_kernel);
 
 void quantize_act_row(ActFormat f, const float* x, void* dst, int64_t n);

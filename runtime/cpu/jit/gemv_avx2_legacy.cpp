@@ -1,9 +1,11 @@
 // Generated AVX2 GEMV for the 32-element legacy blocks read in place, Q8_0 (34 bytes: fp16
 // scale, 32 int8) and Q4_0 (18 bytes: fp16 scale, 16 bytes of nibbles, value = nibble - 8;
-// low nibbles are elements 0..15, high nibbles 16..31), against Q8_0-style activations
-// (ActBlockQ8_0: float scale, 32 int8). Q4_0 nibbles are widened to int8 first. Each block's
-// integer dot product is exact: |w| (unsigned) times sign(w)·a (signed) through vpmaddubsw,
-// pairs summed by vpmaddwd; activations never hold -128, so no pair overflows int16. The block
+// low nibbles are elements 0..15, high nibbles 16..31), against int16-grade activations
+// (ActBlockQ16_0: float scale, hi and lo int8 planes, v = 255·hi + lo). Q4_0 nibbles are
+// widened to int8 first. Each block's integer dot product is exact: |w| (unsigned) times
+// sign(w)·a (signed) through vpmaddubsw, once per plane; neither plane holds -128, so no pair
+// sum overflows int16 (2·128·127 < 2^15). vpmaddwd sums the hi pairs against 255 and the lo
+// pairs against 1, so the dword sum is Σ w·v exactly (|Σ| <= 32·128·32512 < 2^31). The block
 // sum is then scaled by d_w·d_a in float. `unroll` blocks run per iteration into independent
 // accumulators to hide the FMA latency; the K tail (blocks % unroll) is emitted straight.
 #include <cstddef>
@@ -25,10 +27,12 @@ class GemvLegacyAvx2 final : public GemvJit {
   std::string name() const override {
     return fmt::format("gemv_{}_avx2_u{}", q4_ ? "q4_0" : "q8_0", unroll_);
   }
-  ActFormat act_format() const override { return ActFormat::q8_0; }
+  ActFormat act_format() const override { return ActFormat::q16_0; }
 
  private:
-  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_0));
+  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ16_0));
+  static constexpr int kActHi = static_cast<int>(offsetof(ActBlockQ16_0, hi));
+  static constexpr int kActLo = static_cast<int>(offsetof(ActBlockQ16_0, lo));
 
   // reg_args, reg_w_row, reg_w, reg_act_tok, reg_out, reg_out_t, reg_toks: see GemvJit.
   const Reg64 reg_act = r8;       // current activation block
@@ -36,7 +40,10 @@ class GemvLegacyAvx2 final : public GemvJit {
   const Reg64 reg_blocks = rbp;   // block iterations left
   const Ymm ymm_acc[4] = {ymm0, ymm1, ymm2, ymm3};  // one accumulator per unrolled block
   const Ymm ymm_w = ymm8;         // weights, then products
-  const Ymm ymm_a = ymm9;         // activations times sign(w)
+  const Ymm ymm_a = ymm9;         // hi plane times sign(w)
+  const Ymm ymm_a_lo = ymm4;      // lo plane times sign(w)
+  const Ymm ymm_p = ymm5;         // hi products
+  const Ymm ymm_c255 = ymm6;      // int16 255s for vpmaddwd (v = 255·hi + lo)
   const Xmm xmm_s = xmm10;        // d_w * d_a
   const Ymm ymm_s = ymm10;
   const Ymm ymm_ones = ymm15;     // int16 ones for vpmaddwd
@@ -62,11 +69,16 @@ class GemvLegacyAvx2 final : public GemvJit {
     } else {
       vmovdqu(ymm_w, ptr[reg_w + w_off + 2]);
     }
-    vmovdqu(ymm_a, ptr[reg_act + a_off + 4]);
+    vmovdqu(ymm_a, ptr[reg_act + a_off + kActHi]);
+    vmovdqu(ymm_a_lo, ptr[reg_act + a_off + kActLo]);
     vpsignb(ymm_a, ymm_a, ymm_w);
+    vpsignb(ymm_a_lo, ymm_a_lo, ymm_w);
     vpabsb(ymm_w, ymm_w);
-    vpmaddubsw(ymm_w, ymm_w, ymm_a);
+    vpmaddubsw(ymm_p, ymm_w, ymm_a);
+    vpmaddwd(ymm_p, ymm_p, ymm_c255);
+    vpmaddubsw(ymm_w, ymm_w, ymm_a_lo);
     vpmaddwd(ymm_w, ymm_w, ymm_ones);
+    vpaddd(ymm_w, ymm_w, ymm_p);
     vcvtdq2ps(ymm_w, ymm_w);
     movzx(eax, word[reg_w + w_off]);
     vmovd(xmm_s, eax);
@@ -80,6 +92,9 @@ class GemvLegacyAvx2 final : public GemvJit {
     mov(eax, 0x00010001);
     vmovd(xmm_tmp, eax);
     vpbroadcastd(ymm_ones, xmm_tmp);
+    mov(eax, 0x00ff00ff);
+    vmovd(xmm_tmp, eax);
+    vpbroadcastd(ymm_c255, xmm_tmp);
     if (!q4_) return;
     mov(eax, 0x0f0f0f0f);
     vmovd(xmm_tmp, eax);
@@ -115,7 +130,7 @@ class GemvLegacyAvx2 final : public GemvJit {
   //   for t in [0, n_tokens):
   //     acc[0..U) = 0
   //     for i in [0, n_blocks / U):              // U = unroll
-  //       for u in [0, U): acc[u] += dot(w[r][i*U+u], a[t][i*U+u]) * d_w * d_a
+  //       for u in [0, U): acc[u] += (255·dot(w, hi) + dot(w, lo))[r][t][i*U+u] * d_w * d_a
   //     for b in tail blocks (n_blocks % U, emitted straight): acc[b] += ...
   //     out[t][r] = hsum(acc[0] + ... + acc[U-1])
   void generate() override {

@@ -1,12 +1,16 @@
 // Generated AVX2 GEMV for Q4_K weights read in place (144-byte GGUF super-blocks: fp16 d and
-// dmin, twelve bytes of packed 6-bit scales/mins, 128 bytes of nibbles) against Q8_K-style
-// activations (ActBlockQ8_K). Per super-block of 256 elements:
-//   dot = d·d_a · Σ_s sc_s · Σ_{i∈s} q_i·a_i  −  dmin·d_a · Σ_s m_s · bsum32_s
-// The nibble × int8 products are exact in int16 (15·127·2 < 2^15), scaled by the 6-bit sub-block
-// scales through vpmaddwd (int32, exact); only the two super-block scalings are in float. The
-// scales and mins are unpacked with a few 32-bit integer operations (the QUANTS.md packing)
-// and parked in a stack slot, from where each sub-block's scale is broadcast. Tokens go in
-// pairs: the scales and nibbles of a super-block are decoded once and used by both.
+// dmin, twelve bytes of packed 6-bit scales/mins, 128 bytes of nibbles) against int16-grade
+// activations split into int8 planes (ActBlockQ16_K: v = 255·hi + lo). Per super-block of 256
+// elements:
+//   dot = d·d_a · Σ_s sc_s · Σ_{i∈s} q_i·v_i  −  dmin·d_a · Σ_s m_s · bsum32_s
+// The nibble × plane products are exact in int16 pairs (15·127·2 < 2^15). vpmaddwd scales the
+// hi pairs by 255·sc_s (<= 16065, an int16) and the lo pairs by sc_s, so the int32 sum is
+// Σ sc·q·v exactly (per dword lane 32 elements: 32·63·15·32512 < 2^31). Only the two
+// super-block scalings are float; the min term multiplies the int32 bsums by the mins
+// (vpmulld, <= 63·2^20). The scales and mins are unpacked with a few 32-bit integer operations
+// (the QUANTS.md packing) and parked in stack slots (sc and 255·sc), from where each sub-block's
+// scale is broadcast. Tokens go in pairs: the scales and nibbles of a super-block are decoded
+// once and used by both.
 #include <cstddef>
 
 #include "runtime/cpu/jit/gemv_jit_common.h"
@@ -22,16 +26,18 @@ class GemvQ4_KAvx2 final : public GemvJit {
   explicit GemvQ4_KAvx2(const GemvDesc& desc) : n_blocks_(desc.k / 256) {}
 
   std::string name() const override { return "gemv_q4_k_avx2"; }
-  ActFormat act_format() const override { return ActFormat::q8_k; }
+  ActFormat act_format() const override { return ActFormat::q16_k; }
 
  private:
   static constexpr int kWBlock = 144;  // GGUF block_q4_K
-  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_K));
-  static constexpr int kActBsum = static_cast<int>(offsetof(ActBlockQ8_K, bsum32));
-  static constexpr int kActQs = static_cast<int>(offsetof(ActBlockQ8_K, qs));
+  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ16_K));
+  static constexpr int kActBsum = static_cast<int>(offsetof(ActBlockQ16_K, bsum32));
+  static constexpr int kActHi = static_cast<int>(offsetof(ActBlockQ16_K, hi));
+  static constexpr int kActLo = static_cast<int>(offsetof(ActBlockQ16_K, lo));
   static constexpr int kFrame = 64;          // stack locals below the saved registers
   static constexpr int kScaleSlot = 0;       // [rsp + 0, 16): the 8 scales as int16
   static constexpr int kBlocksLeft = 16;     // [rsp + 16]: super-blocks left (no GPR left)
+  static constexpr int kScale255Slot = 32;   // [rsp + 32, 48): 255 · the 8 scales as int16
   static constexpr int kMaxGroup = 2;        // tokens sharing one pass over a weight row
 
   // reg_args, reg_w_row, reg_w, reg_act_tok, reg_out, reg_out_t, reg_toks: see GemvJit.
@@ -49,11 +55,14 @@ class GemvQ4_KAvx2 final : public GemvJit {
   const Ymm ymm_sc = ymm8;        // one scale, broadcast
   const Ymm ymm_p = ymm9;         // products
   const Xmm xmm_p = xmm9;
-  const Xmm xmm_mins = xmm10;     // 8 mins as int16
+  const Ymm ymm_mins = ymm10;     // 8 mins as int32
   const Xmm xmm_dd = xmm11;       // [d, dmin] as float
   const Xmm xmm_t = xmm12;        // per-token temporaries
   const Xmm xmm_s = xmm13;
   const Ymm ymm_s = ymm13;
+  const Ymm ymm_sc255 = ymm13;    // 255 · one scale, broadcast (inside the chunk loop only)
+  const Ymm ymm_t = ymm12;
+  const Xmm xmm_c255 = xmm14;     // int16 255s
   const Ymm ymm_mask = ymm15;     // 0x0f bytes
 
   // Unpack the 6-bit scales and mins of the block at reg_w (see get_scale_min_k4).
@@ -63,9 +72,11 @@ class GemvQ4_KAvx2 final : public GemvJit {
     vpinsrd(xmm_t, xmm_t, reg_sc_hi, 1);
     vpmovzxbw(xmm_t, xmm_t);
     vmovdqu(ptr[rsp + kScaleSlot], xmm_t);
-    vmovd(xmm_mins, reg_mn_lo);
-    vpinsrd(xmm_mins, xmm_mins, reg_mn_hi, 1);
-    vpmovzxbw(xmm_mins, xmm_mins);
+    vpmullw(xmm_t, xmm_t, xmm_c255);
+    vmovdqu(ptr[rsp + kScale255Slot], xmm_t);
+    vmovd(xmm_t, reg_mn_lo);
+    vpinsrd(xmm_t, xmm_t, reg_mn_hi, 1);
+    vpmovzxbd(ymm_mins, xmm_t);
   }
 
   // One super-block for `group` tokens: scales and nibbles decoded once, used by each token.
@@ -81,9 +92,15 @@ class GemvQ4_KAvx2 final : public GemvJit {
       vpand(ymm_hi, ymm_hi, ymm_mask);
       for (int half = 0; half < 2; ++half) {
         vpbroadcastw(ymm_sc, word[rsp + kScaleSlot + 4 * j + 2 * half]);
+        vpbroadcastw(ymm_sc255, word[rsp + kScale255Slot + 4 * j + 2 * half]);
+        const Ymm& q = half ? ymm_hi : ymm_lo;
+        const int off = 64 * j + 32 * half;
         for (int t = 0; t < group; ++t) {
-          vpmaddubsw(ymm_p, half ? ymm_hi : ymm_lo, ptr[reg_act[t] + kActQs + 64 * j + 32 * half]);
-          vpmaddwd(ymm_p, ymm_p, ymm_sc);
+          vpmaddubsw(ymm_p, q, ptr[reg_act[t] + kActHi + off]);
+          vpmaddwd(ymm_p, ymm_p, ymm_sc255);
+          vpmaddubsw(ymm_t, q, ptr[reg_act[t] + kActLo + off]);
+          vpmaddwd(ymm_t, ymm_t, ymm_sc);
+          vpaddd(ymm_p, ymm_p, ymm_t);
           vpaddd(ymm_isum[t], ymm_isum[t], ymm_p);
         }
       }
@@ -91,7 +108,9 @@ class GemvQ4_KAvx2 final : public GemvJit {
     for (int t = 0; t < group; ++t) {
       vbroadcastss(xmm_s, dword[reg_act[t]]);
       vmulps(xmm_s, xmm_dd, xmm_s);     // [d·d_a, dmin·d_a]
-      vpmaddwd(xmm_t, xmm_mins, ptr[reg_act[t] + kActBsum]);
+      vpmulld(ymm_t, ymm_mins, ptr[reg_act[t] + kActBsum]);  // 8 products, folded to 4
+      vextracti128(xmm_p, ymm_t, 1);
+      vpaddd(xmm_t, xmm_t, xmm_p);
       vcvtdq2ps(xmm_t, xmm_t);
       vmovshdup(xmm_p, xmm_s);
       vbroadcastss(xmm_p, xmm_p);
@@ -141,7 +160,8 @@ class GemvQ4_KAvx2 final : public GemvJit {
   //       unpack scales/mins of w[r][b]; split its nibbles   (once for the group)
   //       for g < G:
   //         acc_min[g] += dmin·d_a · (mins · a[g][b].bsum32)
-  //         acc[g]     += d·d_a · Σ_{j<4} (sc[2j]·(lo(q_j)·a) + sc[2j+1]·(hi(q_j)·a))
+  //         acc[g]     += d·d_a · Σ_{j<4} (sc[2j]·(lo(q_j)·v) + sc[2j+1]·(hi(q_j)·v)),
+  //                        each q·v as 255·(q·hi) + q·lo
   //     out[g][r] = hsum(acc[g]) − hsum(acc_min[g])
   void generate() override {
     preamble();
@@ -149,6 +169,9 @@ class GemvQ4_KAvx2 final : public GemvJit {
     mov(eax, 0x0f0f0f0f);
     vmovd(xmm_t, eax);
     vpbroadcastd(ymm_mask, xmm_t);
+    mov(eax, 0x00ff00ff);
+    vmovd(xmm_t, eax);
+    vpbroadcastd(xmm_c255, xmm_t);
     emit_row_loop(reg_rows, nullptr, [&](const Label& row_next) {
       emit_token_groups(kMaxGroup, row_next, nullptr, [&](int g) { emit_group(g); });
     });

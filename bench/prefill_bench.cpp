@@ -92,7 +92,8 @@ double kernel_tops(const GemmInt8Kernel& kernel, int64_t kBlocks, int64_t kPanel
     for (auto& v : a) v = static_cast<int8_t>(rng());
     for (auto& v : b) v = static_cast<int8_t>(rng() & 15);
     GemmTileArgs g;
-    g.a = a.data(), g.a_stride = kBlocks * 32, g.a_scale = as.data(), g.a_sum = as.data();
+    g.a = a.data(), g.a_lo = a.data(), g.a_stride = kBlocks * 32;  // planes alias: speed only
+    g.a_scale = as.data(), g.a_sum = as.data();
     g.b = b.data(), g.b_panel_stride = kBlocks * 512, g.w_scale = ws.data(), g.w_bias = ws.data();
     g.w_panel_stride = kBlocks * 16 * 4, g.out = out.data(), g.out_stride = kPanels * 16;
     g.k_blocks = kBlocks, g.n_panels = kPanels;

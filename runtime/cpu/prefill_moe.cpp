@@ -1,7 +1,7 @@
 // MoePrefill: see prefill_moe.h. Rows of every per-call buffer are "padded pairs": the
 // (token, expert) pairs laid out expert by expert, each expert's run rounded up to a multiple
 // of 16 (kGemmTileM) with zero rows (zero int8 values and zero scales, so padding adds exact
-// zeros).
+// zeros). Activation rows are int16-grade, stored as two int8 planes (Int8Planes).
 #include "runtime/cpu/prefill_moe.h"
 
 #include <algorithm>
@@ -15,16 +15,18 @@ namespace {
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
-// One row of n floats to int8 per 32-block with the q8_0 rounding of act_quant.h. Block b's
-// scale and float sum go to scale[b * stride] and sum[b * stride].
-void quantize_blocks(const float* x, int64_t n, int8_t* q, float* scale, float* sum,
-                     int64_t stride) {
+// One row of n floats with the q16_0 rounding of act_quant.h, planes at hi/lo. Block b's scale
+// and float sum go to scale[b * stride] and sum[b * stride].
+void quantize_blocks(const float* x, int64_t n, int8_t* hi, int8_t* lo, float* scale,
+                     float* sum, int64_t stride) {
+  static_assert(kRepackBlock == 32, "one q16_0 block per repack block");
   for (int64_t b = 0; b < n / kRepackBlock; ++b) {
-    ActBlockQ8_0 blk;
-    quantize_act_row(ActFormat::q8_0, x + b * kRepackBlock, &blk, kRepackBlock);
-    std::memcpy(q + b * kRepackBlock, blk.qs, kRepackBlock);
+    ActBlockQ16_0 blk;
+    quantize_act_row(ActFormat::q16_0, x + b * kRepackBlock, &blk, kRepackBlock);
+    std::memcpy(hi + b * kRepackBlock, blk.hi, kRepackBlock);
+    std::memcpy(lo + b * kRepackBlock, blk.lo, kRepackBlock);
     int32_t s = 0;
-    for (int8_t v : blk.qs) s += v;
+    for (int i = 0; i < kRepackBlock; ++i) s += kQ16Base * blk.hi[i] + blk.lo[i];
     scale[b * stride] = blk.d;
     sum[b * stride] = blk.d * static_cast<float>(s);
   }
@@ -106,8 +108,8 @@ void MoePrefill::quantize_inputs(const float* x, int64_t n_tokens, ThreadPool& p
   xs_.resize(n_tokens * KB);
   xsum_.resize(n_tokens * KB);
   pool.parallel_for(n_tokens, [&](int64_t t) {
-    quantize_blocks(x + t * K, K, xq_.data() + t * K, xs_.data() + t * KB,
-                    xsum_.data() + t * KB, 1);
+    quantize_blocks(x + t * K, K, xq_.hi.data() + t * K, xq_.lo.data() + t * K,
+                    xs_.data() + t * KB, xsum_.data() + t * KB, 1);
   });
   act_.resize(n_padded_ * K);
   as_.resize(n_padded_ * KB);
@@ -118,11 +120,13 @@ void MoePrefill::quantize_inputs(const float* x, int64_t n_tokens, ThreadPool& p
       float* sc = as_.data() + grp * KB * kGemmTileM + i;
       float* sm = asum_.data() + grp * KB * kGemmTileM + i;
       if (t < 0) {
-        std::memset(act_.data() + r * K, 0, K);
+        std::memset(act_.hi.data() + r * K, 0, K);
+        std::memset(act_.lo.data() + r * K, 0, K);
         for (int64_t b = 0; b < KB; ++b) sc[b * kGemmTileM] = sm[b * kGemmTileM] = 0.0f;
         continue;
       }
-      std::memcpy(act_.data() + r * K, xq_.data() + t * K, K);
+      std::memcpy(act_.hi.data() + r * K, xq_.hi.data() + t * K, K);
+      std::memcpy(act_.lo.data() + r * K, xq_.lo.data() + t * K, K);
       for (int64_t b = 0; b < KB; ++b) {
         sc[b * kGemmTileM] = xs_[t * KB + b];
         sm[b * kGemmTileM] = xsum_[t * KB + b];
@@ -136,7 +140,7 @@ void MoePrefill::quantize_inputs(const float* x, int64_t n_tokens, ThreadPool& p
 // kKChunkBlocks blocks: a 16-token activation chunk (32 KiB) stays in L1 across the task's
 // panels inside one kernel call, and the panels' weight chunk stays in L2 across the expert's
 // token groups; the kernel carries the float sums over chunks in `out` (exact).
-void MoePrefill::gemm(const std::vector<RepackedMatrix>& w, const int8_t* act,
+void MoePrefill::gemm(const std::vector<RepackedMatrix>& w, const Int8Planes& act,
                       const float* scale, const float* sum, int64_t k, float* out,
                       int64_t out_stride, ThreadPool& pool) {
   constexpr int64_t kKChunkBlocks = 64;
@@ -161,7 +165,8 @@ void MoePrefill::gemm(const std::vector<RepackedMatrix>& w, const int8_t* act,
       g.w_scale = m.panel_scale(p0) + kc * kRepackPanel;
       g.w_bias = m.panel_bias(p0) + kc * kRepackPanel;
       for (int64_t r = pad_begin_[a]; r < pad_begin_[a + 1]; r += kGemmTileM) {
-        g.a = act + r * k + kc * kRepackBlock;
+        g.a = act.hi.data() + r * k + kc * kRepackBlock;
+        g.a_lo = act.lo.data() + r * k + kc * kRepackBlock;
         g.a_scale = scale + r * kb + kc * kGemmTileM;  // group r / 16: [kb][16]
         g.a_sum = sum + r * kb + kc * kGemmTileM;
         g.out = out + r * out_stride + p0 * kGemmTileN;
@@ -183,7 +188,8 @@ void MoePrefill::activate(ThreadPool& pool) {
       const float* u = u_.data() + r * NP;
       for (int64_t n = 0; n < N; ++n) h[n] = silu(h[n]) * u[n];
       if (row_token_[r] < 0) std::fill(h, h + N, 0.0f);  // padding stays exactly zero
-      quantize_blocks(h, N, hq_.data() + r * N, hs_.data() + grp * NB * kGemmTileM + i,
+      quantize_blocks(h, N, hq_.hi.data() + r * N, hq_.lo.data() + r * N,
+                      hs_.data() + grp * NB * kGemmTileM + i,
                       hsum_.data() + grp * NB * kGemmTileM + i, kGemmTileM);
     }
   });
@@ -223,13 +229,13 @@ Status MoePrefill::run(const RepackedMoe& weights, const float* x, const MoeRout
   };
   quantize_inputs(x, routing.n_tokens, pool);
   lap(phase_ms_.quantize);
-  gemm(weights.gate, act_.data(), as_.data(), asum_.data(), K, g_.data(), NP, pool);
+  gemm(weights.gate, act_, as_.data(), asum_.data(), K, g_.data(), NP, pool);
   lap(phase_ms_.gate);
-  gemm(weights.up, act_.data(), as_.data(), asum_.data(), K, u_.data(), NP, pool);
+  gemm(weights.up, act_, as_.data(), asum_.data(), K, u_.data(), NP, pool);
   lap(phase_ms_.up);
   activate(pool);
   lap(phase_ms_.activate);
-  gemm(weights.down, hq_.data(), hs_.data(), hsum_.data(), N, d_.data(), KP, pool);
+  gemm(weights.down, hq_, hs_.data(), hsum_.data(), N, d_.data(), KP, pool);
   lap(phase_ms_.down);
   combine(routing, out, pool);
   lap(phase_ms_.combine);

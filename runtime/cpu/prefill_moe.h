@@ -2,12 +2,12 @@
 // twin of moe_reference(). Weights are repacked once at load (repack_int8.h); per call:
 //   1. routing slots are grouped by expert; each expert's tokens are padded to whole groups
 //      of 16 (the micro-kernel's M), experts without tokens cost nothing;
-//   2. every token's input is quantized once to int8 per 32-element block (ActFormat q8_0
-//      rounding) and gathered expert by expert;
+//   2. every token's input is quantized once per 32-element block to int16-grade values held
+//      as two int8 planes (ActFormat q16_0 rounding) and gathered expert by expert;
 //   3. gate and up GEMMs over tasks (active expert x chunk of 16-row panels), each task
 //      walking K in chunks and, per chunk, its expert's token groups, so a weight chunk is
 //      reused from L2 and an activation chunk from L1;
-//   4. h = SiLU(gate)·up per (token, expert), quantized per 32-block;
+//   4. h = SiLU(gate)·up per (token, expert), quantized the same way;
 //   5. down GEMMs likewise; out[t] = Σ_j w_tj · down(h_tj) in slot order (deterministic).
 // The micro-kernel is AMX INT8 where the CPU, the OS and the descriptor's tier allow, else its
 // plain C++ twin (identical bits, slow). Activation rounding is the only approximation.
@@ -44,8 +44,10 @@ class MoePrefill {
   Status run(const RepackedMoe& weights, const float* x, const MoeRouting& routing, float* out,
              ThreadPool& pool);
 
-  // The activation rounding applied (for moe_reference): q8_0 for all three inputs.
-  ActRounding act_rounding() const { return {ActFormat::q8_0, ActFormat::q8_0, ActFormat::q8_0}; }
+  // The activation rounding applied (for moe_reference): q16_0 for all three inputs.
+  ActRounding act_rounding() const {
+    return {ActFormat::q16_0, ActFormat::q16_0, ActFormat::q16_0};
+  }
   std::string kernel_name() const { return plain_->name(); }
   // (token, expert) rows the last call multiplied, before and after padding to groups of 16.
   int64_t last_pairs() const { return n_pairs_; }
@@ -57,7 +59,13 @@ class MoePrefill {
   Status check_weights(const RepackedMoe& weights) const;
   void group_by_expert(const MoeRouting& routing);
   void quantize_inputs(const float* x, int64_t n_tokens, ThreadPool& pool);
-  void gemm(const std::vector<RepackedMatrix>& w, const int8_t* act, const float* scale,
+  // Rows of int16-grade activations as their two int8 planes (v = 255·hi + lo).
+  struct Int8Planes {
+    std::vector<int8_t> hi, lo;
+    void resize(size_t n) { hi.resize(n), lo.resize(n); }
+  };
+
+  void gemm(const std::vector<RepackedMatrix>& w, const Int8Planes& act, const float* scale,
             const float* sum, int64_t k, float* out, int64_t out_stride, ThreadPool& pool);
   void activate(ThreadPool& pool);
   void combine(const MoeRouting& routing, float* out, ThreadPool& pool);
@@ -71,7 +79,7 @@ class MoePrefill {
   std::vector<int64_t> row_token_;    // [padded rows]: token of each row, -1 for padding
   int64_t n_pairs_ = 0, n_padded_ = 0;
   PrefillPhaseMs phase_ms_;
-  std::vector<int8_t> xq_, act_, hq_;        // int8 rows: tokens, gathered inputs, h
+  Int8Planes xq_, act_, hq_;                 // rows: tokens, gathered inputs, h
   std::vector<float> xs_, xsum_;             // [tokens][K/32]
   std::vector<float> as_, asum_, hs_, hsum_; // [group of 16][block][16]
   std::vector<float> g_, u_, d_;             // [padded rows][N or K padded]

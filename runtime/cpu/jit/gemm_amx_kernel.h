@@ -1,11 +1,18 @@
 // The prefill GEMM micro-kernel: one call computes 16 tokens x (16 · n_panels) weight rows of
-// one expert over a range of k_blocks 32-element blocks, on int8 activations and weights
-// repacked by repack_int8.h:
+// one expert over a range of k_blocks 32-element blocks, on int16-grade activations (two int8
+// planes, v = 255·hi + lo, act_quant.h q16_0) and int8 weights repacked by repack_int8.h:
 //   out[m][n] (+)= Σ_b  a_scale[b][m] * (w_scale[n][b] * C_b[m][n])  +  a_sum[b][m] * w_bias[n][b]
-// where C_b is the int32 dot product of 32-element block b (one AMX tile op), and
-// a_sum[b][m] = a_scale[b][m] * Σ q (the rounded activations' block sum, for the bias term).
-// Each block is scaled into float as soon as its int32 tile is done, because the weight scale
+// where C_b = 255·H_b + L_b, H_b and L_b the int32 dot products of block b's weights with the
+// hi and the lo plane (two AMX tile ops sharing one B tile), and
+// a_sum[b][m] = a_scale[b][m] * Σ v (the rounded activations' block sum, for the bias term).
+// C_b is formed in float as fma(float(H_b), 255, float(L_b)): H_b and L_b are exact floats
+// (|·| < 2^24), so this is the single rounding of the exact integer, the same bits as
+// float(255·H_b + L_b) in int32 (|C_b| <= 32·128·32512 < 2^31), which the twin computes.
+// Each block is scaled into float as soon as its int32 tiles are done, because the weight scale
 // changes every 32 elements (Q4_K sub-blocks) and only this keeps the result exact.
+// Why two planes: int8 activations alone moved the test models' logits past the end-to-end
+// bound (mean KL 5e-4); see act_quant.h. They double the tile work, not the epilogue's loads
+// of weights, and the epilogue is what bounds this kernel (docs/kernels.md).
 // `accumulate` continues a sum over an earlier block range (the driver splits K into chunks
 // that stay in L1/L2): the float accumulators start from `out` instead of zero. Storing and
 // reloading a float is exact, so a split K gives the same bits as one call over all of K.
@@ -30,8 +37,9 @@ inline constexpr int64_t kGemmTileN = 16;  // weight rows per panel (one AMX B t
 
 // Arguments of one call; generated code reads them by offsetof (field order is ABI).
 struct GemmTileArgs {
-  const int8_t* a = nullptr;       // token 0's int8 row at the first block
-  int64_t a_stride = 0;            // bytes between token rows
+  const int8_t* a = nullptr;       // token 0's hi-plane int8 row at the first block
+  const int8_t* a_lo = nullptr;    // token 0's lo-plane row at the first block (same stride)
+  int64_t a_stride = 0;            // bytes between token rows (of either plane)
   const float* a_scale = nullptr;  // [k_blocks][16 tokens]
   const float* a_sum = nullptr;    // [k_blocks][16 tokens]
   const int8_t* b = nullptr;       // panel 0 at the first block: [k_blocks][512] B tiles

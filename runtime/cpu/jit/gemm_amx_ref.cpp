@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "runtime/cpu/act_quant.h"
 #include "runtime/cpu/jit/gemm_amx_kernel.h"
 
 namespace ktx::cpu {
@@ -34,12 +35,17 @@ class GemmInt8Ref final : public GemmInt8Kernel {
       const float* ws = byte_offset(g.w_scale, p * g.w_panel_stride) + b * 16;
       const float* wb = byte_offset(g.w_bias, p * g.w_panel_stride) + b * 16;
       for (int64_t m = 0; m < kGemmTileM; ++m) {
-        const int8_t* a = g.a + m * g.a_stride + b * 32;
+        const int8_t* hi = g.a + m * g.a_stride + b * 32;
+        const int8_t* lo = g.a_lo + m * g.a_stride + b * 32;
         const float as = g.a_scale[b * 16 + m], asum = g.a_sum[b * 16 + m];
         for (int n = 0; n < 16; ++n) {
-          int32_t c = 0;
-          for (int e = 0; e < 32; ++e) c += a[e] * tile[(e / 4) * 64 + n * 4 + e % 4];
-          float z = static_cast<float>(c) * ws[n];
+          int32_t h = 0, l = 0;
+          for (int e = 0; e < 32; ++e) {
+            const int32_t w = tile[(e / 4) * 64 + n * 4 + e % 4];
+            h += hi[e] * w;
+            l += lo[e] * w;
+          }
+          float z = static_cast<float>(kQ16Base * h + l) * ws[n];  // fma(float(h), 255, float(l))
           z = std::fma(z, as, acc[m][n]);
           if (has_bias_) z = std::fma(wb[n], asum, z);
           acc[m][n] = z;

@@ -62,8 +62,10 @@ void check_layer(const LayerCase& c, IsaTier isa, int64_t tokens) {
   ASSERT_TRUE((*moe)->run(*packed, x.data(), r.view(tokens), out.data(), pool));
   ASSERT_TRUE(moe_reference(d, w.view(), x.data(), r.view(tokens), ref.data(),
                             (*moe)->act_rounding(), scale.data()));
+  // Same rounding on both sides: float reassociation, and rarely one int16 step of an h
+  // element rounded the other way (see test_moe_conformance.cpp): 2e-4 of the |product| sum.
   for (size_t i = 0; i < out.size(); ++i) {
-    ASSERT_NEAR(out[i], ref[i], 1e-3 * scale[i] + 1e-6) << "output " << i;
+    ASSERT_NEAR(out[i], ref[i], 2e-4 * scale[i] + 1e-6) << "output " << i;
   }
   if (isa != IsaTier::amx) return;
   auto twin = MoePrefill::create(desc_of(c, IsaTier::reference), MoeConfig{}, detect_cpu_isa());

@@ -54,13 +54,13 @@ TEST(PrefillRepack, RefusesTypesWithoutExactInt8Blocks) {
 // and rounded inputs. Output rows are 8 floats wider than the panels, to catch overruns.
 struct TileCase {
   RepackedMatrix w;
-  std::vector<int8_t> a;
+  std::vector<int8_t> a, a_lo;  // the activations' hi and lo planes [16][k]
   std::vector<float> scale, sum, x;  // x: the rounded activations [16][k]
   int64_t out_stride() const { return w.panels * kGemmTileN + 8; }
   // Blocks [b0, b0 + nb) of every panel; accumulate continues an earlier block range.
   GemmTileArgs args(float* out, int64_t b0, int64_t nb, bool accumulate) const {
     GemmTileArgs g;
-    g.a = a.data() + b0 * 32, g.a_stride = w.k;
+    g.a = a.data() + b0 * 32, g.a_lo = a_lo.data() + b0 * 32, g.a_stride = w.k;
     g.a_scale = scale.data() + b0 * 16, g.a_sum = sum.data() + b0 * 16;
     g.b = w.panel_q(0) + b0 * kRepackTileBytes, g.b_panel_stride = w.blocks * kRepackTileBytes;
     g.w_scale = w.panel_scale(0) + b0 * 16, g.w_bias = w.panel_bias(0) + b0 * 16;
@@ -78,16 +78,19 @@ TileCase make_tile(GGMLType type, int64_t rows, int64_t k) {
   c.w = repack_int8(type, data.data(), rows, k, "tile").value();
   c.x = random_floats(16 * k, 1.0f, 12);
   const int64_t kb = k / 32;
-  c.a.resize(16 * k), c.scale.resize(16 * kb), c.sum.resize(16 * kb);
+  c.a.resize(16 * k), c.a_lo.resize(16 * k), c.scale.resize(16 * kb), c.sum.resize(16 * kb);
   for (int64_t m = 0; m < 16; ++m) {
     for (int64_t b = 0; b < kb; ++b) {
-      ActBlockQ8_0 blk;
-      quantize_act_row(ActFormat::q8_0, &c.x[m * k + b * 32], &blk, 32);
+      ActBlockQ16_0 blk;
+      quantize_act_row(ActFormat::q16_0, &c.x[m * k + b * 32], &blk, 32);
       int s = 0;
-      for (int i = 0; i < 32; ++i) c.a[m * k + b * 32 + i] = blk.qs[i], s += blk.qs[i];
+      for (int i = 0; i < 32; ++i) {
+        c.a[m * k + b * 32 + i] = blk.hi[i], c.a_lo[m * k + b * 32 + i] = blk.lo[i];
+        s += kQ16Base * blk.hi[i] + blk.lo[i];
+      }
       c.scale[b * 16 + m] = blk.d, c.sum[b * 16 + m] = blk.d * s;
     }
-    round_act_row(ActFormat::q8_0, &c.x[m * k], k);
+    round_act_row(ActFormat::q16_0, &c.x[m * k], k);
   }
   return c;
 }

@@ -1,16 +1,22 @@
 // Generated AVX-512 VNNI GEMV for the 32-element legacy blocks read in place, Q8_0 (34 bytes:
 // fp16 scale, 32 int8) and Q4_0 (18 bytes: fp16 scale, 16 bytes of nibbles, value = nibble - 8;
-// low nibbles are elements 0..15, high nibbles 16..31), against q8_0 activations (ActBlockQ8_0:
-// float scale, 32 int8). Q4_0 nibbles are widened to int8 first.
+// low nibbles are elements 0..15, high nibbles 16..31), against q16_0 activations
+// (ActBlockQ16_0: float scale, 32 int8 hi, 32 int8 lo; v = 255·hi + lo, |v| <= 32512). Q4_0
+// nibbles are widened to int8 first.
 //
-// vpdpbusd multiplies unsigned by signed bytes, and these weights are signed. The sign moves to
-// the activation: |w| (vpabsb; -128 becomes the unsigned 128, still exact) times sign(w)·a
-// (a negated under the mask of negative w, vpmovb2m + masked vpsubb; activations never hold
-// -128, so the negation cannot wrap). The block's integer dot is exact; it is scaled by
-// d_w·d_a in float. One block is 32 bytes, so the kernel runs on ymm registers (AVX-512 VL):
-// the per-block float scaling would waste a zmm's upper half. Tokens go in groups of up to
-// four sharing each weight block's decode; each token keeps two accumulators (even and odd
-// blocks) so consecutive FMAs do not wait on each other. `unroll` is ignored (fixed at 2).
+// The int8 multiplies take unsigned by signed bytes, and these weights are signed. The sign
+// moves to the activation: |w| (vpabsb; -128 becomes the unsigned 128, still exact) times
+// sign(w)·a (each plane negated under the mask of negative w, vpmovb2m + masked vpsubb; the
+// planes never hold -128, so the negation cannot wrap). Per block and token:
+//   hi: vpmaddubsw pairs, |2·128·127| = 32512 <= 32767, so the saturating add never saturates;
+//       vpmaddwd against 255 words: 255·(pair + pair) per dword, <= 16581120;
+//   lo: vpdpbusd adds the 4 products of each dword, <= 65024.
+// So each dword is Σ |w|·sign(w)·v over its 4 elements, |dword| <= 16646144 < 2^24: exact in
+// int32 (and even in its float conversion). The block's dot is scaled by d_w·d_a in float. One
+// block is 32 elements, so the kernel runs on ymm registers (AVX-512 VL): the per-block float
+// scaling would waste a zmm's upper half. Tokens go in groups of up to four sharing each
+// weight block's decode; each token keeps two accumulators (even and odd blocks) so
+// consecutive FMAs do not wait on each other. `unroll` is ignored (fixed at 2).
 #include <cstddef>
 
 #include "runtime/cpu/jit/gemv_jit_common.h"
@@ -30,10 +36,12 @@ class GemvLegacyAvx512 final : public GemvAvx512Jit {
   std::string name() const override {
     return fmt::format("gemv_{}_avx512", q4_ ? "q4_0" : "q8_0");
   }
-  ActFormat act_format() const override { return ActFormat::q8_0; }
+  ActFormat act_format() const override { return ActFormat::q16_0; }
 
  private:
-  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_0));
+  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ16_0));
+  static constexpr int kActHi = static_cast<int>(offsetof(ActBlockQ16_0, hi));
+  static constexpr int kActLo = static_cast<int>(offsetof(ActBlockQ16_0, lo));
 
   // reg_args, reg_w_row, reg_w, reg_act_tok, reg_out, reg_out_t, reg_toks: see GemvJit;
   // reg_act0, reg_act2, reg_astride and act(t, off): see GemvAvx512Jit.
@@ -48,11 +56,13 @@ class GemvLegacyAvx512 final : public GemvAvx512Jit {
   const Ymm ymm_mask = ymm10;     // Q4_0: 0x0f bytes
   const Ymm ymm_eight = ymm11;    // Q4_0: 8 in every byte
   const Ymm ymm_absw = ymm16;     // |w| (unsigned)
-  const Ymm ymm_a[kMaxGroup] = {ymm17, ymm18, ymm19, ymm20};    // sign(w)·a
+  const Ymm ymm_a[kMaxGroup] = {ymm17, ymm18, ymm19, ymm20};    // sign(w)·hi, then pairs
+  const Ymm ymm_alo[kMaxGroup] = {ymm27, ymm28, ymm29, ymm30};  // sign(w)·lo
   const Ymm ymm_dot[kMaxGroup] = {ymm21, ymm22, ymm23, ymm24};  // int32 dot, then float
   const Ymm ymm_dw = ymm25;       // d_w, broadcast
   const Xmm xmm_dw = xmm25;
   const Ymm ymm_zero = ymm26;
+  const Ymm ymm_c255 = ymm31;     // 255 in every word
   const Opmask k_neg = k1;        // bytes where w < 0
 
   // The weight block at w_off as 32 int8 values in ymm_w.
@@ -68,7 +78,15 @@ class GemvLegacyAvx512 final : public GemvAvx512Jit {
     vpsubb(ymm_w, ymm_w, ymm_eight);
   }
 
-  // acc[2t + u] += float(dot(w block, a[t] block)) · d_a · d_w for the group's tokens.
+  // ymm_a[t], ymm_alo[t] = sign(w)·hi, sign(w)·lo of token t's block at a_off.
+  void emit_signed_act(int t, int a_off) {
+    vmovdqu8(ymm_a[t], act(t, a_off + kActHi));
+    vpsubb(ymm_a[t] | k_neg, ymm_zero, ymm_a[t]);
+    vmovdqu8(ymm_alo[t], act(t, a_off + kActLo));
+    vpsubb(ymm_alo[t] | k_neg, ymm_zero, ymm_alo[t]);
+  }
+
+  // acc[2t + u] += float(dot(w block, v[t] block)) · d_a · d_w for the group's tokens.
   void emit_block(int group, int u, int w_off, int a_off) {
     emit_load_w(w_off);
     vpmovb2m(k_neg, ymm_w);
@@ -76,10 +94,10 @@ class GemvLegacyAvx512 final : public GemvAvx512Jit {
     vpbroadcastw(xmm_dw, word[reg_w + w_off]);
     vcvtph2ps(ymm_dw, xmm_dw);
     for (int t = 0; t < group; ++t) {
-      vmovdqu8(ymm_a[t], act(t, a_off + 4));
-      vpsubb(ymm_a[t] | k_neg, ymm_zero, ymm_a[t]);
-      vpxord(ymm_dot[t], ymm_dot[t], ymm_dot[t]);
-      vpdpbusd(ymm_dot[t], ymm_absw, ymm_a[t]);
+      emit_signed_act(t, a_off);
+      vpmaddubsw(ymm_a[t], ymm_absw, ymm_a[t]);      // hi pairs: |.| <= 32512, no saturation
+      vpmaddwd(ymm_dot[t], ymm_a[t], ymm_c255);     // 255·Σ4 |w|·sign(w)·hi
+      vpdpbusd(ymm_dot[t], ymm_absw, ymm_alo[t]);   // + Σ4 |w|·sign(w)·lo
       vcvtdq2ps(ymm_dot[t], ymm_dot[t]);
       vmulps(ymm_dot[t], ymm_dot[t], act_b(t, a_off));  // × d_a
       vfmadd231ps(ymm_acc[2 * t + u], ymm_dot[t], ymm_dw);
@@ -113,6 +131,8 @@ class GemvLegacyAvx512 final : public GemvAvx512Jit {
 
   void emit_constants() {
     vpxord(ymm_zero, ymm_zero, ymm_zero);
+    mov(eax, 0x00ff00ff);
+    vpbroadcastd(ymm_c255, eax);
     if (!q4_) return;
     mov(eax, 0x0f0f0f0f);
     vmovd(xmm_w, eax);
@@ -129,7 +149,8 @@ class GemvLegacyAvx512 final : public GemvAvx512Jit {
   //       prefetch w + distance
   //       for u < 2:                             // blocks b = 2i + u
   //         |w|, sign(w), d_w of w[r][b]         (once for the group)
-  //         for g < G: acc[g][u] += float(dpbusd(|w|, sign(w)·a[g][b])) · d_a · d_w
+  //         for g < G: acc[g][u] += float(255·dot(|w|, sign(w)·hi[g][b])
+  //                                          + dot(|w|, sign(w)·lo[g][b])) · d_a · d_w
   //     tail block (n_blocks odd, emitted straight) into acc[g][0]
   //     out[g][r] = hsum(acc[g][0] + acc[g][1])
   void generate() override {

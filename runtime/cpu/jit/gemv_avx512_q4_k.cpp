@@ -1,21 +1,27 @@
-// Generated AVX-512 VNNI GEMV for Q4_K and Q5_K weights read in place against q8_k activations
-// (ActBlockQ8_K). Q4_K: 144-byte GGUF super-blocks (fp16 d and dmin, twelve bytes of packed
-// 6-bit scales/mins, 128 bytes of nibbles). Q5_K: 176 bytes, the same plus 32 bytes of fifth
-// bits (qh) between the scales and the nibbles. Per super-block of 256 elements:
-//   dot = d·d_a · Σ_s sc_s · Σ_{i∈s} q_i·a_i  −  dmin·d_a · Σ_s m_s · bsum32_s
-// Levels are unsigned (0..15, Q5_K 0..31) and activations signed, which is exactly vpdpbusd's
-// operand order, so no sign trick is needed. One 32-byte nibble chunk j holds sub-block 2j (low
-// nibbles) and 2j+1 (high nibbles); it is broadcast to both 256-bit halves of a zmm and the
-// upper half shifted right by 4 (vpsrlvq), so after the 0x0f mask the 64 bytes are elements
-// 64j..64j+63 in order and line up with one contiguous 64-byte activation load. Q5_K: qh byte l
-// holds the fifth bit of element 64j+l in bit 2j and of 64j+32+l in bit 2j+1; qh is broadcast
-// the same way with the upper half shifted one bit further, then shifted by 2 per chunk, so
-// bit 0 of every byte is the fifth bit of its element (moved to bit 4 and ORed in). vpdpbusd
-// into a zeroed register gives per-dword sums of 4 products, |sum| ≤ 4·31·127 < 2^15: the dword
-// holds a sign-extended int16, so vpdpwssd against a [scale, 0] word pair multiplies it by the
-// sub-block's 6-bit scale exactly and accumulates (dwords 0..7 are sub-block 2j, 8..15 are
-// 2j+1; the scale vector is built by vpermd). Only the super-block scalings are float. Tokens go
-// in groups of up to four: the scales and levels of a super-block are decoded once per group.
+// Generated AVX-512 VNNI GEMV for Q4_K and Q5_K weights read in place against q16_k activations
+// (ActBlockQ16_K: v = 255·hi + lo, two int8 planes, |v| <= 32512). Q4_K: 144-byte GGUF
+// super-blocks (fp16 d and dmin, twelve bytes of packed 6-bit scales/mins, 128 bytes of
+// nibbles). Q5_K: 176 bytes, the same plus 32 bytes of fifth bits (qh) between the scales and
+// the nibbles. Per super-block of 256 elements:
+//   dot = d·d_a · Σ_s sc_s · Σ_{i∈s} q_i·v_i  −  dmin·d_a · Σ_s m_s · bsum32_s
+// Levels are unsigned (0..15, Q5_K 0..31) and both activation planes signed, which is exactly
+// vpdpbusd's operand order, so no sign trick is needed. One 32-byte nibble chunk j holds
+// sub-block 2j (low nibbles) and 2j+1 (high nibbles); it is broadcast to both 256-bit halves of
+// a zmm and the upper half shifted right by 4 (vpsrlvq), so after the 0x0f mask the 64 bytes are
+// elements 64j..64j+63 in order and line up with one contiguous 64-byte load of either plane.
+// Q5_K: qh byte l holds the fifth bit of element 64j+l in bit 2j and of 64j+32+l in bit 2j+1; qh
+// is broadcast the same way with the upper half shifted one bit further, then shifted by 2 per
+// chunk, so bit 0 of every byte is the fifth bit of its element (moved to bit 4 and ORed in).
+// Exactness, per chunk and token: vpdpbusd(q, plane) into a zeroed register gives per-dword
+// sums of 4 products, |sum| <= 4·31·127 = 15748 < 2^15, so the dword holds a sign-extended
+// int16 and vpdpwssd against a [scale, 0] word pair multiplies it exactly. The hi plane's dot is
+// scaled by 255·sc (<= 16065, an int16) and the lo plane's by sc, both into the same int32 isum
+// (dwords 0..7 are sub-block 2j, 8..15 are 2j+1; the scale vectors are built by vpermd). Each
+// isum dword gathers 16 elements of a super-block: |isum| <= 16·63·31·32512 ≈ 1.02e9 < 2^31
+// (Q4_K: 4.9e8), and every partial sum is bounded the same way. The min term takes the int32
+// bsums: m_s·bsum32_s <= 63·2^20 (vpmulld, exact), converted and scaled in float and taken off
+// lanes 0..7 of the float accumulator. Only the super-block scalings are float. Tokens go in
+// groups of up to four: the scales and levels of a super-block are decoded once per group.
 // The weight stream is prefetched a tunable distance ahead (Avx512Tuning); it is contiguous
 // across the rows of a task, so the prefetch also warms the next row.
 #include <cstddef>
@@ -35,13 +41,14 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
         qs_off_(q5_ ? 48 : 16), n_blocks_(desc.k / 256) {}
 
   std::string name() const override { return q5_ ? "gemv_q5_k_avx512" : "gemv_q4_k_avx512"; }
-  ActFormat act_format() const override { return ActFormat::q8_k; }
+  ActFormat act_format() const override { return ActFormat::q16_k; }
 
  private:
   static constexpr int kQhOff = 16;       // Q5_K: fifth bits after d, dmin and the scales
-  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ8_K));
-  static constexpr int kActBsum = static_cast<int>(offsetof(ActBlockQ8_K, bsum32));
-  static constexpr int kActQs = static_cast<int>(offsetof(ActBlockQ8_K, qs));
+  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ16_K));
+  static constexpr int kActBsum = static_cast<int>(offsetof(ActBlockQ16_K, bsum32));
+  static constexpr int kActHi = static_cast<int>(offsetof(ActBlockQ16_K, hi));
+  static constexpr int kActLo = static_cast<int>(offsetof(ActBlockQ16_K, lo));
   static constexpr int kFrame = 16;       // stack locals below the saved registers
   static constexpr int kBlocksLeft = 0;   // [rsp + 0]: super-blocks left in the row
   static constexpr int kRowsLeft = 8;     // [rsp + 8]: rows left
@@ -53,13 +60,16 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
   const Reg32 reg_sc_hi = r14d;   // scales 4..7
   const Reg32 reg_mn_hi = r15d;   // mins 4..7
   // Registers read by VEX-only instructions (vhaddps, vpinsrd) stay below 16.
-  const Zmm zmm_acc[kMaxGroup] = {zmm0, zmm1, zmm2, zmm3};      // float: Σ d·d_a·(int dots)
-  const Xmm xmm_acc_min[kMaxGroup] = {xmm4, xmm5, xmm6, xmm7};  // float: Σ dmin·d_a·(m·bsum)
+  // acc: float Σ d·d_a·(int dots), minus dmin·d_a·(m·bsum) in lanes 0..7.
+  const Zmm zmm_acc[kMaxGroup] = {zmm0, zmm1, zmm2, zmm3};
+  const Zmm zmm_sc255 = zmm4;     // 255 × zmm_sc: the hi plane's scales
+  const Zmm zmm_sc8_255 = zmm5;   // 255 × the 8 scales as dwords
+  const Ymm ymm_sc8_255 = ymm5;
   const Xmm xmm_t0 = xmm8;        // temporaries (scale unpacking, horizontal sums)
   const Ymm ymm_t0 = ymm8;
   const Xmm xmm_t1 = xmm9;
   const Zmm zmm_isum[kMaxGroup] = {zmm10, zmm11, zmm12, zmm13};  // int32 dot of a super-block
-  const Zmm zmm_dot = zmm14;       // int32 4-product sums (one token at a time)
+  const Zmm zmm_dot = zmm14;      // int32 4-product sums (one token and plane at a time)
   const Zmm zmm_qh = zmm15;       // Q5_K: fifth bits, bit 0 of each byte is the current chunk's
   const Zmm zmm_hs = zmm16;       // Q5_K: fifth bits moved to bit 4
   const Zmm zmm_bit4 = zmm17;     // Q5_K: 0x10 bytes
@@ -67,17 +77,21 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
   const Zmm zmm_sc = zmm19;       // [sc_2j ×8, sc_2j+1 ×8] as dwords (high words 0)
   const Zmm zmm_sc8 = zmm20;      // the 8 scales as dwords (lanes 0..7)
   const Ymm ymm_sc8 = ymm20;
-  const Xmm xmm_mins = xmm21;     // the 8 mins as int16
+  const Ymm ymm_mins = ymm21;     // the 8 mins as dwords
   const Zmm zmm_d = zmm22;        // d, broadcast
-  const Xmm xmm_dmin = xmm23;     // dmin, broadcast
+  const Zmm zmm_dmin = zmm23;     // dmin, broadcast
   const Zmm zmm_mask = zmm24;     // 0x0f bytes
   const Zmm zmm_shift = zmm25;    // qword shifts [0 ×4, 4 ×4]: high nibbles in the upper half
   const Zmm zmm_idx[4] = {zmm26, zmm27, zmm28, zmm29};  // vpermd picks [2j ×8, 2j+1 ×8]
-  const Xmm xmm_m = xmm30;        // per-token min products
+  const Zmm zmm_m = zmm30;        // per-token min products (lanes 0..7; the rest zero)
+  const Ymm ymm_m = ymm30;
   const Zmm zmm_qh_shift = zmm31; // Q5_K: qword shifts [0 ×4, 1 ×4]
+  const Opmask k_lo8 = k3;        // lanes 0..7: where the min term lands
 
-  // Constants: nibble mask, half shifts, the four vpermd index vectors.
+  // Constants: nibble mask, half shifts, the four vpermd index vectors, the min-term lanes.
   void emit_constants() {
+    mov(eax, 0xff);
+    kmovw(k_lo8, eax);
     mov(eax, 0x0f0f0f0f);
     vpbroadcastd(zmm_mask, eax);
     mov(eax, 0xf0);
@@ -100,20 +114,34 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
   }
 
   // Unpack the 6-bit scales and mins of the block at reg_w (see get_scale_min_k4) into
-  // zmm_sc8 (dwords) and xmm_mins (words); d and dmin into zmm_d / xmm_dmin.
+  // zmm_sc8 (dwords), zmm_sc8_255 (255 × them) and ymm_mins (dwords); d and dmin into zmm_d /
+  // zmm_dmin.
   void emit_unpack_scales() {
     emit_unpack_scales_k4(reg_sc_lo, reg_mn_lo, reg_sc_hi, reg_mn_hi);
     vmovd(xmm_t0, reg_sc_lo);
     vpinsrd(xmm_t0, xmm_t0, reg_sc_hi, 1);
     vpmovzxbd(ymm_sc8, xmm_t0);
+    vpslld(ymm_sc8_255, ymm_sc8, 8);    // 256·sc − sc: <= 16065, high words stay 0
+    vpsubd(ymm_sc8_255, ymm_sc8_255, ymm_sc8);
     vmovd(xmm_t1, reg_mn_lo);
     vpinsrd(xmm_t1, xmm_t1, reg_mn_hi, 1);
-    vpmovzxbw(xmm_mins, xmm_t1);
+    vpmovzxbd(ymm_mins, xmm_t1);
     vmovd(xmm_t0, dword[reg_w]);        // fp16 d, dmin -> float
     vcvtph2ps(xmm_t0, xmm_t0);
     vbroadcastss(zmm_d, xmm_t0);
     vmovshdup(xmm_t1, xmm_t0);
-    vbroadcastss(xmm_dmin, xmm_t1);
+    vbroadcastss(zmm_dmin, xmm_t1);
+  }
+
+  // isum[t] (+)= scale ⊙ dpbusd(q, plane): the 4-product dword sums fit int16, see the header.
+  void emit_plane_dot(int t, int plane_off, const Zmm& scale, bool first) {
+    vpxord(zmm_dot, zmm_dot, zmm_dot);
+    vpdpbusd(zmm_dot, zmm_q, act(t, plane_off));
+    if (first) {
+      vpmaddwd(zmm_isum[t], zmm_dot, scale);
+    } else {
+      vpdpwssd(zmm_isum[t], zmm_dot, scale);
+    }
   }
 
   // One super-block for `group` tokens.
@@ -136,24 +164,20 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
         if (j < 3) vpsrlq(zmm_qh, zmm_qh, 2);
       }
       vpermd(zmm_sc, zmm_idx[j], zmm_sc8);
-      for (int t = 0; t < group; ++t) {
-        vpxord(zmm_dot, zmm_dot, zmm_dot);
-        vpdpbusd(zmm_dot, zmm_q, act(t, kActQs + 64 * j));
-        if (j == 0) {
-          vpmaddwd(zmm_isum[t], zmm_dot, zmm_sc);
-        } else {
-          vpdpwssd(zmm_isum[t], zmm_dot, zmm_sc);
-        }
+      vpermd(zmm_sc255, zmm_idx[j], zmm_sc8_255);
+      for (int t = 0; t < group; ++t) {  // v = 255·hi + lo: two byte dots, one int32 sum
+        emit_plane_dot(t, kActHi + 64 * j, zmm_sc255, j == 0);
+        emit_plane_dot(t, kActLo + 64 * j, zmm_sc, false);
       }
     }
     for (int t = 0; t < group; ++t) {
       vcvtdq2ps(zmm_isum[t], zmm_isum[t]);
       vmulps(zmm_isum[t], zmm_isum[t], act_b(t, 0));  // × d_a
       vfmadd231ps(zmm_acc[t], zmm_isum[t], zmm_d);
-      vpmaddwd(xmm_m, xmm_mins, act(t, kActBsum));
-      vcvtdq2ps(xmm_m, xmm_m);
-      vmulps(xmm_m, xmm_m, act_b(t, 0));
-      vfmadd231ps(xmm_acc_min[t], xmm_m, xmm_dmin);
+      vpmulld(ymm_m, ymm_mins, act(t, kActBsum));     // m_s · bsum32_s, exact in int32
+      vcvtdq2ps(ymm_m, ymm_m);
+      vmulps(ymm_m, ymm_m, act_b(t, 0));
+      vfnmadd231ps(zmm_acc[t] | k_lo8, zmm_m, zmm_dmin);
     }
   }
 
@@ -161,10 +185,7 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
   void emit_group(int group) override {
     Label l_blk;
     emit_group_pointers(group);
-    for (int t = 0; t < group; ++t) {
-      vpxord(zmm_acc[t], zmm_acc[t], zmm_acc[t]);
-      vxorps(xmm_acc_min[t], xmm_acc_min[t], xmm_acc_min[t]);
-    }
+    for (int t = 0; t < group; ++t) vpxord(zmm_acc[t], zmm_acc[t], zmm_acc[t]);
     mov(qword[rsp + kBlocksLeft], static_cast<uint32_t>(n_blocks_));
     L(l_blk);
     emit_superblock(group);
@@ -173,25 +194,26 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
     dec(qword[rsp + kBlocksLeft]);
     jnz(l_blk, T_NEAR);
     emit_group_stores(group, [&](int t) {
-      emit_hsum_zmm(ymm_t0, zmm_acc[t], xmm_t1, &xmm_acc_min[t]);
+      emit_hsum_zmm(ymm_t0, zmm_acc[t], xmm_t1);
       return xmm_t0;
     });
   }
 
   // for r in [0, n_rows):                        // weight row stays in L1 across tokens
   //   for each group of G tokens (G = 4 while 4 are left, then 3, 2 or 1 once):
-  //     acc[G] = 0, acc_min[G] = 0
+  //     acc[G] = 0
   //     for b in [0, n_blocks):                  // 256-element super-blocks
   //       prefetch w + distance; unpack scales/mins/d/dmin of w[r][b]   (once for the group)
   //       Q5_K: qh = fifth bits, upper half shifted by one
   //       for j < 4:                             // 64 elements per step
   //         q = nibbles of chunk j in element order; sc = [sc_2j ×8, sc_2j+1 ×8]  (once)
   //         Q5_K: q |= (qh & 1) << 4 per byte; qh >>= 2
-  //         for g < G: isum[g] += sc ⊙ dpbusd(q, a[g][b].qs[64j, 64j+64))
+  //         for g < G: isum[g] += 255·sc ⊙ dpbusd(q, a[g][b].hi[64j, 64j+64))
+  //                            +     sc ⊙ dpbusd(q, a[g][b].lo[64j, 64j+64))
   //       for g < G:
-  //         acc[g]     += d·d_a · float(isum[g])
-  //         acc_min[g] += dmin·d_a · float(mins · a[g][b].bsum32)
-  //     out[g][r] = hsum(acc[g]) − hsum(acc_min[g])
+  //         acc[g]       += d·d_a · float(isum[g])
+  //         acc[g][0..8) −= dmin·d_a · float(mins ⊙ a[g][b].bsum32)
+  //     out[g][r] = hsum(acc[g])
   void generate() override {
     preamble();
     sub(rsp, kFrame);

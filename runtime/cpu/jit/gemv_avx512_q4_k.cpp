@@ -19,9 +19,10 @@
 // (dwords 0..7 are sub-block 2j, 8..15 are 2j+1; the scale vectors are built by vpermd). Each
 // isum dword gathers 16 elements of a super-block: |isum| <= 16·63·31·32512 ≈ 1.02e9 < 2^31
 // (Q4_K: 4.9e8), and every partial sum is bounded the same way. The min term takes the int32
-// bsums: m_s·bsum32_s <= 63·2^20 (vpmulld, exact), converted and scaled in float and taken off
-// lanes 0..7 of the float accumulator. Only the super-block scalings are float. Tokens go in
-// groups of up to four: the scales and levels of a super-block are decoded once per group.
+// bsums: m_s·bsum32_s <= 63·2^20 (vpmulld, exact), converted, scaled by dmin and taken off
+// lanes 0..7 of d·isum before the token's scale. Only the super-block scalings are float.
+// Tokens go in groups of up to four: a super-block's scales and levels are decoded once per
+// group.
 // The weight stream is prefetched a tunable distance ahead (Avx512Tuning); it is contiguous
 // across the rows of a task, so the prefetch also warms the next row.
 #include <cstddef>
@@ -59,7 +60,7 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
   const Reg32 reg_mn_lo = r13d;   // mins 0..3
   const Reg32 reg_sc_hi = r14d;   // scales 4..7
   const Reg32 reg_mn_hi = r15d;   // mins 4..7
-  // Registers read by VEX-only instructions (vhaddps, vpinsrd) stay below 16.
+  // Registers read by VEX-only instructions (vhaddps) stay below 16.
   // acc: float Σ d·d_a·(int dots), minus dmin·d_a·(m·bsum) in lanes 0..7.
   const Zmm zmm_acc[kMaxGroup] = {zmm0, zmm1, zmm2, zmm3};
   const Zmm zmm_sc255 = zmm4;     // 255 × zmm_sc: the hi plane's scales
@@ -118,13 +119,19 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
   // zmm_dmin.
   void emit_unpack_scales() {
     emit_unpack_scales_k4(reg_sc_lo, reg_mn_lo, reg_sc_hi, reg_mn_hi);
-    vmovd(xmm_t0, reg_sc_lo);
-    vpinsrd(xmm_t0, xmm_t0, reg_sc_hi, 1);
+    // The 8 scales (and the 8 mins) as one qword each: one vmovq instead of vmovd + vpinsrd
+    // (the 32-bit writes above cleared the upper halves).
+    const Reg64 sc8(reg_sc_lo.getIdx()), sc_hi(reg_sc_hi.getIdx());
+    const Reg64 mn8(reg_mn_lo.getIdx()), mn_hi(reg_mn_hi.getIdx());
+    shl(sc_hi, 32);
+    or_(sc8, sc_hi);
+    shl(mn_hi, 32);
+    or_(mn8, mn_hi);
+    vmovq(xmm_t0, sc8);
     vpmovzxbd(ymm_sc8, xmm_t0);
     vpslld(ymm_sc8_255, ymm_sc8, 8);    // 256·sc − sc: <= 16065, high words stay 0
     vpsubd(ymm_sc8_255, ymm_sc8_255, ymm_sc8);
-    vmovd(xmm_t1, reg_mn_lo);
-    vpinsrd(xmm_t1, xmm_t1, reg_mn_hi, 1);
+    vmovq(xmm_t1, mn8);
     vpmovzxbd(ymm_mins, xmm_t1);
     vmovd(xmm_t0, dword[reg_w]);        // fp16 d, dmin -> float
     vcvtph2ps(xmm_t0, xmm_t0);
@@ -170,14 +177,13 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
         emit_plane_dot(t, kActLo + 64 * j, zmm_sc, false);
       }
     }
-    for (int t = 0; t < group; ++t) {
+    for (int t = 0; t < group; ++t) {  // acc += d_a · (d·isum − dmin·(m ⊙ bsum32) on lanes 0..7)
       vcvtdq2ps(zmm_isum[t], zmm_isum[t]);
-      vmulps(zmm_isum[t], zmm_isum[t], act_b(t, 0));  // × d_a
-      vfmadd231ps(zmm_acc[t], zmm_isum[t], zmm_d);
+      vmulps(zmm_isum[t], zmm_isum[t], zmm_d);
       vpmulld(ymm_m, ymm_mins, act(t, kActBsum));     // m_s · bsum32_s, exact in int32
       vcvtdq2ps(ymm_m, ymm_m);
-      vmulps(ymm_m, ymm_m, act_b(t, 0));
-      vfnmadd231ps(zmm_acc[t] | k_lo8, zmm_m, zmm_dmin);
+      vfnmadd231ps(zmm_isum[t] | k_lo8, zmm_m, zmm_dmin);
+      vfmadd231ps(zmm_acc[t], zmm_isum[t], act_b(t, 0));
     }
   }
 
@@ -211,8 +217,8 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
   //         for g < G: isum[g] += 255·sc ⊙ dpbusd(q, a[g][b].hi[64j, 64j+64))
   //                            +     sc ⊙ dpbusd(q, a[g][b].lo[64j, 64j+64))
   //       for g < G:
-  //         acc[g]       += d·d_a · float(isum[g])
-  //         acc[g][0..8) −= dmin·d_a · float(mins ⊙ a[g][b].bsum32)
+  //         t = d · float(isum[g]);  t[0..8) −= dmin · float(mins ⊙ a[g][b].bsum32)
+  //         acc[g] += d_a · t
   //     out[g][r] = hsum(acc[g])
   void generate() override {
     preamble();

@@ -8,10 +8,11 @@
 // element 32p+l (p < 4, l < 32) is the nibble (p odd: high) of ql[64h + 32(p&1) + l] with bits
 // 2p, 2p+1 of qh[32h+l] on top. So one 64-byte ql load gives two 64-element chunks in element
 // order (low nibbles, then high nibbles), and the 32 qh bytes broadcast to both zmm halves and
-// shifted per qword by [0, 2] (chunk 2h) or [4, 6] (chunk 2h+1) bring each element's two high
-// bits to bits 0..1 of its byte. Weights w in [-32, 31] are signed like the activations, so the
-// sign moves to the activation (as in gemv_avx512_legacy.cpp): |w| (unsigned) times sign(w)·a,
-// a negated under the mask of negative w; neither plane holds -128, so negation cannot wrap.
+// rotated per qword by [4, 2] (chunk 2h) or [0, -2] (chunk 2h+1) bring each element's two high
+// bits (2p, 2p+1) to bits 4..5 of its byte, where they are ORed onto the nibble. Weights
+// w in [-32, 31] are signed like the activations, so the sign moves to the activation (as in
+// gemv_avx512_legacy.cpp): |w| (unsigned) times sign(w)·a, a negated under the mask of
+// negative w; neither plane holds -128, so the negation cannot wrap.
 // Per chunk and token each plane takes one vpdpbusd (per-dword sums of 4 products, |sum| <=
 // 4·32·127 = 16256 < 2^15: a sign-extended int16) and one vpdpwssd against [scale, 0] word pairs
 // (vpermd of the 16 sign-extended scales; dword i covers 4 elements of one sub-block): 255·sc
@@ -60,7 +61,7 @@ class GemvQ6_KAvx512 final : public GemvAvx512Jit {
   const Zmm zmm_dot = zmm10;      // Σ w·a per dword (one token and plane at a time)
   const Zmm zmm_sc255 = zmm11;    // 255 × zmm_sc: the hi plane's scales
   const Zmm zmm_q = zmm12;        // 64 levels q of the current chunk, then |q − 32|
-  const Zmm zmm_hs = zmm13;       // qh shifted: the chunk's high bits
+  const Zmm zmm_hs = zmm13;       // qh rotated: the chunk's high bits at bits 4..5
   const Zmm zmm_ql = zmm14;       // ql[64h..64h+64)
   const Zmm zmm_qh = zmm15;       // qh[32h..32h+32) in both halves
   const Zmm zmm_sc16 = zmm16;     // the 16 scales as [sc, 0] word pairs
@@ -71,7 +72,7 @@ class GemvQ6_KAvx512 final : public GemvAvx512Jit {
   const Zmm zmm_lo4 = zmm23;      // 0x0f bytes
   const Zmm zmm_hi2 = zmm24;      // 0x30 bytes
   const Zmm zmm_c32 = zmm25;      // 32 in every byte
-  const Zmm zmm_shift[2] = {zmm26, zmm27};  // qword shifts [0 ×4, 2 ×4] and [4 ×4, 6 ×4]
+  const Zmm zmm_rot[2] = {zmm26, zmm27};  // qword left rotations [4 ×4, 2 ×4], [0 ×4, 62 ×4]
   const Zmm zmm_a = zmm28;        // 64 activations of one plane, then sign(w)·a
   const Zmm zmm_f = zmm29;        // float temporary; 255·sc words while decoding the scales
   const Ymm ymm_f = ymm29;
@@ -102,13 +103,16 @@ class GemvQ6_KAvx512 final : public GemvAvx512Jit {
       vpbroadcastd(zmm_f, eax);
       vpaddd(zmm_idx[c], zmm_idx[0], zmm_f);
     }
+    // Bits 2p'..2p'+1 of a byte to bits 4..5: rotate left by 4 - 2p' (mod 64), p' = 2p (low
+    // half) or 2p + 1 (upper half). A rotation, not a shift, so p' = 3 needs no second op; the
+    // bits it carries across bytes fall outside the 0x30 mask.
     mov(eax, 0xf0);
     kmovw(k1, eax);
     for (int p = 0; p < 2; ++p) {
-      mov(eax, 4 * p);
-      vpbroadcastq(zmm_shift[p], rax);
-      mov(eax, 4 * p + 2);
-      vpbroadcastq(zmm_shift[p] | k1, rax);
+      mov(eax, (4 - 4 * p) & 63);
+      vpbroadcastq(zmm_rot[p], rax);
+      mov(eax, (2 - 4 * p) & 63);
+      vpbroadcastq(zmm_rot[p] | k1, rax);
     }
   }
 
@@ -155,8 +159,7 @@ class GemvQ6_KAvx512 final : public GemvAvx512Jit {
           vpsrlw(zmm_q, zmm_ql, 4);
           vpandd(zmm_q, zmm_q, zmm_lo4);
         }
-        vpsrlvq(zmm_hs, zmm_qh, zmm_shift[p]);
-        vpsllw(zmm_hs, zmm_hs, 4);
+        vprolvq(zmm_hs, zmm_qh, zmm_rot[p]);
         vpternlogd(zmm_q, zmm_hs, zmm_hi2, 0xf8);  // q | (hs & 0x30)
         vpsubb(zmm_q, zmm_q, zmm_c32);             // w = q − 32
         vpmovb2m(k_neg, zmm_q);
@@ -200,7 +203,7 @@ class GemvQ6_KAvx512 final : public GemvAvx512Jit {
   //     for b in [0, n_blocks):                  // 256-element super-blocks
   //       prefetch w + distance; scales as [sc, 0], [255·sc, 0] word pairs; d  (once)
   //       for h < 2, p < 2:                      // chunk c = 2h + p, 64 elements
-  //         q = nibble p of ql[64h..] | high bits (qh >> [2p, 2p+2]) & 3 << 4  (once)
+  //         q = nibble p of ql[64h..] | high bits (qh rotated) & 0x30          (once)
   //         w = q − 32: |w| and the mask of w < 0                              (once)
   //         sc = scales 4c + i/4 per dword i, and 255·sc                       (once)
   //         for g < G: isum[g] += 255·sc ⊙ dpbusd(|w|, sign(w)·a[g].hi)

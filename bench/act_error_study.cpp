@@ -8,8 +8,9 @@
 // inputs x (gate/up) and h = SiLU(gate)*up (down) are rounded by the variant under study. The
 // rounding schemes are simulated here (a private copy of the block quantizer with other block
 // sizes, scale choices and precisions), except "kernel", which calls the real round_act_row
-// with the formats the decode kernels read (act_format_for; the prefill kernels read q8_0
-// everywhere, which is "i8b32", bit for bit on the Q8_0 files). The hook also recomputes each
+// with the formats the decode kernels read (act_format_for: int16-grade q16_0 / q16_k; the
+// prefill kernels read q16_0 everywhere, which is "kernel" bit for bit on the Q8_0 files).
+// The int8 rows are what the kernels read before: every one misses the KL bound. The hook also recomputes each
 // layer's routing from the router logits it saw and compares it with the float32 run's, so
 // that the error can be split into positions where some layer chose other experts and
 // positions where none did.

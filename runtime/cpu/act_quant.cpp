@@ -10,19 +10,6 @@
 namespace ktx::cpu {
 namespace {
 
-// Quantize a block of `n` elements: returns the scale, writes q.
-float quantize_block(const float* x, int8_t* q, int n) {
-  float amax = 0.0f;
-  for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
-  const float d = amax / 127.0f;
-  const float id = d > 0.0f ? 1.0f / d : 0.0f;
-  for (int i = 0; i < n; ++i) {
-    const float v = std::clamp(std::nearbyint(x[i] * id), -127.0f, 127.0f);
-    q[i] = static_cast<int8_t>(v);
-  }
-  return d;
-}
-
 // int16-grade block of `n` elements split into hi/lo planes: returns the scale.
 float quantize_block_q16(const float* x, int8_t* hi, int8_t* lo, int n) {
   float amax = 0.0f;
@@ -49,8 +36,6 @@ int32_t q16_value(const int8_t* hi, const int8_t* lo, int64_t i) {
 const char* act_format_name(ActFormat f) {
   switch (f) {
     case ActFormat::f32: return "f32";
-    case ActFormat::q8_0: return "q8_0";
-    case ActFormat::q8_k: return "q8_k";
     case ActFormat::q16_0: return "q16_0";
     case ActFormat::q16_k: return "q16_k";
   }
@@ -60,8 +45,6 @@ const char* act_format_name(ActFormat f) {
 int64_t act_block_elems(ActFormat f) {
   switch (f) {
     case ActFormat::f32: return 1;
-    case ActFormat::q8_0: return 32;
-    case ActFormat::q8_k: return 256;
     case ActFormat::q16_0: return 32;
     case ActFormat::q16_k: return 256;
   }
@@ -71,8 +54,6 @@ int64_t act_block_elems(ActFormat f) {
 size_t act_row_bytes(ActFormat f, int64_t n) {
   switch (f) {
     case ActFormat::f32: return static_cast<size_t>(n) * sizeof(float);
-    case ActFormat::q8_0: return static_cast<size_t>(n / 32) * sizeof(ActBlockQ8_0);
-    case ActFormat::q8_k: return static_cast<size_t>(n / 256) * sizeof(ActBlockQ8_K);
     case ActFormat::q16_0: return static_cast<size_t>(n / 32) * sizeof(ActBlockQ16_0);
     case ActFormat::q16_k: return static_cast<size_t>(n / 256) * sizeof(ActBlockQ16_K);
   }
@@ -96,17 +77,12 @@ ActFormat act_format_for(GGMLType weight_type, bool fast_kernel) {
 void quantize_act_row(ActFormat f, const float* x, void* dst, int64_t n) {
   if (f == ActFormat::f32) {
     std::memcpy(dst, x, static_cast<size_t>(n) * sizeof(float));
-  } else if (f == ActFormat::q8_0) {
-    auto* blocks = static_cast<ActBlockQ8_0*>(dst);
-    for (int64_t b = 0; b < n / 32; ++b) {
-      blocks[b].d = quantize_block(x + b * 32, blocks[b].qs, 32);
-    }
   } else if (f == ActFormat::q16_0) {
     auto* blocks = static_cast<ActBlockQ16_0*>(dst);
     for (int64_t b = 0; b < n / 32; ++b) {
       blocks[b].d = quantize_block_q16(x + b * 32, blocks[b].hi, blocks[b].lo, 32);
     }
-  } else if (f == ActFormat::q16_k) {
+  } else {
     auto* blocks = static_cast<ActBlockQ16_K*>(dst);
     for (int64_t b = 0; b < n / 256; ++b) {
       ActBlockQ16_K& blk = blocks[b];
@@ -118,42 +94,24 @@ void quantize_act_row(ActFormat f, const float* x, void* dst, int64_t n) {
         blk.bsum32[s] = sum;
       }
     }
-  } else {
-    auto* blocks = static_cast<ActBlockQ8_K*>(dst);
-    for (int64_t b = 0; b < n / 256; ++b) {
-      ActBlockQ8_K& blk = blocks[b];
-      blk.d = quantize_block(x + b * 256, blk.qs, 256);
-      blk.pad[0] = blk.pad[1] = blk.pad[2] = 0.0f;
-      for (int s = 0; s < 8; ++s) {
-        int sum = 0;
-        for (int i = 0; i < 32; ++i) sum += blk.qs[s * 32 + i];
-        blk.bsum32[s] = static_cast<int16_t>(sum);  // |sum| <= 32 * 127: fits
-      }
-    }
   }
 }
 
 void dequantize_act_row(ActFormat f, const void* src, float* dst, int64_t n) {
   if (f == ActFormat::f32) {
     std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-  } else if (f == ActFormat::q8_0) {
-    const auto* blocks = static_cast<const ActBlockQ8_0*>(src);
-    for (int64_t i = 0; i < n; ++i) dst[i] = blocks[i / 32].d * blocks[i / 32].qs[i % 32];
   } else if (f == ActFormat::q16_0) {
     const auto* blocks = static_cast<const ActBlockQ16_0*>(src);
     for (int64_t i = 0; i < n; ++i) {
       const ActBlockQ16_0& b = blocks[i / 32];
       dst[i] = b.d * static_cast<float>(q16_value(b.hi, b.lo, i % 32));
     }
-  } else if (f == ActFormat::q16_k) {
+  } else {
     const auto* blocks = static_cast<const ActBlockQ16_K*>(src);
     for (int64_t i = 0; i < n; ++i) {
       const ActBlockQ16_K& b = blocks[i / 256];
       dst[i] = b.d * static_cast<float>(q16_value(b.hi, b.lo, i % 256));
     }
-  } else {
-    const auto* blocks = static_cast<const ActBlockQ8_K*>(src);
-    for (int64_t i = 0; i < n; ++i) dst[i] = blocks[i / 256].d * blocks[i / 256].qs[i % 256];
   }
 }
 

@@ -25,29 +25,11 @@ namespace ktx::cpu {
 
 enum class ActFormat : uint8_t {
   f32 = 0,   // plain floats (reference kernels: exact)
-  q8_0 = 1,  // 32-element blocks, for weights in 32-element blocks (Q8_0, Q4_0, ...)
-  q8_k = 2,  // 256-element blocks with 32-element partial sums, for K-quant weights
-  q16_0 = 3, // 32-element blocks, int16-grade as hi/lo int8 planes (ActBlockQ16_0)
-  q16_k = 4, // 256-element blocks, int16-grade as hi/lo planes, 32-element sums (ActBlockQ16_K)
+  q16_0 = 1, // 32-element blocks, int16-grade as hi/lo int8 planes (ActBlockQ16_0)
+  q16_k = 2, // 256-element blocks, int16-grade as hi/lo planes, 32-element sums (ActBlockQ16_K)
 };
 
 const char* act_format_name(ActFormat f);
-
-// Scale d = max|x| / 127 and q = round(x / d) in [-127, 127]: never -128, so the AVX2 sign
-// trick (|w| * sign(w)·a) cannot overflow and the rounding error of an element is at most d/2.
-struct ActBlockQ8_0 {
-  float d;
-  int8_t qs[32];
-};
-static_assert(sizeof(ActBlockQ8_0) == 36);
-
-struct ActBlockQ8_K {
-  float d;
-  float pad[3];        // keeps bsum32 at 16 and qs at 32: aligned vector loads in the kernel
-  int16_t bsum32[8];   // sum of qs over each 32-element sub-block (K-quant min terms)
-  int8_t qs[256];
-};
-static_assert(sizeof(ActBlockQ8_K) == 288);
 
 // Scale d = max|x| / 32512, v = round(x / d) in [-32512, 32512], hi = round(v / 255),
 // lo = v - 255·hi (both in [-127, 127]); the rounding error of an element is at most d/2.

@@ -38,13 +38,13 @@ struct Avx512Tuning {
   Status validate() const;
 };
 
-// Q4_K and Q5_K (k a multiple of 256) against q8_k activations: gemv_avx512_q4_k.cpp.
+// Q4_K and Q5_K (k a multiple of 256) against q16_k activations: gemv_avx512_q4_k.cpp.
 Expected<std::unique_ptr<GemvKernel>> create_gemv_q4_k_avx512(const GemvDesc& desc,
                                                               const Avx512Tuning& tuning = {});
-// Q6_K (k a multiple of 256) against q8_k activations: gemv_avx512_q6_k.cpp.
+// Q6_K (k a multiple of 256) against q16_k activations: gemv_avx512_q6_k.cpp.
 Expected<std::unique_ptr<GemvKernel>> create_gemv_q6_k_avx512(const GemvDesc& desc,
                                                               const Avx512Tuning& tuning = {});
-// Q8_0 and Q4_0 (k a multiple of 32) against q8_0 activations: gemv_avx512_legacy.cpp.
+// Q8_0 and Q4_0 (k a multiple of 32) against q16_0 activations: gemv_avx512_legacy.cpp.
 Expected<std::unique_ptr<GemvKernel>> create_gemv_legacy_avx512(const GemvDesc& desc,
                                                                 const Avx512Tuning& tuning = {});
 

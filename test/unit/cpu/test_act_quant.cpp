@@ -29,7 +29,6 @@ struct FormatCase {
 };
 
 const FormatCase kFormats[] = {
-    {ActFormat::q8_0, 96, 1.0f / 127}, {ActFormat::q8_k, 512, 1.0f / 127},
     {ActFormat::q16_0, 96, 1.0f / kQ16Max}, {ActFormat::q16_k, 512, 1.0f / kQ16Max},
 };
 

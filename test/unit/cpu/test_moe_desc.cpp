@@ -117,12 +117,12 @@ TEST(GemvDispatch, Avx2KernelsChosenWhereSupported) {
   auto q4k = make_gemv({GGMLType::Q4_K, 512, 2, IsaTier::avx2}, cpu);
   ASSERT_TRUE(q4k) << q4k.status().message();
   EXPECT_EQ((*q4k)->name(), "gemv_q4_k_avx2");
-  EXPECT_EQ((*q4k)->act_format(), ActFormat::q8_k);
+  EXPECT_EQ((*q4k)->act_format(), ActFormat::q16_k);
   EXPECT_FALSE((*q4k)->code().empty());
   auto q80 = make_gemv({GGMLType::Q8_0, 96, 3, IsaTier::avx2}, cpu);
   ASSERT_TRUE(q80) << q80.status().message();
   EXPECT_EQ((*q80)->name(), "gemv_q8_0_avx2_u3");
-  EXPECT_EQ((*q80)->act_format(), ActFormat::q8_0);
+  EXPECT_EQ((*q80)->act_format(), ActFormat::q16_0);
   // An avx512 cap takes the avx512 kernel where the CPU has the tier, else falls to AVX2.
   auto q40 = make_gemv({GGMLType::Q4_0, 64, 2, IsaTier::avx512}, cpu);
   ASSERT_TRUE(q40) << q40.status().message();

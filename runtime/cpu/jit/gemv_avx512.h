@@ -47,6 +47,9 @@ Expected<std::unique_ptr<GemvKernel>> create_gemv_q6_k_avx512(const GemvDesc& de
 // Q8_0 and Q4_0 (k a multiple of 32) against q16_0 activations: gemv_avx512_legacy.cpp.
 Expected<std::unique_ptr<GemvKernel>> create_gemv_legacy_avx512(const GemvDesc& desc,
                                                                 const Avx512Tuning& tuning = {});
+// BF16 and F16 (any k >= 1) against f32 activations: gemv_avx512_f16.cpp.
+Expected<std::unique_ptr<GemvKernel>> create_gemv_f16_avx512(const GemvDesc& desc,
+                                                             const Avx512Tuning& tuning = {});
 
 // make_gemv() with explicit prefetch tuning for the avx512 kernels (other tiers ignore it).
 // Errors: those of make_gemv(), and an invalid tuning (named).

@@ -47,6 +47,9 @@ bool supports_q45_k(const GemvDesc& d) {
   return (d.type == GGMLType::Q4_K || d.type == GGMLType::Q5_K) && d.k % 256 == 0;
 }
 bool supports_q6_k(const GemvDesc& d) { return d.type == GGMLType::Q6_K && d.k % 256 == 0; }
+bool supports_f16(const GemvDesc& d) {
+  return (d.type == GGMLType::BF16 || d.type == GGMLType::F16) && d.k >= 1;
+}
 
 using TunedFactory = Expected<std::unique_ptr<GemvKernel>> (*)(const GemvDesc&,
                                                                const Avx512Tuning&);
@@ -67,8 +70,12 @@ const std::vector<Entry>& entries() {
       {{"q6_k_avx512", IsaTier::avx512, supports_q6_k,
         [](const GemvDesc& d) { return create_gemv_q6_k_avx512(d); }},
        create_gemv_q6_k_avx512},
+      {{"f16_avx512", IsaTier::avx512, supports_f16,
+        [](const GemvDesc& d) { return create_gemv_f16_avx512(d); }},
+       create_gemv_f16_avx512},
       {{"legacy_avx2", IsaTier::avx2, supports_legacy, create_gemv_legacy_avx2}, nullptr},
       {{"q4_k_avx2", IsaTier::avx2, supports_q4_k, create_gemv_q4_k_avx2}, nullptr},
+      {{"f16_avx2", IsaTier::avx2, supports_f16, create_gemv_f16_avx2}, nullptr},
       {{"reference", IsaTier::reference, supports_any, create_gemv_reference}, nullptr},
   };
   return list;

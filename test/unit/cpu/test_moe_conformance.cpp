@@ -13,9 +13,10 @@
 //    two stages and SiLU·up propagation give a worst case near 2e-4 of S, bound 4e-4·S; random
 //    signs make the mean error far smaller, bound 4e-5·S on the mean. (The int8 activations
 //    used before moved outputs 256 times as far: 5e-2 and 5e-3 were the bounds then.)
-// Generated kernels exist for AVX2 and AVX-512 (Q4_K Q5_K Q6_K Q8_0 Q4_0); the avx512 and amx
-// tiers run (and pick the strongest kernel at or below their tier) only on CPUs that have them,
-// and skip with the reason here.
+// BF16 and F16 kernels read f32 activations: nothing is rounded, so only reassociation remains.
+// Generated kernels exist for AVX2 and AVX-512 (Q4_K Q5_K Q6_K Q8_0 Q4_0 BF16 F16); the avx512
+// and amx tiers run (and pick the strongest kernel at or below their tier) only on CPUs that
+// have them, and skip with the reason here.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -62,6 +63,11 @@ const Case kCases[] = {
     {"q6_k_wide", 512, 768, 8, 2, Q6_K, Q4_K, Q6_K, 200, 2},
     {"bf16", 64, 48, 4, 2, GGMLType::BF16, GGMLType::BF16, GGMLType::BF16, 20, 2},
     {"f16", 64, 48, 4, 2, GGMLType::F16, GGMLType::F16, GGMLType::F16, 20, 2},
+    // BF16/F16 rows have no block: K and N tails of every width the kernels split off
+    // (k=100, 37, 7, 5: partial vectors; 200: whole vectors after the loop).
+    {"bf16_tail", 100, 37, 4, 2, GGMLType::BF16, GGMLType::BF16, GGMLType::BF16, 20, 2},
+    {"f16_tail", 200, 13, 6, 3, GGMLType::F16, GGMLType::F16, GGMLType::F16, 8, 3},
+    {"bf16_tiny", 7, 5, 4, 2, GGMLType::BF16, GGMLType::F16, GGMLType::BF16, 3, 1},
     {"f32", 64, 48, 4, 2, GGMLType::F32, GGMLType::F32, GGMLType::F32, 20, 2},
 };
 
@@ -199,7 +205,8 @@ TEST_P(Conformance, MoeDecodeMatchesReference) {
 // silently to AVX2 (the tests above would still pass, measuring the wrong thing).
 TEST_P(Conformance, StrongestKernelIsSelected) {
   if (GetParam() != IsaTier::avx512) GTEST_SKIP() << "checks the avx512 tier's choices only";
-  for (GGMLType type : {Q8_0, GGMLType::Q4_0, Q4_K, GGMLType::Q5_K, Q6_K}) {
+  for (GGMLType type : {Q8_0, GGMLType::Q4_0, Q4_K, GGMLType::Q5_K, Q6_K, GGMLType::BF16,
+                        GGMLType::F16}) {
     auto kernel = make_gemv(GemvDesc{type, 512, 2, IsaTier::avx512}, cpu_);
     ASSERT_TRUE(kernel) << kernel.status().message();
     EXPECT_NE((*kernel)->name().find("avx512"), std::string::npos) << (*kernel)->name();
@@ -222,13 +229,16 @@ namespace {
 TEST(Avx512Kernels, GenerateOnAnyHost) {
   struct { GGMLType type; int64_t k; } shapes[] = {
       {Q8_0, 32}, {Q8_0, 96}, {GGMLType::Q4_0, 7168}, {Q4_K, 256}, {Q4_K, 7168},
-      {GGMLType::Q5_K, 2048}, {Q6_K, 256}, {Q6_K, 2048}};
+      {GGMLType::Q5_K, 2048}, {Q6_K, 256}, {Q6_K, 2048}, {GGMLType::BF16, 1},
+      {GGMLType::BF16, 100}, {GGMLType::BF16, 7168}, {GGMLType::F16, 37}, {GGMLType::F16, 2048}};
   const Avx512Tuning tunings[] = {{}, {PrefetchHint::none, 0}, {PrefetchHint::t0, 1536},
                                   {PrefetchHint::nta, 512}};
   for (const auto& s : shapes) {
     for (const Avx512Tuning& tu : tunings) {
       const GemvDesc d{s.type, s.k, 2, IsaTier::avx512};
-      auto kernel = s.type == Q6_K ? create_gemv_q6_k_avx512(d, tu)
+      const bool half = s.type == GGMLType::BF16 || s.type == GGMLType::F16;
+      auto kernel = half            ? create_gemv_f16_avx512(d, tu)
+                    : s.type == Q6_K ? create_gemv_q6_k_avx512(d, tu)
                     : (s.type == Q4_K || s.type == GGMLType::Q5_K)
                         ? create_gemv_q4_k_avx512(d, tu)
                         : create_gemv_legacy_avx512(d, tu);
@@ -240,6 +250,8 @@ TEST(Avx512Kernels, GenerateOnAnyHost) {
   EXPECT_FALSE(create_gemv_q4_k_avx512(GemvDesc{Q4_K, 128, 2, IsaTier::avx512}));
   EXPECT_FALSE(create_gemv_q6_k_avx512(GemvDesc{Q4_K, 256, 2, IsaTier::avx512}));
   EXPECT_FALSE(create_gemv_legacy_avx512(GemvDesc{Q4_K, 256, 2, IsaTier::avx512}));
+  EXPECT_FALSE(create_gemv_f16_avx512(GemvDesc{Q8_0, 64, 2, IsaTier::avx512}));
+  EXPECT_FALSE(create_gemv_f16_avx512(GemvDesc{GGMLType::BF16, 0, 2, IsaTier::avx512}));
   // A prefetch distance of 0 with a hint is refused, naming the tuning.
   auto bad = create_gemv_q6_k_avx512(GemvDesc{Q6_K, 256, 2, IsaTier::avx512},
                                      {PrefetchHint::t0, 0});

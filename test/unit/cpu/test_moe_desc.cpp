@@ -123,6 +123,13 @@ TEST(GemvDispatch, Avx2KernelsChosenWhereSupported) {
   ASSERT_TRUE(q80) << q80.status().message();
   EXPECT_EQ((*q80)->name(), "gemv_q8_0_avx2_u3");
   EXPECT_EQ((*q80)->act_format(), ActFormat::q16_0);
+  // BF16 / F16 rows of any length read f32 activations in place.
+  for (GGMLType type : {GGMLType::BF16, GGMLType::F16}) {
+    auto half = make_gemv({type, 100, 2, IsaTier::avx2}, cpu);
+    ASSERT_TRUE(half) << half.status().message();
+    EXPECT_EQ((*half)->name(), type == GGMLType::BF16 ? "gemv_bf16_avx2" : "gemv_f16_avx2");
+    EXPECT_EQ((*half)->act_format(), ActFormat::f32);
+  }
   // An avx512 cap takes the avx512 kernel where the CPU has the tier, else falls to AVX2.
   auto q40 = make_gemv({GGMLType::Q4_0, 64, 2, IsaTier::avx512}, cpu);
   ASSERT_TRUE(q40) << q40.status().message();

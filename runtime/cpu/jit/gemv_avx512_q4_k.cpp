@@ -13,12 +13,16 @@
 // is broadcast the same way with the upper half shifted one bit further, then shifted by 2 per
 // chunk, so bit 0 of every byte is the fifth bit of its element (moved to bit 4 and ORed in).
 // Exactness, per chunk and token: vpdpbusd(q, plane) into a zeroed register gives per-dword
-// sums of 4 products, |sum| <= 4·31·127 = 15748 < 2^15, so the dword holds a sign-extended
-// int16 and vpdpwssd against a [scale, 0] word pair multiplies it exactly. The hi plane's dot is
-// scaled by 255·sc (<= 16065, an int16) and the lo plane's by sc, both into the same int32 isum
-// (dwords 0..7 are sub-block 2j, 8..15 are 2j+1; the scale vectors are built by vpermd). Each
-// isum dword gathers 16 elements of a super-block: |isum| <= 16·63·31·32512 ≈ 1.02e9 < 2^31
-// (Q4_K: 4.9e8), and every partial sum is bounded the same way. The min term takes the int32
+// sums of 4 products, |sum| <= 4·31·127 = 15748 < 2^15. vpackssdw packs the hi plane's and the
+// lo plane's dwords into words without saturating (per 128-bit lane: 4 hi words, then 4 lo
+// words; a lane's dwords all belong to one sub-block: lanes 0,1 are sub-block 2j, lanes 2,3 are
+// 2j+1), and one vpdpwssd multiplies each word by its scale — 255·sc_s (<= 16065, an int16) for
+// hi words, sc_s for lo words; vpermw builds that scale vector from an 16-word table [sc ×8,
+// 255·sc ×8] per chunk — and adds word pairs into the int32 isum. So a token costs two byte
+// dots and one word dot per chunk (three port-0 operations; two scalings would be four: the
+// integer multiply port bounds this kernel at one token per expert). A hi dword of isum gathers
+// two products per chunk: |isum| <= 8·15748·16065 ≈ 2.02e9 < 2^31 for Q5_K (Q4_K: 9.8e8; lo
+// dwords far less), and every partial sum is bounded the same way. The min term takes the int32
 // bsums: m_s·bsum32_s <= 63·2^20 (vpmulld, exact), converted, scaled by dmin and taken off
 // lanes 0..7 of d·isum before the token's scale. Only the super-block scalings are float.
 // Tokens go in groups of up to four: a super-block's scales and levels are decoded once per
@@ -63,33 +67,31 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
   // Registers read by VEX-only instructions (vhaddps) stay below 16.
   // acc: float Σ d·d_a·(int dots), minus dmin·d_a·(m·bsum) in lanes 0..7.
   const Zmm zmm_acc[kMaxGroup] = {zmm0, zmm1, zmm2, zmm3};
-  const Zmm zmm_sc255 = zmm4;     // 255 × zmm_sc: the hi plane's scales
-  const Zmm zmm_sc8_255 = zmm5;   // 255 × the 8 scales as dwords
-  const Ymm ymm_sc8_255 = ymm5;
+  const Zmm zmm_dot_lo = zmm4;    // the lo plane's 4-product sums
   const Xmm xmm_t0 = xmm8;        // temporaries (scale unpacking, horizontal sums)
   const Ymm ymm_t0 = ymm8;
   const Xmm xmm_t1 = xmm9;
+  const Ymm ymm_t1 = ymm9;
+  const Zmm zmm_scw = zmm9;       // = t1 during the chunks: words [sc_0..7, 255·sc_0..7]
   const Zmm zmm_isum[kMaxGroup] = {zmm10, zmm11, zmm12, zmm13};  // int32 dot of a super-block
-  const Zmm zmm_dot = zmm14;      // int32 4-product sums (one token and plane at a time)
+  const Zmm zmm_dot = zmm14;      // the hi plane's 4-product sums, then both packed to words
   const Zmm zmm_qh = zmm15;       // Q5_K: fifth bits, bit 0 of each byte is the current chunk's
   const Zmm zmm_hs = zmm16;       // Q5_K: fifth bits moved to bit 4
   const Zmm zmm_bit4 = zmm17;     // Q5_K: 0x10 bytes
   const Zmm zmm_q = zmm18;        // 64 nibbles of chunk j, in element order
-  const Zmm zmm_sc = zmm19;       // [sc_2j ×8, sc_2j+1 ×8] as dwords (high words 0)
-  const Zmm zmm_sc8 = zmm20;      // the 8 scales as dwords (lanes 0..7)
-  const Ymm ymm_sc8 = ymm20;
+  const Zmm zmm_sc = zmm19;       // per 128-bit lane [255·sc ×4, sc ×4] words of its sub-block
   const Ymm ymm_mins = ymm21;     // the 8 mins as dwords
   const Zmm zmm_d = zmm22;        // d, broadcast
   const Zmm zmm_dmin = zmm23;     // dmin, broadcast
   const Zmm zmm_mask = zmm24;     // 0x0f bytes
   const Zmm zmm_shift = zmm25;    // qword shifts [0 ×4, 4 ×4]: high nibbles in the upper half
-  const Zmm zmm_idx[4] = {zmm26, zmm27, zmm28, zmm29};  // vpermd picks [2j ×8, 2j+1 ×8]
+  const Zmm zmm_idx[4] = {zmm26, zmm27, zmm28, zmm29};  // vpermw: zmm_sc of chunk j
   const Zmm zmm_m = zmm30;        // per-token min products (lanes 0..7; the rest zero)
   const Ymm ymm_m = ymm30;
   const Zmm zmm_qh_shift = zmm31; // Q5_K: qword shifts [0 ×4, 1 ×4]
   const Opmask k_lo8 = k3;        // lanes 0..7: where the min term lands
 
-  // Constants: nibble mask, half shifts, the four vpermd index vectors, the min-term lanes.
+  // Constants: nibble mask, half shifts, the four vpermw index vectors, the min-term lanes.
   void emit_constants() {
     mov(eax, 0xff);
     kmovw(k_lo8, eax);
@@ -99,14 +101,7 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
     kmovw(k1, eax);
     mov(eax, 4);
     vpbroadcastq(zmm_shift | k1 | T_z, rax);
-    mov(eax, 0xff00);
-    kmovw(k2, eax);
-    for (int j = 0; j < 4; ++j) {
-      mov(eax, 2 * j);
-      vpbroadcastd(zmm_idx[j], eax);
-      mov(eax, 2 * j + 1);
-      vpbroadcastd(zmm_idx[j] | k2, eax);
-    }
+    for (int j = 0; j < 4; ++j) vmovdqu16(zmm_idx[j], ptr[rip + l_idx_ + 64 * j]);
     if (!q5_) return;
     mov(eax, 0x10101010);
     vpbroadcastd(zmm_bit4, eax);
@@ -114,9 +109,9 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
     vpbroadcastq(zmm_qh_shift | k1 | T_z, rax);
   }
 
-  // Unpack the 6-bit scales and mins of the block at reg_w (see get_scale_min_k4) into
-  // zmm_sc8 (dwords), zmm_sc8_255 (255 × them) and ymm_mins (dwords); d and dmin into zmm_d /
-  // zmm_dmin.
+  // Unpack the 6-bit scales and mins of the block at reg_w (see get_scale_min_k4): mins as
+  // dwords into ymm_mins, d and dmin into zmm_d / zmm_dmin, and last the scale table zmm_scw
+  // (it lives in the temporary t1 until the chunks are done).
   void emit_unpack_scales() {
     emit_unpack_scales_k4(reg_sc_lo, reg_mn_lo, reg_sc_hi, reg_mn_hi);
     // The 8 scales (and the 8 mins) as one qword each: one vmovq instead of vmovd + vpinsrd
@@ -127,10 +122,6 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
     or_(sc8, sc_hi);
     shl(mn_hi, 32);
     or_(mn8, mn_hi);
-    vmovq(xmm_t0, sc8);
-    vpmovzxbd(ymm_sc8, xmm_t0);
-    vpslld(ymm_sc8_255, ymm_sc8, 8);    // 256·sc − sc: <= 16065, high words stay 0
-    vpsubd(ymm_sc8_255, ymm_sc8_255, ymm_sc8);
     vmovq(xmm_t1, mn8);
     vpmovzxbd(ymm_mins, xmm_t1);
     vmovd(xmm_t0, dword[reg_w]);        // fp16 d, dmin -> float
@@ -138,16 +129,24 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
     vbroadcastss(zmm_d, xmm_t0);
     vmovshdup(xmm_t1, xmm_t0);
     vbroadcastss(zmm_dmin, xmm_t1);
+    vmovq(xmm_t0, sc8);
+    vpmovzxbw(xmm_t1, xmm_t0);          // sc as words
+    vpsllw(xmm_t0, xmm_t1, 8);          // 256·sc − sc
+    vpsubw(xmm_t0, xmm_t0, xmm_t1);
+    vinserti128(ymm_t1, ymm_t1, xmm_t0, 1);  // [sc ×8, 255·sc ×8]; the zmm's upper half is 0
   }
 
-  // isum[t] (+)= scale ⊙ dpbusd(q, plane): the 4-product dword sums fit int16, see the header.
-  void emit_plane_dot(int t, int plane_off, const Zmm& scale, bool first) {
+  // isum[t] (+)= scales ⊙ packed words of dpbusd(q, hi) and dpbusd(q, lo); see the header.
+  void emit_token_dot(int t, int j) {
     vpxord(zmm_dot, zmm_dot, zmm_dot);
-    vpdpbusd(zmm_dot, zmm_q, act(t, plane_off));
-    if (first) {
-      vpmaddwd(zmm_isum[t], zmm_dot, scale);
+    vpdpbusd(zmm_dot, zmm_q, act(t, kActHi + 64 * j));
+    vpxord(zmm_dot_lo, zmm_dot_lo, zmm_dot_lo);
+    vpdpbusd(zmm_dot_lo, zmm_q, act(t, kActLo + 64 * j));
+    vpackssdw(zmm_dot, zmm_dot, zmm_dot_lo);
+    if (j == 0) {
+      vpmaddwd(zmm_isum[t], zmm_dot, zmm_sc);
     } else {
-      vpdpwssd(zmm_isum[t], zmm_dot, scale);
+      vpdpwssd(zmm_isum[t], zmm_dot, zmm_sc);
     }
   }
 
@@ -170,12 +169,8 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
         vpternlogd(zmm_q, zmm_hs, zmm_bit4, 0xf8);  // q | (hs & 0x10)
         if (j < 3) vpsrlq(zmm_qh, zmm_qh, 2);
       }
-      vpermd(zmm_sc, zmm_idx[j], zmm_sc8);
-      vpermd(zmm_sc255, zmm_idx[j], zmm_sc8_255);
-      for (int t = 0; t < group; ++t) {  // v = 255·hi + lo: two byte dots, one int32 sum
-        emit_plane_dot(t, kActHi + 64 * j, zmm_sc255, j == 0);
-        emit_plane_dot(t, kActLo + 64 * j, zmm_sc, false);
-      }
+      vpermw(zmm_sc, zmm_idx[j], zmm_scw);
+      for (int t = 0; t < group; ++t) emit_token_dot(t, j);  // v = 255·hi + lo
     }
     for (int t = 0; t < group; ++t) {  // acc += d_a · (d·isum − dmin·(m ⊙ bsum32) on lanes 0..7)
       vcvtdq2ps(zmm_isum[t], zmm_isum[t]);
@@ -212,10 +207,10 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
   //       prefetch w + distance; unpack scales/mins/d/dmin of w[r][b]   (once for the group)
   //       Q5_K: qh = fifth bits, upper half shifted by one
   //       for j < 4:                             // 64 elements per step
-  //         q = nibbles of chunk j in element order; sc = [sc_2j ×8, sc_2j+1 ×8]  (once)
+  //         q = nibbles of chunk j in element order; sc = vpermw(idx_j, scale table) (once)
   //         Q5_K: q |= (qh & 1) << 4 per byte; qh >>= 2
-  //         for g < G: isum[g] += 255·sc ⊙ dpbusd(q, a[g][b].hi[64j, 64j+64))
-  //                            +     sc ⊙ dpbusd(q, a[g][b].lo[64j, 64j+64))
+  //         for g < G: isum[g] += sc ⊙ words(pack(dpbusd(q, a[g][b].hi[64j, 64j+64)),
+  //                                                dpbusd(q, a[g][b].lo[64j, 64j+64))))
   //       for g < G:
   //         t = d · float(isum[g]);  t[0..8) −= dmin · float(mins ⊙ a[g][b].bsum32)
   //         acc[g] += d_a · t
@@ -227,8 +222,23 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
     emit_decode_loops(qword[rsp + kRowsLeft]);
     add(rsp, kFrame);
     postamble();
+    emit_index_table();
   }
 
+  // The vpermw indices into [sc ×8, 255·sc ×8]: chunk j, 128-bit lane L (sub-block
+  // s = 2j + L/2), words 0..3 (hi) pick 255·sc_s, words 4..7 (lo) pick sc_s.
+  void emit_index_table() {
+    align(64);
+    L(l_idx_);
+    for (int j = 0; j < 4; ++j) {
+      for (int lane = 0; lane < 4; ++lane) {
+        const int sub = 2 * j + lane / 2;
+        for (int w = 0; w < 8; ++w) dw(w < 4 ? 8 + sub : sub);
+      }
+    }
+  }
+
+  Label l_idx_;         // emit_index_table()
   bool q5_;             // Q5_K (else Q4_K)
   int w_block_;         // bytes of a super-block
   int qs_off_;          // offset of the nibbles in a super-block

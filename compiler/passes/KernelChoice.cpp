@@ -56,7 +56,11 @@ Expected<MoeKernelChoice> choose_moe_kernels(const MoeShape& shape, const HwProf
                           cpu::repack_int8_supported(shape.down);
   // The prefill GEMM works on 32-element blocks of both K dimensions.
   const bool blocked = shape.n_embd % cpu::kRepackBlock == 0 && shape.n_ff % cpu::kRepackBlock == 0;
-  if (repackable && blocked && prefill_tokens > kDecodeMaxTokens) {
+  // Only AMX has a fast prefill GEMM. Elsewhere it would run its plain C++ twin, which measured
+  // ~70x slower than the generated decode GEMVs on many tokens (Qwen3-30B-A3B layer, 128
+  // tokens, AVX2 host), so prefill stays on the decode kernels (docs/kernels.md).
+  const bool amx = d.isa == cpu::IsaTier::amx;
+  if (amx && repackable && blocked && prefill_tokens > kDecodeMaxTokens) {
     cpu::MoeDesc p = d;
     p.max_tokens = prefill_tokens;
     KTX_ASSIGN_OR_RETURN(c.prefill_config, config_for(hw, p, &c.prefill_tuned));

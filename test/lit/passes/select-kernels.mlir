@@ -1,6 +1,7 @@
 // Mirrors compiler/passes/SelectKernels.cpp: every kt.routed_experts op gets its decode
-// descriptor/config (and a prefill pair where every weight type repacks exactly to int8, else
-// kernel_prefill = "reference") for the host profile; kernels=reference marks it "reference".
+// descriptor/config (and, on AMX hosts, a prefill pair where every weight type repacks exactly
+// to int8; else kernel_prefill = "reference": prefill runs the decode kernels) for the host
+// profile; kernels=reference marks it "reference".
 // %host is the AVX2 example host: tier avx2, 8 threads, context 2048.
 // RUN: ktc opt %s --split-input-file --kt-place --kt-select-kernels --hw=%host | FileCheck %s
 // RUN: ktc opt %s --split-input-file --kt-place --kt-select-kernels=kernels=reference --hw=%host | FileCheck %s --check-prefix=REF
@@ -10,14 +11,15 @@
 // RUN: not ktc opt %s --split-input-file --kt-select-kernels=kernels=fastest --hw=%host 2>&1 | FileCheck %s --check-prefix=BADOPT
 // RUN: not ktc opt %s --split-input-file --kt-select-kernels 2>&1 | FileCheck %s --check-prefix=NOHW
 
-// Q4_K gate/up and Q8_0 down: decode and prefill kernels. Attributes print sorted by name.
+// Q4_K gate/up and Q8_0 down: decode kernels; the AVX2 host has no prefill GEMM (only AMX
+// does), so prefill is "reference" there. Attributes print sorted by name.
 // CHECK-LABEL: func.func @moe
 // CHECK: kt.routed_experts "blk.0.ffn_moe"
 // CHECK-SAME: config_decode = "cfg:rows_per_task=8,unroll=2,threads=8"
-// CHECK-SAME: config_prefill = "cfg:rows_per_task=8,unroll=2,threads=8"
+// CHECK-NOT: config_prefill
 // CHECK-SAME: device = "cpu"
 // CHECK-SAME: kernel_decode = "moe:n_embd=256,n_ff=128,n_expert=8,top_k=2,gate=Q4_K,up=Q4_K,down=Q8_0,max_tokens=16,isa=avx2"
-// CHECK-SAME: kernel_prefill = "moe:n_embd=256,n_ff=128,n_expert=8,top_k=2,gate=Q4_K,up=Q4_K,down=Q8_0,max_tokens=2048,isa=avx2"
+// CHECK-SAME: kernel_prefill = "reference"
 // Other ops are left alone.
 // CHECK: kt.shared_experts "blk.0.ffn_shexp"
 // CHECK-NOT: kernel
@@ -27,8 +29,9 @@
 // REF-NOT: kernel_decode
 // REF-SAME: kernel = "reference"
 // SPR-LABEL: func.func @moe
-// SPR: kernel_decode = "moe:{{.*}},max_tokens=16,isa=amx"
-// SPR-SAME: kernel_prefill = "moe:{{.*}},max_tokens=4096,isa=amx"
+// SPR: config_prefill = "cfg:
+// SPR-SAME: kernel_decode = "moe:{{.*}},max_tokens=16,isa=amx"
+// SPR-SAME: kernel_prefill = "moe:n_embd=256,n_ff=128,n_expert=8,top_k=2,gate=Q4_K,up=Q4_K,down=Q8_0,max_tokens=4096,isa=amx"
 // The location printed is the op's (line:column within the split: the routed_experts line).
 // BADOPT: ktc: error: {{.*}}select-kernels.mlir{{.*}}:[[#@LINE+3]]:8: kt-select-kernels: kernels=fastest: expected 'fast' or 'reference'
 // NOHW: ktc: error: {{.*}}select-kernels.mlir{{.*}}:[[#@LINE+2]]:8: kt-select-kernels: no host profile; pass hw=host.toml
@@ -54,8 +57,8 @@ func.func @q6k(%x: !kt.act<256>, %r: !kt.route<2>) -> !kt.act<256> {
 // -----
 
 // The context recorded in the module bounds the prefill descriptor's tokens.
-// CHECK-LABEL: func.func @context
-// CHECK: kernel_prefill = "moe:{{.*}},max_tokens=512,isa=avx2"
+// SPR-LABEL: func.func @context
+// SPR: kernel_prefill = "moe:{{.*}},max_tokens=512,isa=amx"
 module attributes {kt.context = 512 : i64} {
 func.func @context(%x: !kt.act<256>, %r: !kt.route<2>) -> !kt.act<256> {
   %m = kt.routed_experts "blk.2.ffn_moe"(%x, %r) {n_expert = 8 : i64, top_k = 2 : i64, n_ff = 128 : i64, layer = 2 : i64, weights = [#kt.tensor<"blk.2.ffn_gate_exps.weight", "Q8_0", [256, 128, 8]>, #kt.tensor<"blk.2.ffn_up_exps.weight", "Q8_0", [256, 128, 8]>, #kt.tensor<"blk.2.ffn_down_exps.weight", "Q8_0", [128, 256, 8]>]} : (!kt.act<256>, !kt.route<2>) -> !kt.act<256>

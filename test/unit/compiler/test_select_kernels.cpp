@@ -1,7 +1,7 @@
 // Kernel selection (compiler/passes/KernelChoice.h): the descriptor records the op's shape and
 // types and the profile's best tier; a [tuned] entry is used only for its exact descriptor; the
-// prefill pair exists only where every type repacks exactly; tiers map to the features the
-// plan then requires.
+// prefill pair exists only on AMX hosts (the only tier with a fast prefill GEMM) and where
+// every type repacks exactly; tiers map to the features the plan then requires.
 #include <gtest/gtest.h>
 
 #include "compiler/passes/KernelChoice.h"
@@ -19,6 +19,13 @@ HwProfile avx2_host(int threads) {
   hw.cpu.isa.avx2 = hw.cpu.isa.fma = hw.cpu.isa.f16c = true;
   hw.cpu.physical_cores = 32;
   hw.budgets.threads = threads;
+  return hw;
+}
+
+HwProfile amx_host(int threads) {
+  HwProfile hw = avx2_host(threads);
+  hw.cpu.isa.avx512f = hw.cpu.isa.avx512bw = hw.cpu.isa.avx512vl = hw.cpu.isa.avx512_vnni = true;
+  hw.cpu.isa.amx_tile = hw.cpu.isa.amx_int8 = hw.cpu.isa.amx_bf16 = true;
   return hw;
 }
 
@@ -59,7 +66,7 @@ TEST(SelectKernels, ThreadsComeFromTheBudgetElseTheCores) {
 }
 
 TEST(SelectKernels, TunedEntryAppliesToItsExactDescriptorOnly) {
-  HwProfile hw = avx2_host(8);
+  HwProfile hw = amx_host(8);
   auto plain = choose_moe_kernels(dsv3_like(), hw, 4096);
   ASSERT_TRUE(plain);
   cpu::MoeConfig tuned{96, 3, 5};
@@ -93,10 +100,11 @@ TEST(SelectKernels, MalformedTunedValueIsAnErrorNamingTheKey) {
 }
 
 TEST(SelectKernels, PrefillOnlyWhereEveryTypeRepacksExactly) {
-  const HwProfile hw = avx2_host(8);
+  const HwProfile hw = amx_host(8);
   for (GGMLType down : {GGMLType::Q4_K, GGMLType::Q8_0, GGMLType::Q6_K, GGMLType::BF16}) {
     auto c = choose_moe_kernels(dsv3_like(down), hw, 2048);
     ASSERT_TRUE(c) << c.status().message();
+    EXPECT_EQ(c->decode.isa, cpu::IsaTier::amx);
     EXPECT_EQ(c->prefill.has_value(), cpu::repack_int8_supported(down))
         << ggml_type_name(static_cast<uint32_t>(down));
     if (!c->prefill) continue;
@@ -104,6 +112,18 @@ TEST(SelectKernels, PrefillOnlyWhereEveryTypeRepacksExactly) {
     cpu::MoeDesc same = *c->prefill;
     same.max_tokens = c->decode.max_tokens;
     EXPECT_EQ(same, c->decode);  // only the token count differs
+  }
+}
+
+// Without AMX the prefill GEMM would run its plain C++ twin, far slower than the decode GEMVs.
+TEST(SelectKernels, NoPrefillKernelsBelowAmx) {
+  HwProfile hw = amx_host(8);
+  hw.cpu.isa.amx_tile = hw.cpu.isa.amx_int8 = hw.cpu.isa.amx_bf16 = false;
+  for (const HwProfile& h : {hw, avx2_host(8)}) {
+    auto c = choose_moe_kernels(dsv3_like(), h, 2048);
+    ASSERT_TRUE(c) << c.status().message();
+    EXPECT_NE(c->decode.isa, cpu::IsaTier::amx);
+    EXPECT_FALSE(c->prefill.has_value()) << c->decode.to_string();
   }
 }
 

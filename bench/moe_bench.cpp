@@ -1,5 +1,5 @@
 // ktx-moe-bench: the routed-expert layer at decode on this CPU, with the layer shapes of real
-// models and random blocks (Q4_K everywhere, or the Q4_K_M mix: Q4_K gate/up, Q6_K down). Each
+// models and random blocks (Q4_K everywhere, the Q4_K_M mix: Q4_K gate/up, Q6_K down, or BF16). Each
 // iteration routes the tokens to fresh random experts (so the weights come from memory, not
 // cache, as in a real decode step) and runs MoeDecode. It prints the time per layer, the bytes
 // of expert weights read, GB/s, the ratio to the memory bandwidth (--bw, or measured with
@@ -62,16 +62,26 @@ void fill_blocks(uint8_t* dst, uint64_t bytes, uint64_t seed, const BlockScales&
   }
 }
 
+// BF16: random bits with the exponent's top bit cleared, so every value is finite (|x| < 2).
+void fill_bf16(uint8_t* dst, uint64_t bytes, uint64_t seed) {
+  fill_blocks(dst, bytes, seed, {2, 0, -1});
+  for (uint64_t i = 1; i < bytes; i += 2) dst[i] &= 0xbf;  // little endian: high byte
+}
+
 // One stacked tensor filled in parallel (the DeepSeek-V3 layer is 6 to 7 GB).
 std::vector<uint8_t> random_tensor(GGMLType type, uint64_t bytes, uint64_t seed, int threads) {
   std::vector<uint8_t> t(bytes);
-  const BlockScales bs = block_scales(type);
+  const BlockScales bs = type == GGMLType::BF16 ? BlockScales{2, 0, -1} : block_scales(type);
   const uint64_t chunk = ((bytes / threads) / bs.block_bytes + 1) * bs.block_bytes;
   std::vector<std::thread> pool;
   for (int i = 0; i < threads; ++i) {
     const uint64_t begin = std::min(bytes, i * chunk), end = std::min(bytes, begin + chunk);
     pool.emplace_back([&, begin, end, i] {
-      fill_blocks(t.data() + begin, end - begin, seed + i, bs);
+      if (type == GGMLType::BF16) {
+        fill_bf16(t.data() + begin, end - begin, seed + i);
+      } else {
+        fill_blocks(t.data() + begin, end - begin, seed + i, bs);
+      }
     });
   }
   for (auto& th : pool) th.join();
@@ -178,8 +188,9 @@ int run_model(const ModelShape& m, const Options& o, const std::vector<Point>& p
     desc.n_ff = m.n_ff;
     desc.n_expert = o.experts > 0 ? std::min(o.experts, m.n_expert) : m.n_expert;
     desc.top_k = std::min(m.top_k, desc.n_expert);
-    desc.gate_type = desc.up_type = GGMLType::Q4_K;
-    desc.down_type = types == "q4_k_m" ? GGMLType::Q6_K : GGMLType::Q4_K;
+    const GGMLType main_type = types == "bf16" ? GGMLType::BF16 : GGMLType::Q4_K;
+    desc.gate_type = desc.up_type = main_type;
+    desc.down_type = types == "q4_k_m" ? GGMLType::Q6_K : main_type;
     desc.max_tokens = *std::max_element(o.tokens.begin(), o.tokens.end());
     desc.isa = o.isa.empty() ? best_isa_tier(cpu) : parse_isa_tier(o.isa).value();
     const uint64_t gate_bytes = ggml_row_bytes(desc.gate_type, m.n_embd).value() * m.n_ff;
@@ -206,7 +217,7 @@ int run_model(const ModelShape& m, const Options& o, const std::vector<Point>& p
 
 int main(int argc, char** argv) {
   Options o;
-  CLI::App app{"ktx-moe-bench: routed-expert decode layer (Q4_K / Q4_K_M) on this CPU"};
+  CLI::App app{"ktx-moe-bench: routed-expert decode layer (Q4_K / Q4_K_M / BF16) on this CPU"};
   app.add_option("--model", o.model, "deepseek-v3, qwen3-30b-a3b or all")->capture_default_str();
   app.add_option("--tokens", o.tokens, "tokens per call (decode batch)")->delimiter(',')
       ->capture_default_str();
@@ -219,7 +230,7 @@ int main(int argc, char** argv) {
   app.add_option("--iters", o.iters, "timed iterations per point")->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--isa", o.isa, "cap the ISA tier: reference, avx2, avx512, amx");
-  app.add_option("--types", o.types, "q4_k (all Q4_K) and/or q4_k_m (Q6_K down)")
+  app.add_option("--types", o.types, "q4_k (all Q4_K), q4_k_m (Q6_K down) and/or bf16")
       ->delimiter(',')->capture_default_str();
   app.add_option("--rows-per-task", o.rows, "rows per task to sweep (0: select_moe_config)")
       ->delimiter(',')->capture_default_str();
@@ -229,8 +240,9 @@ int main(int argc, char** argv) {
       ->delimiter(',')->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   for (const std::string& t : o.types) {
-    if (t != "q4_k" && t != "q4_k_m") {
-      std::fprintf(stderr, "ktx-moe-bench: --types '%s': expected q4_k or q4_k_m\n", t.c_str());
+    if (t != "q4_k" && t != "q4_k_m" && t != "bf16") {
+      std::fprintf(stderr, "ktx-moe-bench: --types '%s': expected q4_k, q4_k_m or bf16\n",
+                   t.c_str());
       return 2;
     }
   }

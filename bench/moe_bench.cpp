@@ -1,10 +1,11 @@
 // ktx-moe-bench: the routed-expert layer at decode on this CPU, with the layer shapes of real
 // models and random weights (Q4_K everywhere, the Q4_K_M mix: Q4_K gate/up, Q6_K down, or
 // BF16). Each iteration routes the tokens to fresh random experts (so the weights come from
-// memory, not cache, as in a real decode step) and runs MoeDecode. It prints the time per layer, the bytes
-// of expert weights read, GB/s, the ratio to the memory bandwidth (--bw, or measured with
-// probe_host), and TFLOP/s. Lists of --rows-per-task, --prefetch and --fused values sweep
-// every combination over the same weights (allocated once per model and type mix).
+// memory, not cache, as in a real decode step) and runs MoeDecode. It prints the time per
+// layer, the bytes of expert weights read, GB/s, the ratio to the memory bandwidth (--bw, or
+// measured with probe_host), and TFLOP/s. Lists of --rows-per-task, --prefetch and --fused
+// values sweep every combination over the same weights (allocated once per model and type
+// mix).
 //
 //   ktx-moe-bench --model all --tokens 1,4,16 --threads 16 --types q4_k,q4_k_m
 //   ktx-moe-bench --model qwen3-30b-a3b --rows-per-task 0,64,256 --prefetch none,t0:1536,t1:4096

@@ -34,7 +34,7 @@ struct EngineOptions {
   // Dequantize every weight to float32 once at load when that takes at most this many MiB;
   // larger models dequantize rows on demand (slower, but memory stays at the GGUF's size).
   int64_t f32_cache_mib = 1024;
-  // Layers whose routed experts run the fast CPU kernels (activations quantized to int8);
+  // Layers whose routed experts run the fast CPU kernels (activations quantized, int16-grade);
   // every other layer runs the exact float32 path.
   std::map<int64_t, MoeKernelAttrs> moe_kernels;
   // Layers with fast kernels run their exact oracle instead (cpu::moe_reference with the

@@ -76,7 +76,7 @@ int cmd_plan(int argc, char** argv) {
   app.add_option("--context", context, "KV-cache length (default: the profile's budget)")
       ->check(CLI::PositiveNumber);
   app.add_option("--kernels", kernels,
-                 "routed-expert kernels: fast (generated, int8 activations) or reference "
+                 "routed-expert kernels: fast (generated, int16-grade activations) or reference "
                  "(exact float32)")
       ->check(CLI::IsMember({"fast", "reference"}));
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;

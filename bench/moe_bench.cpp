@@ -17,7 +17,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <atomic>
 #include <random>
 #include <thread>
 #include <vector>
@@ -68,20 +67,6 @@ void fill_blocks(uint8_t* dst, uint64_t bytes, uint64_t seed, const BlockScales&
 void fill_bf16(uint8_t* dst, uint64_t bytes, uint64_t seed) {
   fill_blocks(dst, bytes, seed, {2, 0, -1});
   for (uint64_t i = 1; i < bytes; i += 2) dst[i] &= 0xbf;  // little endian: high byte
-}
-
-// Reads every page of the tensors once before timing: the first timed point otherwise pays
-// first-touch costs (TLB, page tables) that later points do not, and reads 20-70 % low.
-void touch_all(ThreadPool& pool, const std::vector<const std::vector<uint8_t>*>& tensors) {
-  for (const auto* t : tensors) {
-    const int64_t pages = static_cast<int64_t>(t->size() / 4096);
-    std::atomic<uint64_t> sink{0};
-    pool.parallel_for(pool.size(), [&](int64_t part) {
-      uint64_t sum = 0;
-      for (int64_t p = part; p < pages; p += pool.size()) sum += (*t)[p * 4096];
-      sink += sum;
-    });
-  }
 }
 
 // One stacked tensor filled in parallel (the DeepSeek-V3 layer is 6 to 7 GB).
@@ -159,7 +144,13 @@ int run_point(const ModelShape& m, const Options& o, const MoeDesc& desc, const 
     std::vector<float> rw(ids.size(), 1.0f / desc.top_k);
     std::vector<double> times;
     double bytes_sum = 0.0, flops_sum = 0.0;
-    for (int it = 0; it < o.iters + 2; ++it) {
+    // Warm-up: at least 2 calls and kWarmSeconds of calls. Two calls were not enough on the
+    // lent host: the first point of a run read up to 4x slow (a 200 µs Qwen3 layer took 1 ms
+    // per call for its first few dozen calls, whatever its config; cores waking up, likely).
+    constexpr double kWarmSeconds = 0.2;
+    int warm_calls = 0;
+    double warm_sec = 0.0;
+    while (static_cast<int>(times.size()) < o.iters) {
       std::vector<int32_t> all(desc.n_expert);
       for (int64_t e = 0; e < desc.n_expert; ++e) all[e] = static_cast<int32_t>(e);
       std::vector<char> used(desc.n_expert, 0);
@@ -180,7 +171,11 @@ int run_point(const ModelShape& m, const Options& o, const MoeDesc& desc, const 
         std::fprintf(stderr, "ktx-moe-bench: %s\n", st.message().c_str());
         return 1;
       }
-      if (it < 2) continue;  // warm-up: first-touch page faults, pool wake-up
+      if (warm_calls < 2 || warm_sec < kWarmSeconds) {
+        ++warm_calls;
+        warm_sec += sec;
+        continue;
+      }
       times.push_back(sec);
       bytes_sum += static_cast<double>(n_used) * expert_bytes;
       flops_sum += 2.0 * 3.0 * m.n_embd * m.n_ff * n_tokens * desc.top_k;
@@ -220,7 +215,6 @@ int run_model(const ModelShape& m, const Options& o, const std::vector<Point>& p
     auto up = random_tensor(desc.up_type, gate_bytes * desc.n_expert, 2, fill_threads);
     auto down = random_tensor(desc.down_type, down_bytes * desc.n_expert, 3, fill_threads);
     const MoeWeights w{gate.data(), up.data(), down.data()};
-    touch_all(pool, {&gate, &up, &down});
     std::printf("  %6s %8s %10s %10s %9s %8s %9s\n", "tokens", "experts", "us/layer",
                 "MB read", "GB/s", "of bw", "TFLOP/s");
     for (const Point& pt : points) {

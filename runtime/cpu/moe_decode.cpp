@@ -6,6 +6,8 @@
 // path runs each kind as a pool phase, the fused path runs them all in one (see the header).
 #include "runtime/cpu/moe_decode.h"
 
+#include "runtime/cpu/topology.h"
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -256,6 +258,78 @@ void MoeDecode::run_fused(const MoeWeights& weights, const float* x, const MoeRo
   });
 }
 
+void MoeDecode::map_nodes(const MoeWeights& weights, int n_nodes) {
+  if (mapped_nodes_ == n_nodes && mapped_[0] == weights.gate && mapped_[1] == weights.up &&
+      mapped_[2] == weights.down) {
+    return;
+  }
+  const int64_t K = desc_.n_embd, N = desc_.n_ff, rows = config_.rows_per_task;
+  const int64_t cg = ceil_div(N, rows), cd = ceil_div(K, rows);
+  auto node_of = [&](const uint8_t* base, int64_t row0, int64_t n_rows, uint64_t rb) {
+    const void* addr = base + row0 * rb;
+    const size_t bytes = static_cast<size_t>(n_rows) * rb;
+    // A few samples per chunk: one kernel query per chunk and expert, once per weights.
+    const int node = options_.node_of ? options_.node_of(addr, bytes) : memory_node(addr, bytes, 4);
+    return static_cast<int8_t>(node >= 0 && node < n_nodes ? node : 0);
+  };
+  const auto* gate = static_cast<const uint8_t*>(weights.gate);
+  const auto* down = static_cast<const uint8_t*>(weights.down);
+  const uint64_t rb_g = row_bytes(desc_.gate_type, K), rb_d = row_bytes(desc_.down_type, N);
+  gu_node_.resize(static_cast<size_t>(desc_.n_expert * cg));
+  down_node_.resize(static_cast<size_t>(desc_.n_expert * cd));
+  for (int64_t e = 0; e < desc_.n_expert; ++e) {
+    for (int64_t c = 0; c < cg; ++c) {  // up rows are placed like gate's (same loader)
+      gu_node_[e * cg + c] = node_of(gate, e * N + c * rows, std::min(rows, N - c * rows), rb_g);
+    }
+    for (int64_t c = 0; c < cd; ++c) {
+      down_node_[e * cd + c] = node_of(down, e * K + c * rows, std::min(rows, K - c * rows), rb_d);
+    }
+  }
+  mapped_[0] = weights.gate, mapped_[1] = weights.up, mapped_[2] = weights.down;
+  mapped_nodes_ = n_nodes;
+}
+
+void MoeDecode::run_by_node(const std::vector<int8_t>& chunk_node, int64_t chunks,
+                            ThreadPool& pool,
+                            const std::function<void(int64_t, int64_t)>& task) {
+  const int n_nodes = pool.n_nodes();
+  node_lists_.resize(static_cast<size_t>(n_nodes));
+  for (auto& l : node_lists_) l.clear();
+  for (int64_t a = 0; a < static_cast<int64_t>(active_experts_.size()); ++a) {
+    const int64_t e = active_experts_[a];
+    for (int64_t c = 0; c < chunks; ++c) {
+      node_lists_[static_cast<size_t>(chunk_node[e * chunks + c])].push_back(a * chunks + c);
+    }
+  }
+  std::vector<int64_t> counts(static_cast<size_t>(n_nodes));
+  for (int n = 0; n < n_nodes; ++n) {
+    counts[size_t(n)] = static_cast<int64_t>(node_lists_[size_t(n)].size());
+    node_tasks_[size_t(n)] += counts[size_t(n)];
+  }
+  // Cannot fail: one count per pool node.
+  (void)pool.parallel_for_nodes(counts, [&](int node, int64_t t) {
+    const int64_t i = node_lists_[static_cast<size_t>(node)][static_cast<size_t>(t)];
+    task(i / chunks, i % chunks);
+  });
+}
+
+// The phased order with gate/up and down tasks on the nodes that hold their rows.
+void MoeDecode::run_numa(const MoeWeights& weights, const float* x, const MoeRouting& routing,
+                         float* out, ThreadPool& pool) {
+  map_nodes(weights, pool.n_nodes());
+  node_tasks_.assign(static_cast<size_t>(pool.n_nodes()), 0);
+  const int64_t n_pairs = static_cast<int64_t>(pair_token_.size());
+  const int64_t nq = ceil_div(desc_.n_embd, kQuantChunk);
+  const int64_t cg = ceil_div(desc_.n_ff, config_.rows_per_task);
+  const int64_t cd = ceil_div(desc_.n_embd, config_.rows_per_task);
+  pool.parallel_for(routing.n_tokens * nq,
+                    [&](int64_t i) { quantize_task(x, i / nq, i % nq); });
+  run_by_node(gu_node_, cg, pool, [&](int64_t a, int64_t c) { gate_up_task(weights, a, c); });
+  pool.parallel_for(n_pairs, [&](int64_t p) { h_task(p); });
+  run_by_node(down_node_, cd, pool, [&](int64_t a, int64_t c) { down_task(weights, a, c); });
+  pool.parallel_for(cd, [&](int64_t c) { combine_task(routing, out, c); });
+}
+
 Status MoeDecode::run(const MoeWeights& weights, const float* x, const MoeRouting& routing,
                       float* out, ThreadPool& pool) {
   KTX_RETURN_IF_ERROR(check_routing(desc_, routing));
@@ -265,7 +339,10 @@ Status MoeDecode::run(const MoeWeights& weights, const float* x, const MoeRoutin
   }
   group_by_expert(routing);
   size_buffers();
-  if (options_.fused) {
+  node_tasks_.clear();
+  if (options_.numa && pool.n_nodes() > 1) {
+    run_numa(weights, x, routing, out, pool);
+  } else if (options_.fused) {
     run_fused(weights, x, routing, out, pool);
   } else {
     run_phased(weights, x, routing, out, pool);

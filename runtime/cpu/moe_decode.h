@@ -14,7 +14,18 @@
 // down task waits for its expert's h, a combine task for every expert's rows in its block.
 // One-token decode is a few hundred microseconds, so the four barriers saved are a visible
 // share. The results are bit-identical to the phased order (the same operations per element).
+//
+// On a pool with several NUMA nodes (MoeDecodeOptions::numa) the layer runs phased, and the
+// gate/up and down phases hand each (expert, row chunk) task to the node whose memory holds
+// those weight rows (ThreadPool::parallel_for_nodes: a node's workers drain its queue first,
+// then help the others). Where the rows live is asked of the kernel once per weights
+// (move_pages through memory_node(); nothing is moved or replicated), so the split follows
+// however the model was placed (first touch, `numactl --interleave`, ...). The cross-phase
+// waits of the fused order assume one ascending task counter, which per-node queues do not
+// give; the barriers cost little next to a multi-node layer's weight stream.
 #pragma once
+
+#include <functional>
 
 #include <atomic>
 #include <memory>
@@ -33,6 +44,10 @@ namespace ktx::cpu {
 struct MoeDecodeOptions {
   Avx512Tuning gemv;   // software prefetch of the generated AVX-512 kernels
   bool fused = true;   // one pool phase per layer; false: five phases with barriers
+  bool numa = true;    // pools with several nodes: rows to the node that holds them
+  // Which node holds [addr, addr + bytes); empty: memory_node() (topology.h). Tests inject a
+  // map; values outside [0, pool nodes) count as node 0.
+  std::function<int(const void* addr, size_t bytes)> node_of;
 };
 
 class MoeDecode {
@@ -59,6 +74,9 @@ class MoeDecode {
   const MoeDesc& desc() const { return desc_; }
   const MoeConfig& config() const { return config_; }
   const MoeDecodeOptions& options() const { return options_; }
+  // Node-aware path: gate/up and down tasks handed to each node in the last call (empty when
+  // the last call did not take that path).
+  const std::vector<int64_t>& last_node_tasks() const { return node_tasks_; }
 
  private:
   MoeDecode(const MoeDesc& desc, const MoeConfig& config, const MoeDecodeOptions& options)
@@ -75,6 +93,13 @@ class MoeDecode {
                   float* out, ThreadPool& pool);
   void run_fused(const MoeWeights& weights, const float* x, const MoeRouting& routing,
                  float* out, ThreadPool& pool);
+  void run_numa(const MoeWeights& weights, const float* x, const MoeRouting& routing,
+                float* out, ThreadPool& pool);
+  // gu_node_ / down_node_ for these weights and node count (kept until either changes).
+  void map_nodes(const MoeWeights& weights, int n_nodes);
+  // Runs task(active, chunk) for every active expert's chunks, each on its node's queue.
+  void run_by_node(const std::vector<int8_t>& chunk_node, int64_t chunks, ThreadPool& pool,
+                   const std::function<void(int64_t, int64_t)>& task);
 
   MoeDesc desc_;
   MoeConfig config_;
@@ -92,6 +117,13 @@ class MoeDecode {
   // then per down row block the experts done.
   std::unique_ptr<std::atomic<int64_t>[]> counters_;
   int64_t counters_size_ = 0;
+  // Node-aware path: the node of each [expert][chunk] of gate (and up) rows and of down rows,
+  // for the weights at mapped_ (gate, up, down pointers) on a pool of mapped_nodes_ nodes.
+  std::vector<int8_t> gu_node_, down_node_;
+  const void* mapped_[3] = {nullptr, nullptr, nullptr};
+  int mapped_nodes_ = 0;
+  std::vector<std::vector<int64_t>> node_lists_;  // per call: tasks (active·chunks + chunk)
+  std::vector<int64_t> node_tasks_;
 };
 
 }  // namespace ktx::cpu

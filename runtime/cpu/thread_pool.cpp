@@ -59,7 +59,8 @@ ThreadPool::ThreadPool(const PoolOptions& options) { start(options); }
 
 void ThreadPool::start(const PoolOptions& options) {
   topo_ = host_topology();
-  n_nodes_ = std::max(1, topo_.n_nodes);
+  simulated_nodes_ = options.simulate_nodes > 0;
+  n_nodes_ = simulated_nodes_ ? options.simulate_nodes : std::max(1, topo_.n_nodes);
   spin_iterations_ = std::max(0, options.spin_iterations);
   const int n = options.threads > 0 ? options.threads : static_cast<int>(topo_.cores.size());
   // Slot 0 is the caller; workers take slots 1..n-1 of the pin order. More threads than usable
@@ -67,6 +68,7 @@ void ThreadPool::start(const PoolOptions& options) {
   const std::vector<int> order = topo_.pin_order(/*smt=*/true);
   const bool pin = options.pin && pin_env_allows() && n <= static_cast<int>(order.size());
   auto slot_node = [&](int slot) {
+    if (simulated_nodes_) return slot % n_nodes_;
     return slot < static_cast<int>(order.size()) ? topo_.node_of_cpu(order[size_t(slot)])
                                                  : slot % n_nodes_;
   };
@@ -170,7 +172,7 @@ void ThreadPool::dispatch(int node_only, bool caller_joins) {
   generation_.fetch_add(1, std::memory_order_seq_cst);
   if (sleeping_workers_.load(std::memory_order_seq_cst) > 0) futex_wake(&generation_, INT_MAX);
   if (caller_joins) {
-    const int cpu = sched_getcpu();
+    const int cpu = simulated_nodes_ ? -1 : sched_getcpu();
     run_job(cpu >= 0 ? topo_.node_of_cpu(cpu) : caller_node_);
   }
   for (int i = 0; i < spin_iterations_; ++i) {

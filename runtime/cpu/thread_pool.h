@@ -29,6 +29,9 @@ struct PoolOptions {
   int threads = 0;               // counting the caller; 0 = one per usable physical core
   int spin_iterations = 20000;   // pause instructions a worker spins before sleeping
   bool pin = true;               // pin workers (also off when KTX_PIN=0 is set)
+  // Tests of node-aware callers on single-node hosts: label the slots with this many nodes in
+  // turn (caller slot 0 -> node 0) instead of the topology's. Placement is unchanged.
+  int simulate_nodes = 0;
 };
 
 class ThreadPool {
@@ -84,6 +87,7 @@ class ThreadPool {
   std::vector<int> worker_cpu_;   // [workers]
   std::vector<int> worker_node_;  // [workers]
   int caller_node_ = 0;           // node label of slot 0
+  bool simulated_nodes_ = false;  // PoolOptions::simulate_nodes: labels are not the topology's
 
   std::mutex call_mutex_;         // one job at a time
   // Futex words: generation_ wakes workers, active_ counts workers still in the current job.

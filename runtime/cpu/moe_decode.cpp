@@ -191,19 +191,28 @@ void MoeDecode::combine_task(const MoeRouting& routing, float* out, int64_t chun
   }
 }
 
+// Five pool phases. With `by_node`, the gate/up and down phases put each (expert, chunk) task on
+// the queue of the node holding its rows (map_nodes() has run).
 void MoeDecode::run_phased(const MoeWeights& weights, const float* x, const MoeRouting& routing,
-                           float* out, ThreadPool& pool) {
+                           float* out, ThreadPool& pool, bool by_node) {
   const int64_t n_active = static_cast<int64_t>(active_experts_.size());
   const int64_t n_pairs = static_cast<int64_t>(pair_token_.size());
   const int64_t nq = ceil_div(desc_.n_embd, kQuantChunk);
   const int64_t cg = ceil_div(desc_.n_ff, config_.rows_per_task);
   const int64_t cd = ceil_div(desc_.n_embd, config_.rows_per_task);
+  auto rows_phase = [&](const std::vector<int8_t>& nodes, int64_t chunks,
+                        const std::function<void(int64_t, int64_t)>& task) {
+    if (by_node) {
+      run_by_node(nodes, chunks, pool, task);
+    } else {
+      pool.parallel_for(n_active * chunks, [&](int64_t i) { task(i / chunks, i % chunks); });
+    }
+  };
   pool.parallel_for(routing.n_tokens * nq,
                     [&](int64_t i) { quantize_task(x, i / nq, i % nq); });
-  pool.parallel_for(n_active * cg,
-                    [&](int64_t i) { gate_up_task(weights, i / cg, i % cg); });
+  rows_phase(gu_node_, cg, [&](int64_t a, int64_t c) { gate_up_task(weights, a, c); });
   pool.parallel_for(n_pairs, [&](int64_t p) { h_task(p); });
-  pool.parallel_for(n_active * cd, [&](int64_t i) { down_task(weights, i / cd, i % cd); });
+  rows_phase(down_node_, cd, [&](int64_t a, int64_t c) { down_task(weights, a, c); });
   pool.parallel_for(cd, [&](int64_t c) { combine_task(routing, out, c); });
 }
 
@@ -313,23 +322,6 @@ void MoeDecode::run_by_node(const std::vector<int8_t>& chunk_node, int64_t chunk
   });
 }
 
-// The phased order with gate/up and down tasks on the nodes that hold their rows.
-void MoeDecode::run_numa(const MoeWeights& weights, const float* x, const MoeRouting& routing,
-                         float* out, ThreadPool& pool) {
-  map_nodes(weights, pool.n_nodes());
-  node_tasks_.assign(static_cast<size_t>(pool.n_nodes()), 0);
-  const int64_t n_pairs = static_cast<int64_t>(pair_token_.size());
-  const int64_t nq = ceil_div(desc_.n_embd, kQuantChunk);
-  const int64_t cg = ceil_div(desc_.n_ff, config_.rows_per_task);
-  const int64_t cd = ceil_div(desc_.n_embd, config_.rows_per_task);
-  pool.parallel_for(routing.n_tokens * nq,
-                    [&](int64_t i) { quantize_task(x, i / nq, i % nq); });
-  run_by_node(gu_node_, cg, pool, [&](int64_t a, int64_t c) { gate_up_task(weights, a, c); });
-  pool.parallel_for(n_pairs, [&](int64_t p) { h_task(p); });
-  run_by_node(down_node_, cd, pool, [&](int64_t a, int64_t c) { down_task(weights, a, c); });
-  pool.parallel_for(cd, [&](int64_t c) { combine_task(routing, out, c); });
-}
-
 Status MoeDecode::run(const MoeWeights& weights, const float* x, const MoeRouting& routing,
                       float* out, ThreadPool& pool) {
   KTX_RETURN_IF_ERROR(check_routing(desc_, routing));
@@ -341,11 +333,13 @@ Status MoeDecode::run(const MoeWeights& weights, const float* x, const MoeRoutin
   size_buffers();
   node_tasks_.clear();
   if (options_.numa && pool.n_nodes() > 1) {
-    run_numa(weights, x, routing, out, pool);
+    map_nodes(weights, pool.n_nodes());
+    node_tasks_.assign(static_cast<size_t>(pool.n_nodes()), 0);
+    run_phased(weights, x, routing, out, pool, /*by_node=*/true);
   } else if (options_.fused) {
     run_fused(weights, x, routing, out, pool);
   } else {
-    run_phased(weights, x, routing, out, pool);
+    run_phased(weights, x, routing, out, pool, /*by_node=*/false);
   }
   return Status::ok();
 }

@@ -90,11 +90,9 @@ class MoeDecode {
   void down_task(const MoeWeights& weights, int64_t active, int64_t chunk);
   void combine_task(const MoeRouting& routing, float* out, int64_t chunk);
   void run_phased(const MoeWeights& weights, const float* x, const MoeRouting& routing,
-                  float* out, ThreadPool& pool);
+                  float* out, ThreadPool& pool, bool by_node);
   void run_fused(const MoeWeights& weights, const float* x, const MoeRouting& routing,
                  float* out, ThreadPool& pool);
-  void run_numa(const MoeWeights& weights, const float* x, const MoeRouting& routing,
-                float* out, ThreadPool& pool);
   // gu_node_ / down_node_ for these weights and node count (kept until either changes).
   void map_nodes(const MoeWeights& weights, int n_nodes);
   // Runs task(active, chunk) for every active expert's chunks, each on its node's queue.

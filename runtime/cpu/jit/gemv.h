@@ -66,9 +66,11 @@ Expected<std::unique_ptr<GemvKernel>> make_gemv(const GemvDesc& desc, const CpuI
 
 // Plain C++ GEMV on f32 activations through dequantize_row: every supported type.
 Expected<std::unique_ptr<GemvKernel>> create_gemv_reference(const GemvDesc& desc);
-// Generated AVX2 kernels (gemv_avx2_legacy.cpp: Q8_0 and Q4_0; gemv_avx2_q4_k.cpp).
+// Generated AVX2 kernels (gemv_avx2_legacy.cpp: Q8_0 and Q4_0; gemv_avx2_q4_k.cpp;
+// gemv_avx2_q6_k.cpp).
 Expected<std::unique_ptr<GemvKernel>> create_gemv_legacy_avx2(const GemvDesc& desc);
 Expected<std::unique_ptr<GemvKernel>> create_gemv_q4_k_avx2(const GemvDesc& desc);
+Expected<std::unique_ptr<GemvKernel>> create_gemv_q6_k_avx2(const GemvDesc& desc);
 // BF16 and F16 (any k >= 1) against f32 activations: gemv_avx2_f16.cpp.
 Expected<std::unique_ptr<GemvKernel>> create_gemv_f16_avx2(const GemvDesc& desc);
 

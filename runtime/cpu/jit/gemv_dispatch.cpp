@@ -75,6 +75,7 @@ const std::vector<Entry>& entries() {
        create_gemv_f16_avx512},
       {{"legacy_avx2", IsaTier::avx2, supports_legacy, create_gemv_legacy_avx2}, nullptr},
       {{"q4_k_avx2", IsaTier::avx2, supports_q4_k, create_gemv_q4_k_avx2}, nullptr},
+      {{"q6_k_avx2", IsaTier::avx2, supports_q6_k, create_gemv_q6_k_avx2}, nullptr},
       {{"f16_avx2", IsaTier::avx2, supports_f16, create_gemv_f16_avx2}, nullptr},
       {{"reference", IsaTier::reference, supports_any, create_gemv_reference}, nullptr},
   };

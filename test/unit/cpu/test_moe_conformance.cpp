@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "common/hw/cpu_features.h"
 #include "runtime/cpu/jit/gemv.h"
@@ -210,6 +211,47 @@ TEST_P(Conformance, StrongestKernelIsSelected) {
     auto kernel = make_gemv(GemvDesc{type, 512, 2, IsaTier::avx512}, cpu_);
     ASSERT_TRUE(kernel) << kernel.status().message();
     EXPECT_NE((*kernel)->name().find("avx512"), std::string::npos) << (*kernel)->name();
+  }
+}
+
+// The Q6_K kernels' int32 sums are tight (|Σ| <= 2 130 706 432 per dword and half super-block):
+// the extreme levels (w = -32 and 31) with the extreme scales (-128 and 127) against the
+// largest int16-grade activations, both signs, must not wrap.
+TEST_P(Conformance, Q6_KExtremesDoNotWrap) {
+  constexpr int64_t k = 512;
+  auto kernel = make_gemv(GemvDesc{Q6_K, k, 2, GetParam()}, cpu_);
+  ASSERT_TRUE(kernel) << kernel.status().message();
+  // Row 0: every q = 0 (w = -32), scales -128; row 1: every q = 63 (w = 31), scales 127.
+  const int64_t rb = static_cast<int64_t>(ggml_row_bytes(Q6_K, k).value());
+  std::vector<uint8_t> w(2 * rb, 0);
+  const uint16_t d = fp32_to_fp16(1.0f);
+  for (int64_t b = 0; b < 2 * k / 256; ++b) {
+    uint8_t* blk = w.data() + b * 210;
+    const bool high = b >= k / 256;
+    std::memset(blk, high ? 0xff : 0x00, 192);  // ql and qh
+    std::memset(blk + 192, high ? 0x7f : 0x80, 16);
+    std::memcpy(blk + 208, &d, 2);
+  }
+  const ActFormat f = (*kernel)->act_format();
+  const size_t ab = act_row_bytes(f, k);
+  std::vector<float> x(2 * k);
+  for (int64_t i = 0; i < k; ++i) x[i] = 1.0f, x[k + i] = -1.0f;
+  std::vector<uint8_t> act(2 * ab);
+  for (int t = 0; t < 2; ++t) {
+    quantize_act_row(f, x.data() + t * k, act.data() + t * ab, k);
+    round_act_row(f, x.data() + t * k, k);
+  }
+  std::vector<float> out(4, NAN), row(k);
+  GemvArgs args{w.data(), rb, act.data(), static_cast<int64_t>(ab), out.data(), 2, 2, 2};
+  (*kernel)->run(args);
+  for (int64_t r = 0; r < 2; ++r) {
+    dequantize_row(Q6_K, w.data() + r * rb, row.data(), k);
+    for (int t = 0; t < 2; ++t) {
+      double ref = 0.0;
+      for (int64_t i = 0; i < k; ++i) ref += static_cast<double>(row[i]) * x[t * k + i];
+      EXPECT_NEAR(out[t * 2 + r], ref, 1e-5 * std::fabs(ref))
+          << (*kernel)->name() << " row " << r << " token " << t;
+    }
   }
 }
 

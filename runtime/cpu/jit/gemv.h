@@ -66,8 +66,8 @@ Expected<std::unique_ptr<GemvKernel>> make_gemv(const GemvDesc& desc, const CpuI
 
 // Plain C++ GEMV on f32 activations through dequantize_row: every supported type.
 Expected<std::unique_ptr<GemvKernel>> create_gemv_reference(const GemvDesc& desc);
-// Generated AVX2 kernels (gemv_avx2_legacy.cpp: Q8_0 and Q4_0; gemv_avx2_q4_k.cpp;
-// gemv_avx2_q6_k.cpp).
+// Generated AVX2 kernels (gemv_avx2_legacy.cpp: Q8_0 and Q4_0; gemv_avx2_q4_k.cpp: Q4_K and
+// Q5_K; gemv_avx2_q6_k.cpp).
 Expected<std::unique_ptr<GemvKernel>> create_gemv_legacy_avx2(const GemvDesc& desc);
 Expected<std::unique_ptr<GemvKernel>> create_gemv_q4_k_avx2(const GemvDesc& desc);
 Expected<std::unique_ptr<GemvKernel>> create_gemv_q6_k_avx2(const GemvDesc& desc);

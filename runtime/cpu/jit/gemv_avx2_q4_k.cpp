@@ -1,16 +1,20 @@
-// Generated AVX2 GEMV for Q4_K weights read in place (144-byte GGUF super-blocks: fp16 d and
-// dmin, twelve bytes of packed 6-bit scales/mins, 128 bytes of nibbles) against int16-grade
-// activations split into int8 planes (ActBlockQ16_K: v = 255·hi + lo). Per super-block of 256
-// elements:
+// Generated AVX2 GEMV for Q4_K and Q5_K weights read in place (Q4_K: 144-byte GGUF
+// super-blocks, fp16 d and dmin, twelve bytes of packed 6-bit scales/mins, 128 bytes of
+// nibbles; Q5_K: 176 bytes, the same with 32 bytes of fifth bits qh before the nibbles) against
+// int16-grade activations split into int8 planes (ActBlockQ16_K: v = 255·hi + lo). Per
+// super-block of 256 elements:
 //   dot = d·d_a · Σ_s sc_s · Σ_{i∈s} q_i·v_i  −  dmin·d_a · Σ_s m_s · bsum32_s
-// The nibble × plane products are exact in int16 pairs (15·127·2 < 2^15). vpmaddwd scales the
+// The level × plane products are exact in int16 pairs (31·127·2 < 2^15). vpmaddwd scales the
 // hi pairs by 255·sc_s (<= 16065, an int16) and the lo pairs by sc_s, so the int32 sum is
-// Σ sc·q·v exactly (per dword lane 32 elements: 32·63·15·32512 < 2^31). Only the two
-// super-block scalings are float; the min term multiplies the int32 bsums by the mins
-// (vpmulld, <= 63·2^20). The scales and mins are unpacked with a few 32-bit integer operations
-// (the QUANTS.md packing) and parked in stack slots (sc and 255·sc), from where each sub-block's
-// scale is broadcast. Tokens go in pairs: the scales and nibbles of a super-block are decoded
-// once and used by both.
+// Σ sc·q·v exactly: a dword lane gathers two pair sums (<= 2·31·127) per 32-element step and
+// plane, |Σ| <= 8·2·(2·31·127)·(16065 + 63) ≈ 2.03e9 < 2^31 for Q5_K (Q4_K: 9.8e8). Only the two super-block scalings are float; the min
+// term multiplies the int32 bsums by the mins (vpmulld, <= 63·2^20). The scales and mins are
+// unpacked with a few 32-bit integer operations (the QUANTS.md packing) and parked in stack
+// slots (sc and 255·sc), from where each sub-block's scale is broadcast. Q5_K: qh byte l holds
+// the fifth bit of element 64j+l in bit 2j and of 64j+32+l in bit 2j+1; a word shift brings it
+// to bit 4 (the bits a byte receives from its neighbour land away from bit 4) and the 0x10 mask
+// (a constant after the code: no register is left) keeps it. Tokens go in pairs: the scales and
+// levels of a super-block are decoded once and used by both.
 #include <cstddef>
 
 #include "runtime/cpu/jit/gemv_jit_common.h"
@@ -23,13 +27,15 @@ using namespace Xbyak::util;
 
 class GemvQ4_KAvx2 final : public GemvJit {
  public:
-  explicit GemvQ4_KAvx2(const GemvDesc& desc) : n_blocks_(desc.k / 256) {}
+  explicit GemvQ4_KAvx2(const GemvDesc& desc)
+      : q5_(desc.type == GGMLType::Q5_K), w_block_(q5_ ? 176 : 144), qs_off_(q5_ ? 48 : 16),
+        n_blocks_(desc.k / 256) {}
 
-  std::string name() const override { return "gemv_q4_k_avx2"; }
+  std::string name() const override { return q5_ ? "gemv_q5_k_avx2" : "gemv_q4_k_avx2"; }
   ActFormat act_format() const override { return ActFormat::q16_k; }
 
  private:
-  static constexpr int kWBlock = 144;  // GGUF block_q4_K
+  static constexpr int kQhOff = 16;    // Q5_K: fifth bits after d, dmin and the scales
   static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ16_K));
   static constexpr int kActBsum = static_cast<int>(offsetof(ActBlockQ16_K, bsum32));
   static constexpr int kActHi = static_cast<int>(offsetof(ActBlockQ16_K, hi));
@@ -79,6 +85,18 @@ class GemvQ4_KAvx2 final : public GemvJit {
     vpmovzxbd(ymm_mins, xmm_t);
   }
 
+  // Q5_K: levels |= (bit `bit` of each qh byte) << 4. Clobbers ymm_p (free while decoding).
+  void emit_fifth_bit(const Ymm& levels, int bit) {
+    vmovdqu(ymm_p, ptr[reg_w + kQhOff]);
+    if (bit < 4) {
+      vpsllw(ymm_p, ymm_p, 4 - bit);
+    } else if (bit > 4) {
+      vpsrlw(ymm_p, ymm_p, bit - 4);
+    }
+    vpand(ymm_p, ymm_p, ptr[rip + l_bit4_]);
+    vpor(levels, levels, ymm_p);
+  }
+
   // One super-block for `group` tokens: scales and nibbles decoded once, used by each token.
   void emit_superblock(int group) {
     emit_unpack_scales();
@@ -86,10 +104,14 @@ class GemvQ4_KAvx2 final : public GemvJit {
     vcvtph2ps(xmm_dd, xmm_dd);
     for (int t = 0; t < group; ++t) vpxor(ymm_isum[t], ymm_isum[t], ymm_isum[t]);
     for (int j = 0; j < 4; ++j) {       // 64 elements: sub-blocks 2j (low), 2j+1 (high)
-      vmovdqu(ymm_hi, ptr[reg_w + 16 + 32 * j]);
+      vmovdqu(ymm_hi, ptr[reg_w + qs_off_ + 32 * j]);
       vpand(ymm_lo, ymm_hi, ymm_mask);
       vpsrlw(ymm_hi, ymm_hi, 4);
       vpand(ymm_hi, ymm_hi, ymm_mask);
+      if (q5_) {
+        emit_fifth_bit(ymm_lo, 2 * j);
+        emit_fifth_bit(ymm_hi, 2 * j + 1);
+      }
       for (int half = 0; half < 2; ++half) {
         vpbroadcastw(ymm_sc, word[rsp + kScaleSlot + 4 * j + 2 * half]);
         vpbroadcastw(ymm_sc255, word[rsp + kScale255Slot + 4 * j + 2 * half]);
@@ -137,7 +159,7 @@ class GemvQ4_KAvx2 final : public GemvJit {
     mov(qword[rsp + kBlocksLeft], static_cast<uint32_t>(n_blocks_));
     L(l_blk);
     emit_superblock(group);
-    add(reg_w, kWBlock);
+    add(reg_w, w_block_);
     for (int t = 0; t < group; ++t) add(reg_act[t], kABlock);
     dec(qword[rsp + kBlocksLeft]);
     jnz(l_blk, T_NEAR);
@@ -177,17 +199,25 @@ class GemvQ4_KAvx2 final : public GemvJit {
     });
     add(rsp, kFrame);
     postamble();
+    align(32);
+    L(l_bit4_);                       // 0x10 in every byte (Q5_K fifth bits)
+    for (int i = 0; i < 8; ++i) dd(0x10101010);
   }
 
+  Label l_bit4_;
+  bool q5_;             // Q5_K (else Q4_K)
+  int w_block_;         // bytes of a super-block
+  int qs_off_;          // offset of the nibbles in a super-block
   int64_t n_blocks_;
 };
 
 }  // namespace
 
 Expected<std::unique_ptr<GemvKernel>> create_gemv_q4_k_avx2(const GemvDesc& desc) {
-  if (desc.type != GGMLType::Q4_K || desc.k <= 0 || desc.k % 256 != 0) {
-    return Error("q4_k_avx2: needs Q4_K rows of a positive multiple of 256 elements, got {}",
-                 desc.to_string());
+  if ((desc.type != GGMLType::Q4_K && desc.type != GGMLType::Q5_K) || desc.k <= 0 ||
+      desc.k % 256 != 0) {
+    return Error("q4_k_avx2: needs Q4_K or Q5_K rows of a positive multiple of 256 elements, "
+                 "got {}", desc.to_string());
   }
   return create_gemv_jit<GemvQ4_KAvx2>(desc);
 }

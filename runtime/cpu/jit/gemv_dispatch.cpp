@@ -42,7 +42,6 @@ bool supports_any(const GemvDesc&) { return true; }
 bool supports_legacy(const GemvDesc& d) {
   return (d.type == GGMLType::Q8_0 || d.type == GGMLType::Q4_0) && d.k % 32 == 0;
 }
-bool supports_q4_k(const GemvDesc& d) { return d.type == GGMLType::Q4_K && d.k % 256 == 0; }
 bool supports_q45_k(const GemvDesc& d) {
   return (d.type == GGMLType::Q4_K || d.type == GGMLType::Q5_K) && d.k % 256 == 0;
 }
@@ -74,7 +73,7 @@ const std::vector<Entry>& entries() {
         [](const GemvDesc& d) { return create_gemv_f16_avx512(d); }},
        create_gemv_f16_avx512},
       {{"legacy_avx2", IsaTier::avx2, supports_legacy, create_gemv_legacy_avx2}, nullptr},
-      {{"q4_k_avx2", IsaTier::avx2, supports_q4_k, create_gemv_q4_k_avx2}, nullptr},
+      {{"q4_k_avx2", IsaTier::avx2, supports_q45_k, create_gemv_q4_k_avx2}, nullptr},
       {{"q6_k_avx2", IsaTier::avx2, supports_q6_k, create_gemv_q6_k_avx2}, nullptr},
       {{"f16_avx2", IsaTier::avx2, supports_f16, create_gemv_f16_avx2}, nullptr},
       {{"reference", IsaTier::reference, supports_any, create_gemv_reference}, nullptr},

@@ -214,43 +214,59 @@ TEST_P(Conformance, StrongestKernelIsSelected) {
   }
 }
 
-// The Q6_K kernels' int32 sums are tight (|Σ| <= 2 130 706 432 per dword and half super-block):
-// the extreme levels (w = -32 and 31) with the extreme scales (-128 and 127) against the
-// largest int16-grade activations, both signs, must not wrap.
-TEST_P(Conformance, Q6_KExtremesDoNotWrap) {
-  constexpr int64_t k = 512;
-  auto kernel = make_gemv(GemvDesc{Q6_K, k, 2, GetParam()}, cpu_);
-  ASSERT_TRUE(kernel) << kernel.status().message();
-  // Row 0: every q = 0 (w = -32), scales -128; row 1: every q = 63 (w = 31), scales 127.
-  const int64_t rb = static_cast<int64_t>(ggml_row_bytes(Q6_K, k).value());
+// Some kernels' int32 sums are tight: Q6_K (|Σ| <= 2 130 706 432 per dword and half
+// super-block) and Q5_K (≈ 2.03e9 per super-block on AVX2). Their extreme levels and scales
+// against the largest int16-grade activations, both signs, must not wrap.
+std::vector<uint8_t> extreme_rows(GGMLType type, int64_t k) {
+  const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
   std::vector<uint8_t> w(2 * rb, 0);
-  const uint16_t d = fp32_to_fp16(1.0f);
+  const uint16_t one = fp32_to_fp16(1.0f), zero = fp32_to_fp16(0.0f);
   for (int64_t b = 0; b < 2 * k / 256; ++b) {
-    uint8_t* blk = w.data() + b * 210;
-    const bool high = b >= k / 256;
-    std::memset(blk, high ? 0xff : 0x00, 192);  // ql and qh
-    std::memset(blk + 192, high ? 0x7f : 0x80, 16);
-    std::memcpy(blk + 208, &d, 2);
+    const bool high = b >= k / 256;  // row 1
+    if (type == Q6_K) {  // row 0: q = 0 (w = -32), scales -128; row 1: q = 63, scales 127
+      uint8_t* blk = w.data() + b * 210;
+      std::memset(blk, high ? 0xff : 0x00, 192);
+      std::memset(blk + 192, high ? 0x7f : 0x80, 16);
+      std::memcpy(blk + 208, &one, 2);
+    } else {             // Q5_K: q = 31, scales 63 (row 0: d = 1, row 1: d = -1), dmin 0
+      uint8_t* blk = w.data() + b * 176;
+      const uint16_t d = high ? fp32_to_fp16(-1.0f) : one;
+      std::memcpy(blk, &d, 2);
+      std::memcpy(blk + 2, &zero, 2);
+      std::memset(blk + 4, 0xff, 172);
+    }
   }
-  const ActFormat f = (*kernel)->act_format();
-  const size_t ab = act_row_bytes(f, k);
-  std::vector<float> x(2 * k);
-  for (int64_t i = 0; i < k; ++i) x[i] = 1.0f, x[k + i] = -1.0f;
-  std::vector<uint8_t> act(2 * ab);
-  for (int t = 0; t < 2; ++t) {
-    quantize_act_row(f, x.data() + t * k, act.data() + t * ab, k);
-    round_act_row(f, x.data() + t * k, k);
-  }
-  std::vector<float> out(4, NAN), row(k);
-  GemvArgs args{w.data(), rb, act.data(), static_cast<int64_t>(ab), out.data(), 2, 2, 2};
-  (*kernel)->run(args);
-  for (int64_t r = 0; r < 2; ++r) {
-    dequantize_row(Q6_K, w.data() + r * rb, row.data(), k);
+  return w;
+}
+
+TEST_P(Conformance, TightIntegerSumsDoNotWrap) {
+  constexpr int64_t k = 512;
+  for (GGMLType type : {Q6_K, GGMLType::Q5_K}) {
+    auto kernel = make_gemv(GemvDesc{type, k, 2, GetParam()}, cpu_);
+    ASSERT_TRUE(kernel) << kernel.status().message();
+    const auto w = extreme_rows(type, k);
+    const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
+    const ActFormat f = (*kernel)->act_format();
+    const size_t ab = act_row_bytes(f, k);
+    std::vector<float> x(2 * k);
+    for (int64_t i = 0; i < k; ++i) x[i] = 1.0f, x[k + i] = -1.0f;
+    std::vector<uint8_t> act(2 * ab);
     for (int t = 0; t < 2; ++t) {
-      double ref = 0.0;
-      for (int64_t i = 0; i < k; ++i) ref += static_cast<double>(row[i]) * x[t * k + i];
-      EXPECT_NEAR(out[t * 2 + r], ref, 1e-5 * std::fabs(ref))
-          << (*kernel)->name() << " row " << r << " token " << t;
+      quantize_act_row(f, x.data() + t * k, act.data() + t * ab, k);
+      round_act_row(f, x.data() + t * k, k);
+    }
+    std::vector<float> out(4, NAN), row(k);
+    GemvArgs args{w.data(), rb, act.data(), static_cast<int64_t>(ab), out.data(), 2, 2, 2};
+    (*kernel)->run(args);
+    for (int64_t r = 0; r < 2; ++r) {
+      dequantize_row(type, w.data() + r * rb, row.data(), k);
+      for (int t = 0; t < 2; ++t) {
+        double ref = 0.0;
+        for (int64_t i = 0; i < k; ++i) ref += static_cast<double>(row[i]) * x[t * k + i];
+        ASSERT_NE(ref, 0.0);
+        EXPECT_NEAR(out[t * 2 + r], ref, 1e-5 * std::fabs(ref))
+            << (*kernel)->name() << " row " << r << " token " << t;
+      }
     }
   }
 }

@@ -145,34 +145,18 @@ class GemvQ4_KAvx2 final : public GemvJit {
 
   // out[t][r] for the `group` tokens starting at reg_act_tok / reg_out_t.
   void emit_group(int group) {
-    Label l_blk;
-    mov(reg_w, reg_w_row);
-    mov(reg_act[0], reg_act_tok);
-    if (group > 1) {
-      mov(rax, arg(offsetof(GemvArgs, act_stride)));
-      lea(reg_act[1], ptr[reg_act_tok + rax]);
-    }
-    for (int t = 0; t < group; ++t) {
-      vxorps(ymm_acc[t], ymm_acc[t], ymm_acc[t]);
-      vxorps(xmm_acc_min[t], xmm_acc_min[t], xmm_acc_min[t]);
-    }
-    mov(qword[rsp + kBlocksLeft], static_cast<uint32_t>(n_blocks_));
-    L(l_blk);
-    emit_superblock(group);
-    add(reg_w, w_block_);
-    for (int t = 0; t < group; ++t) add(reg_act[t], kABlock);
-    dec(qword[rsp + kBlocksLeft]);
-    jnz(l_blk, T_NEAR);
-    mov(rax, arg(offsetof(GemvArgs, out_stride)));
-    for (int t = 0; t < group; ++t) {
-      emit_hsum_ymm(ymm_acc[t], xmm_p, &xmm_acc_min[t]);
-      const Xmm sum(ymm_acc[t].getIdx());
-      if (t == 0) {
-        vmovss(ptr[reg_out_t], sum);
-      } else {
-        vmovss(ptr[reg_out_t + rax * 4], sum);
+    auto init = [&] {
+      for (int t = 0; t < group; ++t) {
+        vxorps(ymm_acc[t], ymm_acc[t], ymm_acc[t]);
+        vxorps(xmm_acc_min[t], xmm_acc_min[t], xmm_acc_min[t]);
       }
-    }
+    };
+    emit_pair_group(group, reg_act, n_blocks_, w_block_, kABlock, qword[rsp + kBlocksLeft], init,
+                    [&] { emit_superblock(group); },
+                    [&](int t) {
+                      emit_hsum_ymm(ymm_acc[t], xmm_p, &xmm_acc_min[t]);
+                      return Xmm(ymm_acc[t].getIdx());
+                    });
   }
 
   // for r in [0, n_rows):                        // weight row stays in L1 across tokens

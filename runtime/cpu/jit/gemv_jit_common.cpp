@@ -73,6 +73,37 @@ void GemvJit::emit_token_groups(int max_group, const Label& row_next, const Reg6
   }
 }
 
+void GemvJit::emit_pair_group(int group, const Reg64 (&act)[2], int64_t n_blocks, int w_block,
+                              int a_block, const Address& blocks_left,
+                              const std::function<void()>& init,
+                              const std::function<void()>& body,
+                              const std::function<Xmm(int t)>& hsum) {
+  Label l_blk;
+  mov(reg_w, reg_w_row);
+  mov(act[0], reg_act_tok);
+  if (group > 1) {
+    mov(rax, arg(offsetof(GemvArgs, act_stride)));
+    lea(act[1], ptr[reg_act_tok + rax]);
+  }
+  init();
+  mov(blocks_left, static_cast<uint32_t>(n_blocks));
+  L(l_blk);
+  body();
+  add(reg_w, w_block);
+  for (int t = 0; t < group; ++t) add(act[t], a_block);
+  dec(blocks_left);
+  jnz(l_blk, T_NEAR);
+  mov(rax, arg(offsetof(GemvArgs, out_stride)));
+  for (int t = 0; t < group; ++t) {
+    const Xmm sum = hsum(t);
+    if (t == 0) {
+      vmovss(ptr[reg_out_t], sum);
+    } else {
+      vmovss(ptr[reg_out_t + rax * 4], sum);
+    }
+  }
+}
+
 void GemvJit::emit_hsum_ymm(const Ymm& v, const Xmm& tmp, const Xmm* minus) {
   const Xmm x(v.getIdx());
   vextractf128(tmp, v, 1);

@@ -64,6 +64,15 @@ class GemvJit : public JitKernel, public GemvKernel {
   void emit_token_groups(int max_group, const Label& row_next, const Reg64* astride,
                          const std::function<void(int group)>& emit_group);
 
+  // The group of an AVX2 kernel with tokens in pairs (act[t]: token t's activation block):
+  //   reg_w = row; act[0] (, act[1]) = the tokens' first blocks; init()
+  //   n_blocks times: body(); reg_w += w_block; act[t] += a_block   (counter in blocks_left)
+  //   out[t][r] = the xmm hsum(t) leaves its sum in, t < group      (rax: out_stride)
+  void emit_pair_group(int group, const Reg64 (&act)[2], int64_t n_blocks, int w_block,
+                       int a_block, const Address& blocks_left, const std::function<void()>& init,
+                       const std::function<void()>& body,
+                       const std::function<Xmm(int t)>& hsum);
+
   // In place: lane 0 of v's xmm = Σ v (8 floats) − Σ minus (4 floats, where given); tmp is
   // clobbered. v below 16 (vhaddps has no EVEX form).
   void emit_hsum_ymm(const Ymm& v, const Xmm& tmp, const Xmm* minus = nullptr);

@@ -36,13 +36,6 @@ class GemvQ6_KAvx2 final : public GemvJit {
   ActFormat act_format() const override { return ActFormat::q16_k; }
 
  private:
-  static constexpr int kWBlock = 210;        // GGUF block_q6_K
-  static constexpr int kQhOff = 128;         // 2-bit high parts
-  static constexpr int kScOff = 192;         // int8 scales
-  static constexpr int kDOff = 208;          // fp16 d
-  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ16_K));
-  static constexpr int kActHi = static_cast<int>(offsetof(ActBlockQ16_K, hi));
-  static constexpr int kActLo = static_cast<int>(offsetof(ActBlockQ16_K, lo));
   static constexpr int kMaxGroup = 2;        // tokens sharing one pass over a weight row
   static constexpr int kScaleSlot = 0;       // [rsp + 0, 32): the 16 scales as int16
   static constexpr int kScale255Slot = 32;   // [rsp + 32, 64): 255 × them
@@ -79,12 +72,12 @@ class GemvQ6_KAvx2 final : public GemvJit {
 
   // The 16 scales as words (and 255 × them) into the stack slots; d into kDSlot.
   void emit_unpack_scales() {
-    vpmovsxbw(ymm_t, ptr[reg_w + kScOff]);
+    vpmovsxbw(ymm_t, ptr[reg_w + Q6KBlock::sc]);
     vmovdqu(ptr[rsp + kScaleSlot], ymm_t);
     vpsllw(ymm_u, ymm_t, 8);            // 256·sc − sc: |·| <= 32640
     vpsubw(ymm_u, ymm_u, ymm_t);
     vmovdqu(ptr[rsp + kScale255Slot], ymm_u);
-    movzx(eax, word[reg_w + kDOff]);
+    movzx(eax, word[reg_w + Q6KBlock::d]);
     vmovd(xmm_t, eax);
     vcvtph2ps(xmm_t, xmm_t);
     vmovss(dword[rsp + kDSlot], xmm_t);
@@ -123,7 +116,7 @@ class GemvQ6_KAvx2 final : public GemvJit {
   // isum[t] += scales ⊙ pairs(|w| · sign(w)·plane) for both planes of token t's group.
   void emit_token_dot(int t, int off) {
     for (int plane = 0; plane < 2; ++plane) {
-      vmovdqu(ymm_a, ptr[reg_act[t] + (plane == 0 ? kActHi : kActLo) + off]);
+      vmovdqu(ymm_a, ptr[reg_act[t] + (plane == 0 ? ActQ16K::hi : ActQ16K::lo) + off]);
       vpsignb(ymm_a, ymm_a, ymm_w);
       vpmaddubsw(ymm_a, ymm_absw, ymm_a);
       vpmaddwd(ymm_a, ymm_a, plane == 0 ? ymm_sc255 : ymm_sc);
@@ -136,7 +129,7 @@ class GemvQ6_KAvx2 final : public GemvJit {
     emit_unpack_scales();
     for (int h = 0; h < 2; ++h) {
       for (int t = 0; t < group; ++t) vpxor(ymm_isum[t], ymm_isum[t], ymm_isum[t]);
-      vmovdqu(ymm_qh, ptr[reg_w + kQhOff + 32 * h]);
+      vmovdqu(ymm_qh, ptr[reg_w + Q6KBlock::qh + 32 * h]);
       for (int p = 0; p < 4; ++p) {
         const int g = 4 * h + p;
         emit_levels(h, p);
@@ -162,7 +155,7 @@ class GemvQ6_KAvx2 final : public GemvJit {
   // out[t][r] for the `group` tokens starting at reg_act_tok / reg_out_t.
   void emit_group(int group) {
     emit_pair_group(
-        group, reg_act, n_blocks_, kWBlock, kABlock, qword[rsp + kBlocksLeft],
+        group, reg_act, n_blocks_, Q6KBlock::bytes, ActQ16K::bytes, qword[rsp + kBlocksLeft],
         [&] { for (int t = 0; t < group; ++t) vxorps(ymm_acc[t], ymm_acc[t], ymm_acc[t]); },
         [&] { emit_superblock(group); },
         [&](int t) {

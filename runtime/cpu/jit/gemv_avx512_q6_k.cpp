@@ -40,13 +40,6 @@ class GemvQ6_KAvx512 final : public GemvAvx512Jit {
   ActFormat act_format() const override { return ActFormat::q16_k; }
 
  private:
-  static constexpr int kWBlock = 210;     // GGUF block_q6_K
-  static constexpr int kQhOff = 128;      // 2-bit high parts
-  static constexpr int kScOff = 192;      // int8 scales
-  static constexpr int kDOff = 208;       // fp16 d
-  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ16_K));
-  static constexpr int kActHi = static_cast<int>(offsetof(ActBlockQ16_K, hi));
-  static constexpr int kActLo = static_cast<int>(offsetof(ActBlockQ16_K, lo));
 
   // reg_args, reg_w_row, reg_w, reg_act_tok, reg_out, reg_out_t, reg_toks: see GemvJit;
   // reg_act0, reg_act2, reg_astride and act(t, off): see GemvAvx512Jit.
@@ -118,12 +111,12 @@ class GemvQ6_KAvx512 final : public GemvAvx512Jit {
 
   // The 16 scales of the block at reg_w as [sc, 0] and [255·sc, 0] word pairs; d broadcast.
   void emit_unpack_scales() {
-    vpmovsxbw(ymm_sc16, ptr[reg_w + kScOff]);  // int8 -> int16
+    vpmovsxbw(ymm_sc16, ptr[reg_w + Q6KBlock::sc]);  // int8 -> int16
     vpsllw(ymm_f, ymm_sc16, 8);                // 256·sc: -32768 at sc = -128, still an int16
     vpsubw(ymm_f, ymm_f, ymm_sc16);            // 255·sc in [-32640, 32385]
     vpmovzxwd(zmm_sc16_255, ymm_f);            // high words zero
     vpmovzxwd(zmm_sc16, ymm_sc16);
-    movzx(eax, word[reg_w + kDOff]);
+    movzx(eax, word[reg_w + Q6KBlock::d]);
     vmovd(xmm_t0, eax);
     vcvtph2ps(xmm_t0, xmm_t0);
     vbroadcastss(zmm_d, xmm_t0);
@@ -144,13 +137,13 @@ class GemvQ6_KAvx512 final : public GemvAvx512Jit {
 
   // One super-block for `group` tokens.
   void emit_superblock(int group) {
-    for (int p = 0; p < kWBlock; p += 64) {
+    for (int p = 0; p < Q6KBlock::bytes; p += 64) {
       emit_prefetch_w(p);
     }
     emit_unpack_scales();
     for (int h = 0; h < 2; ++h) {
       vmovdqu8(zmm_ql, ptr[reg_w + 64 * h]);
-      vbroadcasti64x4(zmm_qh, ptr[reg_w + kQhOff + 32 * h]);
+      vbroadcasti64x4(zmm_qh, ptr[reg_w + Q6KBlock::qh + 32 * h]);
       for (int p = 0; p < 2; ++p) {       // chunk c = elements 64c..64c+63
         const int c = 2 * h + p;
         if (p == 0) {
@@ -167,8 +160,8 @@ class GemvQ6_KAvx512 final : public GemvAvx512Jit {
         vpermd(zmm_sc, zmm_idx[c], zmm_sc16);
         vpermd(zmm_sc255, zmm_idx[c], zmm_sc16_255);
         for (int t = 0; t < group; ++t) {  // v = 255·hi + lo: two byte dots, one int32 sum
-          emit_plane_dot(t, kActHi + 64 * c, zmm_sc255, c == 0);
-          emit_plane_dot(t, kActLo + 64 * c, zmm_sc, false);
+          emit_plane_dot(t, ActQ16K::hi + 64 * c, zmm_sc255, c == 0);
+          emit_plane_dot(t, ActQ16K::lo + 64 * c, zmm_sc, false);
         }
       }
     }
@@ -187,8 +180,8 @@ class GemvQ6_KAvx512 final : public GemvAvx512Jit {
     mov(reg_blocks, n_blocks_);
     L(l_blk);
     emit_superblock(group);
-    add(reg_w, kWBlock);
-    emit_advance_act(group, kABlock);
+    add(reg_w, Q6KBlock::bytes);
+    emit_advance_act(group, ActQ16K::bytes);
     dec(reg_blocks);
     jnz(l_blk, T_NEAR);
     emit_group_stores(group, [&](int t) {

@@ -21,6 +21,19 @@
 
 namespace ktx::cpu {
 
+// Byte layouts the kernels emit as immediates: the int16-grade activation block of the K-quant
+// kernels (act_quant.h) and GGUF's block_q6_K (128 B low nibbles ql, 64 B 2-bit high parts qh,
+// sixteen int8 scales, fp16 d).
+struct ActQ16K {
+  static constexpr int bytes = static_cast<int>(sizeof(ActBlockQ16_K));
+  static constexpr int bsum = static_cast<int>(offsetof(ActBlockQ16_K, bsum32));
+  static constexpr int hi = static_cast<int>(offsetof(ActBlockQ16_K, hi));
+  static constexpr int lo = static_cast<int>(offsetof(ActBlockQ16_K, lo));
+};
+struct Q6KBlock {
+  static constexpr int bytes = 210, qh = 128, sc = 192, d = 208;
+};
+
 class GemvJit : public JitKernel, public GemvKernel {
  public:
   void run(const GemvArgs& args) const final {

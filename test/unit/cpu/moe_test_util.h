@@ -14,6 +14,16 @@
 
 namespace ktx::cpu::test {
 
+// A layer descriptor: K = n_embd, N = n_ff.
+inline MoeDesc moe_desc(int64_t k, int64_t n, int64_t experts, int64_t top_k, GGMLType gate,
+                        GGMLType up, GGMLType down, int64_t max_tokens, IsaTier isa) {
+  MoeDesc d;
+  d.n_embd = k, d.n_ff = n, d.n_expert = experts, d.top_k = top_k;
+  d.gate_type = gate, d.up_type = up, d.down_type = down;
+  d.max_tokens = max_tokens, d.isa = isa;
+  return d;
+}
+
 // `rows` rows of `n` elements of `type`, values ~ N(0, 1/sqrt(n)) before quantization.
 inline std::vector<uint8_t> random_rows(GGMLType type, int64_t rows, int64_t n, uint32_t seed) {
   std::mt19937 rng(seed);

@@ -73,17 +73,7 @@ const Case kCases[] = {
 };
 
 MoeDesc desc_of(const Case& c, IsaTier tier) {
-  MoeDesc d;
-  d.n_embd = c.k;
-  d.n_ff = c.n;
-  d.n_expert = c.n_expert;
-  d.top_k = c.top_k;
-  d.gate_type = c.gate;
-  d.up_type = c.up;
-  d.down_type = c.down;
-  d.max_tokens = 8;
-  d.isa = tier;
-  return d;
+  return test::moe_desc(c.k, c.n, c.n_expert, c.top_k, c.gate, c.up, c.down, 8, tier);
 }
 
 class Conformance : public ::testing::TestWithParam<IsaTier> {

@@ -9,21 +9,14 @@
 #include "runtime/cpu/jit/gemv.h"
 #include "runtime/cpu/moe_decode.h"
 #include "runtime/cpu/thread_pool.h"
+#include "test/unit/cpu/moe_test_util.h"
 
 namespace ktx::cpu {
 namespace {
 
 MoeDesc deepseek_desc() {
-  MoeDesc d;
-  d.n_embd = 7168;
-  d.n_ff = 2048;
-  d.n_expert = 256;
-  d.top_k = 8;
-  d.gate_type = d.up_type = GGMLType::Q4_K;
-  d.down_type = GGMLType::Q6_K;
-  d.max_tokens = 16;
-  d.isa = IsaTier::avx2;
-  return d;
+  return test::moe_desc(7168, 2048, 256, 8, GGMLType::Q4_K, GGMLType::Q4_K, GGMLType::Q6_K, 16,
+                        IsaTier::avx2);
 }
 
 TEST(MoeDesc, StringRoundTrip) {

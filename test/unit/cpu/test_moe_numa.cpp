@@ -6,6 +6,7 @@
 // differs).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -19,17 +20,9 @@ namespace {
 constexpr int kNodes = 3;
 
 MoeDesc numa_desc() {
-  MoeDesc d;
-  d.n_embd = 512;
-  d.n_ff = 256;
-  d.n_expert = 8;
-  d.top_k = 2;
-  d.gate_type = d.up_type = GGMLType::Q4_K;
-  d.down_type = GGMLType::Q8_0;
-  d.max_tokens = 8;
-  d.isa = best_isa_tier(detect_cpu_isa());
-  if (d.isa > IsaTier::avx2) d.isa = IsaTier::avx2;  // the same kernels on every CI host
-  return d;
+  // avx2 at most: the same kernels on every CI host.
+  const IsaTier isa = std::min(best_isa_tier(detect_cpu_isa()), IsaTier::avx2);
+  return test::moe_desc(512, 256, 8, 2, GGMLType::Q4_K, GGMLType::Q4_K, GGMLType::Q8_0, 8, isa);
 }
 
 // A fixed, varied placement: by the address of the chunk's first row.

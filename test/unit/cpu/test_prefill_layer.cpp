@@ -27,11 +27,7 @@ const LayerCase kCases[] = {
 };
 
 MoeDesc desc_of(const LayerCase& c, IsaTier isa) {
-  MoeDesc d;
-  d.n_embd = c.k, d.n_ff = c.n, d.n_expert = c.experts, d.top_k = c.top_k;
-  d.gate_type = c.gate, d.up_type = c.up, d.down_type = c.down;
-  d.max_tokens = 64, d.isa = isa;
-  return d;
+  return test::moe_desc(c.k, c.n, c.experts, c.top_k, c.gate, c.up, c.down, 64, isa);
 }
 
 // Routing where expert 0 gets `per_expert` tokens, the last expert none, the rest spread.

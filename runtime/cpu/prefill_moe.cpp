@@ -39,13 +39,18 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
                                                          const CpuIsa& cpu) {
   KTX_RETURN_IF_ERROR(desc.validate());
   KTX_RETURN_IF_ERROR(config.validate().with_context(desc.to_string()));
-  for (GGMLType t : {desc.gate_type, desc.up_type, desc.down_type}) {
+  for (GGMLType t : {desc.gate_type, desc.up_type}) {
     if (!repack_int8_supported(t)) {
-      return Error("{}: prefill needs weights with an exact int8 repack; {} has none",
-                   desc.to_string(), ggml_type_name(static_cast<uint32_t>(t)));
+      return Error("{}: prefill needs gate and up weights with an exact int8 repack; {} has "
+                   "none", desc.to_string(), ggml_type_name(static_cast<uint32_t>(t)));
     }
   }
   std::unique_ptr<MoePrefill> moe(new MoePrefill(desc, config));
+  if (!repack_int8_supported(desc.down_type)) {
+    auto gemv = make_gemv(GemvDesc{desc.down_type, desc.n_ff, config.unroll, desc.isa}, cpu);
+    if (!gemv) return gemv.status().with_context(desc.to_string() + " (down)");
+    moe->down_gemv_ = std::move(gemv).value();
+  }
   if (desc.isa == IsaTier::amx && isa_tier_supported(IsaTier::amx, cpu)) {
     auto plain = create_gemm_int8_amx(false, cpu);
     if (!plain) return plain.status().with_context(desc.to_string());
@@ -65,12 +70,15 @@ Status MoePrefill::check_weights(const RepackedMoe& w) const {
   if (w.desc.n_embd != desc_.n_embd || w.desc.n_ff != desc_.n_ff) {
     return Error("{}: repacked weights are for {}", desc_.to_string(), w.desc.to_string());
   }
-  if (w.gate.size() != n || w.up.size() != n || w.down.size() != n) {
+  if (w.gate.size() != n || w.up.size() != n || w.down.size() != (down_gemv_ ? 0 : n)) {
     return Error("{}: repacked weights hold {} experts, expected {}", desc_.to_string(),
                  w.gate.size(), n);
   }
+  if (down_gemv_ && !w.down_in_place) {
+    return Error("{}: the in-place down weights are missing", desc_.to_string());
+  }
   for (size_t e = 0; e < n; ++e) {
-    if (!w.gate[e].q || !w.up[e].q || !w.down[e].q) {
+    if (!w.gate[e].q || !w.up[e].q || (!down_gemv_ && !w.down[e].q)) {
       return Error("{}: expert {} was not repacked", desc_.to_string(), e);
     }
   }
@@ -88,6 +96,10 @@ void MoePrefill::group_by_expert(const MoeRouting& routing) {
     cursor[e] = pad_begin_.back();
     active_.push_back(static_cast<int32_t>(e));
     pad_begin_.push_back(pad_begin_.back() + round_up(count[e], kGemmTileM));
+  }
+  real_rows_.clear();
+  for (int64_t e = 0; e < desc_.n_expert; ++e) {
+    if (count[e] > 0) real_rows_.push_back(count[e]);
   }
   n_pairs_ = n_slots;
   n_padded_ = pad_begin_.back();
@@ -178,9 +190,13 @@ void MoePrefill::gemm(const std::vector<RepackedMatrix>& w, const Int8Planes& ac
 
 void MoePrefill::activate(ThreadPool& pool) {
   const int64_t N = desc_.n_ff, NP = round_up(N, kRepackRowAlign), NB = N / kRepackBlock;
-  hq_.resize(n_padded_ * N);
-  hs_.resize(n_padded_ * NB);
-  hsum_.resize(n_padded_ * NB);
+  if (down_gemv_) {
+    act_down_.resize(n_padded_ * act_row_bytes(down_gemv_->act_format(), N));
+  } else {
+    hq_.resize(n_padded_ * N);
+    hs_.resize(n_padded_ * NB);
+    hsum_.resize(n_padded_ * NB);
+  }
   pool.parallel_for(n_padded_ / kGemmTileM, [&](int64_t grp) {
     for (int64_t i = 0; i < kGemmTileM; ++i) {
       const int64_t r = grp * kGemmTileM + i;
@@ -188,11 +204,43 @@ void MoePrefill::activate(ThreadPool& pool) {
       const float* u = u_.data() + r * NP;
       for (int64_t n = 0; n < N; ++n) h[n] = silu(h[n]) * u[n];
       if (row_token_[r] < 0) std::fill(h, h + N, 0.0f);  // padding stays exactly zero
+      if (down_gemv_) {
+        const ActFormat f = down_gemv_->act_format();
+        quantize_act_row(f, h, act_down_.data() + r * act_row_bytes(f, N), N);
+        continue;
+      }
       quantize_blocks(h, N, hq_.hi.data() + r * N, hq_.lo.data() + r * N,
                       hs_.data() + grp * NB * kGemmTileM + i,
                       hsum_.data() + grp * NB * kGemmTileM + i, kGemmTileM);
     }
   });
+}
+
+// Down through the decode GEMV on the GGUF blocks: tasks (active expert, block of
+// rows_per_task output rows), each covering the expert's real rows.
+void MoePrefill::down_by_gemv(const RepackedMoe& weights, ThreadPool& pool) {
+  const int64_t K = desc_.n_embd, N = desc_.n_ff, KP = round_up(K, kRepackRowAlign);
+  const int64_t rows = config_.rows_per_task, chunks = (K + rows - 1) / rows;
+  const uint64_t rb = ggml_row_bytes(desc_.down_type, N).value();
+  const size_t ab = act_row_bytes(down_gemv_->act_format(), N);
+  const auto* down = static_cast<const uint8_t*>(weights.down_in_place);
+  pool.parallel_for(static_cast<int64_t>(active_.size()) * chunks, [&](int64_t task) {
+    const int64_t a = task / chunks, r0 = (task % chunks) * rows;
+    GemvArgs args;
+    args.w = down + (active_[a] * K + r0) * rb;
+    args.w_stride = static_cast<int64_t>(rb);
+    args.act = act_down_.data() + pad_begin_[a] * ab;
+    args.act_stride = static_cast<int64_t>(ab);
+    args.out = d_.data() + pad_begin_[a] * KP + r0;
+    args.out_stride = KP;
+    args.n_rows = std::min(rows, K - r0);
+    args.n_tokens = real_rows_[a];
+    down_gemv_->run(args);
+  });
+}
+
+std::string MoePrefill::kernel_name() const {
+  return down_gemv_ ? plain_->name() + " + down " + down_gemv_->name() : plain_->name();
 }
 
 void MoePrefill::combine(const MoeRouting& routing, float* out, ThreadPool& pool) {
@@ -235,7 +283,11 @@ Status MoePrefill::run(const RepackedMoe& weights, const float* x, const MoeRout
   lap(phase_ms_.up);
   activate(pool);
   lap(phase_ms_.activate);
-  gemm(weights.down, hq_, hs_.data(), hsum_.data(), N, d_.data(), KP, pool);
+  if (down_gemv_) {
+    down_by_gemv(weights, pool);
+  } else {
+    gemm(weights.down, hq_, hs_.data(), hsum_.data(), N, d_.data(), KP, pool);
+  }
   lap(phase_ms_.down);
   combine(routing, out, pool);
   lap(phase_ms_.combine);

@@ -9,6 +9,9 @@
 //      reused from L2 and an activation chunk from L1;
 //   4. h = SiLU(gate)·up per (token, expert), quantized the same way;
 //   5. down GEMMs likewise; out[t] = Σ_j w_tj · down(h_tj) in slot order (deterministic).
+// A down type without an exact int8 repack (Q6_K, which Q4_K_M files use for most experts'
+// down) runs step 5 through the decode GEMV on the GGUF blocks instead (h quantized in that
+// kernel's activation format), so gate and up, two thirds of the work, keep the GEMM.
 // The micro-kernel is AMX INT8 where the CPU, the OS and the descriptor's tier allow, else its
 // plain C++ twin (identical bits, slow). Activation rounding is the only approximation.
 #pragma once
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "runtime/cpu/jit/gemm_amx_kernel.h"
+#include "runtime/cpu/jit/gemv.h"
 #include "runtime/cpu/moe_desc.h"
 #include "runtime/cpu/moe_ref.h"
 #include "runtime/cpu/repack_int8.h"
@@ -33,8 +37,9 @@ struct PrefillPhaseMs {
 class MoePrefill {
  public:
   // Picks the micro-kernels: AMX when desc.isa is amx and `cpu` has it (and the OS grants tile
-  // state), the C++ twin otherwise. Errors: invalid descriptor/config, a weight type that has
-  // no exact int8 repack (names it), kernel generation.
+  // state), the C++ twin otherwise; for a down type without int8 repack, the decode GEMV
+  // make_gemv() picks at desc.isa. Errors: invalid descriptor/config, a gate or up type that
+  // has no exact int8 repack (names it), kernel generation.
   static Expected<std::unique_ptr<MoePrefill>> create(const MoeDesc& desc,
                                                       const MoeConfig& config,
                                                       const CpuIsa& cpu);
@@ -44,11 +49,14 @@ class MoePrefill {
   Status run(const RepackedMoe& weights, const float* x, const MoeRouting& routing, float* out,
              ThreadPool& pool);
 
-  // The activation rounding applied (for moe_reference): q16_0 for all three inputs.
+  // The activation rounding applied (for moe_reference): q16_0 for gate and up, and for down
+  // unless the GEMV runs it (then its format).
   ActRounding act_rounding() const {
-    return {ActFormat::q16_0, ActFormat::q16_0, ActFormat::q16_0};
+    return {ActFormat::q16_0, ActFormat::q16_0,
+            down_gemv_ ? down_gemv_->act_format() : ActFormat::q16_0};
   }
-  std::string kernel_name() const { return plain_->name(); }
+  // "gemm_int8_amx16", or "gemm_int8_amx16 + down gemv_q6_k_avx512".
+  std::string kernel_name() const;
   // (token, expert) rows the last call multiplied, before and after padding to groups of 16.
   int64_t last_pairs() const { return n_pairs_; }
   int64_t last_padded_pairs() const { return n_padded_; }
@@ -68,21 +76,25 @@ class MoePrefill {
   void gemm(const std::vector<RepackedMatrix>& w, const Int8Planes& act, const float* scale,
             const float* sum, int64_t k, float* out, int64_t out_stride, ThreadPool& pool);
   void activate(ThreadPool& pool);
+  void down_by_gemv(const RepackedMoe& weights, ThreadPool& pool);
   void combine(const MoeRouting& routing, float* out, ThreadPool& pool);
 
   MoeDesc desc_;
   MoeConfig config_;
   std::unique_ptr<GemmInt8Kernel> plain_, biased_;  // without / with the bias term
+  std::unique_ptr<GemvKernel> down_gemv_;            // down types without int8 repack
   std::vector<int32_t> active_;       // experts with tokens, ascending
   std::vector<int64_t> pad_begin_;    // [active + 1]: first padded row of each expert
   std::vector<int64_t> slot_row_;     // [slots]: padded row of each routing slot
   std::vector<int64_t> row_token_;    // [padded rows]: token of each row, -1 for padding
+  std::vector<int64_t> real_rows_;    // [active]: the expert's real (leading) rows
   int64_t n_pairs_ = 0, n_padded_ = 0;
   PrefillPhaseMs phase_ms_;
   Int8Planes xq_, act_, hq_;                 // rows: tokens, gathered inputs, h
   std::vector<float> xs_, xsum_;             // [tokens][K/32]
   std::vector<float> as_, asum_, hs_, hsum_; // [group of 16][block][16]
   std::vector<float> g_, u_, d_;             // [padded rows][N or K padded]
+  std::vector<uint8_t> act_down_;            // GEMV down: [padded rows] h in its format
 };
 
 }  // namespace ktx::cpu

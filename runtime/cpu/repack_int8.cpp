@@ -132,10 +132,16 @@ Expected<RepackedMoe> repack_moe(const MoeDesc& desc, const MoeWeights& weights,
   RepackedMoe out;
   out.desc = desc;
   const int64_t E = desc.n_expert, K = desc.n_embd, N = desc.n_ff;
-  out.gate.resize(E), out.up.resize(E), out.down.resize(E);
-  std::vector<Status> status(static_cast<size_t>(3 * E), Status::ok());
-  pool.parallel_for(3 * E, [&](int64_t task) {
-    const int64_t e = task / 3, which = task % 3;
+  const int64_t mats = repack_int8_supported(desc.down_type) ? 3 : 2;
+  out.gate.resize(E), out.up.resize(E);
+  if (mats == 3) {
+    out.down.resize(E);
+  } else {
+    out.down_in_place = weights.down;
+  }
+  std::vector<Status> status(static_cast<size_t>(mats * E), Status::ok());
+  pool.parallel_for(mats * E, [&](int64_t task) {
+    const int64_t e = task / mats, which = task % mats;
     const GGMLType type = which == 0 ? desc.gate_type : which == 1 ? desc.up_type
                                                                    : desc.down_type;
     const void* base = which == 0 ? weights.gate : which == 1 ? weights.up : weights.down;

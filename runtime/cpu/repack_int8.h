@@ -57,13 +57,17 @@ Expected<RepackedMatrix> repack_int8(GGMLType type, const void* data, int64_t ro
                                      const std::string& what);
 
 // Every expert of a layer, indexed by expert id. Copies of a matrix share storage, so a
-// benchmark may point several expert ids at one repacked expert.
+// benchmark may point several expert ids at one repacked expert. A down type without an exact
+// int8 repack (Q6_K in Q4_K_M files) stays in place: `down` is empty and `down_in_place`
+// points at the stacked GGUF tensor, which MoePrefill multiplies with a decode GEMV.
 struct RepackedMoe {
   MoeDesc desc;
   std::vector<RepackedMatrix> gate, up, down;  // [n_expert]
+  const void* down_in_place = nullptr;
 };
 
-// Repacks the layer's three stacked tensors, experts in parallel on `pool`.
+// Repacks the layer's stacked tensors, experts in parallel on `pool`: gate and up always (an
+// error names a type without exact repack), down where its type has one (else in place).
 Expected<RepackedMoe> repack_moe(const MoeDesc& desc, const MoeWeights& weights,
                                  ThreadPool& pool);
 

@@ -1,7 +1,7 @@
 // Mirrors compiler/passes/SelectKernels.cpp: every kt.routed_experts op gets its decode
-// descriptor/config (and, on AMX hosts, a prefill pair where every weight type repacks exactly
-// to int8; else kernel_prefill = "reference": prefill runs the decode kernels) for the host
-// profile; kernels=reference marks it "reference".
+// descriptor/config (and, on AMX hosts, a prefill pair where the gate and up types repack
+// exactly to int8; else kernel_prefill = "reference": prefill runs the decode kernels) for the
+// host profile; kernels=reference marks it "reference".
 // %host is the AVX2 example host: tier avx2, 8 threads, context 2048.
 // RUN: ktc opt %s --split-input-file --kt-place --kt-select-kernels --hw=%host | FileCheck %s
 // RUN: ktc opt %s --split-input-file --kt-place --kt-select-kernels=kernels=reference --hw=%host | FileCheck %s --check-prefix=REF
@@ -43,10 +43,13 @@ func.func @moe(%x: !kt.act<256>, %r: !kt.route<2>) -> !kt.act<256> {
 
 // -----
 
-// Q6_K down has 16-element scales, no exact int8 repack: decode kernels only.
+// Q6_K down has 16-element scales, no exact int8 repack: on AMX the prefill GEMM still takes
+// gate and up (down runs the decode GEMV inside it); the AVX2 host has no prefill GEMM.
 // CHECK-LABEL: func.func @q6k
 // CHECK: kernel_decode = "moe:{{.*}},down=Q6_K,max_tokens=16,isa=avx2"
 // CHECK-SAME: kernel_prefill = "reference"
+// SPR-LABEL: func.func @q6k
+// SPR: kernel_prefill = "moe:{{.*}},down=Q6_K,max_tokens=4096,isa=amx"
 // REF-LABEL: func.func @q6k
 // REF: kernel = "reference"
 func.func @q6k(%x: !kt.act<256>, %r: !kt.route<2>) -> !kt.act<256> {

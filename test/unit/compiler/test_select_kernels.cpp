@@ -1,7 +1,7 @@
 // Kernel selection (compiler/passes/KernelChoice.h): the descriptor records the op's shape and
 // types and the profile's best tier; a [tuned] entry is used only for its exact descriptor; the
-// prefill pair exists only on AMX hosts (the only tier with a fast prefill GEMM) and where
-// every type repacks exactly; tiers map to the features the plan then requires.
+// prefill pair exists only on AMX hosts (the only tier with a fast prefill GEMM) and where the
+// gate and up types repack exactly; tiers map to the features the plan then requires.
 #include <gtest/gtest.h>
 
 #include "compiler/passes/KernelChoice.h"
@@ -99,14 +99,16 @@ TEST(SelectKernels, MalformedTunedValueIsAnErrorNamingTheKey) {
   EXPECT_NE(c.status().message().find("rows_per_task"), std::string::npos) << c.status().message();
 }
 
-TEST(SelectKernels, PrefillOnlyWhereEveryTypeRepacksExactly) {
+TEST(SelectKernels, PrefillWhereGateAndUpRepackExactly) {
   const HwProfile hw = amx_host(8);
-  for (GGMLType down : {GGMLType::Q4_K, GGMLType::Q8_0, GGMLType::Q6_K, GGMLType::BF16}) {
-    auto c = choose_moe_kernels(dsv3_like(down), hw, 2048);
+  for (GGMLType gate_up : {GGMLType::Q4_K, GGMLType::Q8_0, GGMLType::Q6_K, GGMLType::BF16}) {
+    MoeShape shape = dsv3_like(GGMLType::Q6_K);  // any down: without repack it runs a GEMV
+    shape.gate = shape.up = gate_up;
+    auto c = choose_moe_kernels(shape, hw, 2048);
     ASSERT_TRUE(c) << c.status().message();
     EXPECT_EQ(c->decode.isa, cpu::IsaTier::amx);
-    EXPECT_EQ(c->prefill.has_value(), cpu::repack_int8_supported(down))
-        << ggml_type_name(static_cast<uint32_t>(down));
+    EXPECT_EQ(c->prefill.has_value(), cpu::repack_int8_supported(gate_up))
+        << ggml_type_name(static_cast<uint32_t>(gate_up));
     if (!c->prefill) continue;
     EXPECT_EQ(c->prefill->max_tokens, 2048);
     cpu::MoeDesc same = *c->prefill;

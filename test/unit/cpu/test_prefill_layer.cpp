@@ -1,6 +1,7 @@
 // The prefill MoE layer (MoePrefill on repacked weights) against moe_reference() with the same
-// activation rounding, over shapes x weight types x tokens per expert, for the C++ twin and
-// (where the CPU has it) the AMX kernel, which must also equal the twin bit for bit.
+// activation rounding, over shapes x weight types x tokens per expert, for the C++ twin (tiers
+// reference and avx2, which differ in the decode GEMV a Q6_K down runs) and (where the CPU has
+// it) the AMX kernel, which must also equal the twin bit for bit where both run the GEMM.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -24,6 +25,8 @@ const LayerCase kCases[] = {
     {256, 96, 5, 2, GGMLType::Q4_K, GGMLType::Q4_K, GGMLType::Q8_0},
     {256, 256, 4, 3, GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q4_K},
     {64, 64, 3, 1, GGMLType::Q4_0, GGMLType::Q4_1, GGMLType::Q5_1},
+    // Q4_K_M's mix: Q6_K down has no int8 repack and runs the decode GEMV in place.
+    {256, 256, 5, 2, GGMLType::Q4_K, GGMLType::Q4_K, GGMLType::Q6_K},
 };
 
 MoeDesc desc_of(const LayerCase& c, IsaTier isa) {
@@ -63,7 +66,8 @@ void check_layer(const LayerCase& c, IsaTier isa, int64_t tokens) {
   for (size_t i = 0; i < out.size(); ++i) {
     ASSERT_NEAR(out[i], ref[i], 2e-4 * scale[i] + 1e-6) << "output " << i;
   }
-  if (isa != IsaTier::amx) return;
+  // The twin comparison needs the same down kernel on both sides: a GEMV down differs by tier.
+  if (isa != IsaTier::amx || !repack_int8_supported(c.down)) return;
   auto twin = MoePrefill::create(desc_of(c, IsaTier::reference), MoeConfig{}, detect_cpu_isa());
   ASSERT_TRUE(twin.has_value());
   std::vector<float> out_twin(out.size());
@@ -84,11 +88,27 @@ TEST_P(PrefillLayer, MatchesReferenceOverShapesAndTokenCounts) {
 }
 
 TEST(PrefillLayerErrors, RefusesTypesWithoutRepackAndBadRouting) {
-  MoeDesc d = desc_of(kCases[1], IsaTier::reference);
-  d.down_type = GGMLType::Q6_K;
+  MoeDesc d = desc_of(kCases[2], IsaTier::reference);
+  d.up_type = GGMLType::Q6_K;  // gate and up must repack; down may run a GEMV
   auto bad = MoePrefill::create(d, MoeConfig{}, detect_cpu_isa());
   ASSERT_FALSE(bad.has_value());
   EXPECT_NE(bad.status().message().find("Q6_K"), std::string::npos);
+  d.up_type = GGMLType::Q4_K;
+  d.down_type = GGMLType::Q6_K;
+  auto gemv_down = MoePrefill::create(d, MoeConfig{}, detect_cpu_isa());
+  ASSERT_TRUE(gemv_down.has_value()) << gemv_down.status().message();
+  EXPECT_NE((*gemv_down)->kernel_name().find("down gemv_"), std::string::npos)
+      << (*gemv_down)->kernel_name();
+  // Weights repacked for the all-int8 layer lack the in-place down it needs: an error.
+  const MoeDesc all_int8 = desc_of(kCases[2], IsaTier::reference);
+  const auto w8 = test::random_experts(all_int8, 4);
+  ThreadPool pool1(1);
+  auto packed8 = repack_moe(all_int8, w8.view(), pool1);
+  ASSERT_TRUE(packed8.has_value());
+  std::vector<int32_t> ids1 = {0, 1};
+  std::vector<float> wts1 = {0.5f, 0.5f}, x1(d.n_embd, 1.0f), out1(d.n_embd);
+  EXPECT_FALSE((*gemv_down)->run(*packed8, x1.data(), {1, ids1.data(), wts1.data()},
+                                 out1.data(), pool1));
 
   const MoeDesc good = desc_of(kCases[0], IsaTier::reference);
   const auto w = test::random_experts(good, 3);
@@ -104,7 +124,7 @@ TEST(PrefillLayerErrors, RefusesTypesWithoutRepackAndBadRouting) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiers, PrefillLayer,
-                         ::testing::Values(IsaTier::reference, IsaTier::amx),
+                         ::testing::Values(IsaTier::reference, IsaTier::avx2, IsaTier::amx),
                          [](const auto& info) { return std::string(isa_tier_name(info.param)); });
 
 }  // namespace

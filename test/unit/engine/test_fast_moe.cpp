@@ -52,8 +52,8 @@ std::map<int64_t, MoeKernelAttrs> kernels_for(const Loaded& l) {
     cpu::MoeDesc d{l.cfg.n_embd, l.cfg.n_ff_exp, l.cfg.n_expert, l.cfg.n_expert_used,
                    type("gate"), type("up"), type("down"), 4, tier};
     MoeKernelAttrs k{d.to_string(), cpu::MoeConfig{16, 2, 2}.to_string(), "reference", ""};
-    if (cpu::repack_int8_supported(d.gate_type) && cpu::repack_int8_supported(d.up_type) &&
-        cpu::repack_int8_supported(d.down_type)) {
+    // As the planner on AMX: gate and up must repack (a Q6_K down runs a GEMV inside).
+    if (cpu::repack_int8_supported(d.gate_type) && cpu::repack_int8_supported(d.up_type)) {
       d.max_tokens = 64;
       k.prefill = d.to_string();
       k.prefill_config = cpu::MoeConfig{32, 2, 2}.to_string();

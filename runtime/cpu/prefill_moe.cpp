@@ -204,9 +204,10 @@ void MoePrefill::activate(ThreadPool& pool) {
       const float* u = u_.data() + r * NP;
       for (int64_t n = 0; n < N; ++n) h[n] = silu(h[n]) * u[n];
       if (row_token_[r] < 0) std::fill(h, h + N, 0.0f);  // padding stays exactly zero
-      if (down_gemv_) {
+      if (down_gemv_) {  // the GEMV reads only the expert's real (leading) rows
         const ActFormat f = down_gemv_->act_format();
-        quantize_act_row(f, h, act_down_.data() + r * act_row_bytes(f, N), N);
+        uint8_t* dst = act_down_.data() + r * act_row_bytes(f, N);
+        if (row_token_[r] >= 0) quantize_act_row(f, h, dst, N);
         continue;
       }
       quantize_blocks(h, N, hq_.hi.data() + r * N, hq_.lo.data() + r * N,

@@ -17,7 +17,7 @@
 // lo plane's dwords into words without saturating (per 128-bit lane: 4 hi words, then 4 lo
 // words; a lane's dwords all belong to one sub-block: lanes 0,1 are sub-block 2j, lanes 2,3 are
 // 2j+1), and one vpdpwssd multiplies each word by its scale — 255·sc_s (<= 16065, an int16) for
-// hi words, sc_s for lo words; vpermw builds that scale vector from an 16-word table [sc ×8,
+// hi words, sc_s for lo words; vpermw builds that scale vector from a 16-word table [sc ×8,
 // 255·sc ×8] per chunk — and adds word pairs into the int32 isum. So a token costs two byte
 // dots and one word dot per chunk (three port-0 operations; two scalings would be four: the
 // integer multiply port bounds this kernel at one token per expert). A hi dword of isum gathers

@@ -88,11 +88,12 @@ void quantize_act_row(ActFormat f, const float* x, void* dst, int64_t n) {
       ActBlockQ16_K& blk = blocks[b];
       blk.d = quantize_block_q16(x + b * 256, blk.hi, blk.lo, 256);
       std::fill(std::begin(blk.pad), std::end(blk.pad), 0.0f);
-      for (int s = 0; s < 8; ++s) {
+      for (int s = 0; s < 16; ++s) {
         int32_t sum = 0;
-        for (int i = 0; i < 32; ++i) sum += q16_value(blk.hi, blk.lo, s * 32 + i);
-        blk.bsum32[s] = sum;
+        for (int i = 0; i < 16; ++i) sum += q16_value(blk.hi, blk.lo, s * 16 + i);
+        blk.bsum16[s] = sum;
       }
+      for (int s = 0; s < 8; ++s) blk.bsum32[s] = blk.bsum16[2 * s] + blk.bsum16[2 * s + 1];
     }
   }
 }

@@ -45,12 +45,13 @@ static_assert(sizeof(ActBlockQ16_0) == 68);
 
 struct ActBlockQ16_K {
   float d;
-  float pad[7];        // bsum32 at 32, hi at 64 and lo at 320: 64-byte loads never split lines
+  float pad[7];        // bsum32 at 32, hi at 128 and lo at 384: 64-byte loads never split lines
   int32_t bsum32[8];   // sum of v = 255·hi + lo over each 32-element sub-block (|sum| < 2^20)
+  int32_t bsum16[16];  // the same per 16 elements (Q6_K's sub-blocks: its −32 level offset)
   int8_t hi[256];
   int8_t lo[256];
 };
-static_assert(sizeof(ActBlockQ16_K) == 576);
+static_assert(sizeof(ActBlockQ16_K) == 640);
 
 // Elements per block of a format (1 for f32).
 int64_t act_block_elems(ActFormat f);

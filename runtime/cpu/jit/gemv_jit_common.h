@@ -27,6 +27,7 @@ namespace ktx::cpu {
 struct ActQ16K {
   static constexpr int bytes = static_cast<int>(sizeof(ActBlockQ16_K));
   static constexpr int bsum = static_cast<int>(offsetof(ActBlockQ16_K, bsum32));
+  static constexpr int bsum16 = static_cast<int>(offsetof(ActBlockQ16_K, bsum16));
   static constexpr int hi = static_cast<int>(offsetof(ActBlockQ16_K, hi));
   static constexpr int lo = static_cast<int>(offsetof(ActBlockQ16_K, lo));
 };

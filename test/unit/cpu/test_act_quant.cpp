@@ -76,6 +76,10 @@ TEST(ActQuant, Q16PlanesStayInRangeAndSumsMatch) {
         sum += v;
       }
       EXPECT_EQ(blk.bsum32[s], sum) << "block " << b << " sub-block " << s;
+      int32_t first_half = 0;
+      for (int i = 32 * s; i < 32 * s + 16; ++i) first_half += kQ16Base * blk.hi[i] + blk.lo[i];
+      EXPECT_EQ(blk.bsum16[2 * s], first_half) << "block " << b << " 16-block " << 2 * s;
+      EXPECT_EQ(blk.bsum16[2 * s + 1], sum - first_half) << "block " << b;
     }
   }
   // Block 0 holds ±32512 exactly: scale 1, every value stored exactly.

@@ -7,14 +7,15 @@
 // The level × plane products are exact in int16 pairs (31·127·2 < 2^15). vpmaddwd scales the
 // hi pairs by 255·sc_s (<= 16065, an int16) and the lo pairs by sc_s, so the int32 sum is
 // Σ sc·q·v exactly: a dword lane gathers two pair sums (<= 2·31·127) per 32-element step and
-// plane, |Σ| <= 8·2·(2·31·127)·(16065 + 63) ≈ 2.03e9 < 2^31 for Q5_K (Q4_K: 9.8e8). Only the two super-block scalings are float; the min
-// term multiplies the int32 bsums by the mins (vpmulld, <= 63·2^20). The scales and mins are
-// unpacked with a few 32-bit integer operations (the QUANTS.md packing) and parked in stack
-// slots (sc and 255·sc), from where each sub-block's scale is broadcast. Q5_K: qh byte l holds
-// the fifth bit of element 64j+l in bit 2j and of 64j+32+l in bit 2j+1; a word shift brings it
-// to bit 4 (the bits a byte receives from its neighbour land away from bit 4) and the 0x10 mask
-// (a constant after the code: no register is left) keeps it. Tokens go in pairs: the scales and
-// levels of a super-block are decoded once and used by both.
+// plane, |Σ| <= 8·2·(2·31·127)·(16065 + 63) ≈ 2.03e9 < 2^31 for Q5_K (Q4_K: 9.8e8). Only
+// the two super-block scalings are float; the min term multiplies the int32 bsums by the mins
+// (vpmulld, <= 63·2^20). The scales and mins are unpacked with a few 32-bit integer
+// operations (the QUANTS.md packing) and parked in stack slots (sc and 255·sc), from where
+// each sub-block's scale is broadcast. Q5_K: qh byte l holds the fifth bit of element 64j+l in
+// bit 2j and of 64j+32+l in bit 2j+1; a word shift brings it to bit 4 (the bits a byte
+// receives from its neighbour land away from bit 4) and the 0x10 mask (a constant after the
+// code: no register is left) keeps it. Tokens go in pairs: the scales and levels of a
+// super-block are decoded once and used by both.
 #include <cstddef>
 
 #include "runtime/cpu/jit/gemv_jit_common.h"
@@ -28,18 +29,12 @@ using namespace Xbyak::util;
 class GemvQ4_KAvx2 final : public GemvJit {
  public:
   explicit GemvQ4_KAvx2(const GemvDesc& desc)
-      : q5_(desc.type == GGMLType::Q5_K), w_block_(q5_ ? 176 : 144), qs_off_(q5_ ? 48 : 16),
-        n_blocks_(desc.k / 256) {}
+      : q5_(desc.type == GGMLType::Q5_K), n_blocks_(desc.k / 256) {}
 
   std::string name() const override { return q5_ ? "gemv_q5_k_avx2" : "gemv_q4_k_avx2"; }
   ActFormat act_format() const override { return ActFormat::q16_k; }
 
  private:
-  static constexpr int kQhOff = 16;    // Q5_K: fifth bits after d, dmin and the scales
-  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ16_K));
-  static constexpr int kActBsum = static_cast<int>(offsetof(ActBlockQ16_K, bsum32));
-  static constexpr int kActHi = static_cast<int>(offsetof(ActBlockQ16_K, hi));
-  static constexpr int kActLo = static_cast<int>(offsetof(ActBlockQ16_K, lo));
   static constexpr int kFrame = 64;          // stack locals below the saved registers
   static constexpr int kScaleSlot = 0;       // [rsp + 0, 16): the 8 scales as int16
   static constexpr int kBlocksLeft = 16;     // [rsp + 16]: super-blocks left (no GPR left)
@@ -87,7 +82,7 @@ class GemvQ4_KAvx2 final : public GemvJit {
 
   // Q5_K: levels |= (bit `bit` of each qh byte) << 4. Clobbers ymm_p (free while decoding).
   void emit_fifth_bit(const Ymm& levels, int bit) {
-    vmovdqu(ymm_p, ptr[reg_w + kQhOff]);
+    vmovdqu(ymm_p, ptr[reg_w + Q45KBlock::qh]);
     if (bit < 4) {
       vpsllw(ymm_p, ymm_p, 4 - bit);
     } else if (bit > 4) {
@@ -104,7 +99,7 @@ class GemvQ4_KAvx2 final : public GemvJit {
     vcvtph2ps(xmm_dd, xmm_dd);
     for (int t = 0; t < group; ++t) vpxor(ymm_isum[t], ymm_isum[t], ymm_isum[t]);
     for (int j = 0; j < 4; ++j) {       // 64 elements: sub-blocks 2j (low), 2j+1 (high)
-      vmovdqu(ymm_hi, ptr[reg_w + qs_off_ + 32 * j]);
+      vmovdqu(ymm_hi, ptr[reg_w + Q45KBlock::qs(q5_) + 32 * j]);
       vpand(ymm_lo, ymm_hi, ymm_mask);
       vpsrlw(ymm_hi, ymm_hi, 4);
       vpand(ymm_hi, ymm_hi, ymm_mask);
@@ -118,9 +113,9 @@ class GemvQ4_KAvx2 final : public GemvJit {
         const Ymm& q = half ? ymm_hi : ymm_lo;
         const int off = 64 * j + 32 * half;
         for (int t = 0; t < group; ++t) {
-          vpmaddubsw(ymm_p, q, ptr[reg_act[t] + kActHi + off]);
+          vpmaddubsw(ymm_p, q, ptr[reg_act[t] + ActQ16K::hi + off]);
           vpmaddwd(ymm_p, ymm_p, ymm_sc255);
-          vpmaddubsw(ymm_t, q, ptr[reg_act[t] + kActLo + off]);
+          vpmaddubsw(ymm_t, q, ptr[reg_act[t] + ActQ16K::lo + off]);
           vpmaddwd(ymm_t, ymm_t, ymm_sc);
           vpaddd(ymm_p, ymm_p, ymm_t);
           vpaddd(ymm_isum[t], ymm_isum[t], ymm_p);
@@ -130,7 +125,7 @@ class GemvQ4_KAvx2 final : public GemvJit {
     for (int t = 0; t < group; ++t) {
       vbroadcastss(xmm_s, dword[reg_act[t]]);
       vmulps(xmm_s, xmm_dd, xmm_s);     // [d·d_a, dmin·d_a]
-      vpmulld(ymm_t, ymm_mins, ptr[reg_act[t] + kActBsum]);  // 8 products, folded to 4
+      vpmulld(ymm_t, ymm_mins, ptr[reg_act[t] + ActQ16K::bsum]);  // 8 products, folded to 4
       vextracti128(xmm_p, ymm_t, 1);
       vpaddd(xmm_t, xmm_t, xmm_p);
       vcvtdq2ps(xmm_t, xmm_t);
@@ -151,8 +146,8 @@ class GemvQ4_KAvx2 final : public GemvJit {
         vxorps(xmm_acc_min[t], xmm_acc_min[t], xmm_acc_min[t]);
       }
     };
-    emit_pair_group(group, reg_act, n_blocks_, w_block_, kABlock, qword[rsp + kBlocksLeft], init,
-                    [&] { emit_superblock(group); },
+    emit_pair_group(group, reg_act, n_blocks_, Q45KBlock::bytes(q5_), ActQ16K::bytes,
+                    qword[rsp + kBlocksLeft], init, [&] { emit_superblock(group); },
                     [&](int t) {
                       emit_hsum_ymm(ymm_acc[t], xmm_p, &xmm_acc_min[t]);
                       return Xmm(ymm_acc[t].getIdx());
@@ -190,8 +185,6 @@ class GemvQ4_KAvx2 final : public GemvJit {
 
   Label l_bit4_;
   bool q5_;             // Q5_K (else Q4_K)
-  int w_block_;         // bytes of a super-block
-  int qs_off_;          // offset of the nibbles in a super-block
   int64_t n_blocks_;
 };
 

@@ -42,18 +42,12 @@ using namespace Xbyak::util;
 class GemvQ4_KAvx512 final : public GemvAvx512Jit {
  public:
   GemvQ4_KAvx512(const GemvDesc& desc, const Avx512Tuning& tuning)
-      : GemvAvx512Jit(tuning), q5_(desc.type == GGMLType::Q5_K), w_block_(q5_ ? 176 : 144),
-        qs_off_(q5_ ? 48 : 16), n_blocks_(desc.k / 256) {}
+      : GemvAvx512Jit(tuning), q5_(desc.type == GGMLType::Q5_K), n_blocks_(desc.k / 256) {}
 
   std::string name() const override { return q5_ ? "gemv_q5_k_avx512" : "gemv_q4_k_avx512"; }
   ActFormat act_format() const override { return ActFormat::q16_k; }
 
  private:
-  static constexpr int kQhOff = 16;       // Q5_K: fifth bits after d, dmin and the scales
-  static constexpr int kABlock = static_cast<int>(sizeof(ActBlockQ16_K));
-  static constexpr int kActBsum = static_cast<int>(offsetof(ActBlockQ16_K, bsum32));
-  static constexpr int kActHi = static_cast<int>(offsetof(ActBlockQ16_K, hi));
-  static constexpr int kActLo = static_cast<int>(offsetof(ActBlockQ16_K, lo));
   static constexpr int kFrame = 16;       // stack locals below the saved registers
   static constexpr int kBlocksLeft = 0;   // [rsp + 0]: super-blocks left in the row
   static constexpr int kRowsLeft = 8;     // [rsp + 8]: rows left
@@ -139,9 +133,9 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
   // isum[t] (+)= scales ⊙ packed words of dpbusd(q, hi) and dpbusd(q, lo); see the header.
   void emit_token_dot(int t, int j) {
     vpxord(zmm_dot, zmm_dot, zmm_dot);
-    vpdpbusd(zmm_dot, zmm_q, act(t, kActHi + 64 * j));
+    vpdpbusd(zmm_dot, zmm_q, act(t, ActQ16K::hi + 64 * j));
     vpxord(zmm_dot_lo, zmm_dot_lo, zmm_dot_lo);
-    vpdpbusd(zmm_dot_lo, zmm_q, act(t, kActLo + 64 * j));
+    vpdpbusd(zmm_dot_lo, zmm_q, act(t, ActQ16K::lo + 64 * j));
     vpackssdw(zmm_dot, zmm_dot, zmm_dot_lo);
     if (j == 0) {
       vpmaddwd(zmm_isum[t], zmm_dot, zmm_sc);
@@ -152,16 +146,16 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
 
   // One super-block for `group` tokens.
   void emit_superblock(int group) {
-    for (int p = 0; p < w_block_; p += 64) {
+    for (int p = 0; p < Q45KBlock::bytes(q5_); p += 64) {
       emit_prefetch_w(p);
     }
     emit_unpack_scales();
     if (q5_) {
-      vbroadcasti64x4(zmm_qh, ptr[reg_w + kQhOff]);
+      vbroadcasti64x4(zmm_qh, ptr[reg_w + Q45KBlock::qh]);
       vpsrlvq(zmm_qh, zmm_qh, zmm_qh_shift);
     }
     for (int j = 0; j < 4; ++j) {       // 64 elements: sub-blocks 2j (low), 2j+1 (high)
-      vbroadcasti64x4(zmm_q, ptr[reg_w + qs_off_ + 32 * j]);
+      vbroadcasti64x4(zmm_q, ptr[reg_w + Q45KBlock::qs(q5_) + 32 * j]);
       vpsrlvq(zmm_q, zmm_q, zmm_shift);
       vpandd(zmm_q, zmm_q, zmm_mask);
       if (q5_) {                        // q |= (qh bit 0) << 4, then the next chunk's bits
@@ -175,7 +169,7 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
     for (int t = 0; t < group; ++t) {  // acc += d_a · (d·isum − dmin·(m ⊙ bsum32) on lanes 0..7)
       vcvtdq2ps(zmm_isum[t], zmm_isum[t]);
       vmulps(zmm_isum[t], zmm_isum[t], zmm_d);
-      vpmulld(ymm_m, ymm_mins, act(t, kActBsum));     // m_s · bsum32_s, exact in int32
+      vpmulld(ymm_m, ymm_mins, act(t, ActQ16K::bsum));     // m_s · bsum32_s, exact in int32
       vcvtdq2ps(ymm_m, ymm_m);
       vfnmadd231ps(zmm_isum[t] | k_lo8, zmm_m, zmm_dmin);
       vfmadd231ps(zmm_acc[t], zmm_isum[t], act_b(t, 0));
@@ -184,20 +178,14 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
 
   // out[t][r] for the `group` tokens starting at reg_act_tok / reg_out_t.
   void emit_group(int group) override {
-    Label l_blk;
-    emit_group_pointers(group);
-    for (int t = 0; t < group; ++t) vpxord(zmm_acc[t], zmm_acc[t], zmm_acc[t]);
-    mov(qword[rsp + kBlocksLeft], static_cast<uint32_t>(n_blocks_));
-    L(l_blk);
-    emit_superblock(group);
-    add(reg_w, w_block_);
-    emit_advance_act(group, kABlock);
-    dec(qword[rsp + kBlocksLeft]);
-    jnz(l_blk, T_NEAR);
-    emit_group_stores(group, [&](int t) {
-      emit_hsum_zmm(ymm_t0, zmm_acc[t], xmm_t1);
-      return xmm_t0;
-    });
+    emit_superblock_group(
+        group, n_blocks_, Q45KBlock::bytes(q5_), ActQ16K::bytes, qword[rsp + kBlocksLeft],
+        [&] { for (int t = 0; t < group; ++t) vpxord(zmm_acc[t], zmm_acc[t], zmm_acc[t]); },
+        [&] { emit_superblock(group); },
+        [&](int t) {
+          emit_hsum_zmm(ymm_t0, zmm_acc[t], xmm_t1);
+          return xmm_t0;
+        });
   }
 
   // for r in [0, n_rows):                        // weight row stays in L1 across tokens
@@ -240,8 +228,6 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
 
   Label l_idx_;         // emit_index_table()
   bool q5_;             // Q5_K (else Q4_K)
-  int w_block_;         // bytes of a super-block
-  int qs_off_;          // offset of the nibbles in a super-block
   int64_t n_blocks_;
 };
 

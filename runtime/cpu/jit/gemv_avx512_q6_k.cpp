@@ -174,20 +174,14 @@ class GemvQ6_KAvx512 final : public GemvAvx512Jit {
 
   // out[t][r] for the `group` tokens starting at reg_act_tok / reg_out_t.
   void emit_group(int group) override {
-    Label l_blk;
-    emit_group_pointers(group);
-    for (int t = 0; t < group; ++t) vpxord(zmm_acc[t], zmm_acc[t], zmm_acc[t]);
-    mov(reg_blocks, n_blocks_);
-    L(l_blk);
-    emit_superblock(group);
-    add(reg_w, Q6KBlock::bytes);
-    emit_advance_act(group, ActQ16K::bytes);
-    dec(reg_blocks);
-    jnz(l_blk, T_NEAR);
-    emit_group_stores(group, [&](int t) {
-      emit_hsum_zmm(ymm_t0, zmm_acc[t], xmm_t1);
-      return xmm_t0;
-    });
+    emit_superblock_group(
+        group, n_blocks_, Q6KBlock::bytes, ActQ16K::bytes, reg_blocks,
+        [&] { for (int t = 0; t < group; ++t) vpxord(zmm_acc[t], zmm_acc[t], zmm_acc[t]); },
+        [&] { emit_superblock(group); },
+        [&](int t) {
+          emit_hsum_zmm(ymm_t0, zmm_acc[t], xmm_t1);
+          return xmm_t0;
+        });
   }
 
   // for r in [0, n_rows):                        // weight row stays in L1 across tokens

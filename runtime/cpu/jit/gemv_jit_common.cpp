@@ -169,6 +169,24 @@ void GemvAvx512Jit::emit_advance_act(int group, int bytes) {
   if (group > 2) add(reg_act2, bytes);
 }
 
+void GemvAvx512Jit::emit_superblock_group(int group, int64_t n_blocks, int w_block,
+                                          int a_block, const Operand& blocks_left,
+                                          const std::function<void()>& init,
+                                          const std::function<void()>& body,
+                                          const std::function<Xmm(int t)>& hsum) {
+  Label l_blk;
+  emit_group_pointers(group);
+  init();
+  mov(blocks_left, static_cast<uint32_t>(n_blocks));
+  L(l_blk);
+  body();
+  add(reg_w, w_block);
+  emit_advance_act(group, a_block);
+  dec(blocks_left);
+  jnz(l_blk, T_NEAR);
+  emit_group_stores(group, hsum);
+}
+
 void GemvAvx512Jit::emit_group_stores(int group, const std::function<Xmm(int t)>& hsum) {
   mov(rax, arg(offsetof(GemvArgs, out_stride)));
   shl(rax, 2);

@@ -34,6 +34,13 @@ struct ActQ16K {
 struct Q6KBlock {
   static constexpr int bytes = 210, qh = 128, sc = 192, d = 208;
 };
+// GGUF block_q4_K (fp16 d, dmin, 12 bytes of packed scales/mins, 128 bytes of nibbles) and
+// block_q5_K (the same with 32 bytes of fifth bits qh before the nibbles).
+struct Q45KBlock {
+  static constexpr int qh = 16;  // Q5_K only
+  static constexpr int bytes(bool q5) { return q5 ? 176 : 144; }
+  static constexpr int qs(bool q5) { return q5 ? 48 : 16; }
+};
 
 class GemvJit : public JitKernel, public GemvKernel {
  public:
@@ -137,6 +144,15 @@ class GemvAvx512Jit : public GemvJit {
   // out[t][r] = the xmm that hsum(t) leaves its sum in, for t < group. reg_act0 (free once the
   // blocks are done) walks the output rows; hsum must leave rax alone.
   void emit_group_stores(int group, const std::function<Xmm(int t)>& hsum);
+  // The group of a super-block kernel (the AVX-512 twin of GemvJit::emit_pair_group):
+  //   emit_group_pointers(group); init()
+  //   n_blocks times: body(); reg_w += w_block; activation pointers += a_block
+  //   emit_group_stores(group, hsum)                     (counter in blocks_left)
+  void emit_superblock_group(int group, int64_t n_blocks, int w_block, int a_block,
+                             const Xbyak::Operand& blocks_left,
+                             const std::function<void()>& init,
+                             const std::function<void()>& body,
+                             const std::function<Xmm(int t)>& hsum);
   // The weight stream prefetched tuning_.prefetch_bytes ahead of reg_w + off.
   void emit_prefetch_w(int off) {
     emit_prefetch(tuning_.hint, ptr[reg_w + tuning_.prefetch_bytes + off]);

@@ -39,40 +39,45 @@ using ModelShape = MoeShape;
 // reads the wrong block).
 struct BlockScales {
   uint64_t block_bytes;
-  int d_off, dmin_off;  // dmin_off < 0: none
+  int d_off, dmin_off;  // < 0: none
 };
 
 BlockScales block_scales(GGMLType t) {
   switch (t) {
     case GGMLType::Q5_K: return {176, 0, 2};
     case GGMLType::Q6_K: return {210, 208, -1};
+    case GGMLType::BF16: return {2, -1, -1};  // no scales (fill_bf16 keeps values finite)
     default: return {144, 0, 2};  // Q4_K
   }
 }
 
-void fill_blocks(uint8_t* dst, uint64_t bytes, uint64_t seed, const BlockScales& bs) {
+void fill_random(uint8_t* dst, uint64_t bytes, uint64_t seed) {
   uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
   for (uint64_t i = 0; i + 8 <= bytes; i += 8) {
     s ^= s << 13, s ^= s >> 7, s ^= s << 17;
     std::memcpy(dst + i, &s, 8);
   }
+}
+
+void fill_blocks(uint8_t* dst, uint64_t bytes, uint64_t seed, const BlockScales& bs) {
+  fill_random(dst, bytes, seed);
   const uint16_t d = fp32_to_fp16(1e-3f), dmin = fp32_to_fp16(5e-4f);
   for (uint64_t b = 0; b + bs.block_bytes <= bytes; b += bs.block_bytes) {
-    std::memcpy(dst + b + bs.d_off, &d, 2);
+    if (bs.d_off >= 0) std::memcpy(dst + b + bs.d_off, &d, 2);
     if (bs.dmin_off >= 0) std::memcpy(dst + b + bs.dmin_off, &dmin, 2);
   }
 }
 
 // BF16: random bits with the exponent's top bit cleared, so every value is finite (|x| < 2).
 void fill_bf16(uint8_t* dst, uint64_t bytes, uint64_t seed) {
-  fill_blocks(dst, bytes, seed, {2, 0, -1});
+  fill_random(dst, bytes, seed);
   for (uint64_t i = 1; i < bytes; i += 2) dst[i] &= 0xbf;  // little endian: high byte
 }
 
 // One stacked tensor filled in parallel (the DeepSeek-V3 layer is 6 to 7 GB).
 std::vector<uint8_t> random_tensor(GGMLType type, uint64_t bytes, uint64_t seed, int threads) {
   std::vector<uint8_t> t(bytes);
-  const BlockScales bs = type == GGMLType::BF16 ? BlockScales{2, 0, -1} : block_scales(type);
+  const BlockScales bs = block_scales(type);
   const uint64_t chunk = ((bytes / threads) / bs.block_bytes + 1) * bs.block_bytes;
   std::vector<std::thread> pool;
   for (int i = 0; i < threads; ++i) {
@@ -130,7 +135,10 @@ int run_point(const ModelShape& m, const Options& o, const MoeDesc& desc, const 
               ThreadPool& pool) {
   MoeConfig cfg = select_moe_config(desc, pool.size());
   if (pt.rows > 0) cfg.rows_per_task = pt.rows;
-  auto moe = MoeDecode::create(desc, cfg, cpu, MoeDecodeOptions{pt.tuning, pt.fused});
+  MoeDecodeOptions opt;
+  opt.gemv = pt.tuning;
+  opt.fused = pt.fused;
+  auto moe = MoeDecode::create(desc, cfg, cpu, opt);
   if (!moe) {
     std::fprintf(stderr, "ktx-moe-bench: %s\n", moe.status().message().c_str());
     return 1;

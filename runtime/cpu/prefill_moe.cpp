@@ -90,16 +90,14 @@ void MoePrefill::group_by_expert(const MoeRouting& routing) {
   std::vector<int64_t> count(static_cast<size_t>(desc_.n_expert), 0), cursor(count);
   for (int64_t s = 0; s < n_slots; ++s) ++count[routing.expert_ids[s]];
   active_.clear();
+  real_rows_.clear();
   pad_begin_.assign(1, 0);
   for (int64_t e = 0; e < desc_.n_expert; ++e) {
     if (count[e] == 0) continue;
     cursor[e] = pad_begin_.back();
     active_.push_back(static_cast<int32_t>(e));
+    real_rows_.push_back(count[e]);
     pad_begin_.push_back(pad_begin_.back() + round_up(count[e], kGemmTileM));
-  }
-  real_rows_.clear();
-  for (int64_t e = 0; e < desc_.n_expert; ++e) {
-    if (count[e] > 0) real_rows_.push_back(count[e]);
   }
   n_pairs_ = n_slots;
   n_padded_ = pad_begin_.back();

@@ -321,7 +321,9 @@ TEST(MoeDecodeFused, MatchesPhasedBitForBit) {
     MoeConfig cfg;
     cfg.rows_per_task = rows;
     auto fused = MoeDecode::create(desc, cfg, cpu, MoeDecodeOptions{});
-    auto phased = MoeDecode::create(desc, cfg, cpu, MoeDecodeOptions{{}, false});
+    MoeDecodeOptions phased_opt;
+    phased_opt.fused = false;
+    auto phased = MoeDecode::create(desc, cfg, cpu, phased_opt);
     ASSERT_TRUE(fused && phased);
     for (int64_t n_tokens : {1, 3, 8}) {
       for (RoutePattern p : {RoutePattern::spread, RoutePattern::repeated}) {

@@ -5,15 +5,17 @@
 //
 // Precision: int8 activations (one scale per 32 or 256 elements) were measured to move the
 // tiny test models' logits by a mean KL of 2e-4..5e-3 (bench/act_error_study.cpp), over the
-// 5e-4 the end-to-end bound allows; int16 passes every file with a KL near 1e-8. The decode
-// kernels therefore read int16-grade activations split into two int8 planes,
+// 5e-4 the end-to-end bound allows; int16 passes every file with a KL near 1e-8. The integer
+// kernels (decode GEMVs, prefill GEMM) therefore read int16-grade activations split into two
+// int8 planes,
 //     v = 255·hi + lo,   hi, lo in [-127, 127],   |v| <= 32512,   x ≈ d·v,
 // so every dot product stays on the int8 instructions (vpdpbusd, vpmaddubsw): the kernel runs
 // its byte dot twice, against hi and against lo, and combines them as 255·dot_hi + dot_lo.
 // Both planes avoid -128, so the AVX2 sign trick (|w| · sign(w)·a) cannot overflow. Decode is
-// memory-bound, so the doubled integer work costs little; see docs/kernels.md. The block layouts here are what the generated kernels
-// read; the reference can apply the same rounding (quantize, then dequantize) to tell apart
-// "kernel is wrong" from "activation quantization moved the result".
+// memory-bound, so the doubled integer work costs little; see docs/kernels.md. The block
+// layouts here are what the generated kernels read; the reference can apply the same rounding
+// (quantize, then dequantize) to tell apart "kernel is wrong" from "activation quantization
+// moved the result".
 #pragma once
 
 #include <cstddef>
@@ -26,7 +28,7 @@ namespace ktx::cpu {
 enum class ActFormat : uint8_t {
   f32 = 0,   // plain floats (reference kernels: exact)
   q16_0 = 1, // 32-element blocks, int16-grade as hi/lo int8 planes (ActBlockQ16_0)
-  q16_k = 2, // 256-element blocks, int16-grade as hi/lo planes, 32-element sums (ActBlockQ16_K)
+  q16_k = 2, // 256-element blocks, int16-grade as hi/lo planes, 32/16-element sums (ActBlockQ16_K)
 };
 
 const char* act_format_name(ActFormat f);

@@ -6,13 +6,13 @@
 // path runs each kind as a pool phase, the fused path runs them all in one (see the header).
 #include "runtime/cpu/moe_decode.h"
 
-#include "runtime/cpu/topology.h"
-
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
 #include <thread>
+
+#include "runtime/cpu/topology.h"
 
 namespace ktx::cpu {
 namespace {

@@ -11,8 +11,8 @@
 // Each block is scaled into float as soon as its int32 tiles are done, because the weight scale
 // changes every 32 elements (Q4_K sub-blocks) and only this keeps the result exact.
 // Why two planes: int8 activations alone moved the test models' logits past the end-to-end
-// bound (mean KL 5e-4); see act_quant.h. They double the tile work, not the epilogue's loads
-// of weights, and the epilogue is what bounds this kernel (docs/kernels.md).
+// bound (mean KL 5e-4); see act_quant.h. They double the tile work and the tiles the epilogue
+// converts per block (about half the int8 kernel's speed, docs/kernels.md).
 // `accumulate` continues a sum over an earlier block range (the driver splits K into chunks
 // that stay in L1/L2): the float accumulators start from `out` instead of zero. Storing and
 // reloading a float is exact, so a split K gives the same bits as one call over all of K.

@@ -1,6 +1,6 @@
 // ktx-prefill-bench: the routed-expert layer at prefill (hundreds of tokens per call) with the
-// shapes of real models and random Q4_K blocks, repacked once to int8 (repack_int8.h) and run
-// by MoePrefill. Prints ms per layer, TOP/s of the expert GEMMs actually done (2 * 3 * N * K
+// shapes of real models and random Q4_K blocks, run by MoePrefill (Q4_K: the K-quant kernel on
+// the blocks in place). Prints ms per layer, TOP/s of the expert GEMMs actually done (2 * 3 * N * K
 // per (token, expert) pair; padding to groups of 16 not counted) and the ratio to the AMX INT8
 // peak: --peak (TOP/s), and the peak measured by a tile-only loop (tdpbssd on all threads).
 // --experts allocates fewer distinct experts; routing still spreads over the model's count
@@ -104,6 +104,32 @@ double kernel_tops(const GemmInt8Kernel& kernel, int64_t kBlocks, int64_t kPanel
   return 2.0 * 16 * kPanels * 16 * kBlocks * 32 * kIters * pool.size() / s / 1e12;
 }
 
+// The K-quant kernel alone: every thread runs one 16-row Q4_K panel of n_super super-blocks
+// against `groups` token groups, weights and activations hot in L1/L2 (its own random data).
+// TOP/s counts 2·16·16·256 per (super-block, group): the real products, not the four planes.
+void fill_q4_k(uint8_t* dst, uint64_t bytes, uint64_t seed);
+double kq_kernel_tops(const GemmKqKernel& kernel, int64_t n_super, int64_t groups,
+                      ThreadPool& pool) {
+  const int64_t kIters = 20000 / (n_super * groups) + 1;
+  const int64_t rb = n_super * 144;
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.parallel_for(pool.size(), [&](int64_t th) {
+    std::mt19937 rng(static_cast<uint32_t>(th));
+    std::vector<uint8_t> w(16 * rb);
+    fill_q4_k(w.data(), w.size(), static_cast<uint64_t>(th));
+    std::vector<int8_t> act(groups * n_super * kKqActBytes);
+    for (auto& v : act) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+    std::vector<float> f(groups * n_super * kKqActFloats, 0.01f), out(groups * 256);
+    GemmKqArgs g;
+    g.w = w.data(), g.w_stride = rb, g.act = act.data(), g.act_group_stride = n_super * kKqActBytes;
+    g.act_f = f.data(), g.act_f_group_stride = n_super * kKqActFloats * 4;
+    g.out = out.data(), g.out_group_stride = 256, g.n_super = n_super, g.n_groups = groups;
+    for (int64_t i = 0; i < kIters; ++i) kernel.run(g);
+  });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return 2.0 * 16 * 16 * 256 * n_super * groups * kIters * pool.size() / s / 1e12;
+}
+
 // Random Q4_K blocks with small finite fp16 d/dmin (random bytes elsewhere).
 void fill_q4_k(uint8_t* dst, uint64_t bytes, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -147,17 +173,22 @@ int bench_model(const ModelShape& m, const Options& o, ThreadPool& pool, double 
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   MoeDesc desc = phys;
   desc.n_expert = m.n_expert, desc.top_k = m.top_k;
-  RepackedMoe all{desc, {}, {}, {}};
-  for (int64_t e = 0; e < m.n_expert; ++e) {
-    all.gate.push_back(packed->gate[e % phys.n_expert]);
-    all.up.push_back(packed->up[e % phys.n_expert]);
-    all.down.push_back(packed->down[e % phys.n_expert]);
+  RepackedMoe all;
+  all.desc = desc;
+  for (int64_t e = 0; e < m.n_expert; ++e) {  // expert e aliases e mod phys.n_expert
+    const size_t src = static_cast<size_t>(e % phys.n_expert);
+    if (!packed->gate.empty()) all.gate.push_back(packed->gate[src]);
+    if (!packed->up.empty()) all.up.push_back(packed->up[src]);
+    if (!packed->down.empty()) all.down.push_back(packed->down[src]);
+    if (!packed->gate_raw.empty()) all.gate_raw.push_back(packed->gate_raw[src]);
+    if (!packed->up_raw.empty()) all.up_raw.push_back(packed->up_raw[src]);
+    if (!packed->down_raw.empty()) all.down_raw.push_back(packed->down_raw[src]);
   }
   MoeConfig cfg;
   cfg.rows_per_task = 128;
   auto moe = MoePrefill::create(desc, cfg, detect_cpu_isa());
   if (!moe) return std::fprintf(stderr, "%s\n", moe.status().message().c_str()), 1;
-  std::printf("\n%s: %s\n  kernel %s, %lld distinct experts repacked in %.2f s (%.2f GB/s of "
+  std::printf("\n%s: %s\n  kernel %s, %lld distinct experts prepared in %.2f s (%.2f GB/s of "
               "Q4_K)\n", m.name.c_str(), desc.to_string().c_str(), (*moe)->kernel_name().c_str(),
               static_cast<long long>(phys.n_expert), repack_s,
               (gate.size() + up.size() + down.size()) / repack_s / 1e9);
@@ -195,7 +226,7 @@ int bench_model(const ModelShape& m, const Options& o, ThreadPool& pool, double 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"ktx-prefill-bench: routed-expert prefill layer (Q4_K, int8 GEMM) on this CPU"};
+  CLI::App app{"ktx-prefill-bench: routed-expert prefill layer (Q4_K) on this CPU"};
   Options o;
   app.add_option("--model", o.model, "deepseek-v3, qwen3-30b-a3b or all");
   app.add_option("--tokens", o.tokens, "tokens per call")->delimiter(',');
@@ -216,6 +247,11 @@ int main(int argc, char** argv) {
       if (k) std::printf("micro-kernel %s alone: %.1f TOP/s (64 blocks x 8 panels, B in L2), "
                          "%.1f TOP/s (16 blocks x 2 panels, all in L1)\n", (*k)->name().c_str(),
                          kernel_tops(**k, 64, 8, pool), kernel_tops(**k, 16, 2, pool));
+    }
+    if (auto k = create_gemm_kq_amx(GGMLType::Q4_K, detect_cpu_isa())) {
+      std::printf("micro-kernel %s alone: %.1f TOP/s (28 super-blocks x 4 groups), %.1f TOP/s "
+                  "(8 x 8)\n", (*k)->name().c_str(), kq_kernel_tops(**k, 28, 4, pool),
+                  kq_kernel_tops(**k, 8, 8, pool));
     }
   } else {
     std::printf("no AMX here: the prefill kernel is the C++ twin (slow)\n");

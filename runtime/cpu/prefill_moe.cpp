@@ -39,19 +39,43 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
                                                          const CpuIsa& cpu) {
   KTX_RETURN_IF_ERROR(desc.validate());
   KTX_RETURN_IF_ERROR(config.validate().with_context(desc.to_string()));
-  for (GGMLType t : {desc.gate_type, desc.up_type}) {
-    if (!repack_int8_supported(t)) {
-      return Error("{}: prefill needs gate and up weights with an exact int8 repack; {} has "
-                   "none", desc.to_string(), ggml_type_name(static_cast<uint32_t>(t)));
+  const bool kq_in = prefill_gate_up_in_place(desc);
+  if (!kq_in) {
+    for (GGMLType t : {desc.gate_type, desc.up_type}) {
+      if (!repack_int8_supported(t)) {
+        return Error("{}: prefill needs gate and up weights with a prefill GEMM (K-quant "
+                     "Q4_K/Q5_K in place, or an exact int8 repack); {} has neither",
+                     desc.to_string(), ggml_type_name(static_cast<uint32_t>(t)));
+      }
     }
   }
   std::unique_ptr<MoePrefill> moe(new MoePrefill(desc, config));
-  if (!repack_int8_supported(desc.down_type)) {
+  const bool amx = desc.isa == IsaTier::amx && isa_tier_supported(IsaTier::amx, cpu);
+  auto make_kq = [&](GGMLType t, const char* what,
+                     std::unique_ptr<GemmKqKernel>* dst) -> Status {
+    // Panels are whole 16-row tiles: rows are n_ff (a multiple of down's block) or n_embd.
+    const int64_t rows = std::string(what) == "down" ? desc.n_embd : desc.n_ff;
+    if (rows % kKqTile != 0) {
+      return Error("{}: {} has {} rows, not a multiple of {}", desc.to_string(), what, rows,
+                   kKqTile);
+    }
+    auto k = amx ? create_gemm_kq_amx(t, cpu) : create_gemm_kq_ref(t);
+    if (!k) return k.status().with_context(desc.to_string() + " (" + what + ")");
+    *dst = std::move(k).value();
+    return Status::ok();
+  };
+  if (kq_in) {
+    KTX_RETURN_IF_ERROR(make_kq(desc.gate_type, "gate", &moe->kq_gate_));
+    KTX_RETURN_IF_ERROR(make_kq(desc.up_type, "up", &moe->kq_up_));
+  }
+  if (gemm_kq_supported(desc.down_type)) {
+    KTX_RETURN_IF_ERROR(make_kq(desc.down_type, "down", &moe->kq_down_));
+  } else if (!repack_int8_supported(desc.down_type)) {
     auto gemv = make_gemv(GemvDesc{desc.down_type, desc.n_ff, config.unroll, desc.isa}, cpu);
     if (!gemv) return gemv.status().with_context(desc.to_string() + " (down)");
     moe->down_gemv_ = std::move(gemv).value();
   }
-  if (desc.isa == IsaTier::amx && isa_tier_supported(IsaTier::amx, cpu)) {
+  if (amx) {
     auto plain = create_gemm_int8_amx(false, cpu);
     if (!plain) return plain.status().with_context(desc.to_string());
     auto biased = create_gemm_int8_amx(true, cpu);
@@ -67,19 +91,27 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
 
 Status MoePrefill::check_weights(const RepackedMoe& w) const {
   const auto n = static_cast<size_t>(desc_.n_expert);
-  if (w.desc.n_embd != desc_.n_embd || w.desc.n_ff != desc_.n_ff) {
+  if (w.desc.n_embd != desc_.n_embd || w.desc.n_ff != desc_.n_ff ||
+      w.desc.gate_type != desc_.gate_type || w.desc.up_type != desc_.up_type ||
+      w.desc.down_type != desc_.down_type) {
     return Error("{}: repacked weights are for {}", desc_.to_string(), w.desc.to_string());
   }
-  if (w.gate.size() != n || w.up.size() != n || w.down.size() != (down_gemv_ ? 0 : n)) {
-    return Error("{}: repacked weights hold {} experts, expected {}", desc_.to_string(),
-                 w.gate.size(), n);
-  }
-  if (down_gemv_ && !w.down_in_place) {
-    return Error("{}: the in-place down weights are missing", desc_.to_string());
-  }
-  for (size_t e = 0; e < n; ++e) {
-    if (!w.gate[e].q || !w.up[e].q || (!down_gemv_ && !w.down[e].q)) {
-      return Error("{}: expert {} was not repacked", desc_.to_string(), e);
+  const bool down_raw = kq_down_ || down_gemv_;
+  const struct { const char* name; bool raw; const std::vector<RepackedMatrix>& packed;
+                 const std::vector<const uint8_t*>& ptrs; } mats[] = {
+      {"gate", kq_gate_ != nullptr, w.gate, w.gate_raw},
+      {"up", kq_up_ != nullptr, w.up, w.up_raw},
+      {"down", down_raw, w.down, w.down_raw}};
+  for (const auto& m : mats) {
+    const size_t have = m.raw ? m.ptrs.size() : m.packed.size();
+    if (have != n) {
+      return Error("{}: the {} weights hold {} experts {}, expected {}", desc_.to_string(),
+                   m.name, have, m.raw ? "in place" : "repacked", n);
+    }
+    for (size_t e = 0; e < n; ++e) {
+      if (m.raw ? !m.ptrs[e] : !m.packed[e].q) {
+        return Error("{}: {} weights of expert {} are missing", desc_.to_string(), m.name, e);
+      }
     }
   }
   return Status::ok();
@@ -186,9 +218,89 @@ void MoePrefill::gemm(const std::vector<RepackedMatrix>& w, const Int8Planes& ac
   });
 }
 
+// Quantize each token once (q16_k), then lay the rows out group by group in the K-quant
+// kernel's activation tiles.
+void MoePrefill::quantize_inputs_kq(const float* x, int64_t n_tokens, ThreadPool& pool) {
+  const int64_t K = desc_.n_embd;
+  const auto rb = static_cast<int64_t>(act_row_bytes(ActFormat::q16_k, K));
+  kq_x_.rows.resize(static_cast<size_t>(n_tokens * rb));
+  pool.parallel_for(n_tokens, [&](int64_t t) {
+    quantize_act_row(ActFormat::q16_k, x + t * K, kq_x_.rows.data() + t * rb, K);
+  });
+  const int64_t tiles = n_padded_ / kKqTile * (K / kKqSuper);
+  kq_x_.tiles.resize(static_cast<size_t>(tiles * kKqActBytes));
+  kq_x_.floats.resize(static_cast<size_t>(tiles * kKqActFloats));
+  pool.parallel_for(n_padded_ / kGemmTileM, [&](int64_t grp) {
+    pack_group_kq(grp, K, kq_x_.rows.data(), rb, row_token_.data(), kq_x_);
+  });
+}
+
+// Group `grp` (padded rows 16·grp ..) into acts' tiles: padded row r reads q16_k row row_of[r]
+// of `rows` (none when negative: padding).
+void MoePrefill::pack_group_kq(int64_t grp, int64_t k, const uint8_t* rows, int64_t row_bytes,
+                               const int64_t* row_of, KqActs& acts) const {
+  const int64_t ns = k / kKqSuper;
+  const ActBlockQ16_K* tokens[kKqTile];
+  for (int64_t i = 0; i < kKqTile; ++i) {
+    const int64_t src = row_of[grp * kKqTile + i];
+    tokens[i] = src < 0 ? nullptr
+                        : reinterpret_cast<const ActBlockQ16_K*>(rows + src * row_bytes);
+  }
+  kq_pack_acts(tokens, ns, acts.tiles.data() + grp * ns * kKqActBytes, kKqActBytes,
+               acts.floats.data() + grp * ns * kKqActFloats, kKqActFloats);
+}
+
+// out[row][n] for every padded row and weight row n of the active experts, K-quant weights in
+// place. Task = (active expert, chunk of rows_per_task/16 panels); per panel one kernel call
+// covers all K and all the expert's token groups (the panel's expanded super-block stays in
+// L1 across groups), then its [group][row][token] result is transposed into out.
+void MoePrefill::gemm_kq(const GemmKqKernel& kernel, const std::vector<const uint8_t*>& w,
+                         int64_t rows, int64_t k, const KqActs& acts, float* out,
+                         int64_t out_stride, ThreadPool& pool) {
+  const int64_t ns = k / kKqSuper, panels = rows / kKqTile;
+  const int64_t rb = static_cast<int64_t>(ggml_row_bytes(kernel.type(), k).value());
+  const int64_t per_task = std::max<int64_t>(1, config_.rows_per_task / kKqTile);
+  const int64_t chunks = (panels + per_task - 1) / per_task;
+  pool.parallel_for(static_cast<int64_t>(active_.size()) * chunks, [&](int64_t task) {
+    const int64_t a = task / chunks, p0 = (task % chunks) * per_task;
+    const int64_t g0 = pad_begin_[a] / kKqTile, groups = pad_begin_[a + 1] / kKqTile - g0;
+    thread_local std::vector<float> tile;
+    tile.resize(static_cast<size_t>(groups * kKqTile * kKqTile));
+    GemmKqArgs g;
+    g.w_stride = rb;
+    g.act = acts.tiles.data() + g0 * ns * kKqActBytes;
+    g.act_group_stride = ns * kKqActBytes;
+    g.act_f = acts.floats.data() + g0 * ns * kKqActFloats;
+    g.act_f_group_stride = ns * kKqActFloats * static_cast<int64_t>(sizeof(float));
+    g.out = tile.data();
+    g.out_group_stride = kKqTile * kKqTile;
+    g.n_super = ns;
+    g.n_groups = groups;
+    for (int64_t p = p0; p < std::min(panels, p0 + per_task); ++p) {
+      g.w = w[active_[a]] + p * kKqTile * rb;
+      kernel.run(g);
+      for (int64_t grp = 0; grp < groups; ++grp) {
+        const float* src = tile.data() + grp * kKqTile * kKqTile;
+        float* dst = out + (pad_begin_[a] + grp * kKqTile) * out_stride + p * kKqTile;
+        for (int64_t t = 0; t < kKqTile; ++t) {
+          for (int64_t n = 0; n < kKqTile; ++n) dst[t * out_stride + n] = src[n * kKqTile + t];
+        }
+      }
+    }
+  });
+}
+
 void MoePrefill::activate(ThreadPool& pool) {
   const int64_t N = desc_.n_ff, NP = round_up(N, kRepackRowAlign), NB = N / kRepackBlock;
-  if (down_gemv_) {
+  const auto kq_rb = static_cast<int64_t>(act_row_bytes(ActFormat::q16_k, N));
+  std::vector<int64_t> self_rows;  // K-quant down: padded row r reads h row r, or none
+  if (kq_down_) {
+    kq_h_.rows.resize(static_cast<size_t>(n_padded_ * kq_rb));
+    kq_h_.tiles.resize(static_cast<size_t>(n_padded_ / kKqTile * (N / kKqSuper) * kKqActBytes));
+    kq_h_.floats.resize(static_cast<size_t>(n_padded_ / kKqTile * (N / kKqSuper) * kKqActFloats));
+    self_rows.resize(static_cast<size_t>(n_padded_));
+    for (int64_t r = 0; r < n_padded_; ++r) self_rows[r] = row_token_[r] < 0 ? -1 : r;
+  } else if (down_gemv_) {
     act_down_.resize(n_padded_ * act_row_bytes(down_gemv_->act_format(), N));
   } else {
     hq_.resize(n_padded_ * N);
@@ -202,6 +314,12 @@ void MoePrefill::activate(ThreadPool& pool) {
       const float* u = u_.data() + r * NP;
       for (int64_t n = 0; n < N; ++n) h[n] = silu(h[n]) * u[n];
       if (row_token_[r] < 0) std::fill(h, h + N, 0.0f);  // padding stays exactly zero
+      if (kq_down_) {
+        if (row_token_[r] >= 0) {
+          quantize_act_row(ActFormat::q16_k, h, kq_h_.rows.data() + r * kq_rb, N);
+        }
+        continue;
+      }
       if (down_gemv_) {  // the GEMV reads only the expert's real (leading) rows
         const ActFormat f = down_gemv_->act_format();
         uint8_t* dst = act_down_.data() + r * act_row_bytes(f, N);
@@ -212,6 +330,7 @@ void MoePrefill::activate(ThreadPool& pool) {
                       hs_.data() + grp * NB * kGemmTileM + i,
                       hsum_.data() + grp * NB * kGemmTileM + i, kGemmTileM);
     }
+    if (kq_down_) pack_group_kq(grp, N, kq_h_.rows.data(), kq_rb, self_rows.data(), kq_h_);
   });
 }
 
@@ -222,11 +341,10 @@ void MoePrefill::down_by_gemv(const RepackedMoe& weights, ThreadPool& pool) {
   const int64_t rows = config_.rows_per_task, chunks = (K + rows - 1) / rows;
   const uint64_t rb = ggml_row_bytes(desc_.down_type, N).value();
   const size_t ab = act_row_bytes(down_gemv_->act_format(), N);
-  const auto* down = static_cast<const uint8_t*>(weights.down_in_place);
   pool.parallel_for(static_cast<int64_t>(active_.size()) * chunks, [&](int64_t task) {
     const int64_t a = task / chunks, r0 = (task % chunks) * rows;
     GemvArgs args;
-    args.w = down + (active_[a] * K + r0) * rb;
+    args.w = weights.down_raw[active_[a]] + r0 * rb;
     args.w_stride = static_cast<int64_t>(rb);
     args.act = act_down_.data() + pad_begin_[a] * ab;
     args.act_stride = static_cast<int64_t>(ab);
@@ -239,7 +357,12 @@ void MoePrefill::down_by_gemv(const RepackedMoe& weights, ThreadPool& pool) {
 }
 
 std::string MoePrefill::kernel_name() const {
-  return down_gemv_ ? plain_->name() + " + down " + down_gemv_->name() : plain_->name();
+  std::string in = kq_gate_ ? kq_gate_->name() : plain_->name();
+  if (kq_up_ && kq_up_->name() != in) in += "/" + kq_up_->name();
+  const std::string down = kq_down_     ? kq_down_->name()
+                           : down_gemv_ ? down_gemv_->name()
+                                        : plain_->name();
+  return down == in ? in : in + " + down " + down;
 }
 
 void MoePrefill::combine(const MoeRouting& routing, float* out, ThreadPool& pool) {
@@ -274,15 +397,26 @@ Status MoePrefill::run(const RepackedMoe& weights, const float* x, const MoeRout
     ms = std::chrono::duration<double, std::milli>(now - t).count();
     t = now;
   };
-  quantize_inputs(x, routing.n_tokens, pool);
-  lap(phase_ms_.quantize);
-  gemm(weights.gate, act_, as_.data(), asum_.data(), K, g_.data(), NP, pool);
-  lap(phase_ms_.gate);
-  gemm(weights.up, act_, as_.data(), asum_.data(), K, u_.data(), NP, pool);
-  lap(phase_ms_.up);
+  if (kq_gate_) {
+    quantize_inputs_kq(x, routing.n_tokens, pool);
+    lap(phase_ms_.quantize);
+    gemm_kq(*kq_gate_, weights.gate_raw, N, K, kq_x_, g_.data(), NP, pool);
+    lap(phase_ms_.gate);
+    gemm_kq(*kq_up_, weights.up_raw, N, K, kq_x_, u_.data(), NP, pool);
+    lap(phase_ms_.up);
+  } else {
+    quantize_inputs(x, routing.n_tokens, pool);
+    lap(phase_ms_.quantize);
+    gemm(weights.gate, act_, as_.data(), asum_.data(), K, g_.data(), NP, pool);
+    lap(phase_ms_.gate);
+    gemm(weights.up, act_, as_.data(), asum_.data(), K, u_.data(), NP, pool);
+    lap(phase_ms_.up);
+  }
   activate(pool);
   lap(phase_ms_.activate);
-  if (down_gemv_) {
+  if (kq_down_) {
+    gemm_kq(*kq_down_, weights.down_raw, K, N, kq_h_, d_.data(), KP, pool);
+  } else if (down_gemv_) {
     down_by_gemv(weights, pool);
   } else {
     gemm(weights.down, hq_, hs_.data(), hsum_.data(), N, d_.data(), KP, pool);

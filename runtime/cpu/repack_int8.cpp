@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "common/quant/quant_blocks.h"
+#include "runtime/cpu/jit/gemm_kq_kernel.h"
 
 namespace ktx::cpu {
 namespace {
@@ -126,36 +127,55 @@ Expected<RepackedMatrix> repack_int8(GGMLType type, const void* data, int64_t ro
   return m;
 }
 
+bool prefill_gate_up_in_place(const MoeDesc& desc) {
+  return gemm_kq_supported(desc.gate_type) && gemm_kq_supported(desc.up_type);
+}
+
+bool prefill_down_in_place(const MoeDesc& desc) {
+  return gemm_kq_supported(desc.down_type) || !repack_int8_supported(desc.down_type);
+}
+
 Expected<RepackedMoe> repack_moe(const MoeDesc& desc, const MoeWeights& weights,
                                  ThreadPool& pool) {
   KTX_RETURN_IF_ERROR(desc.validate());
   RepackedMoe out;
   out.desc = desc;
   const int64_t E = desc.n_expert, K = desc.n_embd, N = desc.n_ff;
-  const int64_t mats = repack_int8_supported(desc.down_type) ? 3 : 2;
-  out.gate.resize(E), out.up.resize(E);
-  if (mats == 3) {
-    out.down.resize(E);
-  } else {
-    out.down_in_place = weights.down;
+  // Matrix kinds 0 gate, 1 up, 2 down: raw pointers for those read in place.
+  const bool in_place[3] = {prefill_gate_up_in_place(desc), prefill_gate_up_in_place(desc),
+                            prefill_down_in_place(desc)};
+  const GGMLType types[3] = {desc.gate_type, desc.up_type, desc.down_type};
+  const void* bases[3] = {weights.gate, weights.up, weights.down};
+  std::vector<RepackedMatrix>* packed[3] = {&out.gate, &out.up, &out.down};
+  std::vector<const uint8_t*>* raw[3] = {&out.gate_raw, &out.up_raw, &out.down_raw};
+  std::vector<int> repacked;
+  for (int which = 0; which < 3; ++which) {
+    const int64_t rows = which == 2 ? K : N, k = which == 2 ? N : K;
+    const uint64_t rb = ggml_row_bytes(types[which], k).value();
+    if (in_place[which]) {
+      for (int64_t e = 0; e < E; ++e) {
+        raw[which]->push_back(static_cast<const uint8_t*>(bases[which]) + e * rows * rb);
+      }
+    } else {
+      packed[which]->resize(static_cast<size_t>(E));
+      repacked.push_back(which);
+    }
   }
+  const auto mats = static_cast<int64_t>(repacked.size());
   std::vector<Status> status(static_cast<size_t>(mats * E), Status::ok());
   pool.parallel_for(mats * E, [&](int64_t task) {
-    const int64_t e = task / mats, which = task % mats;
-    const GGMLType type = which == 0 ? desc.gate_type : which == 1 ? desc.up_type
-                                                                   : desc.down_type;
-    const void* base = which == 0 ? weights.gate : which == 1 ? weights.up : weights.down;
+    const int64_t e = task / mats;
+    const int which = repacked[task % mats];
     const int64_t rows = which == 2 ? K : N, k = which == 2 ? N : K;
-    const uint64_t rb = ggml_row_bytes(type, k).value();
+    const uint64_t rb = ggml_row_bytes(types[which], k).value();
     const char* name = which == 0 ? "gate" : which == 1 ? "up" : "down";
-    auto m = repack_int8(type, static_cast<const uint8_t*>(base) + e * rows * rb, rows, k,
-                         fmt::format("repack {} expert {}", name, e));
+    auto m = repack_int8(types[which], static_cast<const uint8_t*>(bases[which]) + e * rows * rb,
+                         rows, k, fmt::format("repack {} expert {}", name, e));
     if (!m) {
       status[task] = m.status();
       return;
     }
-    auto& dst = which == 0 ? out.gate : which == 1 ? out.up : out.down;
-    dst[e] = std::move(m).value();
+    (*packed[which])[e] = std::move(m).value();
   });
   for (const Status& s : status) KTX_RETURN_IF_ERROR(s);
   return out;

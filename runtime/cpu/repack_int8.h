@@ -57,17 +57,23 @@ Expected<RepackedMatrix> repack_int8(GGMLType type, const void* data, int64_t ro
                                      const std::string& what);
 
 // Every expert of a layer, indexed by expert id. Copies of a matrix share storage, so a
-// benchmark may point several expert ids at one repacked expert. A down type without an exact
-// int8 repack (Q6_K in Q4_K_M files) stays in place: `down` is empty and `down_in_place`
-// points at the stacked GGUF tensor, which MoePrefill multiplies with a decode GEMV.
+// benchmark may point several expert ids at one repacked expert. A matrix that prefill reads in
+// place (prefill_gate_up_in_place / prefill_down_in_place) has no repacked entries; its `*_raw`
+// entries point at each expert's first GGUF row instead (and may alias as well).
 struct RepackedMoe {
   MoeDesc desc;
-  std::vector<RepackedMatrix> gate, up, down;  // [n_expert]
-  const void* down_in_place = nullptr;
+  std::vector<RepackedMatrix> gate, up, down;        // [n_expert] or empty
+  std::vector<const uint8_t*> gate_raw, up_raw, down_raw;  // [n_expert] or empty
 };
 
-// Repacks the layer's stacked tensors, experts in parallel on `pool`: gate and up always (an
-// error names a type without exact repack), down where its type has one (else in place).
+// Which matrices prefill reads in place rather than repacked (the rule repack_moe and
+// MoePrefill share): gate and up when both have the K-quant kernel (Q4_K, Q5_K); down when it
+// has that kernel, or no exact int8 repack (Q6_K in Q4_K_M files: the decode GEMV runs it).
+bool prefill_gate_up_in_place(const MoeDesc& desc);
+bool prefill_down_in_place(const MoeDesc& desc);
+
+// Repacks the layer's stacked tensors, experts in parallel on `pool`, except the matrices read
+// in place (above). Errors name a gate or up type that has neither path.
 Expected<RepackedMoe> repack_moe(const MoeDesc& desc, const MoeWeights& weights,
                                  ThreadPool& pool);
 

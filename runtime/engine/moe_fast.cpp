@@ -76,15 +76,25 @@ Status repack_layer(MoeFastLayer& f, const cpu::MoeDesc& desc, int64_t il, cpu::
     const struct { GGMLType type; int64_t row, rows; } mats[] = {
         {desc.gate_type, desc.n_embd, desc.n_ff}, {desc.up_type, desc.n_embd, desc.n_ff},
         {desc.down_type, desc.n_ff, desc.n_embd}};
-    double bytes = 0;  // GGUF bytes repacked; an in-place down (no int8 repack) is not
-    const int n_mats = f.repacked->down_in_place ? 2 : 3;
-    for (int i = 0; i < n_mats; ++i) {
+    double bytes = 0;  // GGUF bytes repacked; matrices read in place are not
+    std::string in_place;
+    const cpu::RepackedMoe& rp = *f.repacked;
+    const bool raw[3] = {!rp.gate_raw.empty(), !rp.up_raw.empty(), !rp.down_raw.empty()};
+    const char* names[3] = {"gate", "up", "down"};
+    for (int i = 0; i < 3; ++i) {
+      if (raw[i]) {
+        in_place += in_place.empty() ? names[i] : std::string(", ") + names[i];
+        continue;
+      }
       const auto rb = ggml_row_bytes(mats[i].type, mats[i].row);
       if (rb) bytes += double(*rb) * mats[i].rows * desc.n_expert;
     }
-    opt.progress(fmt::format("repacked blk.{} experts for prefill: {:.1f} MB in {:.3f} s "
-                             "({:.2f} GB/s){}", il, bytes / 1e6, s, s > 0 ? bytes / s / 1e9 : 0.0,
-                             n_mats == 2 ? "; down stays in place (decode GEMV)" : ""));
+    if (bytes > 0) {
+      opt.progress(fmt::format("repacked blk.{} experts for prefill: {:.1f} MB in {:.3f} s "
+                               "({:.2f} GB/s){}", il, bytes / 1e6, s,
+                               s > 0 ? bytes / s / 1e9 : 0.0,
+                               in_place.empty() ? "" : "; in place: " + in_place));
+    }
   }
   return Status::ok();
 }

@@ -99,7 +99,7 @@ TEST(PrefillLayerErrors, RefusesTypesWithoutRepackAndBadRouting) {
   ASSERT_TRUE(gemv_down.has_value()) << gemv_down.status().message();
   EXPECT_NE((*gemv_down)->kernel_name().find("down gemv_"), std::string::npos)
       << (*gemv_down)->kernel_name();
-  // Weights repacked for the all-int8 layer lack the in-place down it needs: an error.
+  // Weights prepared for another down type (Q4_K, read by the K-quant kernel): an error.
   const MoeDesc all_int8 = desc_of(kCases[2], IsaTier::reference);
   const auto w8 = test::random_experts(all_int8, 4);
   ThreadPool pool1(1);

@@ -1,0 +1,211 @@
+// The K-quant prefill kernel (jit/gemm_kq_kernel.h): its C++ twin against the dequantized GGUF
+// weights times the rounded activations, over types x super-blocks x token groups with padding
+// tokens, and at the extreme levels and scales; the generated AMX kernel (where the CPU has it)
+// against the twin bit for bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "common/hw/cpu_features.h"
+#include "runtime/cpu/jit/gemm_kq_kernel.h"
+#include "test/unit/cpu/moe_test_util.h"
+
+namespace ktx::cpu {
+namespace {
+
+// Tokens of `groups` groups of 16 (k floats each, rounded to q16_k in place) and their packed
+// tiles; a padding token (pad[t]) has no row.
+struct Acts {
+  int64_t k = 0, groups = 0;
+  std::vector<float> x;
+  std::vector<bool> pad;
+  std::vector<uint8_t> rows;
+  std::vector<int8_t> tiles;
+  std::vector<float> floats;
+};
+
+Acts make_acts(const std::vector<float>& x, int64_t k, int64_t groups, std::vector<bool> pad) {
+  Acts a;
+  a.k = k, a.groups = groups, a.x = x, a.pad = std::move(pad);
+  const int64_t ns = k / kKqSuper, rb = static_cast<int64_t>(act_row_bytes(ActFormat::q16_k, k));
+  a.rows.resize(groups * kKqTile * rb);
+  a.tiles.resize(groups * ns * kKqActBytes);
+  a.floats.resize(groups * ns * kKqActFloats);
+  for (int64_t t = 0; t < groups * kKqTile; ++t) {
+    float* row = a.x.data() + t * k;
+    if (a.pad[t]) {
+      std::fill(row, row + k, 0.0f);
+      continue;
+    }
+    quantize_act_row(ActFormat::q16_k, row, a.rows.data() + t * rb, k);
+    round_act_row(ActFormat::q16_k, row, k);
+  }
+  for (int64_t g = 0; g < groups; ++g) {
+    const ActBlockQ16_K* tok[kKqTile];
+    for (int64_t i = 0; i < kKqTile; ++i) {
+      const int64_t t = g * kKqTile + i;
+      tok[i] = a.pad[t] ? nullptr
+                        : reinterpret_cast<const ActBlockQ16_K*>(a.rows.data() + t * rb);
+    }
+    kq_pack_acts(tok, ns, a.tiles.data() + g * ns * kKqActBytes, kKqActBytes,
+                 a.floats.data() + g * ns * kKqActFloats, kKqActFloats);
+  }
+  return a;
+}
+
+// out[g][n][t] of one 16-row panel.
+std::vector<float> run(const GemmKqKernel& kernel, const std::vector<uint8_t>& w, int64_t rb,
+                       const Acts& a) {
+  const int64_t ns = a.k / kKqSuper;
+  std::vector<float> out(a.groups * kKqTile * kKqTile, NAN);
+  GemmKqArgs g;
+  g.w = w.data(), g.w_stride = rb;
+  g.act = a.tiles.data(), g.act_group_stride = ns * kKqActBytes;
+  g.act_f = a.floats.data(), g.act_f_group_stride = ns * kKqActFloats * 4;
+  g.out = out.data(), g.out_group_stride = kKqTile * kKqTile;
+  g.n_super = ns, g.n_groups = a.groups;
+  kernel.run(g);
+  return out;
+}
+
+// Checks out against Σ_k w[n][k]·x[t][k] (dequantized weights, rounded activations) in double,
+// within `rel` of Σ|w·x|; padding tokens must come out exactly zero.
+void check_against_weights(GGMLType type, const std::vector<uint8_t>& w, int64_t rb,
+                           const Acts& a, const std::vector<float>& out, double rel) {
+  std::vector<float> row(a.k);
+  for (int64_t n = 0; n < kKqTile; ++n) {
+    dequantize_row(type, w.data() + n * rb, row.data(), a.k);
+    for (int64_t t = 0; t < a.groups * kKqTile; ++t) {
+      double ref = 0.0, scale = 0.0;
+      for (int64_t i = 0; i < a.k; ++i) {
+        const double p = static_cast<double>(row[i]) * a.x[t * a.k + i];
+        ref += p, scale += std::fabs(p);
+      }
+      const float got = out[(t / kKqTile) * 256 + n * kKqTile + t % kKqTile];
+      if (a.pad[t]) {
+        ASSERT_EQ(got, 0.0f) << "padding token " << t << " row " << n;
+      } else {
+        ASSERT_NEAR(got, ref, rel * scale + 1e-7) << "token " << t << " row " << n;
+      }
+    }
+  }
+}
+
+struct Shape {
+  int64_t n_super, groups;
+};
+const Shape kShapes[] = {{1, 1}, {1, 3}, {2, 2}, {3, 1}, {5, 2}};
+
+// Padding pattern: the last tokens of the last group (as the driver pads) and one in between.
+std::vector<bool> padding(int64_t groups) {
+  std::vector<bool> pad(groups * kKqTile, false);
+  for (int64_t t = groups * kKqTile - 5; t < groups * kKqTile; ++t) pad[t] = true;
+  if (groups > 1) pad[7] = true;
+  return pad;
+}
+
+TEST(GemmKq, PermutationCoversEveryElementOfAChunkOnce) {
+  std::set<int> seen;
+  for (int b = 0; b < 64; ++b) {
+    seen.insert(kq_perm(b));
+    if (b % 4 != 0) {  // the four bytes of a dword hold consecutive elements
+      EXPECT_EQ(kq_perm(b), kq_perm(b - b % 4) + b % 4);
+    }
+  }
+  EXPECT_EQ(seen.size(), 64u);
+  EXPECT_EQ(*seen.begin(), 0);
+  EXPECT_EQ(*seen.rbegin(), 63);
+}
+
+TEST(GemmKq, RefusesTypesWithoutTheKernel) {
+  auto k = create_gemm_kq_ref(GGMLType::Q6_K);
+  ASSERT_FALSE(k.has_value());
+  EXPECT_NE(k.status().message().find("Q6_K"), std::string::npos);
+  CpuIsa none;
+  auto amx = create_gemm_kq_amx(GGMLType::Q4_K, none);
+  ASSERT_FALSE(amx.has_value());
+  EXPECT_NE(amx.status().message().find("amx_tile"), std::string::npos);
+}
+
+TEST(GemmKq, TwinMatchesDequantizedWeights) {
+  for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K}) {
+    auto twin = create_gemm_kq_ref(type);
+    ASSERT_TRUE(twin.has_value());
+    for (const Shape& s : kShapes) {
+      SCOPED_TRACE(std::string((*twin)->name()) + " super-blocks " + std::to_string(s.n_super) +
+                   " groups " + std::to_string(s.groups));
+      const int64_t k = s.n_super * kKqSuper;
+      const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
+      const auto w = test::random_rows(type, kKqTile, k, 11 + static_cast<uint32_t>(k));
+      const Acts a = make_acts(test::random_floats(s.groups * kKqTile * k, 1.0f, 3), k,
+                               s.groups, padding(s.groups));
+      check_against_weights(type, w, rb, a, run(**twin, w, rb, a), 2e-6);
+    }
+  }
+}
+
+// Every level and scale at its maximum (q = 15 or 31, sc = m = 63), activations at ±32512:
+// the int32 products and the float forms must not wrap or lose the sum.
+std::vector<uint8_t> extreme_panel(GGMLType type, int64_t k) {
+  const int64_t bb = type == GGMLType::Q5_K ? 176 : 144, rb = k / kKqSuper * bb;
+  std::vector<uint8_t> w(kKqTile * rb, 0xff);
+  for (int64_t n = 0; n < kKqTile; ++n) {
+    for (int64_t b = 0; b < k / kKqSuper; ++b) {
+      uint8_t* blk = w.data() + n * rb + b * bb;
+      const uint16_t d = fp32_to_fp16(n % 2 ? -0.5f : 1.0f), dmin = fp32_to_fp16(n % 3 ? 0.25f : 0.0f);
+      std::memcpy(blk, &d, 2);
+      std::memcpy(blk + 2, &dmin, 2);
+    }
+  }
+  return w;
+}
+
+TEST(GemmKq, ExtremeLevelsDoNotWrap) {
+  constexpr int64_t k = 2 * kKqSuper;
+  for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K}) {
+    auto twin = create_gemm_kq_ref(type);
+    ASSERT_TRUE(twin.has_value());
+    const auto w = extreme_panel(type, k);
+    const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
+    std::vector<float> x(kKqTile * k);
+    for (int64_t t = 0; t < kKqTile; ++t) {
+      for (int64_t i = 0; i < k; ++i) x[t * k + i] = (t % 2 ? -1.0f : 1.0f) * (i % 7 ? 1.0f : 0.5f);
+    }
+    const Acts a = make_acts(x, k, 1, std::vector<bool>(kKqTile, false));
+    const auto out = run(**twin, w, rb, a);
+    check_against_weights(type, w, rb, a, out, 2e-6);
+    const CpuIsa cpu = detect_cpu_isa();
+    if (!isa_tier_supported(IsaTier::amx, cpu)) continue;
+    auto amx = create_gemm_kq_amx(type, cpu);
+    ASSERT_TRUE(amx.has_value()) << amx.status().message();
+    const auto got = run(**amx, w, rb, a);
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], out[i]) << "output " << i;
+  }
+}
+
+TEST(GemmKq, AmxEqualsTwinBitForBit) {
+  const CpuIsa cpu = detect_cpu_isa();
+  if (!isa_tier_supported(IsaTier::amx, cpu)) GTEST_SKIP() << "this CPU lacks the amx tier";
+  for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K}) {
+    auto twin = create_gemm_kq_ref(type);
+    auto amx = create_gemm_kq_amx(type, cpu);
+    ASSERT_TRUE(twin.has_value());
+    ASSERT_TRUE(amx.has_value()) << amx.status().message();
+    for (const Shape& s : kShapes) {
+      SCOPED_TRACE(std::string((*amx)->name()) + " super-blocks " + std::to_string(s.n_super) +
+                   " groups " + std::to_string(s.groups));
+      const int64_t k = s.n_super * kKqSuper;
+      const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
+      const auto w = test::random_rows(type, kKqTile, k, 5 + static_cast<uint32_t>(k));
+      const Acts a = make_acts(test::random_floats(s.groups * kKqTile * k, 2.0f, 8), k,
+                               s.groups, padding(s.groups));
+      const auto want = run(**twin, w, rb, a), got = run(**amx, w, rb, a);
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "output " << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ktx::cpu

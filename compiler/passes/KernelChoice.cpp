@@ -51,10 +51,12 @@ Expected<MoeKernelChoice> choose_moe_kernels(const MoeShape& shape, const HwProf
   KTX_RETURN_IF_ERROR(d.validate());
   KTX_ASSIGN_OR_RETURN(c.decode_config, config_for(hw, d, &c.decode_tuned));
 
-  // Gate and up must repack exactly to int8; a down type without repack (Q6_K in Q4_K_M
-  // files) runs the decode GEMV inside MoePrefill.
-  const bool repackable = cpu::repack_int8_supported(shape.gate) &&
-                          cpu::repack_int8_supported(shape.up);
+  // Gate and up need a prefill GEMM: the K-quant kernel on the blocks in place (Q4_K, Q5_K)
+  // or an exact int8 repack; a down type with neither (Q6_K in Q4_K_M files) runs the decode
+  // GEMV inside MoePrefill.
+  const bool repackable = cpu::prefill_gate_up_in_place(d) ||
+                          (cpu::repack_int8_supported(shape.gate) &&
+                           cpu::repack_int8_supported(shape.up));
   // The prefill GEMM works on 32-element blocks of both K dimensions.
   const bool blocked = shape.n_embd % cpu::kRepackBlock == 0 && shape.n_ff % cpu::kRepackBlock == 0;
   // Only AMX has a fast prefill GEMM. Elsewhere it would run its plain C++ twin, which measured

@@ -7,16 +7,18 @@
 //   zero out[g] for every group
 //   expand super-block 0 into E0
 //   for s in n_super:
+//     prefetch super-block s + 2 of the 16 rows
 //     for g in n_groups:                                  (flat step i = s·n_groups + g)
 //       C = 0; for c in 4: load A wh, wl and B hi, lo; 4 × tdpbssd; store C to Cbuf[i % 2]
 //       epilogue of step i − 1 (reads Cbuf[(i − 1) % 2], the wf block of its super-block)
-//     expand super-block s + 1 into E[(s + 1) % 2]
+//       if g == 0: expand super-block s + 1 into E[(s + 1) % 2]
 //   epilogue of the last step
 // Each step's epilogue runs one step late: a tile store does not forward to vector loads, so
 // reading C right after storing it would stall; one step later the tile unit already works on
-// the next step's products while the vector units convert the previous C. The expansion
-// buffers alternate for the same reason (the last epilogue of super-block s reads s's d, dmin
-// and m after s + 1 was expanded).
+// the next step's products while the vector units convert the previous C. Super-block s + 1
+// is expanded one super-block early for the same reason (tile loads wait for the stores that
+// wrote their data to commit); the two buffers never clash: the epilogue of s − 1's last step
+// (reading s − 1's d, dmin, m) runs before the expansion of s + 1 into the same buffer.
 // Expansion of one row and chunk c (64 elements, sub-blocks 2c and 2c + 1):
 //   W = zero-extend 32 bytes of qs to words; q0 = W & 15, q1 = W >> 4   (Q5_K: | 16·high bit)
 //   p0 = q0 · sc_2c, p1 = q1 · sc_2c+1          (vpmaddubsw: word q times byte sc, zero pair)
@@ -88,10 +90,8 @@ void GemmKqAmx::config_tiles() {
   ldtilecfg(ptr[rsp + kCfg]);
 }
 
-// Super-block at w_ (row 0) of the 16 rows into the buffer at exp_.
+// The super-block whose row 0 t0_ points at, for the 16 rows, into the buffer at t1_.
 void GemmKqAmx::expand() {
-  mov(t0_, w_);
-  mov(t1_, exp_);
   mov(t3_, kKqTile);
   Xbyak::Label row;
   L(row);
@@ -249,10 +249,17 @@ void GemmKqAmx::generate() {
   mov(t0_, ARG(act_f));
   mov(var(kActFSuper), t0_);
   mov(qword[rsp + kVars + 8 * kPrevC], 0);  // no previous step yet
+  mov(t0_, w_);
+  mov(t1_, exp_);
   expand();
 
   Xbyak::Label super_loop, group_loop, no_prev, done;
   L(super_loop);
+  mov(t0_, w_);  // prefetch the 16 rows' super-block s + 2 (expanded during s + 1)
+  for (int n = 0; n < kKqTile; ++n) {
+    for (int l = 0; l < block_bytes(); l += 64) prefetcht0(ptr[t0_ + 2 * block_bytes() + l]);
+    add(t0_, w_stride_);
+  }
   mov(act_, var(kActSuper));
   mov(act_f_, var(kActFSuper));
   mov(out_, ARG(out));
@@ -268,6 +275,19 @@ void GemmKqAmx::generate() {
   mov(var(kPrevWf), t0_);
   mov(var(kPrevActF), act_f_);
   mov(var(kPrevOut), out_);
+  // After the first group's step, expand super-block s + 1 into the other buffer: its stores
+  // then commit long before its tiles are loaded (a tile load does not take data from the
+  // store buffer; expanding right before the loads would drain the tile unit).
+  Xbyak::Label no_expand;
+  cmp(groups_, ARG(n_groups));
+  jne(no_expand, T_NEAR);
+  cmp(qword[rsp + kVars + 8 * kSuperLeft], 1);
+  je(no_expand, T_NEAR);
+  lea(t0_, ptr[w_ + block_bytes()]);
+  mov(t1_, var(kSumE));
+  sub(t1_, exp_);
+  expand();
+  L(no_expand);
   mov(t0_, var(kSumC));
   sub(t0_, cbuf_);
   mov(cbuf_, t0_);
@@ -284,7 +304,6 @@ void GemmKqAmx::generate() {
   mov(t0_, var(kSumE));
   sub(t0_, exp_);
   mov(exp_, t0_);
-  expand();
   jmp(super_loop, T_NEAR);
   L(done);
   epilogue();

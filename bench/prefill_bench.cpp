@@ -188,10 +188,16 @@ int bench_model(const ModelShape& m, const Options& o, ThreadPool& pool, double 
   cfg.rows_per_task = 128;
   auto moe = MoePrefill::create(desc, cfg, detect_cpu_isa());
   if (!moe) return std::fprintf(stderr, "%s\n", moe.status().message().c_str()), 1;
-  std::printf("\n%s: %s\n  kernel %s, %lld distinct experts prepared in %.2f s (%.2f GB/s of "
-              "Q4_K)\n", m.name.c_str(), desc.to_string().c_str(), (*moe)->kernel_name().c_str(),
-              static_cast<long long>(phys.n_expert), repack_s,
-              (gate.size() + up.size() + down.size()) / repack_s / 1e9);
+  const bool in_place = packed->gate.empty() && packed->up.empty() && packed->down.empty();
+  std::printf("\n%s: %s\n  kernel %s, %lld distinct experts ", m.name.c_str(),
+              desc.to_string().c_str(), (*moe)->kernel_name().c_str(),
+              static_cast<long long>(phys.n_expert));
+  if (in_place) {
+    std::printf("read in place (no repack)\n");
+  } else {
+    std::printf("repacked in %.2f s (%.2f GB/s of Q4_K)\n", repack_s,
+                (gate.size() + up.size() + down.size()) / repack_s / 1e9);
+  }
   std::printf("  %6s %10s %9s %9s %8s %10s   %s\n", "tokens", "ms/layer", "TOP/s", "padded%",
               "%peak", "%measured", "phases ms: quant gate up act down combine");
   std::mt19937 rng(7);

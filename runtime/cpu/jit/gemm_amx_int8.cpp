@@ -20,7 +20,6 @@
 // tile unit already works on the next block.
 #include <cstddef>
 
-#include "common/hw/cpu_features.h"
 #include "runtime/cpu/act_quant.h"
 #include "runtime/cpu/jit/gemm_amx_kernel.h"
 #include "runtime/cpu/jit/jit_kernel.h"
@@ -215,13 +214,7 @@ void GemmAmxInt8::generate() {
 
 Expected<std::unique_ptr<GemmInt8Kernel>> create_gemm_int8_amx(bool has_bias,
                                                               const CpuIsa& cpu) {
-  if (!cpu.amx_tile || !cpu.amx_int8 || !cpu.avx512f) {
-    return Error("gemm_int8_amx: this CPU lacks {}{}{}", cpu.amx_tile ? "" : "amx_tile ",
-                 cpu.amx_int8 ? "" : "amx_int8 ", cpu.avx512f ? "" : "avx512f");
-  }
-  if (!request_amx_permission()) {
-    return Error("gemm_int8_amx: the OS refused AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM)");
-  }
+  KTX_RETURN_IF_ERROR(require_amx_int8(cpu, "gemm_int8_amx"));
   auto kernel = std::make_unique<GemmAmxInt8>(has_bias);
   KTX_RETURN_IF_ERROR(kernel->create(kernel->name()));
   return std::unique_ptr<GemmInt8Kernel>(std::move(kernel));

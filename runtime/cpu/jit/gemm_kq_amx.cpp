@@ -26,7 +26,6 @@
 // and per row the scales and mins are unpacked from the 12 packed bytes with two shuffles.
 #include <cstddef>
 
-#include "common/hw/cpu_features.h"
 #include "runtime/cpu/jit/gemm_kq_kernel.h"
 #include "runtime/cpu/jit/jit_kernel.h"
 
@@ -333,13 +332,7 @@ Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_amx(GGMLType type, const 
     return Error("gemm_kq_amx: no K-quant prefill kernel for {} (Q4_K, Q5_K)",
                  ggml_type_name(static_cast<uint32_t>(type)));
   }
-  if (!cpu.amx_tile || !cpu.amx_int8 || !cpu.avx512bw) {
-    return Error("gemm_kq_amx: this CPU lacks {}{}{}", cpu.amx_tile ? "" : "amx_tile ",
-                 cpu.amx_int8 ? "" : "amx_int8 ", cpu.avx512bw ? "" : "avx512bw");
-  }
-  if (!request_amx_permission()) {
-    return Error("gemm_kq_amx: the OS refused AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM)");
-  }
+  KTX_RETURN_IF_ERROR(require_amx_int8(cpu, "gemm_kq_amx"));
   auto kernel = std::make_unique<GemmKqAmx>(type);
   KTX_RETURN_IF_ERROR(kernel->create(kernel->name()));
   return std::unique_ptr<GemmKqKernel>(std::move(kernel));

@@ -6,7 +6,20 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "common/hw/cpu_features.h"
+
 namespace ktx::cpu {
+
+Status require_amx_int8(const CpuIsa& cpu, const std::string& kernel) {
+  if (!cpu.amx_tile || !cpu.amx_int8 || !cpu.avx512bw) {
+    return Error("{}: this CPU lacks {}{}{}", kernel, cpu.amx_tile ? "" : "amx_tile ",
+                 cpu.amx_int8 ? "" : "amx_int8 ", cpu.avx512bw ? "" : "avx512bw");
+  }
+  if (!request_amx_permission()) {
+    return Error("{}: the OS refused AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM)", kernel);
+  }
+  return Status::ok();
+}
 
 JitKernel::JitKernel(size_t max_code_bytes)
     : Xbyak::CodeGenerator(max_code_bytes, Xbyak::DontSetProtectRWE) {}

@@ -10,9 +10,15 @@
 #include <cstdint>
 #include <string>
 
+#include "common/hw/hw_profile.h"
 #include "common/util/status.h"
 
 namespace ktx::cpu {
+
+// What an AMX tile kernel needs before it is generated: the CPU's amx_tile, amx_int8 and
+// avx512bw (its epilogues are AVX-512), and the OS's grant of tile state. Errors name
+// `kernel` and what is missing.
+Status require_amx_int8(const CpuIsa& cpu, const std::string& kernel);
 
 class JitKernel : public Xbyak::CodeGenerator {
  public:

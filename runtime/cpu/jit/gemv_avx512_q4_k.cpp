@@ -178,14 +178,8 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
 
   // out[t][r] for the `group` tokens starting at reg_act_tok / reg_out_t.
   void emit_group(int group) override {
-    emit_superblock_group(
-        group, n_blocks_, Q45KBlock::bytes(q5_), ActQ16K::bytes, qword[rsp + kBlocksLeft],
-        [&] { for (int t = 0; t < group; ++t) vpxord(zmm_acc[t], zmm_acc[t], zmm_acc[t]); },
-        [&] { emit_superblock(group); },
-        [&](int t) {
-          emit_hsum_zmm(ymm_t0, zmm_acc[t], xmm_t1);
-          return xmm_t0;
-        });
+    emit_superblock_group(group, n_blocks_, Q45KBlock::bytes(q5_), ActQ16K::bytes, qword[rsp + kBlocksLeft], zmm_acc,
+                          ymm_t0, xmm_t1, [&] { emit_superblock(group); });
   }
 
   // for r in [0, n_rows):                        // weight row stays in L1 across tokens

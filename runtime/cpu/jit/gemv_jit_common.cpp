@@ -171,12 +171,12 @@ void GemvAvx512Jit::emit_advance_act(int group, int bytes) {
 
 void GemvAvx512Jit::emit_superblock_group(int group, int64_t n_blocks, int w_block,
                                           int a_block, const Operand& blocks_left,
-                                          const std::function<void()>& init,
-                                          const std::function<void()>& body,
-                                          const std::function<Xmm(int t)>& hsum) {
+                                          const Zmm* acc, const Ymm& ymm_tmp,
+                                          const Xmm& xmm_tmp,
+                                          const std::function<void()>& body) {
   Label l_blk;
   emit_group_pointers(group);
-  init();
+  for (int t = 0; t < group; ++t) vpxord(acc[t], acc[t], acc[t]);
   mov(blocks_left, static_cast<uint32_t>(n_blocks));
   L(l_blk);
   body();
@@ -184,7 +184,10 @@ void GemvAvx512Jit::emit_superblock_group(int group, int64_t n_blocks, int w_blo
   emit_advance_act(group, a_block);
   dec(blocks_left);
   jnz(l_blk, T_NEAR);
-  emit_group_stores(group, hsum);
+  emit_group_stores(group, [&](int t) {
+    emit_hsum_zmm(ymm_tmp, acc[t], xmm_tmp);
+    return Xmm(ymm_tmp.getIdx());
+  });
 }
 
 void GemvAvx512Jit::emit_group_stores(int group, const std::function<Xmm(int t)>& hsum) {

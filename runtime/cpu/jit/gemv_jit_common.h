@@ -144,15 +144,15 @@ class GemvAvx512Jit : public GemvJit {
   // out[t][r] = the xmm that hsum(t) leaves its sum in, for t < group. reg_act0 (free once the
   // blocks are done) walks the output rows; hsum must leave rax alone.
   void emit_group_stores(int group, const std::function<Xmm(int t)>& hsum);
-  // The group of a super-block kernel (the AVX-512 twin of GemvJit::emit_pair_group):
-  //   emit_group_pointers(group); init()
+  // The group of a super-block kernel (the AVX-512 twin of GemvJit::emit_pair_group), with
+  // one float accumulator acc[t] per token:
+  //   emit_group_pointers(group); acc[0..group) = 0
   //   n_blocks times: body(); reg_w += w_block; activation pointers += a_block
-  //   emit_group_stores(group, hsum)                     (counter in blocks_left)
+  //   out[t] = hsum(acc[t]) (through ymm_tmp / xmm_tmp)  (counter in blocks_left)
   void emit_superblock_group(int group, int64_t n_blocks, int w_block, int a_block,
-                             const Xbyak::Operand& blocks_left,
-                             const std::function<void()>& init,
-                             const std::function<void()>& body,
-                             const std::function<Xmm(int t)>& hsum);
+                             const Xbyak::Operand& blocks_left, const Zmm* acc,
+                             const Ymm& ymm_tmp, const Xmm& xmm_tmp,
+                             const std::function<void()>& body);
   // The weight stream prefetched tuning_.prefetch_bytes ahead of reg_w + off.
   void emit_prefetch_w(int off) {
     emit_prefetch(tuning_.hint, ptr[reg_w + tuning_.prefetch_bytes + off]);

@@ -51,10 +51,9 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
   }
   std::unique_ptr<MoePrefill> moe(new MoePrefill(desc, config));
   const bool amx = desc.isa == IsaTier::amx && isa_tier_supported(IsaTier::amx, cpu);
-  auto make_kq = [&](GGMLType t, const char* what,
+  // Panels are whole 16-row tiles: rows are n_ff (gate, up) or n_embd (down).
+  auto make_kq = [&](GGMLType t, const char* what, int64_t rows,
                      std::unique_ptr<GemmKqKernel>* dst) -> Status {
-    // Panels are whole 16-row tiles: rows are n_ff (a multiple of down's block) or n_embd.
-    const int64_t rows = std::string(what) == "down" ? desc.n_embd : desc.n_ff;
     if (rows % kKqTile != 0) {
       return Error("{}: {} has {} rows, not a multiple of {}", desc.to_string(), what, rows,
                    kKqTile);
@@ -65,16 +64,17 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
     return Status::ok();
   };
   if (kq_in) {
-    KTX_RETURN_IF_ERROR(make_kq(desc.gate_type, "gate", &moe->kq_gate_));
-    KTX_RETURN_IF_ERROR(make_kq(desc.up_type, "up", &moe->kq_up_));
+    KTX_RETURN_IF_ERROR(make_kq(desc.gate_type, "gate", desc.n_ff, &moe->kq_gate_));
+    KTX_RETURN_IF_ERROR(make_kq(desc.up_type, "up", desc.n_ff, &moe->kq_up_));
   }
   if (gemm_kq_supported(desc.down_type)) {
-    KTX_RETURN_IF_ERROR(make_kq(desc.down_type, "down", &moe->kq_down_));
+    KTX_RETURN_IF_ERROR(make_kq(desc.down_type, "down", desc.n_embd, &moe->kq_down_));
   } else if (!repack_int8_supported(desc.down_type)) {
     auto gemv = make_gemv(GemvDesc{desc.down_type, desc.n_ff, config.unroll, desc.isa}, cpu);
     if (!gemv) return gemv.status().with_context(desc.to_string() + " (down)");
     moe->down_gemv_ = std::move(gemv).value();
   }
+  if (kq_in && (moe->kq_down_ || moe->down_gemv_)) return moe;  // no int8 GEMM runs
   if (amx) {
     auto plain = create_gemm_int8_amx(false, cpu);
     if (!plain) return plain.status().with_context(desc.to_string());
@@ -230,21 +230,22 @@ void MoePrefill::quantize_inputs_kq(const float* x, int64_t n_tokens, ThreadPool
   const int64_t tiles = n_padded_ / kKqTile * (K / kKqSuper);
   kq_x_.tiles.resize(static_cast<size_t>(tiles * kKqActBytes));
   kq_x_.floats.resize(static_cast<size_t>(tiles * kKqActFloats));
-  pool.parallel_for(n_padded_ / kGemmTileM, [&](int64_t grp) {
-    pack_group_kq(grp, K, kq_x_.rows.data(), rb, row_token_.data(), kq_x_);
+  pool.parallel_for(n_padded_ / kKqTile, [&](int64_t grp) {
+    pack_group_kq(grp, K, kq_x_.rows.data(), rb, true, kq_x_);
   });
 }
 
-// Group `grp` (padded rows 16·grp ..) into acts' tiles: padded row r reads q16_k row row_of[r]
-// of `rows` (none when negative: padding).
+// Group `grp` (padded rows 16·grp ..) into acts' tiles: padded row r reads q16_k row
+// row_token_[r] of `rows` (by_token: the layer input) or row r (h), none for padding.
 void MoePrefill::pack_group_kq(int64_t grp, int64_t k, const uint8_t* rows, int64_t row_bytes,
-                               const int64_t* row_of, KqActs& acts) const {
+                               bool by_token, KqActs& acts) const {
   const int64_t ns = k / kKqSuper;
   const ActBlockQ16_K* tokens[kKqTile];
   for (int64_t i = 0; i < kKqTile; ++i) {
-    const int64_t src = row_of[grp * kKqTile + i];
-    tokens[i] = src < 0 ? nullptr
-                        : reinterpret_cast<const ActBlockQ16_K*>(rows + src * row_bytes);
+    const int64_t r = grp * kKqTile + i, token = row_token_[r];
+    const int64_t src = by_token ? token : r;
+    tokens[i] = token < 0 ? nullptr
+                          : reinterpret_cast<const ActBlockQ16_K*>(rows + src * row_bytes);
   }
   kq_pack_acts(tokens, ns, acts.tiles.data() + grp * ns * kKqActBytes, kKqActBytes,
                acts.floats.data() + grp * ns * kKqActFloats, kKqActFloats);
@@ -293,13 +294,10 @@ void MoePrefill::gemm_kq(const GemmKqKernel& kernel, const std::vector<const uin
 void MoePrefill::activate(ThreadPool& pool) {
   const int64_t N = desc_.n_ff, NP = round_up(N, kRepackRowAlign), NB = N / kRepackBlock;
   const auto kq_rb = static_cast<int64_t>(act_row_bytes(ActFormat::q16_k, N));
-  std::vector<int64_t> self_rows;  // K-quant down: padded row r reads h row r, or none
   if (kq_down_) {
     kq_h_.rows.resize(static_cast<size_t>(n_padded_ * kq_rb));
     kq_h_.tiles.resize(static_cast<size_t>(n_padded_ / kKqTile * (N / kKqSuper) * kKqActBytes));
     kq_h_.floats.resize(static_cast<size_t>(n_padded_ / kKqTile * (N / kKqSuper) * kKqActFloats));
-    self_rows.resize(static_cast<size_t>(n_padded_));
-    for (int64_t r = 0; r < n_padded_; ++r) self_rows[r] = row_token_[r] < 0 ? -1 : r;
   } else if (down_gemv_) {
     act_down_.resize(n_padded_ * act_row_bytes(down_gemv_->act_format(), N));
   } else {
@@ -330,7 +328,7 @@ void MoePrefill::activate(ThreadPool& pool) {
                       hs_.data() + grp * NB * kGemmTileM + i,
                       hsum_.data() + grp * NB * kGemmTileM + i, kGemmTileM);
     }
-    if (kq_down_) pack_group_kq(grp, N, kq_h_.rows.data(), kq_rb, self_rows.data(), kq_h_);
+    if (kq_down_) pack_group_kq(grp, N, kq_h_.rows.data(), kq_rb, false, kq_h_);
   });
 }
 

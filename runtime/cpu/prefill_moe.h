@@ -92,7 +92,7 @@ class MoePrefill {
   };
   void quantize_inputs_kq(const float* x, int64_t n_tokens, ThreadPool& pool);
   void pack_group_kq(int64_t grp, int64_t k, const uint8_t* rows, int64_t row_bytes,
-                     const int64_t* row_of, KqActs& acts) const;
+                     bool by_token, KqActs& acts) const;
   void gemm_kq(const GemmKqKernel& kernel, const std::vector<const uint8_t*>& w, int64_t rows,
                int64_t k, const KqActs& acts, float* out, int64_t out_stride, ThreadPool& pool);
   void activate(ThreadPool& pool);
@@ -101,7 +101,7 @@ class MoePrefill {
 
   MoeDesc desc_;
   MoeConfig config_;
-  std::unique_ptr<GemmInt8Kernel> plain_, biased_;  // without / with the bias term
+  std::unique_ptr<GemmInt8Kernel> plain_, biased_;  // int8 GEMM without / with bias (if used)
   std::unique_ptr<GemvKernel> down_gemv_;            // down types without either GEMM
   std::unique_ptr<GemmKqKernel> kq_gate_, kq_up_, kq_down_;  // K-quant matrices (in place)
   std::vector<int32_t> active_;       // experts with tokens, ascending

@@ -57,7 +57,9 @@ void decode_super(GGMLType type, const uint8_t* blk, SuperRow* out) {
 class GemmKqRef final : public GemmKqKernel {
  public:
   explicit GemmKqRef(GGMLType type) : type_(type) {}
-  std::string name() const override { return type_ == GGMLType::Q5_K ? "gemm_q5_k_ref" : "gemm_q4_k_ref"; }
+  std::string name() const override {
+    return type_ == GGMLType::Q5_K ? "gemm_q5_k_ref" : "gemm_q4_k_ref";
+  }
   GGMLType type() const override { return type_; }
 
   void run(const GemmKqArgs& a) const override {
@@ -119,7 +121,9 @@ void kq_pack_acts(const ActBlockQ16_K* const* tokens, int64_t n_super, int8_t* t
     for (int t = 0; t < kKqTile; ++t) {
       const ActBlockQ16_K* blk = tokens[t] ? tokens[t] + s : nullptr;
       f[t] = blk ? blk->d : 0.0f;
-      for (int j = 0; j < 8; ++j) f[16 * (1 + j) + t] = blk ? static_cast<float>(blk->bsum32[j]) : 0.0f;
+      for (int j = 0; j < 8; ++j) {
+        f[16 * (1 + j) + t] = blk ? static_cast<float>(blk->bsum32[j]) : 0.0f;
+      }
       for (int p = 0; p < 2; ++p) {
         const int8_t* plane = blk ? (p == 0 ? blk->hi : blk->lo) : nullptr;
         for (int c = 0; c < 4; ++c) {

@@ -178,8 +178,9 @@ class GemvQ4_KAvx512 final : public GemvAvx512Jit {
 
   // out[t][r] for the `group` tokens starting at reg_act_tok / reg_out_t.
   void emit_group(int group) override {
-    emit_superblock_group(group, n_blocks_, Q45KBlock::bytes(q5_), ActQ16K::bytes, qword[rsp + kBlocksLeft], zmm_acc,
-                          ymm_t0, xmm_t1, [&] { emit_superblock(group); });
+    emit_superblock_group(group, n_blocks_, Q45KBlock::bytes(q5_), ActQ16K::bytes,
+                          qword[rsp + kBlocksLeft], zmm_acc, ymm_t0, xmm_t1,
+                          [&] { emit_superblock(group); });
   }
 
   // for r in [0, n_rows):                        // weight row stays in L1 across tokens

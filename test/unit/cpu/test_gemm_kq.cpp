@@ -154,7 +154,8 @@ std::vector<uint8_t> extreme_panel(GGMLType type, int64_t k) {
   for (int64_t n = 0; n < kKqTile; ++n) {
     for (int64_t b = 0; b < k / kKqSuper; ++b) {
       uint8_t* blk = w.data() + n * rb + b * bb;
-      const uint16_t d = fp32_to_fp16(n % 2 ? -0.5f : 1.0f), dmin = fp32_to_fp16(n % 3 ? 0.25f : 0.0f);
+      const uint16_t d = fp32_to_fp16(n % 2 ? -0.5f : 1.0f);
+      const uint16_t dmin = fp32_to_fp16(n % 3 ? 0.25f : 0.0f);
       std::memcpy(blk, &d, 2);
       std::memcpy(blk + 2, &dmin, 2);
     }

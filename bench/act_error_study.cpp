@@ -136,6 +136,11 @@ std::vector<Variant> all_variants() {
       {"x-i16b256,h-bf16", int16(256), bf16()},
       {"i16-row", int16(1 << 30), int16(1 << 30)},
       {"i12b32", {Rounding::integer, 32, 2047}, {Rounding::integer, 32, 2047}},
+      // The stacked-plane prefill kernels' grades: v = m·hi + lo per 256 elements with
+      // |v| <= 127·m + m/2 for m = 16 (Q4_K weights), 8 (Q5_K), 4 (Q6_K).
+      {"i12b256", {Rounding::integer, 256, 2032}, {Rounding::integer, 256, 2032}},
+      {"i11b256", {Rounding::integer, 256, 1016}, {Rounding::integer, 256, 1016}},
+      {"i10b256", {Rounding::integer, 256, 508}, {Rounding::integer, 256, 508}},
   };
 }
 

@@ -44,7 +44,11 @@ struct EngineOptions {
   // Restricts the CPU features the fast kernels may use (each is also checked on this CPU, so
   // a feature can only be removed): tests use it to stand for a weaker CPU.
   std::optional<CpuIsa> cpu_isa;
-  // Load-time progress lines (weight repacking); may be empty.
+  // Hosts with several NUMA nodes: move each routed expert's row chunks at load to the node
+  // whose workers compute them (cpu/numa_place.h), so decode reads local memory only. The
+  // environment variable KTX_NUMA_PLACE=0 turns it off too.
+  bool numa_place = true;
+  // Load-time progress lines (weight repacking, NUMA placement); may be empty.
   std::function<void(const std::string&)> progress;
 };
 

@@ -3,12 +3,16 @@
 // GGUF tensors it will read and against this CPU, and the per-call dispatch by token count.
 #include "runtime/engine/moe_fast.h"
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstdlib>
 
 #include "common/hw/cpu_features.h"
 #include "runtime/cpu/moe_decode.h"
+#include "runtime/cpu/numa_place.h"
 #include "runtime/cpu/prefill_moe.h"
 #include "runtime/cpu/repack_int8.h"
 #include "runtime/cpu/thread_pool.h"
@@ -99,6 +103,34 @@ Status repack_layer(MoeFastLayer& f, const cpu::MoeDesc& desc, int64_t il, cpu::
   return Status::ok();
 }
 
+// Moves layer il's expert row chunks to the nodes whose workers compute them (numa_place.h),
+// reporting size, speed and refused pages through opt.progress.
+Status place_layer(const MoeFastLayer& f, const cpu::MoeDesc& desc, const cpu::MoeConfig& cfg,
+                   int64_t il, cpu::ThreadPool& pool, const EngineOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const struct { const void* data; GGMLType type; int64_t row, rows; } mats[] = {
+      {f.gate, desc.gate_type, desc.n_embd, desc.n_ff}, {f.up, desc.up_type, desc.n_embd, desc.n_ff},
+      {f.down, desc.down_type, desc.n_ff, desc.n_embd}};
+  cpu::PlaceResult total;
+  for (const auto& m : mats) {
+    KTX_ASSIGN_OR_RETURN(const uint64_t rb, ggml_row_bytes(m.type, m.row));
+    const auto runs = cpu::plan_placement(m.data, desc.n_expert, m.rows, rb, cfg.rows_per_task,
+                                          pool.n_nodes(), page);
+    KTX_ASSIGN_OR_RETURN(const cpu::PlaceResult r, cpu::place_pages(runs, pool));
+    total.pages += r.pages, total.placed += r.placed, total.failed += r.failed;
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (opt.progress) {
+    const double gb = double(total.pages) * double(page) / 1e9;
+    opt.progress(fmt::format("placed blk.{} experts on {} NUMA nodes: {:.2f} GB in {:.2f} s "
+                             "({:.2f} GB/s){}", il, pool.n_nodes(), gb, s, s > 0 ? gb / s : 0.0,
+                             total.failed ? fmt::format("; {} pages refused (left where they "
+                                                        "are)", total.failed) : ""));
+  }
+  return Status::ok();
+}
+
 Expected<std::unique_ptr<MoeFastLayer>> make_layer(const ModelImpl& m, int64_t il,
                                                    const MoeKernelAttrs& k, const CpuIsa& host,
                                                    const EngineOptions& opt) {
@@ -113,6 +145,9 @@ Expected<std::unique_ptr<MoeFastLayer>> make_layer(const ModelImpl& m, int64_t i
                           .with_context("kernel_decode"));
   KTX_ASSIGN_OR_RETURN(f->decode, cpu::MoeDecode::create(desc, cfg, host));
   f->decode_max_tokens = desc.max_tokens;
+  if (opt.numa_place && m.cpu_pool->n_nodes() > 1) {
+    KTX_RETURN_IF_ERROR(place_layer(*f, desc, cfg, il, *m.cpu_pool, opt));
+  }
   if (k.prefill.empty() || k.prefill == "reference") return f;
   KTX_RETURN_IF_ERROR(parse_choice(m, il, k.prefill, k.prefill_config, host, &desc, &cfg)
                           .with_context("kernel_prefill"));
@@ -132,12 +167,15 @@ Status load_fast_moe(ModelImpl& m, const EngineOptions& opt) {
   if (host.amx_tile && !request_amx_permission())
     host.amx_tile = host.amx_int8 = host.amx_bf16 = false;
   m.cpu_pool = std::make_unique<cpu::ThreadPool>(opt.threads);
+  EngineOptions options = opt;
+  if (const char* env = std::getenv("KTX_NUMA_PLACE"); env && std::string(env) == "0")
+    options.numa_place = false;
   m.moe_oracle = opt.moe_oracle;
   m.moe_fast.resize(m.cfg.n_layer);
   for (const auto& [il, k] : opt.moe_kernels) {
     if (il < 0 || il >= m.cfg.n_layer || m.cfg.layer_is_dense(il))
       return Error("engine: fast MoE kernels given for layer {}, which has no routed experts", il);
-    auto layer = make_layer(m, il, k, host, opt);
+    auto layer = make_layer(m, il, k, host, options);
     if (!layer) return layer.status().with_context(fmt::format("engine: blk.{}.ffn_moe", il));
     m.moe_fast[il] = std::move(*layer);
   }

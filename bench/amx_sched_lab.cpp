@@ -174,8 +174,10 @@ Expected<Result> measure(const std::string& text, int64_t iters, int64_t step, i
     pool.parallel_for(n, [&](int64_t th) {
       std::vector<int8_t> operands(bytes, 1);
       std::vector<int32_t> results(64 * 256 + 32, 0);
-      int8_t* o = operands.data() + (64 - reinterpret_cast<uintptr_t>(operands.data()) % 64) % 64;
-      int32_t* r = results.data() + (16 - reinterpret_cast<uintptr_t>(results.data()) % 64 / 4) % 16;
+      const auto ob = reinterpret_cast<uintptr_t>(operands.data());
+      const auto rb = reinterpret_cast<uintptr_t>(results.data());
+      int8_t* o = operands.data() + (64 - ob % 64) % 64;   // 64-byte aligned
+      int32_t* r = results.data() + (16 - rb % 64 / 4) % 16;
       k.run(iters / 10 + 1, o, r, step, wrap);  // warm
       const auto t0 = std::chrono::steady_clock::now();
       k.run(iters, o, r, step, wrap);

@@ -65,6 +65,9 @@ size_t act_row_bytes(ActFormat f, int64_t n);
 ActFormat act_format_for(GGMLType weight_type, bool fast_kernel);
 
 void quantize_act_row(ActFormat f, const float* x, void* dst, int64_t n);
+// The plain C++ twin of quantize_act_row (which takes an AVX2 body where the CPU has one):
+// the same bytes on every input; for tests.
+void quantize_act_row_ref(ActFormat f, const float* x, void* dst, int64_t n);
 void dequantize_act_row(ActFormat f, const void* src, float* dst, int64_t n);
 
 // x <- dequantize(quantize(x)): the rounding a kernel reading format f applies to its input.

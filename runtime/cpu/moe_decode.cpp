@@ -5,6 +5,7 @@
 // an expert, h of a pair, down rows of an expert, combine a block of output rows); the phased
 // path runs each kind as a pool phase, the fused path runs them all in one (see the header).
 #include "runtime/cpu/moe_decode.h"
+#include "runtime/cpu/vec_math.h"
 
 #include <immintrin.h>
 
@@ -153,7 +154,7 @@ void MoeDecode::h_task(int64_t p) {
   const ActFormat fd = down_->act_format();
   float* h = g_.data() + p * N;  // h = SiLU(g) * u, in place of g
   const float* u = u_.data() + p * N;
-  for (int64_t n = 0; n < N; ++n) h[n] = silu(h[n]) * u[n];
+  silu_mul(h, u, h, N);
   quantize_act_row(fd, h, act_down_.data() + p * act_row_bytes(fd, N), N);
 }
 

@@ -2,6 +2,7 @@
 // each weight row dequantized by the reference dequantizer right before its dot product, sums
 // in double so that the oracle's own rounding is far below any tolerance the tests use.
 #include "runtime/cpu/moe_ref.h"
+#include "runtime/cpu/vec_math.h"
 
 #include <cmath>
 #include <vector>
@@ -71,7 +72,7 @@ Status moe_reference(const MoeDesc& desc, const MoeWeights& weights, const float
              xg.data(), g.data());  // [n_ff]
       matvec(desc.up_type, static_cast<const uint8_t*>(weights.up) + e * up_bytes, N, K,
              xu.data(), u.data());  // [n_ff]
-      for (int64_t n = 0; n < N; ++n) h[n] = silu(g[n]) * u[n];
+      silu_mul(g.data(), u.data(), h.data(), N);
       round_act_row(rounding.down_in, h.data(), N);
       const auto* down = static_cast<const uint8_t*>(weights.down) + e * down_bytes;
       for (int64_t k = 0; k < K; ++k) {  // down row by row, keeping |products| for the bound

@@ -3,6 +3,7 @@
 // of 16 (kGemmTileM) with zero rows (zero int8 values and zero scales, so padding adds exact
 // zeros). Activation rows are int16-grade, stored as two int8 planes (Int8Planes).
 #include "runtime/cpu/prefill_moe.h"
+#include "runtime/cpu/vec_math.h"
 
 #include <algorithm>
 #include <chrono>
@@ -310,7 +311,7 @@ void MoePrefill::activate(ThreadPool& pool) {
       const int64_t r = grp * kGemmTileM + i;
       float* h = g_.data() + r * NP;  // h = SiLU(g) * u in place of g
       const float* u = u_.data() + r * NP;
-      for (int64_t n = 0; n < N; ++n) h[n] = silu(h[n]) * u[n];
+      silu_mul(h, u, h, N);
       if (row_token_[r] < 0) std::fill(h, h + N, 0.0f);  // padding stays exactly zero
       if (kq_down_) {
         if (row_token_[r] >= 0) {

@@ -110,7 +110,8 @@ Status place_layer(const MoeFastLayer& f, const cpu::MoeDesc& desc, const cpu::M
   const auto t0 = std::chrono::steady_clock::now();
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   const struct { const void* data; GGMLType type; int64_t row, rows; } mats[] = {
-      {f.gate, desc.gate_type, desc.n_embd, desc.n_ff}, {f.up, desc.up_type, desc.n_embd, desc.n_ff},
+      {f.gate, desc.gate_type, desc.n_embd, desc.n_ff},
+      {f.up, desc.up_type, desc.n_embd, desc.n_ff},
       {f.down, desc.down_type, desc.n_ff, desc.n_embd}};
   cpu::PlaceResult total;
   for (const auto& m : mats) {

@@ -2,6 +2,7 @@
 // round-trips within half a quantization step, the int16-grade formats keep both int8 planes in
 // [-127, 127] with v = 255·hi + lo inside ±32512, the K formats' block sums are the sums of
 // the stored values, and rounding is idempotent (the reference applies it to emulate a kernel).
+// The AVX2 block quantizer gives the plain twin's bytes exactly (ties, clamps, outliers, zeros).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -100,6 +101,44 @@ TEST(ActQuant, ZeroRowsAndIdempotentRounding) {
     auto again = x;
     round_act_row(c.f, again.data(), c.n);
     EXPECT_EQ(std::memcmp(x.data(), again.data(), x.size() * sizeof(float)), 0);
+  }
+}
+
+TEST(ActQuant, VectorQuantizerGivesTheTwinsBytes) {
+  struct Case {
+    const char* what;
+    std::vector<float> x;
+  };
+  std::vector<Case> cases;
+  for (int64_t n : {256, 512, 7168}) cases.push_back({"random", random_row(n, 11 + n, 3.0f)});
+  cases.push_back({"zeros", std::vector<float>(512, 0.0f)});
+  {
+    // Scale set by 32512.0 (d = 1): x·id lands on every half-integer (round to even) and on
+    // the hi/lo split's own ties (|v| + 127 a multiple of 255), both signs.
+    std::vector<float> x(2048);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float k = static_cast<float>(i % 512) * 63.5f + 0.5f;
+      x[i] = (i / 512) % 2 ? -k : k;
+      if (i % 7 == 0) x[i] = static_cast<float>(255 * static_cast<int>(i % 128) - 127);
+    }
+    for (size_t b = 0; b < x.size(); b += 256) x[b + 3] = 32512.0f;
+    cases.push_back({"ties", x});
+  }
+  {
+    std::vector<float> x = random_row(512, 5, 1e-30f);  // tiny scales, denormal products
+    x[300] = -1e30f;                                     // and a block of one huge value
+    cases.push_back({"extremes", x});
+  }
+  for (const Case& c : cases) {
+    for (ActFormat f : {ActFormat::q16_0, ActFormat::q16_k}) {
+      SCOPED_TRACE(testing::Message() << c.what << " n=" << c.x.size() << " "
+                                      << act_format_name(f));
+      const int64_t n = static_cast<int64_t>(c.x.size());
+      std::vector<uint8_t> fast(act_row_bytes(f, n), 0xAA), ref(act_row_bytes(f, n), 0x55);
+      quantize_act_row(f, c.x.data(), fast.data(), n);
+      quantize_act_row_ref(f, c.x.data(), ref.data(), n);
+      ASSERT_EQ(std::memcmp(fast.data(), ref.data(), fast.size()), 0);
+    }
   }
 }
 

@@ -117,7 +117,9 @@ TEST(NumaPlace, MovesAnonymousPagesToNodeZero) {
   EXPECT_EQ(r->pages, 64u);
   EXPECT_EQ(r->placed, 64u);
   EXPECT_EQ(r->failed, 0u);
-  for (size_t i = 0; i < bytes; i += page) EXPECT_EQ(memory_node_of(static_cast<char*>(mem) + i), 0);
+  for (size_t i = 0; i < bytes; i += page) {
+    EXPECT_EQ(memory_node_of(static_cast<char*>(mem) + i), 0);
+  }
   EXPECT_EQ(static_cast<unsigned char*>(mem)[bytes - 1], 7);  // contents untouched
   munmap(mem, bytes);
 }

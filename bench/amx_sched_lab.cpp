@@ -21,6 +21,7 @@
 #include <sstream>
 #include <vector>
 
+#include "bench/amx_tiles.h"
 #include "common/hw/cpu_features.h"
 #include "runtime/cpu/jit/jit_kernel.h"
 #include "runtime/cpu/thread_pool.h"
@@ -97,17 +98,8 @@ class SchedKernel final : public JitKernel {
   void generate() override {
     using namespace Xbyak::util;
     preamble();
-    mov(rbp, rsp);
-    sub(rsp, 128);
-    and_(rsp, -64);
-    vpxord(zmm0, zmm0, zmm0);
-    vmovups(ptr[rsp], zmm0);
-    mov(byte[rsp], 1);
-    for (int t = 0; t < 8; ++t) {
-      mov(word[rsp + 16 + 2 * t], 64);
-      mov(byte[rsp + 48 + t], 16);
-    }
-    ldtilecfg(ptr[rsp]);
+    bench::emit_tile_frame(*this, {64, 64, 64, 64, 64, 64, 64, 64},
+                           {16, 16, 16, 16, 16, 16, 16, 16});
     for (int t = 0; t < 8; ++t) tilezero(Xbyak::Tmm(t));
     for (int z = 0; z < 32; ++z) vpxord(Xbyak::Zmm(z), Xbyak::Zmm(z), Xbyak::Zmm(z));
     mov(rax, 64);

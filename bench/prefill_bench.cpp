@@ -14,6 +14,7 @@
 #include <cstring>
 #include <random>
 
+#include "bench/amx_tiles.h"
 #include "common/hw/cpu_features.h"
 #include "runtime/cpu/jit/jit_kernel.h"
 #include "runtime/cpu/prefill_moe.h"
@@ -38,17 +39,12 @@ class TilePeak final : public JitKernel {
   void generate() override {
     using namespace Xbyak::util;
     preamble();
-    mov(rbp, rsp);
-    sub(rsp, 128);
-    and_(rsp, -64);
-    vpxord(zmm0, zmm0, zmm0);
-    vmovups(ptr[rsp], zmm0);
-    mov(byte[rsp], 1);
+    std::array<int, 8> colsb, rows;
     for (int t = 0; t < 8; ++t) {
-      mov(word[rsp + 16 + 2 * t], (t == 4 || t == 5) ? colsb_ : 64);
-      mov(byte[rsp + 48 + t], (t >= 6) ? colsb_ / 4 : 16);
+      colsb[t] = (t == 4 || t == 5) ? colsb_ : 64;
+      rows[t] = (t >= 6) ? colsb_ / 4 : 16;
     }
-    ldtilecfg(ptr[rsp]);
+    bench::emit_tile_frame(*this, colsb, rows);
     for (int t = 0; t < 8; ++t) tilezero(Xbyak::Tmm(t));
     Xbyak::Label loop;
     L(loop);

@@ -104,13 +104,28 @@ TEST(NumaPlace, PlanCoversEveryPageOnceOnItsChunksNode) {
     GTEST_SKIP() << (result).status().message();                                        \
   }
 
+// `pages` anonymous pages filled with `fill`, unmapped at scope exit.
+struct AnonPages {
+  AnonPages(size_t pages, int fill)
+      : page(static_cast<size_t>(sysconf(_SC_PAGESIZE))), bytes(pages * page) {
+    mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem != MAP_FAILED) std::memset(mem, fill, bytes);
+  }
+  ~AnonPages() {
+    if (mem != MAP_FAILED) munmap(mem, bytes);
+  }
+  uintptr_t begin() const { return reinterpret_cast<uintptr_t>(mem); }
+  size_t page, bytes;
+  void* mem;
+};
+
 TEST(NumaPlace, MovesAnonymousPagesToNodeZero) {
   ThreadPool pool(4);
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE)), bytes = 64 * page;
-  void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ASSERT_NE(mem, MAP_FAILED);
-  std::memset(mem, 7, bytes);
-  const auto b = reinterpret_cast<uintptr_t>(mem);
+  AnonPages a(64, 7);
+  ASSERT_NE(a.mem, MAP_FAILED);
+  const size_t page = a.page, bytes = a.bytes;
+  void* mem = a.mem;
+  const uintptr_t b = a.begin();
   auto r = place_pages({{0, b, b + 40 * page}, {0, b + 40 * page, b + bytes}}, pool);
   SKIP_IF_NO_MOVE_PAGES(r);
   ASSERT_TRUE(r) << r.status().message();
@@ -121,7 +136,6 @@ TEST(NumaPlace, MovesAnonymousPagesToNodeZero) {
     EXPECT_EQ(memory_node_of(static_cast<char*>(mem) + i), 0);
   }
   EXPECT_EQ(static_cast<unsigned char*>(mem)[bytes - 1], 7);  // contents untouched
-  munmap(mem, bytes);
 }
 
 TEST(NumaPlace, MovesFileBackedPagesLikeTheGgufMapping) {
@@ -148,11 +162,10 @@ TEST(NumaPlace, MovesFileBackedPagesLikeTheGgufMapping) {
 
 TEST(NumaPlace, RefusesANodeThisHostLacksAndUnalignedRuns) {
   ThreadPool pool(2);
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE)), bytes = 4 * page;
-  void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ASSERT_NE(mem, MAP_FAILED);
-  std::memset(mem, 1, bytes);
-  const auto b = reinterpret_cast<uintptr_t>(mem);
+  AnonPages a(4, 1);
+  ASSERT_NE(a.mem, MAP_FAILED);
+  const uintptr_t b = a.begin();
+  const size_t bytes = a.bytes;
   const int absent = host_topology().n_nodes + 60;
   auto r = place_pages({{absent, b, b + bytes}}, pool);
   SKIP_IF_NO_MOVE_PAGES(r);
@@ -162,7 +175,6 @@ TEST(NumaPlace, RefusesANodeThisHostLacksAndUnalignedRuns) {
   auto u = place_pages({{0, b + 8, b + bytes}}, pool);
   ASSERT_FALSE(u);
   EXPECT_NE(u.status().message().find("not page-aligned"), std::string::npos);
-  munmap(mem, bytes);
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <vector>
 
+#include "common/hw/cpu_features.h"
+
 namespace ktx::cpu {
 namespace {
 
@@ -90,19 +92,19 @@ __attribute__((target("avx2"))) float quantize_block_q16_avx2(const float* x, in
 }
 
 bool use_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2");
+  static const bool ok = detect_cpu_isa().avx2;
   return ok;
 }
 
-float quantize_block(const float* x, int8_t* hi, int8_t* lo, int n, int32_t* sum16) {
-  if (use_avx2() && n % 16 == 0) return quantize_block_q16_avx2(x, hi, lo, n, sum16);
+// One block: the AVX2 body when `fast` and the CPU has it, else the plain twin (the same
+// bytes); sum16, if not null, receives the sums of v per 16 elements.
+float quantize_block(const float* x, int8_t* hi, int8_t* lo, int n, int32_t* sum16, bool fast) {
+  if (fast && use_avx2() && n % 16 == 0) return quantize_block_q16_avx2(x, hi, lo, n, sum16);
   const float d = quantize_block_q16(x, hi, lo, n);
-  if (sum16) {
-    for (int s = 0; s < n / 16; ++s) {
-      int32_t sum = 0;
-      for (int i = 0; i < 16; ++i) sum += q16_value(hi, lo, s * 16 + i);
-      sum16[s] = sum;
-    }
+  for (int s = 0; sum16 && s < n / 16; ++s) {
+    int32_t sum = 0;
+    for (int i = 0; i < 16; ++i) sum += q16_value(hi, lo, s * 16 + i);
+    sum16[s] = sum;
   }
   return d;
 }
@@ -154,28 +156,18 @@ namespace {
 
 // Both entry points share this body; `fast` picks the AVX2 block quantizer when the CPU has it.
 void quantize_row(ActFormat f, const float* x, void* dst, int64_t n, bool fast) {
-  auto block = [&](const float* xb, int8_t* hi, int8_t* lo, int bn, int32_t* sum16) {
-    if (fast) return quantize_block(xb, hi, lo, bn, sum16);
-    const float d = quantize_block_q16(xb, hi, lo, bn);
-    for (int s = 0; sum16 && s < bn / 16; ++s) {
-      int32_t sum = 0;
-      for (int i = 0; i < 16; ++i) sum += q16_value(hi, lo, s * 16 + i);
-      sum16[s] = sum;
-    }
-    return d;
-  };
   if (f == ActFormat::f32) {
     std::memcpy(dst, x, static_cast<size_t>(n) * sizeof(float));
   } else if (f == ActFormat::q16_0) {
     auto* blocks = static_cast<ActBlockQ16_0*>(dst);
     for (int64_t b = 0; b < n / 32; ++b) {
-      blocks[b].d = block(x + b * 32, blocks[b].hi, blocks[b].lo, 32, nullptr);
+      blocks[b].d = quantize_block(x + b * 32, blocks[b].hi, blocks[b].lo, 32, nullptr, fast);
     }
   } else {
     auto* blocks = static_cast<ActBlockQ16_K*>(dst);
     for (int64_t b = 0; b < n / 256; ++b) {
       ActBlockQ16_K& blk = blocks[b];
-      blk.d = block(x + b * 256, blk.hi, blk.lo, 256, blk.bsum16);
+      blk.d = quantize_block(x + b * 256, blk.hi, blk.lo, 256, blk.bsum16, fast);
       std::fill(std::begin(blk.pad), std::end(blk.pad), 0.0f);
       for (int s = 0; s < 8; ++s) blk.bsum32[s] = blk.bsum16[2 * s] + blk.bsum16[2 * s + 1];
     }

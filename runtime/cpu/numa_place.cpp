@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -83,8 +82,7 @@ Expected<PlaceResult> place_pages(const std::vector<PageRun>& runs, ThreadPool& 
     for (uint64_t i = 0; i < n; i += kPagesPerBatch)
       q.push_back({r.node, r.begin + i * page, std::min(kPagesPerBatch, n - i)});
   }
-  std::atomic<uint64_t> placed{0}, failed{0};
-  std::mutex mu;
+  std::mutex mu;  // guards the tallies below (one update per batch of pages)
   std::map<int, int> first_errno;  // node -> errno of its first refused page or call
   std::map<int, uint64_t> node_placed;
   std::vector<int64_t> counts;
@@ -113,9 +111,9 @@ Expected<PlaceResult> place_pages(const std::vector<PageRun>& runs, ThreadPool& 
         }
       }
     }
-    placed += ok;
-    failed += b.pages - ok;
     std::lock_guard<std::mutex> lock(mu);
+    result.placed += ok;
+    result.failed += b.pages - ok;
     node_placed[b.node] += ok;
     if (err != 0) first_errno.emplace(b.node, err);
   }));
@@ -126,8 +124,6 @@ Expected<PlaceResult> place_pages(const std::vector<PageRun>& runs, ThreadPool& 
       return Error("numa placement: no page could be moved to node {} ({})", node,
                    std::strerror(err));
   }
-  result.placed = placed.load();
-  result.failed = failed.load();
   return result;
 }
 

@@ -8,11 +8,13 @@
 #include <bit>
 #include <cmath>
 
+#include "common/hw/cpu_features.h"
+
 namespace ktx::cpu {
 namespace {
 
 constexpr float kLog2e = 1.44269504088896341f;
-constexpr float kLn2Hi = 0.693145751953125f;     // ln 2 with the low 12 mantissa bits zero
+constexpr float kLn2Hi = 0.693145751953125f;     // ln 2 with the low 9 mantissa bits zero
 constexpr float kLn2Lo = 1.42860682030941723e-6f;  // ln 2 − kLn2Hi
 constexpr float kYMin = -87.0f, kYMax = 88.0f;
 // 1/k! for k = 7 .. 2 (Horner from the top); the constant and linear terms are 1.
@@ -59,7 +61,10 @@ __attribute__((target("avx2,fma"))) void silu_mul_avx2(const float* g, const flo
 }
 
 bool has_avx2_fma() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool ok = [] {
+    const CpuIsa cpu = detect_cpu_isa();
+    return cpu.avx2 && cpu.fma;
+  }();
   return ok;
 }
 

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <chrono>
 #include <cstdlib>
 
@@ -69,6 +70,18 @@ Status parse_choice(const ModelImpl& m, int64_t il, const std::string& kernel,
                       desc->n_embd, desc->n_expert);
 }
 
+// The layer's three expert tensors: data, type, row length and rows per expert.
+struct ExpertMatrix {
+  const void* data;
+  GGMLType type;
+  int64_t row, rows;
+};
+std::array<ExpertMatrix, 3> expert_matrices(const MoeFastLayer& f, const cpu::MoeDesc& desc) {
+  return {{{f.gate, desc.gate_type, desc.n_embd, desc.n_ff},
+           {f.up, desc.up_type, desc.n_embd, desc.n_ff},
+           {f.down, desc.down_type, desc.n_ff, desc.n_embd}}};
+}
+
 // Repacks the layer's experts for prefill, reporting size and speed through opt.progress.
 Status repack_layer(MoeFastLayer& f, const cpu::MoeDesc& desc, int64_t il, cpu::ThreadPool& pool,
                     const EngineOptions& opt) {
@@ -77,9 +90,7 @@ Status repack_layer(MoeFastLayer& f, const cpu::MoeDesc& desc, int64_t il, cpu::
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   f.repacked = std::make_unique<cpu::RepackedMoe>(std::move(r));
   if (opt.progress) {
-    const struct { GGMLType type; int64_t row, rows; } mats[] = {
-        {desc.gate_type, desc.n_embd, desc.n_ff}, {desc.up_type, desc.n_embd, desc.n_ff},
-        {desc.down_type, desc.n_ff, desc.n_embd}};
+    const auto mats = expert_matrices(f, desc);
     double bytes = 0;  // GGUF bytes repacked; matrices read in place are not
     std::string in_place;
     const cpu::RepackedMoe& rp = *f.repacked;
@@ -109,12 +120,8 @@ Status place_layer(const MoeFastLayer& f, const cpu::MoeDesc& desc, const cpu::M
                    int64_t il, cpu::ThreadPool& pool, const EngineOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const struct { const void* data; GGMLType type; int64_t row, rows; } mats[] = {
-      {f.gate, desc.gate_type, desc.n_embd, desc.n_ff},
-      {f.up, desc.up_type, desc.n_embd, desc.n_ff},
-      {f.down, desc.down_type, desc.n_ff, desc.n_embd}};
   cpu::PlaceResult total;
-  for (const auto& m : mats) {
+  for (const ExpertMatrix& m : expert_matrices(f, desc)) {
     KTX_ASSIGN_OR_RETURN(const uint64_t rb, ggml_row_bytes(m.type, m.row));
     const auto runs = cpu::plan_placement(m.data, desc.n_expert, m.rows, rb, cfg.rows_per_task,
                                           pool.n_nodes(), page);
@@ -134,7 +141,7 @@ Status place_layer(const MoeFastLayer& f, const cpu::MoeDesc& desc, const cpu::M
 
 Expected<std::unique_ptr<MoeFastLayer>> make_layer(const ModelImpl& m, int64_t il,
                                                    const MoeKernelAttrs& k, const CpuIsa& host,
-                                                   const EngineOptions& opt) {
+                                                   const EngineOptions& opt, bool numa_place) {
   auto f = std::make_unique<MoeFastLayer>();
   const std::string b = fmt::format("blk.{}.", il);
   f->gate = m.w(b + "ffn_gate_exps.weight").info().data;
@@ -146,7 +153,7 @@ Expected<std::unique_ptr<MoeFastLayer>> make_layer(const ModelImpl& m, int64_t i
                           .with_context("kernel_decode"));
   KTX_ASSIGN_OR_RETURN(f->decode, cpu::MoeDecode::create(desc, cfg, host));
   f->decode_max_tokens = desc.max_tokens;
-  if (opt.numa_place && m.cpu_pool->n_nodes() > 1) {
+  if (numa_place && m.cpu_pool->n_nodes() > 1) {
     KTX_RETURN_IF_ERROR(place_layer(*f, desc, cfg, il, *m.cpu_pool, opt));
   }
   if (k.prefill.empty() || k.prefill == "reference") return f;
@@ -168,15 +175,14 @@ Status load_fast_moe(ModelImpl& m, const EngineOptions& opt) {
   if (host.amx_tile && !request_amx_permission())
     host.amx_tile = host.amx_int8 = host.amx_bf16 = false;
   m.cpu_pool = std::make_unique<cpu::ThreadPool>(opt.threads);
-  EngineOptions options = opt;
-  if (const char* env = std::getenv("KTX_NUMA_PLACE"); env && std::string(env) == "0")
-    options.numa_place = false;
+  const char* numa_env = std::getenv("KTX_NUMA_PLACE");
+  const bool numa_place = opt.numa_place && !(numa_env && std::string(numa_env) == "0");
   m.moe_oracle = opt.moe_oracle;
   m.moe_fast.resize(m.cfg.n_layer);
   for (const auto& [il, k] : opt.moe_kernels) {
     if (il < 0 || il >= m.cfg.n_layer || m.cfg.layer_is_dense(il))
       return Error("engine: fast MoE kernels given for layer {}, which has no routed experts", il);
-    auto layer = make_layer(m, il, k, host, options);
+    auto layer = make_layer(m, il, k, host, opt, numa_place);
     if (!layer) return layer.status().with_context(fmt::format("engine: blk.{}.ffn_moe", il));
     m.moe_fast[il] = std::move(*layer);
   }

@@ -91,6 +91,23 @@ using TraceHook = std::function<void(const std::string& name, const float* data,
 
 struct SessionCache;
 
+// Where a Session's time went, by op kind ("attention", "routed_experts", "lm_head", ...), and
+// how many tokens each routed expert received (the expert-load spread `ktx-run bench --profile`
+// prints, so benchmark files with degenerate routing are visible). Accumulates over calls
+// until clear().
+struct OpProfile {
+  struct Entry {
+    double seconds = 0;
+    int64_t calls = 0;
+  };
+  std::map<std::string, Entry> by_kind;
+  std::map<int64_t, std::vector<int64_t>> expert_tokens;  // layer -> [n_expert] token counts
+  void clear() {
+    by_kind.clear();
+    expert_tokens.clear();
+  }
+};
+
 // One sequence: its KV cache and position.
 class Session {
  public:
@@ -108,6 +125,8 @@ class Session {
   void reset() { n_past_ = 0; }
   void set_hidden_hook(HiddenHook hook) { hidden_hook_ = std::move(hook); }
   void set_trace_hook(TraceHook hook) { trace_hook_ = std::move(hook); }
+  // Times every op into *profile (null: off, the default; profiling adds a clock read per op).
+  void set_profile(OpProfile* profile) { profile_ = profile; }
 
  private:
   const Model& model_;
@@ -116,6 +135,7 @@ class Session {
   std::unique_ptr<SessionCache> cache_;
   HiddenHook hidden_hook_;
   TraceHook trace_hook_;
+  OpProfile* profile_ = nullptr;
 };
 
 // Everything a ktx-run command needs from a plan path: read the plan, open and validate the

@@ -3,6 +3,7 @@
 // of the public API.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -54,9 +55,34 @@ struct StepCtx {
   int64_t n_past = 0;   // position of the first token of this call
   int64_t n_tok = 0;    // tokens in this call
   const TraceHook* trace = nullptr;
+  OpProfile* profile = nullptr;
   void emit(const std::string& name, const float* data, int64_t width) const {
     if (trace && *trace) (*trace)(name, data, n_tok, width);
   }
+};
+
+// Adds the time from construction to destruction to profile->by_kind[kind] (no-op when null).
+class OpTimer {
+ public:
+  OpTimer(OpProfile* profile, const char* kind)
+      : profile_(profile), kind_(kind),
+        start_(profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{}) {}
+  ~OpTimer() { stop(); }
+  // Records now instead of at destruction (once).
+  void stop() {
+    if (!profile_) return;
+    OpProfile::Entry& e = profile_->by_kind[kind_];
+    e.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    ++e.calls;
+    profile_ = nullptr;
+  }
+  OpTimer(const OpTimer&) = delete;
+  OpTimer& operator=(const OpTimer&) = delete;
+
+ private:
+  OpProfile* profile_;
+  const char* kind_;
+  std::chrono::steady_clock::time_point start_;
 };
 
 // ops.cpp

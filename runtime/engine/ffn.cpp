@@ -71,6 +71,7 @@ Status ffn_moe(const StepCtx& s, int64_t il, const float* h, float* dst) {
   const std::string b = fmt::format("blk.{}.", il);
   const int64_t T = s.n_tok, E = c.n_expert, K = c.n_expert_used, D = c.n_embd;
 
+  OpTimer router_timer(s.profile, "router");
   std::vector<float> logits(T * E), buf;  // [T, n_expert]
   matmul(s.pool, s.m.w(b + "ffn_gate_inp.weight"), h, T, logits.data());
   s.emit(b + "ffn_moe_logits", logits.data(), E);
@@ -80,14 +81,24 @@ Status ffn_moe(const StepCtx& s, int64_t il, const float* h, float* dst) {
   for (int64_t t = 0; t < T; ++t)
     route_token(c, &logits[t * E], bias, &chosen[t * K], &weights[t * K]);
   s.emit(b + "ffn_moe_weights", weights.data(), K);
+  router_timer.stop();
+  if (s.profile) {
+    std::vector<int64_t>& load = s.profile->expert_tokens[il];
+    load.resize(static_cast<size_t>(E));
+    for (int32_t e : chosen) ++load[static_cast<size_t>(e)];
+  }
 
-  if (MoeFastLayer* f = s.m.moe_fast.empty() ? nullptr : s.m.moe_fast[il].get())
-    KTX_RETURN_IF_ERROR(run_fast_moe(s, *f, h, chosen.data(), weights.data(), dst));
-  else
-    routed_reference(s, b, h, chosen, weights, dst);
+  {
+    OpTimer timer(s.profile, "routed_experts");
+    if (MoeFastLayer* f = s.m.moe_fast.empty() ? nullptr : s.m.moe_fast[il].get())
+      KTX_RETURN_IF_ERROR(run_fast_moe(s, *f, h, chosen.data(), weights.data(), dst));
+    else
+      routed_reference(s, b, h, chosen, weights, dst);
+  }
   s.emit(b + "ffn_moe_out", dst, D);
 
   if (c.n_ff_shexp == 0) return Status::ok();
+  OpTimer timer(s.profile, "shared_experts");
   std::vector<float> sh(T * D);  // [T, n_embd]
   ffn_dense(s, b, "_shexp", h, sh.data());
   if (c.shexp_gate) {

@@ -39,12 +39,15 @@ Expected<std::vector<float>> Session::forward(std::span<const int32_t> tokens, b
     if (tokens[t] < 0 || tokens[t] >= c.n_vocab)
       return Error("engine: token id {} at index {} is out of range [0, {})", tokens[t], t, c.n_vocab);
 
-  StepCtx s{m, *m.pool, n_past_, T, &trace_hook_};
+  StepCtx s{m, *m.pool, n_past_, T, &trace_hook_, profile_};
   std::vector<float> x(T * D), h(T * D), y(T * D);  // [T, n_embd] each
-  const Weight& embd = m.w("token_embd.weight");
-  for (int64_t t = 0; t < T; ++t) {
-    const float* row = embd.row(tokens[t], &x[t * D]);
-    if (row != &x[t * D]) std::copy_n(row, D, &x[t * D]);
+  {
+    OpTimer timer(profile_, "embed");
+    const Weight& embd = m.w("token_embd.weight");
+    for (int64_t t = 0; t < T; ++t) {
+      const float* row = embd.row(tokens[t], &x[t * D]);
+      if (row != &x[t * D]) std::copy_n(row, D, &x[t * D]);
+    }
   }
   s.emit("inp_embd", x.data(), D);
   if (hidden_hook_) hidden_hook_(0, x, T);
@@ -56,8 +59,11 @@ Expected<std::vector<float>> Session::forward(std::span<const int32_t> tokens, b
     for (int64_t t = 0; t < T; ++t) rms_norm(&x[t * D], attn_norm, &h[t * D], D, c.rms_eps);
     s.emit(b + "attn_norm", h.data(), D);
     LayerCache& lc = cache_->layers[il];
-    if (c.attn == AttnKind::MLA) attention_mla(s, il, h.data(), lc, y.data());
-    else attention_gqa(s, il, h.data(), lc, y.data());
+    {
+      OpTimer timer(profile_, "attention");
+      if (c.attn == AttnKind::MLA) attention_mla(s, il, h.data(), lc, y.data());
+      else attention_gqa(s, il, h.data(), lc, y.data());
+    }
     s.emit(b + "attn_out", y.data(), D);
     for (int64_t i = 0; i < T * D; ++i) x[i] += y[i];
     s.emit(b + "ffn_inp", x.data(), D);
@@ -65,8 +71,10 @@ Expected<std::vector<float>> Session::forward(std::span<const int32_t> tokens, b
     const float* ffn_norm = small_tensor(m.w(b + "ffn_norm.weight"), buf);
     for (int64_t t = 0; t < T; ++t) rms_norm(&x[t * D], ffn_norm, &h[t * D], D, c.rms_eps);
     s.emit(b + "ffn_norm", h.data(), D);
-    if (c.layer_is_dense(il)) ffn_dense(s, b, "", h.data(), y.data());
-    else KTX_RETURN_IF_ERROR(ffn_moe(s, il, h.data(), y.data()));
+    if (c.layer_is_dense(il)) {
+      OpTimer timer(profile_, "dense_ffn");
+      ffn_dense(s, b, "", h.data(), y.data());
+    } else KTX_RETURN_IF_ERROR(ffn_moe(s, il, h.data(), y.data()));
     s.emit(b + "ffn_out", y.data(), D);
     for (int64_t i = 0; i < T * D; ++i) x[i] += y[i];
     s.emit(b + "l_out", x.data(), D);
@@ -79,6 +87,7 @@ Expected<std::vector<float>> Session::forward(std::span<const int32_t> tokens, b
   s.emit("result_norm", h.data(), D);
   if (hidden_hook_) hidden_hook_(c.n_layer, h, T);
   std::vector<float> logits(n_out * c.n_vocab);  // [n_out, n_vocab]
+  OpTimer timer(profile_, "lm_head");
   const Weight& out = m.w(c.tied_output ? "token_embd.weight" : "output.weight");
   matmul(*m.pool, out, &h[first * D], n_out, logits.data());
   n_past_ += T;

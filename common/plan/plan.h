@@ -41,6 +41,17 @@ struct PlanOp {
   std::string device = "cpu";        // "cpu" | "gpu"
   std::vector<std::string> tensors;  // GGUF tensor names the op reads
   std::map<std::string, std::string> attrs;  // kernel descriptor, variants, ...
+  // Buffers (indexes into Plan::buffers) the op reads, in operand order, and writes; out = -1
+  // in plans made before buffers were assigned (the runtime asks for a re-plan).
+  std::vector<int> in;
+  int out = -1;
+};
+
+// One buffer of the activation arena, [n_tokens][width] per call. The memory plan reuses a
+// buffer once its last reader has run, so buffers are far fewer than values.
+struct PlanBuffer {
+  std::string kind;   // "act" (float rows) | "route" (expert ids + weights, width = top_k)
+  int64_t width = 0;  // widest value the buffer holds
 };
 
 struct Plan {
@@ -50,6 +61,7 @@ struct Plan {
   HwAssumption hw;
   ModelConfig model;
   std::vector<PlanOp> program;
+  std::vector<PlanBuffer> buffers;  // the program's arena (empty in older plans)
 };
 
 Status write_plan(const Plan& plan, const std::string& path);

@@ -20,11 +20,14 @@ class Fields {
  public:
   Fields(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
 
-  Status check_object(std::initializer_list<const char*> known) const {
+  // `known` must all be present; `optional` may be.
+  Status check_object(std::initializer_list<const char*> known,
+                      std::initializer_list<const char*> optional = {}) const {
     if (!j_.is_object()) return Error("{}: expected an object, found {}", label(), kind_of(j_));
     for (const auto& [k, v] : j_.items()) {
       bool ok = false;
       for (const char* kk : known) ok = ok || k == kk;
+      for (const char* kk : optional) ok = ok || k == kk;
       if (!ok) return Error("{}: unknown field", name(k));
     }
     for (const char* kk : known) {
@@ -79,6 +82,19 @@ class Fields {
     return Status::ok();
   }
 
+  // An array of integers in [min, max].
+  Status int_array(const char* k, int64_t min, int64_t max, std::vector<int>* out) const {
+    const json& v = j_.at(k);
+    if (!v.is_array()) return Error("{}: expected an array, found {}", name(k), kind_of(v));
+    out->clear();
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].is_number_integer() || v[i].get<int64_t>() < min || v[i].get<int64_t>() > max)
+        return Error("{}[{}]: expected an integer in [{}, {}]", name(k), i, min, max);
+      out->push_back(static_cast<int>(v[i].get<int64_t>()));
+    }
+    return Status::ok();
+  }
+
   Status str_map(const char* k, std::map<std::string, std::string>* out) const {
     const json& v = j_.at(k);
     if (!v.is_object()) return Error("{}: expected an object, found {}", name(k), kind_of(v));
@@ -101,7 +117,16 @@ class Fields {
 
 Status decode_op(const json& j, size_t i, PlanOp* op) {
   Fields f(j, fmt::format("ops[{}]", i));
-  KTX_RETURN_IF_ERROR(f.check_object({"name", "kind", "layer", "device", "tensors", "attrs"}));
+  KTX_RETURN_IF_ERROR(
+      f.check_object({"name", "kind", "layer", "device", "tensors", "attrs"}, {"in", "out"}));
+  if (j.contains("in") != j.contains("out"))
+    return Error("ops[{}]: 'in' and 'out' must be given together", i);
+  if (j.contains("out")) {
+    int64_t out = 0;
+    KTX_RETURN_IF_ERROR(f.integer("out", -1, INT32_MAX, &out));
+    op->out = static_cast<int>(out);
+    KTX_RETURN_IF_ERROR(f.int_array("in", 0, INT32_MAX, &op->in));
+  }
   KTX_RETURN_IF_ERROR(f.str("name", &op->name, true));
   KTX_RETURN_IF_ERROR(f.str("kind", &op->kind, true));
   int64_t layer = 0;
@@ -129,10 +154,21 @@ json encode_hw(const HwAssumption& hw) {
 json encode_program(const Plan& plan) {
   json ops = json::array();
   for (const PlanOp& op : plan.program) {
-    ops.push_back(json{{"name", op.name}, {"kind", op.kind}, {"layer", op.layer},
-                       {"device", op.device}, {"tensors", op.tensors}, {"attrs", op.attrs}});
+    json o{{"name", op.name}, {"kind", op.kind}, {"layer", op.layer},
+           {"device", op.device}, {"tensors", op.tensors}, {"attrs", op.attrs}};
+    if (op.out >= 0) {
+      o["in"] = op.in;
+      o["out"] = op.out;
+    }
+    ops.push_back(std::move(o));
   }
-  return json{{"producer", plan.producer}, {"ops", std::move(ops)}};
+  json prog{{"producer", plan.producer}, {"ops", std::move(ops)}};
+  if (!plan.buffers.empty()) {
+    json bufs = json::array();
+    for (const PlanBuffer& b : plan.buffers) bufs.push_back(json{{"kind", b.kind}, {"width", b.width}});
+    prog["buffers"] = std::move(bufs);
+  }
+  return prog;
 }
 
 Status decode_gguf(const json& j, GGUFIdentity* out) {
@@ -160,7 +196,7 @@ Status decode_hw(const json& j, HwAssumption* out) {
 
 Status decode_program(const json& j, Plan* out) {
   Fields f(j, "");
-  KTX_RETURN_IF_ERROR(f.check_object({"producer", "ops"}));
+  KTX_RETURN_IF_ERROR(f.check_object({"producer", "ops"}, {"buffers"}));
   KTX_RETURN_IF_ERROR(f.str("producer", &out->producer));
   const json& ops = j.at("ops");
   if (!ops.is_array()) return Error("ops: expected an array, found {}", kind_of(ops));
@@ -169,6 +205,30 @@ Status decode_program(const json& j, Plan* out) {
     PlanOp op;
     KTX_RETURN_IF_ERROR(decode_op(ops[i], i, &op));
     out->program.push_back(std::move(op));
+  }
+  out->buffers.clear();
+  if (j.contains("buffers")) {
+    const json& bufs = j.at("buffers");
+    if (!bufs.is_array()) return Error("buffers: expected an array, found {}", kind_of(bufs));
+    for (size_t i = 0; i < bufs.size(); ++i) {
+      Fields b(bufs[i], fmt::format("buffers[{}]", i));
+      KTX_RETURN_IF_ERROR(b.check_object({"kind", "width"}));
+      PlanBuffer pb;
+      KTX_RETURN_IF_ERROR(b.str("kind", &pb.kind));
+      if (pb.kind != "act" && pb.kind != "route")
+        return Error("buffers[{}].kind: expected \"act\" or \"route\", found \"{}\"", i, pb.kind);
+      KTX_RETURN_IF_ERROR(b.integer("width", 1, int64_t{1} << 40, &pb.width));
+      out->buffers.push_back(std::move(pb));
+    }
+  }
+  // Every buffer an op names must exist.
+  for (const PlanOp& op : out->program) {
+    std::vector<int> used = op.in;
+    if (op.out >= 0) used.push_back(op.out);
+    for (int b : used)
+      if (b >= static_cast<int>(out->buffers.size()))
+        return Error("op '{}': buffer {} does not exist (the program has {})", op.name, b,
+                     out->buffers.size());
   }
   return Status::ok();
 }

@@ -49,6 +49,12 @@ std::string plan_to_text(const Plan& plan) {
                    plan.hw.gpu_arch.empty() ? "none" : val(plan.hw.gpu_arch), plan.hw.threads);
   o += model_line(plan.model) + "\n";
   o += fmt::format("program ops={}\n", plan.program.size());
+  if (!plan.buffers.empty()) {
+    o += fmt::format("buffers n={}", plan.buffers.size());
+    for (size_t i = 0; i < plan.buffers.size(); ++i)
+      o += fmt::format(" {}:{}[{}]", i, plan.buffers[i].kind, plan.buffers[i].width);
+    o += "\n";
+  }
   for (const PlanOp& op : plan.program) {
     o += fmt::format("op {} kind={} layer={} device={} tensors={} attrs={{", val(op.name),
                      val(op.kind), op.layer, val(op.device), list(op.tensors));
@@ -57,7 +63,13 @@ std::string plan_to_text(const Plan& plan) {
       o += (first ? "" : ",") + val(k) + "=" + val(v);
       first = false;
     }
-    o += "}\n";
+    o += "}";
+    if (op.out >= 0) {
+      o += " in=[";
+      for (size_t i = 0; i < op.in.size(); ++i) o += (i ? "," : "") + std::to_string(op.in[i]);
+      o += fmt::format("] out={}", op.out);
+    }
+    o += "\n";
   }
   return o;
 }

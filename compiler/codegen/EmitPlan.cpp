@@ -1,4 +1,5 @@
-// EmitPlan: one PlanOp per kt op of @decode, in order. The op's name/layer/device/weights map
+// EmitPlan: one PlanOp per kt op of @decode, in order, with the buffers it reads and writes
+// (assign_buffers: the activation arena). The op's name/layer/device/weights map
 // to PlanOp fields; every other attribute becomes a string in PlanOp::attrs, written so the
 // text dump reads like the IR (integers in decimal, floats shortest round-trip, unit
 // attributes as "true"). The plan's CPU features are those the chosen kernels need (the
@@ -14,6 +15,7 @@
 #include "compiler/ir/JsonAttr.h"
 #include "compiler/ir/KtDialect.h"
 #include "compiler/passes/KernelChoice.h"
+#include "llvm/ADT/DenseMap.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 
 namespace ktx::kt {
@@ -91,7 +93,63 @@ Expected<std::vector<std::string>> kernel_isa(const std::vector<PlanOp>& program
       if (!desc) return desc.status().with_context(fmt::format("op '{}' attribute {}", op.name, key));
       tier = std::max(tier, desc->isa);
     }
+  // Linear-layer kernels (--kt-select-kernels on attention, FFN, router, lm_head): "isa".
+  for (const PlanOp& op : program) {
+    auto it = op.attrs.find("isa");
+    if (it == op.attrs.end()) continue;
+    auto t = cpu::parse_isa_tier(it->second);
+    if (!t) return t.status().with_context(fmt::format("op '{}' attribute isa", op.name));
+    tier = std::max(tier, *t);
+  }
   return isa_features_for(tier);
+}
+
+// The memory plan: every kt value gets a buffer of the arena. A buffer is reused once the
+// last op reading its value has run (an op's output never shares a buffer with its own
+// inputs, so kernels need not support aliasing); act and route buffers are separate pools.
+// Function arguments (the token ids) have no buffer.
+Status assign_buffers(llvm::ArrayRef<mlir::Operation*> ops, std::vector<PlanOp>& program,
+                      std::vector<PlanBuffer>& buffers) {
+  llvm::DenseMap<mlir::Value, size_t> last_use;
+  for (size_t i = 0; i < ops.size(); ++i)
+    for (mlir::Value v : ops[i]->getOperands()) last_use[v] = i;
+  llvm::DenseMap<mlir::Value, int> buffer_of;
+  std::vector<int> free_act, free_route;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    mlir::Operation* op = ops[i];
+    for (mlir::Value v : op->getOperands()) {
+      auto it = buffer_of.find(v);
+      if (it != buffer_of.end()) program[i].in.push_back(it->second);
+    }
+    if (op->getNumResults() != 1)
+      return Error("op '{}' has {} results; kt ops have one", program[i].name, op->getNumResults());
+    mlir::Value r = op->getResult(0);
+    std::string kind;
+    int64_t width = 0;
+    if (auto a = r.getType().dyn_cast<ActType>()) kind = "act", width = a.getWidth();
+    else if (auto t = r.getType().dyn_cast<RouteType>()) kind = "route", width = t.getTopK();
+    else return Error("op '{}': result type is neither !kt.act nor !kt.route", program[i].name);
+    std::vector<int>& pool = kind == "act" ? free_act : free_route;
+    int b;
+    if (!pool.empty()) {
+      b = pool.back();
+      pool.pop_back();
+      buffers[b].width = std::max(buffers[b].width, width);
+    } else {
+      b = static_cast<int>(buffers.size());
+      buffers.push_back({kind, width});
+    }
+    buffer_of[r] = b;
+    program[i].out = b;
+    // Inputs whose last reader this op was go back to their pool (after the output took one).
+    for (mlir::Value v : op->getOperands()) {
+      auto it = buffer_of.find(v);
+      if (it == buffer_of.end() || last_use[v] != i) continue;
+      (buffers[it->second].kind == "act" ? free_act : free_route).push_back(it->second);
+      buffer_of.erase(it);
+    }
+  }
+  return Status::ok();
 }
 
 }  // namespace
@@ -108,12 +166,15 @@ Expected<Plan> emit_plan(mlir::ModuleOp module, const HwProfile& hw, const std::
 
   auto fn = module.lookupSymbol<mlir::func::FuncOp>(kPlanProgram);
   if (!fn) return Error("module has no function @{} to emit as the plan's program", kPlanProgram);
+  llvm::SmallVector<mlir::Operation*> ops;
   for (mlir::Operation& op : fn.getBody().getOps()) {
     if (!is_kt_op(&op)) continue;
     KTX_ASSIGN_OR_RETURN(PlanOp p, plan_op(&op, context));
     plan.program.push_back(std::move(p));
+    ops.push_back(&op);
   }
   if (plan.program.empty()) return Error("function @{} has no kt ops", kPlanProgram);
+  KTX_RETURN_IF_ERROR(assign_buffers(ops, plan.program, plan.buffers));
   KTX_ASSIGN_OR_RETURN(plan.hw.cpu_isa, kernel_isa(plan.program));
   return plan;
 }

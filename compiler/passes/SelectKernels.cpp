@@ -7,9 +7,15 @@
 //          config_decode = "cfg:rows_per_task=32,unroll=2,threads=8",
 //          kernel_prefill = "moe:...,max_tokens=2048,isa=avx2", config_prefill = "cfg:...", ...}
 //
-// kernels=reference marks the op kernel = "reference" instead (the exact float32 path, the
-// oracle of the fast one). Shapes, types and tier come from the op and the profile; the
-// decisions themselves live in KernelChoice.cpp.
+// Every other op that reads weight matrices (attention, dense_ffn, router, shared_experts,
+// lm_head, linear) placed on the CPU gets the linear-layer kernels of runtime/cpu/linear.h:
+//
+//   kt.attention "blk.0.attn"(%n) {device = "cpu", kernel = "gemv", isa = "avx512", ...}
+//
+// (one generated GEMV per weight matrix, its descriptor fixed by the tensor's type and shape
+// at that tier). kernels=reference marks every op kernel = "reference" instead (the exact
+// float32 path, the oracle of the fast one). Shapes, types and tier come from the op and the
+// profile; the decisions themselves live in KernelChoice.cpp.
 #include <string>
 
 #include "common/hw/hw_profile.h"
@@ -93,10 +99,23 @@ struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
     return mlir::success();
   }
 
+  // Ops other than routed_experts that read a weight matrix (2-D or more) on the CPU.
+  static bool has_linear_weights(mlir::Operation* op) {
+    if (llvm::isa<RoutedExpertsOp>(op) || !is_kt_op(op)) return false;
+    auto device = op->getAttrOfType<mlir::StringAttr>("device");
+    if (device && device.getValue() != "cpu") return false;
+    for (TensorAttr w : view_kt_op(op).weights)
+      if (w.getShape().size() >= 2 && !llvm::isa<EmbedOp>(op)) return true;
+    return false;
+  }
+
   void runOnOperation() override {
     mlir::ModuleOp module = getOperation();
-    llvm::SmallVector<mlir::Operation*> ops;
+    llvm::SmallVector<mlir::Operation*> ops, linear_ops;
     module.walk([&](RoutedExpertsOp op) { ops.push_back(op); });
+    module.walk([&](mlir::Operation* op) {
+      if (has_linear_weights(op)) linear_ops.push_back(op);
+    });
     // Option errors are reported at the first op they would apply to (the module when none).
     auto option_error = [&]() {
       return ops.empty() ? module.emitError() : ops.front()->emitError();
@@ -109,6 +128,10 @@ struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
     if (kernels == "reference") {
       mlir::Builder b(&getContext());
       for (mlir::Operation* op : ops) op->setAttr("kernel", b.getStringAttr("reference"));
+      for (mlir::Operation* op : linear_ops) {
+        op->setAttr("kernel", b.getStringAttr("reference"));
+        op->removeAttr("isa");
+      }
       return;
     }
     if (hwPath.empty()) {
@@ -124,6 +147,12 @@ struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
     if (auto ctx = module->getAttrOfType<mlir::IntegerAttr>(kContextAttr)) context = ctx.getInt();
     bool ok = true;
     for (mlir::Operation* op : ops) ok &= mlir::succeeded(select_fast(op, *hw, context));
+    mlir::Builder b(&getContext());
+    const char* tier = cpu::isa_tier_name(cpu::best_isa_tier(hw->cpu.isa));
+    for (mlir::Operation* op : linear_ops) {
+      op->setAttr("kernel", b.getStringAttr("gemv"));
+      op->setAttr("isa", b.getStringAttr(tier));
+    }
     if (!ok) signalPassFailure();
   }
 };

@@ -246,4 +246,20 @@ Status ThreadPool::parallel_for_node(int node, int64_t n_tasks,
   return Status::ok();
 }
 
+void parallel_range(ThreadPool& pool, int64_t n, int64_t grain,
+                    const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  const int64_t by_grain = (n + grain - 1) / grain;
+  const int64_t n_chunks = std::min<int64_t>(by_grain, 4 * static_cast<int64_t>(pool.size()));
+  if (n_chunks <= 1) {
+    fn(0, n);
+    return;
+  }
+  const int64_t chunk = (n + n_chunks - 1) / n_chunks;
+  pool.parallel_for((n + chunk - 1) / chunk, [&](int64_t c) {
+    fn(c * chunk, std::min(n, (c + 1) * chunk));
+  });
+}
+
 }  // namespace ktx::cpu

@@ -104,4 +104,10 @@ class ThreadPool {
   const std::function<void(int, int64_t)>* node_fn_ = nullptr;
 };
 
+// fn(begin, end) over disjoint contiguous chunks covering [0, n), each of at least `grain`
+// indices (the last may be shorter), about four chunks per thread: the range form of
+// parallel_for for loops whose indices cost the same.
+void parallel_range(ThreadPool& pool, int64_t n, int64_t grain,
+                    const std::function<void(int64_t, int64_t)>& fn);
+
 }  // namespace ktx::cpu

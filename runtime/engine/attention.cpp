@@ -36,9 +36,9 @@ void project_qkv(const StepCtx& s, const std::string& b, const float* h, float* 
   const ModelConfig& c = s.m.cfg;
   const int64_t T = s.n_tok, hd = c.head_dim_k;
   const int64_t nq = c.n_head * hd, nk = c.n_head_kv * hd, nv = c.n_head_kv * c.head_dim_v;
-  matmul(s.pool, s.m.w(b + "attn_q.weight"), h, T, q);  // [T, nq]
-  matmul(s.pool, s.m.w(b + "attn_k.weight"), h, T, k);  // [T, nk]
-  matmul(s.pool, s.m.w(b + "attn_v.weight"), h, T, v);  // [T, nv]
+  linear(s, b + "attn_q.weight", h, q);  // [T, nq]
+  linear(s, b + "attn_k.weight", h, k);  // [T, nk]
+  linear(s, b + "attn_v.weight", h, v);  // [T, nv]
   std::vector<float> buf;
   if (c.qkv_bias) {
     const struct { const char* name; float* x; int64_t n; } biases[] = {
@@ -81,7 +81,7 @@ void attention_gqa(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
 
   const int64_t group = c.n_head / c.n_head_kv;
   std::vector<float> out(T * c.n_head * hdv);  // [T, n_head * hdv]
-  s.pool.parallel_for(T * c.n_head, 1, [&](int64_t begin, int64_t end) {
+  cpu::parallel_range(s.pool, T * c.n_head, 1, [&](int64_t begin, int64_t end) {
     for (int64_t job = begin; job < end; ++job) {
       const int64_t t = job / c.n_head, hh = job % c.n_head, kvh = hh / group;
       const int64_t n_keys = s.n_past + t + 1;
@@ -99,7 +99,7 @@ void attention_gqa(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
     }
   });
   s.emit(b + "kqv_out", out.data(), c.n_head * hdv);
-  matmul(s.pool, s.m.w(b + "attn_output.weight"), out.data(), T, dst);  // [T, n_embd]
+  linear(s, b + "attn_output.weight", out.data(), dst);  // [T, n_embd]
 }
 
 }  // namespace ktx

@@ -20,13 +20,13 @@ void project_q(const StepCtx& s, const std::string& b, const float* h, float* q)
   const int64_t T = s.n_tok, dq = c.qk_nope_dim + c.qk_rope_dim;
   if (c.q_lora_rank > 0) {
     std::vector<float> qa(T * c.q_lora_rank), buf;  // [T, q_lora]
-    matmul(s.pool, s.m.w(b + "attn_q_a.weight"), h, T, qa.data());
+    linear(s, b + "attn_q_a.weight", h, qa.data());
     const float* norm = small_tensor(s.m.w(b + "attn_q_a_norm.weight"), buf);
     for (int64_t t = 0; t < T; ++t)
       rms_norm(&qa[t * c.q_lora_rank], norm, &qa[t * c.q_lora_rank], c.q_lora_rank, c.rms_eps);
-    matmul(s.pool, s.m.w(b + "attn_q_b.weight"), qa.data(), T, q);
+    linear(s, b + "attn_q_b.weight", qa.data(), q);
   } else {
-    matmul(s.pool, s.m.w(b + "attn_q.weight"), h, T, q);
+    linear(s, b + "attn_q.weight", h, q);
   }
   for (int64_t t = 0; t < T; ++t)
     for (int64_t hh = 0; hh < c.n_head; ++hh)
@@ -38,7 +38,7 @@ void project_kv(const StepCtx& s, const std::string& b, const float* h, LayerCac
   const ModelConfig& c = s.m.cfg;
   const int64_t T = s.n_tok, kvl = c.kv_lora_rank, rope = c.qk_rope_dim;
   std::vector<float> kv(T * (kvl + rope)), buf;  // [T, kv_lora + rope]
-  matmul(s.pool, s.m.w(b + "attn_kv_a_mqa.weight"), h, T, kv.data());
+  linear(s, b + "attn_kv_a_mqa.weight", h, kv.data());
   const float* norm = small_tensor(s.m.w(b + "attn_kv_a_norm.weight"), buf);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t pos = s.n_past + t;
@@ -60,14 +60,14 @@ void absorb_q(const StepCtx& s, const std::string& b, const float* q, float* q_a
   const int64_t T = s.n_tok, H = c.n_head, kvl = c.kv_lora_rank;
   const int64_t dq = c.qk_nope_dim + c.qk_rope_dim;
   if (use_split(c)) {
-    const Weight& k_b = s.m.w(b + "attn_k_b.weight");
     for (int64_t hh = 0; hh < H; ++hh)
-      matmul(s.pool, k_b, hh * kvl, kvl, q + hh * dq, H * dq, T, q_abs + hh * kvl, H * kvl);
+      linear(s, b + "attn_k_b.weight", hh * kvl, kvl, q + hh * dq, H * dq, T, q_abs + hh * kvl,
+             H * kvl);
     return;
   }
   const Weight& kv_b = s.m.w(b + "attn_kv_b.weight");
   const int64_t rows_per_head = c.qk_nope_dim + c.v_head_dim;
-  s.pool.parallel_for(H, 1, [&](int64_t begin, int64_t end) {
+  cpu::parallel_range(s.pool, H, 1, [&](int64_t begin, int64_t end) {
     for (int64_t hh = begin; hh < end; ++hh)
       matmul_transposed(kv_b, hh * rows_per_head, c.qk_nope_dim, q + hh * dq, H * dq, T,
                         q_abs + hh * kvl, H * kvl);
@@ -79,10 +79,10 @@ void expand_v(const StepCtx& s, const std::string& b, const float* o_lat, float*
   const ModelConfig& c = s.m.cfg;
   const int64_t T = s.n_tok, H = c.n_head, kvl = c.kv_lora_rank, vd = c.v_head_dim;
   const bool split = use_split(c);
-  const Weight& wv = s.m.w(b + (split ? "attn_v_b.weight" : "attn_kv_b.weight"));
+  const std::string wv = b + (split ? "attn_v_b.weight" : "attn_kv_b.weight");
   for (int64_t hh = 0; hh < H; ++hh) {
     const int64_t row0 = split ? hh * vd : hh * (c.qk_nope_dim + vd) + c.qk_nope_dim;
-    matmul(s.pool, wv, row0, vd, o_lat + hh * kvl, H * kvl, T, out + hh * vd, H * vd);
+    linear(s, wv, row0, vd, o_lat + hh * kvl, H * kvl, T, out + hh * vd, H * vd);
   }
 }
 
@@ -99,7 +99,7 @@ void attention_mla(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
   project_kv(s, b, h, cache);
   absorb_q(s, b, q.data(), q_abs.data());
 
-  s.pool.parallel_for(T * H, 1, [&](int64_t begin, int64_t end) {
+  cpu::parallel_range(s.pool, T * H, 1, [&](int64_t begin, int64_t end) {
     for (int64_t job = begin; job < end; ++job) {
       const int64_t t = job / H, hh = job % H, n_keys = s.n_past + t + 1;
       const float* qa = q_abs.data() + (t * H + hh) * kvl;
@@ -120,7 +120,7 @@ void attention_mla(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
   std::vector<float> out(T * H * c.v_head_dim);  // [T, n_head * v]
   expand_v(s, b, o_lat.data(), out.data());
   s.emit(b + "kqv_out", out.data(), H * c.v_head_dim);
-  matmul(s.pool, s.m.w(b + "attn_output.weight"), out.data(), T, dst);  // [T, n_embd]
+  linear(s, b + "attn_output.weight", out.data(), dst);  // [T, n_embd]
 }
 
 }  // namespace ktx

@@ -29,7 +29,7 @@ struct MoeKernelAttrs {
 };
 
 struct EngineOptions {
-  int threads = 0;       // 0 = one per hardware thread
+  int threads = 0;       // 0 = one per physical core (cpu/thread_pool.h)
   int64_t n_ctx = 0;     // 0 = min(n_ctx_train, 4096)
   // Dequantize every weight to float32 once at load when that takes at most this many MiB;
   // larger models dequantize rows on demand (slower, but memory stays at the GGUF's size).
@@ -37,7 +37,12 @@ struct EngineOptions {
   // Layers whose routed experts run the fast CPU kernels (activations quantized, int16-grade);
   // every other layer runs the exact float32 path.
   std::map<int64_t, MoeKernelAttrs> moe_kernels;
-  // Layers with fast kernels run their exact oracle instead (cpu::moe_reference with the
+  // Weight matrices of the non-expert ops (attention, dense FFN, shared experts, router,
+  // lm_head) that run the fast linear kernels (cpu/linear.h), by GGUF tensor name, with the
+  // ISA tier name the plan chose ("avx512"); the others run the exact float32 matmul. Setting
+  // any also turns the f32 weight cache off (the fast path keeps weights in their GGUF bytes).
+  std::map<std::string, std::string> linear_kernels;
+  // Layers and linears with fast kernels run their exact oracle instead (cpu::moe_reference with the
   // activation rounding the chosen kernel would apply for each call): the kernels' results
   // without the kernels, to tell a kernel error from rounding (slow; for eval and tests).
   bool moe_oracle = false;
@@ -48,6 +53,10 @@ struct EngineOptions {
   // whose workers compute them (cpu/numa_place.h), so decode reads local memory only. The
   // environment variable KTX_NUMA_PLACE=0 turns it off too.
   bool numa_place = true;
+  // The program to run (a plan's op list and arena, as load_from_plan passes them); empty:
+  // reference_program(cfg), the op list ktc would emit with reference kernels.
+  std::vector<PlanOp> program;
+  std::vector<PlanBuffer> buffers;
   // Load-time progress lines (weight repacking, NUMA placement); may be empty.
   std::function<void(const std::string&)> progress;
 };
@@ -56,6 +65,10 @@ struct EngineOptions {
 // (or without kernel attributes) is left out. Errors: kernel_decode without config_decode (or
 // the prefill pair incomplete), naming the op.
 Expected<std::map<int64_t, MoeKernelAttrs>> moe_kernels_from_plan(const Plan& plan);
+
+// The weight matrices of the plan's ops marked kernel = "gemv" (every tensor of two or more
+// dimensions they read) with the op's isa attribute. Errors: a gemv op without isa, naming it.
+Expected<std::map<std::string, std::string>> linear_kernels_from_plan(const Plan& plan);
 
 struct ModelImpl;
 

@@ -11,7 +11,9 @@
 
 #include "runtime/engine/engine.h"
 #include "runtime/engine/moe_fast.h"
-#include "runtime/engine/thread_pool.h"
+#include "runtime/engine/program.h"
+#include "runtime/cpu/linear.h"
+#include "runtime/cpu/thread_pool.h"
 #include "runtime/engine/weights.h"
 
 namespace ktx {
@@ -22,11 +24,19 @@ struct ModelImpl {
   int64_t n_ctx = 0;
   std::unordered_map<std::string, Weight> weights;
   std::vector<double> rope_inv_freq;  // n_rot / 2 frequencies (YaRN-corrected when enabled)
-  std::unique_ptr<ThreadPool> pool;
-  // Fast routed experts (moe_fast.h): [n_layer], null where the float32 path runs; their pool.
+  std::unique_ptr<cpu::ThreadPool> pool;  // the one pool: every op and the expert kernels
+  // The CPU features kernels may use: this CPU's, narrowed by EngineOptions::cpu_isa, AMX only
+  // with the OS's permission.
+  CpuIsa cpu_isa;
+  // Fast routed experts (moe_fast.h): [n_layer], null where the float32 path runs.
   std::vector<std::unique_ptr<MoeFastLayer>> moe_fast;
-  std::unique_ptr<cpu::ThreadPool> cpu_pool;
+  // Fast linear layers (cpu/linear.h) by GGUF tensor name; a tensor without one runs the
+  // float32 reference matmul.
+  std::unordered_map<std::string, std::unique_ptr<cpu::Linear>> linears;
   bool moe_oracle = false;  // EngineOptions::moe_oracle
+  // What Session::forward runs, and the backends its ops are bound to.
+  std::vector<std::unique_ptr<Backend>> backends;
+  Program program;
   ModelImpl();
   ~ModelImpl();
 
@@ -46,12 +56,13 @@ struct LayerCache {
 };
 struct SessionCache {
   std::vector<LayerCache> layers;
+  Arena arena;  // the program's buffers, kept between calls
 };
 
 // What a layer function needs about the current call.
 struct StepCtx {
   const ModelImpl& m;
-  ThreadPool& pool;
+  cpu::ThreadPool& pool;
   int64_t n_past = 0;   // position of the first token of this call
   int64_t n_tok = 0;    // tokens in this call
   const TraceHook* trace = nullptr;
@@ -85,6 +96,15 @@ class OpTimer {
   std::chrono::steady_clock::time_point start_;
 };
 
+// linear_ops.cpp: the fast linears of the plan (EngineOptions::linear_kernels), created at load.
+Status load_linears(ModelImpl& m, const EngineOptions& opt);
+// dst[t * ld_dst + r] = W[row0 + r] · src[t * ld_src ..] for r < n_out, t < n_tok, through the
+// tensor's fast kernel when the plan chose one, else the float32 reference matmul.
+void linear(const StepCtx& s, const std::string& tensor, int64_t row0, int64_t n_out,
+            const float* src, int64_t ld_src, int64_t n_tok, float* dst, int64_t ld_dst);
+// Whole matrix: dst [n_tok][n_rows] = src [n_tok][row_len] · Wᵀ.
+void linear(const StepCtx& s, const std::string& tensor, const float* src, float* dst);
+
 // ops.cpp
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 // Rotate the first n_rot dims of one head vector at position pos (style from the config).
@@ -101,9 +121,14 @@ void attention_mla(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
 // ffn.cpp: dst [n_tok][n_embd].
 void ffn_dense(const StepCtx& s, const std::string& prefix, const std::string& suffix,
                const float* h, float* dst);
-// Routed (fast kernels where the layer has them) + shared experts. Errors come only from the
-// fast kernels (routing they reject).
-Status ffn_moe(const StepCtx& s, int64_t il, const float* h, float* dst);
+// The router: chosen/weights [n_tok][top_k] (expert ids, their weights with scale applied).
+void route_tokens(const StepCtx& s, int64_t il, const float* h, int32_t* chosen, float* weights);
+// The routed experts' weighted sum (fast kernels where the layer has them). Errors come only
+// from the fast kernels (routing they reject).
+Status routed_experts(const StepCtx& s, int64_t il, const float* h, const int32_t* chosen,
+                      const float* weights, float* dst);
+// The shared experts (scaled by their sigmoid gate where the model has one).
+void shared_experts(const StepCtx& s, int64_t il, const float* h, float* dst);
 
 // router.cpp: pick n_expert_used experts for one token from its router logits; writes the
 // chosen expert ids and their weights (scale applied). bias may be null.

@@ -14,15 +14,15 @@ namespace {
 
 // dst [n, n_embd] = down(silu(gate x) * up x) for the rows [row0, row0 + n_hidden) of the
 // gate/up tensors and the matching slice of down (rows down_row0.., each n_hidden long).
-void swiglu(const StepCtx& s, const Weight& gate, const Weight& up, const Weight& down,
-            int64_t row0, int64_t n_hidden, int64_t down_row0, const float* x, int64_t n,
-            float* dst) {
+void swiglu(const StepCtx& s, const std::string& gate, const std::string& up,
+            const std::string& down, int64_t row0, int64_t n_hidden, int64_t down_row0,
+            const float* x, int64_t n, float* dst) {
   const int64_t n_embd = s.m.cfg.n_embd;
   std::vector<float> g(n * n_hidden), u(n * n_hidden);  // [n, n_hidden]
-  matmul(s.pool, gate, row0, n_hidden, x, n_embd, n, g.data(), n_hidden);
-  matmul(s.pool, up, row0, n_hidden, x, n_embd, n, u.data(), n_hidden);
+  linear(s, gate, row0, n_hidden, x, n_embd, n, g.data(), n_hidden);
+  linear(s, up, row0, n_hidden, x, n_embd, n, u.data(), n_hidden);
   for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
-  matmul(s.pool, down, down_row0, n_embd, g.data(), n_hidden, n, dst, n_embd);
+  linear(s, down, down_row0, n_embd, g.data(), n_hidden, n, dst, n_embd);
 }
 
 // The exact float32 routed experts: (token, slot) pairs grouped by expert, each expert run
@@ -35,9 +35,8 @@ void routed_reference(const StepCtx& s, const std::string& b, const float* h,
   std::vector<std::vector<int64_t>> slots_of(E);  // t * K + slot
   for (int64_t i = 0; i < T * K; ++i) slots_of[chosen[i]].push_back(i);
   std::vector<float> slot_out(T * K * D);  // [T, K, n_embd]
-  const Weight& gate = s.m.w(b + "ffn_gate_exps.weight");
-  const Weight& up = s.m.w(b + "ffn_up_exps.weight");
-  const Weight& down = s.m.w(b + "ffn_down_exps.weight");
+  const std::string gate = b + "ffn_gate_exps.weight", up = b + "ffn_up_exps.weight";
+  const std::string down = b + "ffn_down_exps.weight";
   std::vector<float> x, y;
   for (int64_t e = 0; e < E; ++e) {
     const auto& slots = slots_of[e];
@@ -61,56 +60,51 @@ void routed_reference(const StepCtx& s, const std::string& b, const float* h,
 
 void ffn_dense(const StepCtx& s, const std::string& prefix, const std::string& suffix,
                const float* h, float* dst) {
-  const Weight& gate = s.m.w(prefix + "ffn_gate" + suffix + ".weight");
-  swiglu(s, gate, s.m.w(prefix + "ffn_up" + suffix + ".weight"),
-         s.m.w(prefix + "ffn_down" + suffix + ".weight"), 0, gate.n_rows(), 0, h, s.n_tok, dst);
+  const std::string gate = prefix + "ffn_gate" + suffix + ".weight";
+  swiglu(s, gate, prefix + "ffn_up" + suffix + ".weight", prefix + "ffn_down" + suffix + ".weight",
+         0, s.m.w(gate).n_rows(), 0, h, s.n_tok, dst);
 }
 
-Status ffn_moe(const StepCtx& s, int64_t il, const float* h, float* dst) {
+void route_tokens(const StepCtx& s, int64_t il, const float* h, int32_t* chosen, float* weights) {
   const ModelConfig& c = s.m.cfg;
   const std::string b = fmt::format("blk.{}.", il);
-  const int64_t T = s.n_tok, E = c.n_expert, K = c.n_expert_used, D = c.n_embd;
-
-  OpTimer router_timer(s.profile, "router");
+  const int64_t T = s.n_tok, E = c.n_expert, K = c.n_expert_used;
   std::vector<float> logits(T * E), buf;  // [T, n_expert]
-  matmul(s.pool, s.m.w(b + "ffn_gate_inp.weight"), h, T, logits.data());
+  linear(s, b + "ffn_gate_inp.weight", h, logits.data());
   s.emit(b + "ffn_moe_logits", logits.data(), E);
   const float* bias = c.exp_probs_bias ? small_tensor(s.m.w(b + "exp_probs_b.bias"), buf) : nullptr;
-  std::vector<int32_t> chosen(T * K);
-  std::vector<float> weights(T * K);
-  for (int64_t t = 0; t < T; ++t)
-    route_token(c, &logits[t * E], bias, &chosen[t * K], &weights[t * K]);
-  s.emit(b + "ffn_moe_weights", weights.data(), K);
-  router_timer.stop();
+  for (int64_t t = 0; t < T; ++t) route_token(c, &logits[t * E], bias, &chosen[t * K], &weights[t * K]);
+  s.emit(b + "ffn_moe_weights", weights, K);
   if (s.profile) {
     std::vector<int64_t>& load = s.profile->expert_tokens[il];
     load.resize(static_cast<size_t>(E));
-    for (int32_t e : chosen) ++load[static_cast<size_t>(e)];
+    for (int64_t i = 0; i < T * K; ++i) ++load[static_cast<size_t>(chosen[i])];
   }
+}
 
-  {
-    OpTimer timer(s.profile, "routed_experts");
-    if (MoeFastLayer* f = s.m.moe_fast.empty() ? nullptr : s.m.moe_fast[il].get())
-      KTX_RETURN_IF_ERROR(run_fast_moe(s, *f, h, chosen.data(), weights.data(), dst));
-    else
-      routed_reference(s, b, h, chosen, weights, dst);
-  }
-  s.emit(b + "ffn_moe_out", dst, D);
-
-  if (c.n_ff_shexp == 0) return Status::ok();
-  OpTimer timer(s.profile, "shared_experts");
-  std::vector<float> sh(T * D);  // [T, n_embd]
-  ffn_dense(s, b, "_shexp", h, sh.data());
-  if (c.shexp_gate) {
-    const float* gw = small_tensor(s.m.w(b + "ffn_gate_inp_shexp.weight"), buf);
-    for (int64_t t = 0; t < T; ++t) {
-      const float g = 1.0f / (1.0f + std::exp(-dot_f32(gw, h + t * D, D)));
-      for (int64_t i = 0; i < D; ++i) sh[t * D + i] *= g;
-    }
-  }
-  s.emit(b + "ffn_shexp_out", sh.data(), D);
-  for (int64_t i = 0; i < T * D; ++i) dst[i] += sh[i];
+Status routed_experts(const StepCtx& s, int64_t il, const float* h, const int32_t* chosen,
+                      const float* weights, float* dst) {
+  const ModelConfig& c = s.m.cfg;
+  if (MoeFastLayer* f = s.m.moe_fast.empty() ? nullptr : s.m.moe_fast[il].get())
+    return run_fast_moe(s, *f, h, chosen, weights, dst);
+  const int64_t n = s.n_tok * c.n_expert_used;
+  routed_reference(s, fmt::format("blk.{}.", il), h, std::vector<int32_t>(chosen, chosen + n),
+                   std::vector<float>(weights, weights + n), dst);
   return Status::ok();
+}
+
+void shared_experts(const StepCtx& s, int64_t il, const float* h, float* dst) {
+  const ModelConfig& c = s.m.cfg;
+  const std::string b = fmt::format("blk.{}.", il);
+  const int64_t T = s.n_tok, D = c.n_embd;
+  ffn_dense(s, b, "_shexp", h, dst);
+  if (!c.shexp_gate) return;
+  std::vector<float> buf;
+  const float* gw = small_tensor(s.m.w(b + "ffn_gate_inp_shexp.weight"), buf);
+  for (int64_t t = 0; t < T; ++t) {
+    const float g = 1.0f / (1.0f + std::exp(-dot_f32(gw, h + t * D, D)));
+    for (int64_t i = 0; i < D; ++i) dst[t * D + i] *= g;
+  }
 }
 
 }  // namespace ktx

@@ -31,14 +31,34 @@ Expected<std::unique_ptr<Model>> Model::load(const ModelConfig& cfg,
     f32_bytes += static_cast<uint64_t>(t.n_elements()) * 4;
   }
   impl->rope_inv_freq = rope_frequencies(cfg);
-  impl->pool = std::make_unique<ThreadPool>(opt.threads);
-  if (f32_bytes <= static_cast<uint64_t>(std::max<int64_t>(opt.f32_cache_mib, 0)) << 20) {
+  impl->pool = std::make_unique<cpu::ThreadPool>(opt.threads);
+  impl->cpu_isa = detect_cpu_isa();
+  if (opt.cpu_isa)
+    for (const std::string& name : CpuIsa::all_names())
+      *impl->cpu_isa.flag(name) &= *opt.cpu_isa->flag(name);
+  // AMX tile data needs the OS's permission once per process; without it the tier is absent.
+  if (impl->cpu_isa.amx_tile && !request_amx_permission())
+    impl->cpu_isa.amx_tile = impl->cpu_isa.amx_int8 = impl->cpu_isa.amx_bf16 = false;
+  // The fast path keeps every weight in its GGUF bytes; only reference plans cache f32 rows.
+  const bool fast = !opt.linear_kernels.empty();
+  if (!fast && f32_bytes <= static_cast<uint64_t>(std::max<int64_t>(opt.f32_cache_mib, 0)) << 20) {
     std::vector<Weight*> all;
     for (auto& [name, w] : impl->weights) all.push_back(&w);
-    impl->pool->parallel_for(static_cast<int64_t>(all.size()), 1, [&](int64_t b, int64_t e) {
+    cpu::parallel_range(*impl->pool, static_cast<int64_t>(all.size()), 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) all[i]->cache_f32();
     });
   }
+  impl->moe_oracle = opt.moe_oracle;
+  impl->backends.push_back(make_cpu_backend());
+  std::vector<Backend*> backends;
+  for (auto& b : impl->backends) backends.push_back(b.get());
+  if (opt.program.empty()) {
+    ReferenceProgram ref = reference_program(cfg);
+    KTX_ASSIGN_OR_RETURN(impl->program, build_program(ref.ops, ref.buffers, backends));
+  } else {
+    KTX_ASSIGN_OR_RETURN(impl->program, build_program(opt.program, opt.buffers, backends));
+  }
+  KTX_RETURN_IF_ERROR(load_linears(*impl, opt));
   KTX_RETURN_IF_ERROR(load_fast_moe(*impl, opt));
   return std::unique_ptr<Model>(new Model(std::move(impl)));
 }
@@ -56,6 +76,9 @@ Expected<LoadedModel> load_from_plan(const std::string& plan_path, const std::st
   EngineOptions o = opt;
   if (o.threads == 0) o.threads = lm.plan.hw.threads;
   KTX_ASSIGN_OR_RETURN(o.moe_kernels, moe_kernels_from_plan(lm.plan));
+  KTX_ASSIGN_OR_RETURN(o.linear_kernels, linear_kernels_from_plan(lm.plan));
+  o.program = lm.plan.program;
+  o.buffers = lm.plan.buffers;
   KTX_ASSIGN_OR_RETURN(lm.model, Model::load(lm.plan.model, lm.gguf, o));
   return lm;
 }

@@ -153,14 +153,14 @@ Expected<std::unique_ptr<MoeFastLayer>> make_layer(const ModelImpl& m, int64_t i
                           .with_context("kernel_decode"));
   KTX_ASSIGN_OR_RETURN(f->decode, cpu::MoeDecode::create(desc, cfg, host));
   f->decode_max_tokens = desc.max_tokens;
-  if (numa_place && m.cpu_pool->n_nodes() > 1) {
-    KTX_RETURN_IF_ERROR(place_layer(*f, desc, cfg, il, *m.cpu_pool, opt));
+  if (numa_place && m.pool->n_nodes() > 1) {
+    KTX_RETURN_IF_ERROR(place_layer(*f, desc, cfg, il, *m.pool, opt));
   }
   if (k.prefill.empty() || k.prefill == "reference") return f;
   KTX_RETURN_IF_ERROR(parse_choice(m, il, k.prefill, k.prefill_config, host, &desc, &cfg)
                           .with_context("kernel_prefill"));
   KTX_ASSIGN_OR_RETURN(f->prefill, cpu::MoePrefill::create(desc, cfg, host));
-  KTX_RETURN_IF_ERROR(repack_layer(*f, desc, il, *m.cpu_pool, opt));
+  KTX_RETURN_IF_ERROR(repack_layer(*f, desc, il, *m.pool, opt));
   return f;
 }
 
@@ -168,16 +168,9 @@ Expected<std::unique_ptr<MoeFastLayer>> make_layer(const ModelImpl& m, int64_t i
 
 Status load_fast_moe(ModelImpl& m, const EngineOptions& opt) {
   if (opt.moe_kernels.empty()) return Status::ok();
-  CpuIsa host = detect_cpu_isa();
-  if (opt.cpu_isa)
-    for (const std::string& name : CpuIsa::all_names()) *host.flag(name) &= *opt.cpu_isa->flag(name);
-  // AMX tile data needs the OS's permission once per process; without it the tier is absent.
-  if (host.amx_tile && !request_amx_permission())
-    host.amx_tile = host.amx_int8 = host.amx_bf16 = false;
-  m.cpu_pool = std::make_unique<cpu::ThreadPool>(opt.threads);
+  const CpuIsa& host = m.cpu_isa;
   const char* numa_env = std::getenv("KTX_NUMA_PLACE");
   const bool numa_place = opt.numa_place && !(numa_env && std::string(numa_env) == "0");
-  m.moe_oracle = opt.moe_oracle;
   m.moe_fast.resize(m.cfg.n_layer);
   for (const auto& [il, k] : opt.moe_kernels) {
     if (il < 0 || il >= m.cfg.n_layer || m.cfg.layer_is_dense(il))
@@ -211,6 +204,8 @@ Expected<std::map<int64_t, MoeKernelAttrs>> moe_kernels_from_plan(const Plan& pl
 }
 
 bool Model::quantizes_activations() const {
+  for (const auto& [name, l] : impl_->linears)
+    if (l->act_format() != cpu::ActFormat::f32) return true;
   for (const auto& f : impl_->moe_fast)
     if (f) return true;
   return false;
@@ -235,6 +230,14 @@ std::string Model::kernel_summary() const {
     prev = cur;
     first = cur.empty() ? -1 : il;
   }
+  // The linear layers: how many matrices each generated kernel runs.
+  std::map<std::string, int> by_kernel;
+  for (const auto& [name, l] : impl_->linears) ++by_kernel[l->kernel_name()];
+  if (!by_kernel.empty()) {
+    out += "linear:";
+    for (const auto& [kernel, n] : by_kernel) out += fmt::format(" {} ({})", kernel, n);
+    out += "\n";
+  }
   return out.empty() ? "reference (float32) for every layer\n" : out;
 }
 
@@ -246,8 +249,8 @@ Status run_fast_moe(const StepCtx& s, MoeFastLayer& f, const float* h, const int
   if (s.m.moe_oracle)
     return cpu::moe_reference(f.decode->desc(), {f.gate, f.up, f.down}, h, routing, dst,
                               prefill ? f.prefill->act_rounding() : f.decode->act_rounding());
-  if (prefill) return f.prefill->run(*f.repacked, h, routing, dst, *s.m.cpu_pool);
-  return f.decode->run({f.gate, f.up, f.down}, h, routing, dst, *s.m.cpu_pool);
+  if (prefill) return f.prefill->run(*f.repacked, h, routing, dst, *s.m.pool);
+  return f.decode->run({f.gate, f.up, f.down}, h, routing, dst, *s.m.pool);
 }
 
 }  // namespace ktx

@@ -1,6 +1,7 @@
-// Session::forward: one call runs a batch of tokens of one sequence through the whole model,
-// block by block (attention, then FFN, each with its residual), and returns logits. Prefill
-// and decode share this code; only n_tok differs.
+// Session::forward: one call runs a batch of tokens of one sequence through the model's
+// program (the plan's op list, program.h), op by op on the backend of each op's device, with
+// the activations in the plan's arena buffers, and returns logits. Prefill and decode share
+// this code; only n_tok differs.
 #include <algorithm>
 
 #include "runtime/engine/engine_internal.h"
@@ -40,58 +41,47 @@ Expected<std::vector<float>> Session::forward(std::span<const int32_t> tokens, b
       return Error("engine: token id {} at index {} is out of range [0, {})", tokens[t], t, c.n_vocab);
 
   StepCtx s{m, *m.pool, n_past_, T, &trace_hook_, profile_};
-  std::vector<float> x(T * D), h(T * D), y(T * D);  // [T, n_embd] each
-  {
-    OpTimer timer(profile_, "embed");
-    const Weight& embd = m.w("token_embd.weight");
-    for (int64_t t = 0; t < T; ++t) {
-      const float* row = embd.row(tokens[t], &x[t * D]);
-      if (row != &x[t * D]) std::copy_n(row, D, &x[t * D]);
-    }
-  }
-  s.emit("inp_embd", x.data(), D);
-  if (hidden_hook_) hidden_hook_(0, x, T);
-
-  std::vector<float> buf;
-  for (int64_t il = 0; il < c.n_layer; ++il) {
-    const std::string b = fmt::format("blk.{}.", il);
-    const float* attn_norm = small_tensor(m.w(b + "attn_norm.weight"), buf);
-    for (int64_t t = 0; t < T; ++t) rms_norm(&x[t * D], attn_norm, &h[t * D], D, c.rms_eps);
-    s.emit(b + "attn_norm", h.data(), D);
-    LayerCache& lc = cache_->layers[il];
-    {
-      OpTimer timer(profile_, "attention");
-      if (c.attn == AttnKind::MLA) attention_mla(s, il, h.data(), lc, y.data());
-      else attention_gqa(s, il, h.data(), lc, y.data());
-    }
-    s.emit(b + "attn_out", y.data(), D);
-    for (int64_t i = 0; i < T * D; ++i) x[i] += y[i];
-    s.emit(b + "ffn_inp", x.data(), D);
-
-    const float* ffn_norm = small_tensor(m.w(b + "ffn_norm.weight"), buf);
-    for (int64_t t = 0; t < T; ++t) rms_norm(&x[t * D], ffn_norm, &h[t * D], D, c.rms_eps);
-    s.emit(b + "ffn_norm", h.data(), D);
-    if (c.layer_is_dense(il)) {
-      OpTimer timer(profile_, "dense_ffn");
-      ffn_dense(s, b, "", h.data(), y.data());
-    } else KTX_RETURN_IF_ERROR(ffn_moe(s, il, h.data(), y.data()));
-    s.emit(b + "ffn_out", y.data(), D);
-    for (int64_t i = 0; i < T * D; ++i) x[i] += y[i];
-    s.emit(b + "l_out", x.data(), D);
-    if (hidden_hook_ && il + 1 < c.n_layer) hidden_hook_(il + 1, x, T);
-  }
-
+  const Program& prog = m.program;
   const int64_t first = all_logits ? 0 : T - 1, n_out = T - first;
-  const float* out_norm = small_tensor(m.w("output_norm.weight"), buf);
-  for (int64_t t = 0; t < T; ++t) rms_norm(&x[t * D], out_norm, &h[t * D], D, c.rms_eps);
-  s.emit("result_norm", h.data(), D);
-  if (hidden_hook_) hidden_hook_(c.n_layer, h, T);
-  std::vector<float> logits(n_out * c.n_vocab);  // [n_out, n_vocab]
-  OpTimer timer(profile_, "lm_head");
-  const Weight& out = m.w(c.tied_output ? "token_embd.weight" : "output.weight");
-  matmul(*m.pool, out, &h[first * D], n_out, logits.data());
+  Arena& arena = cache_->arena;
+  arena.act.resize(prog.buffers.size());
+  arena.route_ids.resize(prog.buffers.size());
+  arena.route_weights.resize(prog.buffers.size());
+  for (size_t b = 0; b < prog.buffers.size(); ++b) {
+    const int64_t width = prog.buffers[b].width;
+    if (prog.buffers[b].kind == "route") {
+      arena.route_ids[b].resize(static_cast<size_t>(T * width));
+      arena.route_weights[b].resize(static_cast<size_t>(T * width));
+    } else if (static_cast<int>(b) == prog.logits_buffer) {
+      // Only the rows asked for are computed; the buffer may hold [T][n_embd] values earlier.
+      arena.act[b].resize(static_cast<size_t>(std::max(n_out * width, T * D)));
+    } else {
+      arena.act[b].resize(static_cast<size_t>(T * width));
+    }
+  }
+
+  OpCall call{s, tokens, *cache_, arena, first};
+  for (const ProgramOp& op : prog.ops) {
+    {
+      OpTimer timer(profile_, op_kind_name(op.kind));
+      KTX_RETURN_IF_ERROR(op.backend->run(op, call).with_context(op.name));
+    }
+    const float* out = arena.act[static_cast<size_t>(op.out)].data();
+    if (op.kind == OpKind::router) continue;
+    const int64_t width = op.kind == OpKind::lm_head ? c.n_vocab : D;
+    if (trace_hook_ && op.kind != OpKind::lm_head) trace_hook_(op.name, out, T, width);
+    if (!hidden_hook_) continue;
+    // HF's hidden_states: the embeddings, each layer's output, the final norm's output.
+    if (op.kind == OpKind::embed) hidden_hook_(0, std::span<const float>(out, T * D), T);
+    if (op.kind == OpKind::add && op.layer + 1 < c.n_layer &&
+        op.name == fmt::format("blk.{}.ffn_residual", op.layer))
+      hidden_hook_(op.layer + 1, std::span<const float>(out, T * D), T);
+    if (op.kind == OpKind::rms_norm && op.layer < 0)
+      hidden_hook_(c.n_layer, std::span<const float>(out, T * D), T);
+  }
+  const float* logits = arena.act[static_cast<size_t>(prog.logits_buffer)].data();
   n_past_ += T;
-  return logits;
+  return std::vector<float>(logits, logits + n_out * c.n_vocab);  // [n_out, n_vocab]
 }
 
 }  // namespace ktx

@@ -45,12 +45,12 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
 
-void matmul(ThreadPool& pool, const Weight& w, int64_t row0, int64_t n_out, const float* src,
+void matmul(cpu::ThreadPool& pool, const Weight& w, int64_t row0, int64_t n_out, const float* src,
             int64_t ld_src, int64_t n_tok, float* dst, int64_t ld_dst) {
   const int64_t k = w.row_len();
   // Give a thread at least ~64K multiply-adds; smaller jobs are not worth waking anyone.
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, k * n_tok));
-  pool.parallel_for(n_out, grain, [&](int64_t r_begin, int64_t r_end) {
+  cpu::parallel_range(pool, n_out, grain, [&](int64_t r_begin, int64_t r_end) {
     float* buf = scratch_row(k);
     for (int64_t r = r_begin; r < r_end; ++r) {
       const float* wr = w.row(row0 + r, buf);

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "common/gguf/gguf.h"
-#include "runtime/engine/thread_pool.h"
+#include "runtime/cpu/thread_pool.h"
 
 namespace ktx {
 
@@ -39,10 +39,10 @@ float dot_f32(const float* a, const float* b, int64_t n);
 
 // dst[t * ld_dst + r] = dot(W.row(row0 + r), src + t * ld_src) for r < n_out, t < n_tok.
 // Parallel over rows; src rows hold W.row_len() values.
-void matmul(ThreadPool& pool, const Weight& w, int64_t row0, int64_t n_out, const float* src,
+void matmul(cpu::ThreadPool& pool, const Weight& w, int64_t row0, int64_t n_out, const float* src,
             int64_t ld_src, int64_t n_tok, float* dst, int64_t ld_dst);
 // Whole-matrix form: dst [n_tok][n_rows] = src [n_tok][row_len] x W^T.
-inline void matmul(ThreadPool& pool, const Weight& w, const float* src, int64_t n_tok, float* dst) {
+inline void matmul(cpu::ThreadPool& pool, const Weight& w, const float* src, int64_t n_tok, float* dst) {
   matmul(pool, w, 0, w.n_rows(), src, w.row_len(), n_tok, dst, w.n_rows());
 }
 

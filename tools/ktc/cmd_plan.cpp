@@ -12,7 +12,10 @@
 #include "common/plan/plan.h"
 #include "compiler/codegen/EmitPlan.h"
 #include "compiler/import/ImportGGUF.h"
+#include "compiler/Pipeline.h"
 #include "compiler/passes/Passes.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"
 #include "llvm/Support/FileSystem.h"
@@ -100,14 +103,7 @@ int cmd_plan(int argc, char** argv) {
                                                                          : hw->cpu.model_name,
                        hw_path));
   mlir::PassManager pm(&ctx);
-  kt::KtPlaceOptions place_opts;
-  place_opts.hwPath = hw_path;
-  pm.addPass(kt::createKtPlace(place_opts));
-  pm.addPass(kt::createKtVerifyPlaced());
-  kt::KtSelectKernelsOptions select_opts;
-  select_opts.hwPath = hw_path;
-  select_opts.kernels = kernels;
-  pm.addPass(kt::createKtSelectKernels(select_opts));
+  kt::build_plan_pipeline(pm, {hw_path, kernels});
   if (mlir::failed(pm.run(**module)))
     return fail("placement or kernel selection failed (see the errors above)");
   if (!emit_ir.empty())
@@ -116,6 +112,35 @@ int cmd_plan(int argc, char** argv) {
   // 4. Emit and write.
   Expected<Plan> plan = kt::emit_plan(**module, *hw, version_string());
   if (!plan) return fail(plan.status().message());
+  progress(fmt::format("writing {} ({} ops)", out, plan->program.size()));
+  if (Status st = write_plan(*plan, out); !st) return fail(st.message());
+  return 0;
+}
+
+int cmd_emit(int argc, char** argv) {
+  CLI::App app{"Write the plan of a placed kt IR file (ktc plan --emit-ir output, possibly edited "
+               "or run through ktc opt)", "ktc emit"};
+  std::string ir_path, hw_path, out;
+  app.add_option("ir", ir_path, "kt IR file (text)")->required();
+  app.add_option("--hw", hw_path, "host profile (TOML, from 'ktx-run probe')")->required();
+  app.add_option("-o,--output", out, "plan file to write")->required();
+  if (int rc = parse(app, argc, argv); rc >= 0) return rc;
+  Expected<HwProfile> hw = HwProfile::load(hw_path);
+  if (!hw) return fail(hw.status().message());
+
+  mlir::MLIRContext ctx;
+  ctx.disableMultithreading();
+  ctx.printOpOnDiagnostic(false);
+  kt::register_ktc_dialects(ctx);
+  print_diagnostics_to_stderr(ctx);
+  if (!llvm::sys::fs::exists(ir_path)) return fail(fmt::format("{}: no such file", ir_path));
+  mlir::OwningOpRef<mlir::ModuleOp> module = mlir::parseSourceFile<mlir::ModuleOp>(ir_path, &ctx);
+  if (!module) return fail(fmt::format("{}: not valid kt IR (see the errors above)", ir_path));
+  mlir::PassManager pm(&ctx);
+  kt::build_emit_pipeline(pm);
+  if (mlir::failed(pm.run(*module))) return fail("placement check failed (see the errors above)");
+  Expected<Plan> plan = kt::emit_plan(*module, *hw, version_string());
+  if (!plan) return fail(plan.status().message().empty() ? "emit failed" : plan.status().message());
   progress(fmt::format("writing {} ({} ops)", out, plan->program.size()));
   if (Status st = write_plan(*plan, out); !st) return fail(st.message());
   return 0;

@@ -15,6 +15,7 @@ int cmd_plan(int argc, char** argv);     // ktc plan --hw host.toml MODEL -o PLA
 int cmd_import(int argc, char** argv);   // ktc import MODEL [-o FILE] [--context N]
 int cmd_opt(int argc, char** argv);      // ktc opt FILE.mlir --kt-place --hw=host.toml
 int cmd_inspect(int argc, char** argv);  // ktc inspect PLAN
+int cmd_emit(int argc, char** argv);     // ktc emit FILE.mlir --hw host.toml -o PLAN
 
 // Shared by the subcommands.
 int fail(const std::string& message);        // prints "ktc: error: MESSAGE", returns 1

@@ -14,6 +14,7 @@ void usage() {
              "usage: ktc <command> [options]\n"
              "  plan     --hw host.toml MODEL.gguf -o MODEL.plan [--emit-ir FILE] [--context N]\n"
              "  import   MODEL.gguf [-o FILE] [--context N]   print the kt IR of a model\n"
+             "  emit     FILE.mlir --hw host.toml -o MODEL.plan   plan of placed (edited) IR\n"
              "  opt      FILE.mlir [--kt-place --hw=host.toml] [--kt-verify-placed] [-o FILE]\n"
              "  inspect  MODEL.plan                            print a plan's text dump\n"
              "  --version\n"
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   if (cmd == "import") return cmd_import(argc - 1, argv + 1);
   if (cmd == "opt") return cmd_opt(argc - 1, argv + 1);
   if (cmd == "inspect") return cmd_inspect(argc - 1, argv + 1);
+  if (cmd == "emit") return cmd_emit(argc - 1, argv + 1);
   usage();
-  return fail("unknown command '" + cmd + "' (expected plan, import, opt, inspect)");
+  return fail("unknown command '" + cmd + "' (expected plan, emit, import, opt, inspect)");
 }

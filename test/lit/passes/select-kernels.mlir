@@ -20,18 +20,25 @@
 // CHECK-SAME: device = "cpu"
 // CHECK-SAME: kernel_decode = "moe:n_embd=256,n_ff=128,n_expert=8,top_k=2,gate=Q4_K,up=Q4_K,down=Q8_0,max_tokens=16,isa=avx2"
 // CHECK-SAME: kernel_prefill = "reference"
-// Other ops are left alone.
+// Other ops with weight matrices get the linear-layer GEMVs at the host's tier.
 // CHECK: kt.shared_experts "blk.0.ffn_shexp"
-// CHECK-NOT: kernel
 // CHECK-SAME: device = "cpu"
+// CHECK-SAME: isa = "avx2"
+// CHECK-SAME: kernel = "gemv"
 // REF-LABEL: func.func @moe
 // REF: kt.routed_experts "blk.0.ffn_moe"
 // REF-NOT: kernel_decode
+// REF-SAME: kernel = "reference"
+// REF: kt.shared_experts "blk.0.ffn_shexp"
+// REF-NOT: isa
 // REF-SAME: kernel = "reference"
 // SPR-LABEL: func.func @moe
 // SPR: config_prefill = "cfg:
 // SPR-SAME: kernel_decode = "moe:{{.*}},max_tokens=16,isa=amx"
 // SPR-SAME: kernel_prefill = "moe:n_embd=256,n_ff=128,n_expert=8,top_k=2,gate=Q4_K,up=Q4_K,down=Q8_0,max_tokens=4096,isa=amx"
+// SPR: kt.shared_experts "blk.0.ffn_shexp"
+// SPR-SAME: isa = "amx"
+// SPR-SAME: kernel = "gemv"
 // The location printed is the op's (line:column within the split: the routed_experts line).
 // BADOPT: ktc: error: {{.*}}select-kernels.mlir{{.*}}:[[#@LINE+3]]:8: kt-select-kernels: kernels=fastest: expected 'fast' or 'reference'
 // NOHW: ktc: error: {{.*}}select-kernels.mlir{{.*}}:[[#@LINE+2]]:8: kt-select-kernels: no host profile; pass hw=host.toml

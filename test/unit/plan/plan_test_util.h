@@ -33,12 +33,15 @@ inline Plan make_plan(const std::string& gguf_path) {
   p.gguf = {gguf_path, (*f)->total_size(), (*f)->identity_hash(), uint32_t((*f)->n_splits())};
   p.hw = {{"avx2", "fma", "f16c"}, "", 2};
   p.model = *cfg;
-  p.program.push_back({"token_embd", "embed", -1, "cpu", {"token_embd.weight"}, {}});
+  p.program.push_back({"token_embd", "embed", -1, "cpu", {"token_embd.weight"}, {}, {}, 0});
   p.program.push_back({"blk.1.ffn_moe", "routed_experts", 1, "cpu",
                        {"blk.1.ffn_gate_exps.weight", "blk.1.ffn_up_exps.weight",
                         "blk.1.ffn_down_exps.weight"},
-                       {{"kernel", "moe_gemv_avx2"}, {"note", "two words, {braces}"}}});
-  p.program.push_back({"output", "lm_head", -1, "gpu", {"output.weight"}, {{"k", "v"}}});
+                       {{"kernel", "moe_gemv_avx2"}, {"note", "two words, {braces}"}},
+                       {0, 1},
+                       2});
+  p.buffers = {{"act", 256}, {"route", 4}, {"act", 256}};
+  p.program.push_back({"output", "lm_head", -1, "gpu", {"output.weight"}, {{"k", "v"}}, {}, -1});
   return p;
 }
 

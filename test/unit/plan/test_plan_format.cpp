@@ -69,6 +69,13 @@ TEST_F(PlanFormat, RoundTrip) {
     EXPECT_EQ(back->program[i].device, plan_.program[i].device);
     EXPECT_EQ(back->program[i].tensors, plan_.program[i].tensors);
     EXPECT_EQ(back->program[i].attrs, plan_.program[i].attrs);
+    EXPECT_EQ(back->program[i].in, plan_.program[i].in);
+    EXPECT_EQ(back->program[i].out, plan_.program[i].out);
+  }
+  ASSERT_EQ(back->buffers.size(), plan_.buffers.size());
+  for (size_t i = 0; i < plan_.buffers.size(); ++i) {
+    EXPECT_EQ(back->buffers[i].kind, plan_.buffers[i].kind);
+    EXPECT_EQ(back->buffers[i].width, plan_.buffers[i].width);
   }
   EXPECT_EQ(plan_to_text(*back), plan_to_text(plan_));
 }
@@ -82,14 +89,15 @@ TEST_F(PlanFormat, TextDumpLayout) {
   EXPECT_NE(t.find("\nop blk.1.ffn_moe kind=routed_experts layer=1 device=cpu "
                    "tensors=[blk.1.ffn_gate_exps.weight,blk.1.ffn_up_exps.weight,"
                    "blk.1.ffn_down_exps.weight] attrs={kernel=moe_gemv_avx2,"
-                   "note=\"two words, {braces}\"}\n"),
+                   "note=\"two words, {braces}\"} in=[0,1] out=2\n"),
             std::string::npos)
       << t;
   EXPECT_NE(t.find("\nop output kind=lm_head layer=-1 device=gpu tensors=[output.weight] "
                    "attrs={k=v}\n"),
             std::string::npos);
-  // One line per op after the five header lines.
-  EXPECT_EQ(std::count(t.begin(), t.end(), '\n'), 5 + 3);
+  EXPECT_NE(t.find("\nbuffers n=3 0:act[256] 1:route[4] 2:act[256]\n"), std::string::npos) << t;
+  // One line per op after the five header lines and the buffers line.
+  EXPECT_EQ(std::count(t.begin(), t.end(), '\n'), 6 + 3);
 }
 
 TEST_F(PlanFormat, IndependentWriterMatchesReader) {
@@ -100,6 +108,27 @@ TEST_F(PlanFormat, IndependentWriterMatchesReader) {
   EXPECT_EQ(p->hw.threads, 4);
   ASSERT_EQ(p->program.size(), 1u);
   EXPECT_EQ(p->program[0].tensors, std::vector<std::string>{"token_embd.weight"});
+}
+
+// The arena: an op naming a buffer the program lacks, a bad buffer kind, in without out.
+TEST_F(PlanFormat, BufferErrors) {
+  auto with = [&](const json& ops, const json& buffers) {
+    json prog{{"producer", "t"}, {"ops", ops}};
+    if (!buffers.is_null()) prog["buffers"] = buffers;
+    return payload_error("program", prog);
+  };
+  json op = {{"name", "x"}, {"kind", "embed"}, {"layer", -1}, {"device", "cpu"},
+             {"tensors", {"token_embd.weight"}}, {"attrs", json::object()},
+             {"in", json::array()}, {"out", 1}};
+  EXPECT_NE(with(json::array({op}), json::array({{{"kind", "act"}, {"width", 8}}}))
+                .find("op 'x': buffer 1 does not exist (the program has 1)"),
+            std::string::npos);
+  EXPECT_NE(with(json::array({op}), json::array({{{"kind", "tile"}, {"width", 8}}}))
+                .find("buffers[0].kind: expected \"act\" or \"route\", found \"tile\""),
+            std::string::npos);
+  op.erase("out");
+  EXPECT_NE(with(json::array({op}), json()).find("'in' and 'out' must be given together"),
+            std::string::npos);
 }
 
 TEST_F(PlanFormat, MissingFile) {

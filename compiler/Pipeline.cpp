@@ -1,0 +1,21 @@
+// The pass pipelines of ktc (see Pipeline.h).
+#include "compiler/Pipeline.h"
+
+#include "compiler/passes/Passes.h"
+
+namespace ktx::kt {
+
+void build_plan_pipeline(mlir::PassManager& pm, const PipelineOptions& options) {
+  KtPlaceOptions place;
+  place.hwPath = options.hw_path;
+  pm.addPass(createKtPlace(place));
+  pm.addPass(createKtVerifyPlaced());
+  KtSelectKernelsOptions select;
+  select.hwPath = options.hw_path;
+  select.kernels = options.kernels;
+  pm.addPass(createKtSelectKernels(select));
+}
+
+void build_emit_pipeline(mlir::PassManager& pm) { pm.addPass(createKtVerifyPlaced()); }
+
+}  // namespace ktx::kt

@@ -1,0 +1,23 @@
+// The plan pipeline of ktc, in one place: the passes `ktc plan` runs on an imported module, in
+// order. Tools build it here instead of assembling passes themselves.
+#pragma once
+
+#include <string>
+
+#include "mlir/Pass/PassManager.h"
+
+namespace ktx::kt {
+
+struct PipelineOptions {
+  std::string hw_path;             // host profile (TOML)
+  std::string kernels = "fast";    // fast | reference (--kt-select-kernels)
+};
+
+// place -> verify placement -> select kernels. Plan emission (codegen/EmitPlan.h) follows.
+void build_plan_pipeline(mlir::PassManager& pm, const PipelineOptions& options);
+
+// For IR given as text (already placed, maybe edited): only the placement check, so what the
+// file says is what the plan records.
+void build_emit_pipeline(mlir::PassManager& pm);
+
+}  // namespace ktx::kt

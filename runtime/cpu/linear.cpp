@@ -1,0 +1,114 @@
+// Linear layers on GGUF blocks in place (see linear.h for the task split and the rounding).
+#include "runtime/cpu/linear.h"
+
+#include <algorithm>
+
+#include "runtime/cpu/act_quant.h"
+
+namespace ktx::cpu {
+namespace {
+
+// Tokens one task covers: their quantized rows (17.9 KB per token at k = 7168) stay in L2
+// while the task's weight rows stream past them once.
+constexpr int64_t kTokenBlock = 16;
+// Fewest rows worth a task: below this the hand-out costs more than the dot products.
+constexpr int64_t kMinRowsPerTask = 8;
+
+// Rows per task: enough tasks for ~4 per thread (uneven finishing times balance themselves),
+// never fewer than kMinRowsPerTask rows.
+int64_t rows_per_task(int64_t n_out, int64_t n_token_blocks, int threads) {
+  const int64_t want_tasks = 4 * static_cast<int64_t>(threads);
+  const int64_t row_tasks = std::max<int64_t>(1, want_tasks / std::max<int64_t>(1, n_token_blocks));
+  const int64_t rows = (n_out + row_tasks - 1) / row_tasks;
+  return std::max(kMinRowsPerTask, rows);
+}
+
+}  // namespace
+
+std::string LinearDesc::to_string() const {
+  return fmt::format("linear:type={},k={},n_rows={},isa={}", ggml_type_name(static_cast<uint32_t>(type)),
+                     k, n_rows, isa_tier_name(isa));
+}
+
+Expected<std::unique_ptr<Linear>> Linear::create(const LinearDesc& desc, const uint8_t* data,
+                                                 const CpuIsa& cpu) {
+  if (desc.k <= 0 || desc.n_rows <= 0)
+    return Error("{}: shape must be positive", desc.to_string());
+  if (!data) return Error("{}: no weight data", desc.to_string());
+  auto rb = ggml_row_bytes(desc.type, desc.k);
+  if (!rb) return rb.status().with_context(desc.to_string());
+  if (desc.isa != IsaTier::reference && !isa_tier_supported(desc.isa, cpu))
+    return Error("{}: this CPU lacks the {} tier", desc.to_string(), isa_tier_name(desc.isa));
+  GemvDesc g;
+  g.type = desc.type;
+  g.k = desc.k;
+  g.unroll = 2;
+  g.isa = desc.isa;
+  auto kernel = make_gemv(g, cpu);
+  if (!kernel) return kernel.status().with_context(desc.to_string());
+  std::unique_ptr<Linear> l(new Linear());
+  l->desc_ = desc;
+  l->data_ = data;
+  l->row_bytes_ = *rb;
+  l->kernel_ = std::move(*kernel);
+  return l;
+}
+
+void Linear::run(ThreadPool& pool, const float* x, int64_t ld_x, int64_t n_tok, float* dst,
+                 int64_t ld_dst, int64_t row0, int64_t n_out) const {
+  if (n_out < 0) n_out = desc_.n_rows - row0;
+  if (n_tok <= 0 || n_out <= 0) return;
+  const ActFormat fmt = kernel_->act_format();
+  // The quantized input, [n_tok][act_row_bytes]; f32 kernels read x where it is.
+  thread_local std::vector<uint8_t> act_buf;
+  const uint8_t* act = reinterpret_cast<const uint8_t*>(x);
+  int64_t act_stride = ld_x * static_cast<int64_t>(sizeof(float));
+  if (fmt != ActFormat::f32) {
+    act_stride = static_cast<int64_t>(act_row_bytes(fmt, desc_.k));
+    if (act_buf.size() < static_cast<size_t>(n_tok * act_stride))
+      act_buf.resize(static_cast<size_t>(n_tok * act_stride));
+    uint8_t* buf = act_buf.data();
+    auto quantize = [&](int64_t t) { quantize_act_row(fmt, x + t * ld_x, buf + t * act_stride, desc_.k); };
+    if (n_tok == 1) quantize(0);
+    else pool.parallel_for(n_tok, quantize);
+    act = buf;
+  }
+
+  const int64_t n_tb = (n_tok + kTokenBlock - 1) / kTokenBlock;
+  const int64_t rpt = rows_per_task(n_out, n_tb, pool.size());
+  const int64_t n_rc = (n_out + rpt - 1) / rpt;
+  auto task = [&](int64_t i) {
+    const int64_t rc = i % n_rc, tb = i / n_rc;
+    const int64_t r0 = rc * rpt, t0 = tb * kTokenBlock;
+    GemvArgs a;
+    a.w = data_ + static_cast<size_t>(row0 + r0) * row_bytes_;
+    a.w_stride = static_cast<int64_t>(row_bytes_);
+    a.act = act + t0 * act_stride;
+    a.act_stride = act_stride;
+    a.out = dst + t0 * ld_dst + r0;
+    a.out_stride = ld_dst;
+    a.n_rows = std::min(rpt, n_out - r0);
+    a.n_tokens = std::min(kTokenBlock, n_tok - t0);
+    kernel_->run(a);
+  };
+  if (n_rc * n_tb == 1) task(0);
+  else pool.parallel_for(n_rc * n_tb, task);
+}
+
+void linear_reference(const LinearDesc& desc, const uint8_t* data, ActFormat format,
+                      const float* x, int64_t ld_x, int64_t n_tok, float* dst, int64_t ld_dst) {
+  const size_t rb = *ggml_row_bytes(desc.type, desc.k);
+  std::vector<float> w(static_cast<size_t>(desc.k)), xr(static_cast<size_t>(desc.k));
+  for (int64_t t = 0; t < n_tok; ++t) {
+    std::copy_n(x + t * ld_x, desc.k, xr.data());
+    if (format != ActFormat::f32) round_act_row(format, xr.data(), desc.k);
+    for (int64_t r = 0; r < desc.n_rows; ++r) {
+      dequantize_row(desc.type, data + r * rb, w.data(), desc.k);
+      double acc = 0.0;
+      for (int64_t i = 0; i < desc.k; ++i) acc += static_cast<double>(w[i]) * xr[i];
+      dst[t * ld_dst + r] = static_cast<float>(acc);
+    }
+  }
+}
+
+}  // namespace ktx::cpu

@@ -1,0 +1,72 @@
+// One linear layer y = W·x on a GGUF tensor read in place (no float32 weight copy, ever): the
+// attention projections, dense FFNs, shared experts, routers and the lm_head of the CPU
+// backend. The weight rows go through the generated GEMV kernels of jit/gemv.h (the same ones
+// the routed experts use), so every linear op runs at the tier the plan chose; tensor types
+// without a generated kernel fall back to the plain reference kernel of the dispatch list.
+//
+// A call quantizes each token's input once into the kernel's activation format (int16-grade
+// planes, runtime/cpu/act_quant.h: a KL near 1e-8 on the shipped models), then splits the
+// output into (row chunk × token block) tasks on the thread pool. Token blocks keep a block's
+// activations in L2 while the row chunk streams its weights once per block, which is what
+// makes the same kernels usable for prefill batches.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/hw/hw_profile.h"
+#include "common/quant/quant.h"
+#include "runtime/cpu/jit/gemv.h"
+#include "runtime/cpu/thread_pool.h"
+
+namespace ktx::cpu {
+
+// The problem of one linear op: a [n_rows][k] weight of `type` (GGUF ne = [k, n_rows, ...]:
+// 3-D tensors are seen as their rows) and the strongest tier it may use.
+struct LinearDesc {
+  GGMLType type = GGMLType::F32;
+  int64_t k = 0;        // elements per row (a whole number of the type's blocks)
+  int64_t n_rows = 0;   // output width
+  IsaTier isa = IsaTier::reference;
+  std::string to_string() const;  // "linear:type=Q4_K,k=7168,n_rows=1536,isa=avx512"
+};
+
+class Linear {
+ public:
+  // `data` must hold n_rows rows of ggml_row_bytes(type, k) bytes and outlive the Linear.
+  // Errors: a shape that is not whole blocks, a tier this CPU lacks, a kernel that fails to
+  // generate; each names the descriptor.
+  static Expected<std::unique_ptr<Linear>> create(const LinearDesc& desc, const uint8_t* data,
+                                                  const CpuIsa& cpu);
+
+  // dst[t * ld_dst + r] = W[row0 + r] · x[t * ld_x .. + k) for r < n_out, t < n_tok.
+  // n_out < 0 means all rows from row0. Results of a token do not depend on n_tok or on the
+  // pool's size (each output is one kernel dot product in a fixed order).
+  void run(ThreadPool& pool, const float* x, int64_t ld_x, int64_t n_tok, float* dst,
+           int64_t ld_dst, int64_t row0 = 0, int64_t n_out = -1) const;
+  // Whole matrix: dst [n_tok][n_rows] = x [n_tok][k] · Wᵀ.
+  void run(ThreadPool& pool, const float* x, int64_t n_tok, float* dst) const {
+    run(pool, x, desc_.k, n_tok, dst, desc_.n_rows);
+  }
+
+  const LinearDesc& desc() const { return desc_; }
+  ActFormat act_format() const { return kernel_->act_format(); }
+  std::string kernel_name() const { return kernel_->name(); }
+  uint64_t weight_bytes() const { return static_cast<uint64_t>(row_bytes_) * desc_.n_rows; }
+
+ private:
+  Linear() = default;
+  LinearDesc desc_;
+  const uint8_t* data_ = nullptr;
+  size_t row_bytes_ = 0;
+  std::unique_ptr<GemvKernel> kernel_;
+};
+
+// The plain twin for conformance tests: dst as above with float32 weights dequantized row by
+// row and the input rounded the way `format` rounds it (round_act_row), summed in double.
+void linear_reference(const LinearDesc& desc, const uint8_t* data, ActFormat format,
+                      const float* x, int64_t ld_x, int64_t n_tok, float* dst, int64_t ld_dst);
+
+}  // namespace ktx::cpu

@@ -1,0 +1,66 @@
+// The engine's linear layers: at load, one cpu::Linear per weight matrix the plan marked for
+// the fast kernels (ops with kernel = "gemv"); at run time, linear() sends a product through
+// that kernel, or through the float32 reference matmul when the tensor has none (reference
+// plans, and the oracle). Weights stay in their GGUF bytes either way.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "runtime/engine/engine_internal.h"
+
+namespace ktx {
+
+Expected<std::map<std::string, std::string>> linear_kernels_from_plan(const Plan& plan) {
+  std::map<std::string, std::string> out;
+  for (const PlanOp& op : plan.program) {
+    auto k = op.attrs.find("kernel");
+    if (k == op.attrs.end() || k->second != "gemv") continue;
+    auto isa = op.attrs.find("isa");
+    if (isa == op.attrs.end())
+      return Error("plan op '{}': kernel = \"gemv\" without an isa attribute", op.name);
+    for (const std::string& t : op.tensors) out[t] = isa->second;
+  }
+  return out;
+}
+
+Status load_linears(ModelImpl& m, const EngineOptions& opt) {
+  for (const auto& [name, tier_name] : opt.linear_kernels) {
+    const GGUFTensorInfo* t = m.gguf->find_tensor(name);
+    if (!t) return Error("engine: plan names tensor '{}', which the GGUF lacks", name);
+    if (t->n_dims < 2) continue;  // norms, biases, gate vectors: read as rows
+    KTX_ASSIGN_OR_RETURN(cpu::IsaTier tier, cpu::parse_isa_tier(tier_name));
+    cpu::LinearDesc d{t->type, t->ne[0], t->n_rows(), tier};
+    auto lin = cpu::Linear::create(d, t->data, m.cpu_isa);
+    if (!lin) return lin.status().with_context(fmt::format("engine: tensor '{}'", name));
+    m.linears.emplace(name, std::move(*lin));
+  }
+  return Status::ok();
+}
+
+void linear(const StepCtx& s, const std::string& tensor, int64_t row0, int64_t n_out,
+            const float* src, int64_t ld_src, int64_t n_tok, float* dst, int64_t ld_dst) {
+  auto it = s.m.linears.find(tensor);
+  if (it != s.m.linears.end() && !s.m.moe_oracle) {
+    it->second->run(s.pool, src, ld_src, n_tok, dst, ld_dst, row0, n_out);
+    return;
+  }
+  if (it != s.m.linears.end() && it->second->act_format() != cpu::ActFormat::f32) {
+    // The oracle: the kernel's input rounding, then the exact float32 sums.
+    const int64_t k = it->second->desc().k;
+    std::vector<float> rounded(static_cast<size_t>(n_tok * k));
+    for (int64_t t = 0; t < n_tok; ++t) {
+      std::copy_n(src + t * ld_src, k, &rounded[t * k]);
+      cpu::round_act_row(it->second->act_format(), &rounded[t * k], k);
+    }
+    matmul(s.pool, s.m.w(tensor), row0, n_out, rounded.data(), k, n_tok, dst, ld_dst);
+    return;
+  }
+  matmul(s.pool, s.m.w(tensor), row0, n_out, src, ld_src, n_tok, dst, ld_dst);
+}
+
+void linear(const StepCtx& s, const std::string& tensor, const float* src, float* dst) {
+  const Weight& w = s.m.w(tensor);
+  linear(s, tensor, 0, w.n_rows(), src, w.row_len(), s.n_tok, dst, w.n_rows());
+}
+
+}  // namespace ktx

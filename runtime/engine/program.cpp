@@ -1,0 +1,152 @@
+// build_program: the checks that turn a plan's op list into what Session::forward runs, so a
+// plan the runtime cannot execute is refused at load naming the op, never mid-generation.
+// reference_program: the same op list for plan-less callers (see program.h).
+#include "runtime/engine/program.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace ktx {
+namespace {
+
+constexpr struct {
+  const char* name;
+  OpKind kind;
+  size_t n_in;  // operands with buffers (embed reads the token ids, which have none)
+} kKinds[] = {
+    {"embed", OpKind::embed, 0},
+    {"rms_norm", OpKind::rms_norm, 1},
+    {"attention", OpKind::attention, 1},
+    {"add", OpKind::add, 2},
+    {"dense_ffn", OpKind::dense_ffn, 1},
+    {"router", OpKind::router, 1},
+    {"routed_experts", OpKind::routed_experts, 2},
+    {"shared_experts", OpKind::shared_experts, 1},
+    {"lm_head", OpKind::lm_head, 1},
+};
+
+}  // namespace
+
+const char* op_kind_name(OpKind kind) {
+  for (const auto& k : kKinds)
+    if (k.kind == kind) return k.name;
+  return "?";
+}
+
+Expected<Program> build_program(const std::vector<PlanOp>& ops,
+                                const std::vector<PlanBuffer>& buffers,
+                                const std::vector<Backend*>& backends) {
+  Program p;
+  p.buffers = buffers;
+  std::vector<bool> written(buffers.size(), false);
+  for (const PlanOp& op : ops) {
+    const auto* k = std::find_if(std::begin(kKinds), std::end(kKinds),
+                                 [&](const auto& e) { return op.kind == e.name; });
+    if (k == std::end(kKinds))
+      return Error("plan op '{}': kind '{}' is not one this runtime runs", op.name, op.kind);
+    if (op.out < 0)
+      return Error("plan op '{}' has no buffers (the plan was made by an older ktc); re-run ktc "
+                   "plan", op.name);
+    if (op.in.size() != k->n_in)
+      return Error("plan op '{}' ({}): reads {} buffers, expected {}", op.name, op.kind,
+                   op.in.size(), k->n_in);
+    for (int b : op.in)
+      if (b < 0 || b >= static_cast<int>(buffers.size()) || !written[b])
+        return Error("plan op '{}' reads buffer {} before any op wrote it", op.name, b);
+    if (op.out >= static_cast<int>(buffers.size()))
+      return Error("plan op '{}' writes buffer {}, which does not exist", op.name, op.out);
+    const std::string want_kind = k->kind == OpKind::router ? "route" : "act";
+    if (buffers[op.out].kind != want_kind)
+      return Error("plan op '{}' writes buffer {} of kind {}, expected {}", op.name, op.out,
+                   buffers[op.out].kind, want_kind);
+    Backend* backend = nullptr;
+    for (Backend* b : backends)
+      if (op.device == b->device()) backend = b;
+    if (!backend)
+      return Error("plan op '{}' ({}) is placed on device '{}', which this ktx-run cannot run "
+                   "here (no {} backend: this build or host has none); re-plan with this host's "
+                   "profile (ktx-run probe -o host.toml; ktc plan --hw host.toml ...)",
+                   op.name, op.kind, op.device, op.device);
+    KTX_RETURN_IF_ERROR(backend->supports(op, k->kind)
+                            .with_context(fmt::format("plan op '{}' on {}", op.name, op.device)));
+    written[op.out] = true;
+    ProgramOp po{k->kind, op.name, op.layer, op.tensors, op.in, op.out, backend};
+    if (po.kind == OpKind::lm_head) p.logits_buffer = op.out;
+    p.ops.push_back(std::move(po));
+  }
+  if (p.ops.empty() || p.ops.back().kind != OpKind::lm_head)
+    return Error("plan program must end with its lm_head op");
+  return p;
+}
+
+namespace {
+
+// Builds the op list with a greedy buffer reuse like ktc's memory plan (compiler/codegen/
+// EmitPlan.cpp): values are freed after their last reader, which the fixed layer shape makes
+// easy to state here.
+class RefBuilder {
+ public:
+  explicit RefBuilder(ReferenceProgram& p) : p_(p) {}
+  int op(const std::string& kind, const std::string& name, int layer,
+         std::vector<std::string> tensors, std::vector<int> in, const char* out_kind,
+         int64_t width, std::vector<int> release) {
+    PlanOp o;
+    o.kind = kind, o.name = name, o.layer = layer, o.device = "cpu";
+    o.tensors = std::move(tensors);
+    o.in = std::move(in);
+    o.attrs["kernel"] = "reference";
+    auto& free = std::string(out_kind) == "act" ? free_act_ : free_route_;
+    if (!free.empty()) {
+      o.out = free.back();
+      free.pop_back();
+      p_.buffers[o.out].width = std::max(p_.buffers[o.out].width, width);
+    } else {
+      o.out = static_cast<int>(p_.buffers.size());
+      p_.buffers.push_back({out_kind, width});
+    }
+    for (int b : release) (p_.buffers[b].kind == "act" ? free_act_ : free_route_).push_back(b);
+    p_.ops.push_back(std::move(o));
+    return p_.ops.back().out;
+  }
+
+ private:
+  ReferenceProgram& p_;
+  std::vector<int> free_act_, free_route_;
+};
+
+}  // namespace
+
+ReferenceProgram reference_program(const ModelConfig& c) {
+  ReferenceProgram p;
+  RefBuilder b(p);
+  const int64_t D = c.n_embd;
+  int h = b.op("embed", "token_embd", -1, {"token_embd.weight"}, {}, "act", D, {});
+  for (int il = 0; il < c.n_layer; ++il) {
+    const std::string pre = fmt::format("blk.{}.", il);
+    int n = b.op("rms_norm", pre + "attn_norm", il, {pre + "attn_norm.weight"}, {h}, "act", D, {});
+    int a = b.op("attention", pre + "attn", il, {}, {n}, "act", D, {n});
+    int h1 = b.op("add", pre + "attn_residual", il, {}, {h, a}, "act", D, {h, a});
+    int m = b.op("rms_norm", pre + "ffn_norm", il, {pre + "ffn_norm.weight"}, {h1}, "act", D, {});
+    int f;
+    if (c.layer_is_dense(il)) {
+      f = b.op("dense_ffn", pre + "ffn", il, {}, {m}, "act", D, {m});
+    } else {
+      int r = b.op("router", pre + "ffn_router", il, {}, {m}, "route", c.n_expert_used, {});
+      const bool shared = c.n_ff_shexp > 0;
+      std::vector<int> rel = shared ? std::vector<int>{r} : std::vector<int>{r, m};
+      f = b.op("routed_experts", pre + "ffn_moe", il, {}, {m, r}, "act", D, rel);
+      if (shared) {
+        int s = b.op("shared_experts", pre + "ffn_shexp", il, {}, {m}, "act", D, {m});
+        f = b.op("add", pre + "ffn_moe_shexp", il, {}, {f, s}, "act", D, {f, s});
+      }
+    }
+    h = b.op("add", pre + "ffn_residual", il, {}, {h1, f}, "act", D, {h1, f});
+  }
+  int out = b.op("rms_norm", "output_norm", -1, {"output_norm.weight"}, {h}, "act", D, {h});
+  b.op("lm_head", "output", -1, {c.tied_output ? "token_embd.weight" : "output.weight"}, {out},
+       "act", c.n_vocab, {out});
+  return p;
+}
+
+}  // namespace ktx

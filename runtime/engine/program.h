@@ -1,0 +1,92 @@
+// The program a Session runs: the plan's op list, checked once at load (every op's kind known,
+// its device claimed by a backend that supports it, its buffers consistent) and bound to that
+// backend. Session::forward walks it op by op; nothing in the runtime re-derives the layer
+// sequence from the model config (plan-less callers — unit tests and the float32 oracle — get
+// reference_program(), the op list ktc would emit with reference kernels).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/model/config.h"
+#include "common/plan/plan.h"
+#include "common/util/status.h"
+
+namespace ktx {
+
+enum class OpKind : uint8_t {
+  embed, rms_norm, attention, add, dense_ffn, router, routed_experts, shared_experts, lm_head
+};
+const char* op_kind_name(OpKind kind);
+
+class Backend;
+struct ModelImpl;
+struct StepCtx;
+struct SessionCache;
+
+struct ProgramOp {
+  OpKind kind = OpKind::add;
+  std::string name;                  // "blk.3.ffn_moe"
+  int layer = -1;
+  std::vector<std::string> tensors;  // GGUF tensors it reads (the plan's list)
+  std::vector<int> in;               // arena buffers read, operand order
+  int out = -1;                      // arena buffer written
+  Backend* backend = nullptr;        // the backend of its device
+};
+
+// One call's buffers: act buffers [n_tok][width] floats; route buffers [n_tok][top_k] expert
+// ids and weights.
+struct Arena {
+  std::vector<std::vector<float>> act;
+  std::vector<std::vector<int32_t>> route_ids;
+  std::vector<std::vector<float>> route_weights;
+};
+
+// What an op needs about the current call besides StepCtx.
+struct OpCall {
+  const StepCtx& s;
+  std::span<const int32_t> tokens;
+  SessionCache& cache;
+  Arena& arena;
+  int64_t first_logit = 0;  // lm_head computes rows [first_logit, n_tok) only
+};
+
+// A device's executor of ops (ggml-backend's shape: supports, then compute).
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* device() const = 0;  // the plan's device name it claims ("cpu")
+  // Ok when this backend can run the op; otherwise why not.
+  virtual Status supports(const PlanOp& op, OpKind kind) const = 0;
+  virtual Status run(const ProgramOp& op, OpCall& call) = 0;
+};
+
+// The CPU backend over a loaded model (runtime/engine/cpu_backend.cpp).
+std::unique_ptr<Backend> make_cpu_backend();
+
+struct Program {
+  std::vector<ProgramOp> ops;
+  std::vector<PlanBuffer> buffers;
+  int logits_buffer = -1;  // the lm_head's output
+};
+
+// Binds `ops` to `backends` by device. Errors name the op: an unknown kind, a device no backend
+// claims (a gpu op on a host or build without a GPU backend: re-plan for this host), an op a
+// backend does not support, a plan without buffers (made by an older ktc), an input read
+// before any op wrote it, a program without exactly one lm_head at its end.
+Expected<Program> build_program(const std::vector<PlanOp>& ops,
+                                const std::vector<PlanBuffer>& buffers,
+                                const std::vector<Backend*>& backends);
+
+// The op list and buffers ktc emits for `cfg` with reference kernels on the CPU: the program
+// of plan-less callers (unit tests, `eval --oracle`'s float32 model).
+struct ReferenceProgram {
+  std::vector<PlanOp> ops;
+  std::vector<PlanBuffer> buffers;
+};
+ReferenceProgram reference_program(const ModelConfig& cfg);
+
+}  // namespace ktx

@@ -123,11 +123,14 @@ void run_flash(ThreadPool& pool, const Kernels& kern, const Problem& p) {
   const int64_t n_splits =
       std::clamp<int64_t>((kMinTasks + p.n_items - 1) / p.n_items, 1, max_blocks);
   const int64_t part = dm.rows_pad * dm.dv_pad;  // floats of one partial O
-  std::vector<float> parts, part_m, part_l;      // [n_items * n_splits][rows_pad(, dv_pad)]
+  // Partials of the splits, [n_items * n_splits][rows_pad(, dv_pad)]: grow-only buffers of the
+  // calling thread (2 MiB at a DeepSeek-V3 decode step; every task writes all of its part).
+  thread_local std::vector<float> parts_buf, part_m_buf, part_l_buf;
+  float *parts = nullptr, *part_m = nullptr, *part_l = nullptr;
   if (n_splits > 1) {
-    parts.resize(static_cast<size_t>(p.n_items * n_splits * part));
-    part_m.resize(static_cast<size_t>(p.n_items * n_splits * dm.rows_pad));
-    part_l.resize(part_m.size());
+    parts = scratch(parts_buf, p.n_items * n_splits * part);
+    part_m = scratch(part_m_buf, p.n_items * n_splits * dm.rows_pad);
+    part_l = scratch(part_l_buf, p.n_items * n_splits * dm.rows_pad);
   }
 
   pool.parallel_for(p.n_items * n_splits, [&](int64_t task) {
@@ -143,9 +146,9 @@ void run_flash(ThreadPool& pool, const Kernels& kern, const Problem& p) {
     for (int64_t r = 0; r < it.rows; ++r) n_keys = std::max(n_keys, last[r] + 1);
     int64_t j_begin = 0, j_end = n_keys;
     if (n_splits > 1) split_range(n_keys, split, n_splits, &j_begin, &j_end);
-    float* o = n_splits > 1 ? parts.data() + task * part : scratch(o_buf, part);
-    float* m = n_splits > 1 ? part_m.data() + task * dm.rows_pad : scratch(m_buf, dm.rows_pad);
-    float* l = n_splits > 1 ? part_l.data() + task * dm.rows_pad : scratch(l_buf, dm.rows_pad);
+    float* o = n_splits > 1 ? parts + task * part : scratch(o_buf, part);
+    float* m = n_splits > 1 ? part_m + task * dm.rows_pad : scratch(m_buf, dm.rows_pad);
+    float* l = n_splits > 1 ? part_l + task * dm.rows_pad : scratch(l_buf, dm.rows_pad);
     run_range(kern, p, dm, it, q, last, j_begin, j_end, o, m, l);
     if (n_splits > 1) return;
     for (int64_t r = 0; r < it.rows; ++r) {
@@ -172,7 +175,7 @@ void run_flash(ThreadPool& pool, const Kernels& kern, const Problem& p) {
         if (ms == kNegInf) continue;
         const float w = std::exp(ms - mx);
         sum += static_cast<double>(part_l[t * dm.rows_pad + r]) * w;
-        const float* os = parts.data() + t * part + r * dm.dv_pad;
+        const float* os = parts + t * part + r * dm.dv_pad;
         for (int64_t i = 0; i < p.dv; ++i) dst[i] += os[i] * w;
       }
       const float inv = static_cast<float>(1.0 / sum);

@@ -316,6 +316,19 @@ TEST(Attention, PublicEntryPointsDispatch) {
   EXPECT_LE(rel_err(x, y), 2e-5);
 }
 
+// A CPU without the features gets no block kernels (the public calls then run the twins).
+TEST(Attention, TiersNeedTheirFeatures) {
+  CpuIsa none;
+  EXPECT_EQ(attn::kernels_for(IsaTier::avx512, none), nullptr);
+  EXPECT_EQ(attn::kernels_for(IsaTier::avx2, none), nullptr);
+  EXPECT_EQ(attn::kernels_for(IsaTier::reference, detect_cpu_isa()), nullptr);
+  CpuIsa avx2;
+  avx2.avx2 = avx2.fma = avx2.f16c = true;
+  EXPECT_EQ(attn::kernels_for(IsaTier::avx512, avx2), nullptr);
+  ASSERT_NE(attn::kernels_for(IsaTier::avx2, avx2), nullptr);
+  EXPECT_STREQ(attn::kernels_for(IsaTier::avx2, avx2)->name, "avx2");
+}
+
 TEST(Attention, KvTypesConvertAndParse) {
   for (KvType t : kTypes) {
     auto parsed = parse_kv_type(kv_type_name(t));

@@ -85,15 +85,18 @@ GqaData gqa_data(const GqaCase& c, uint64_t seed, float k_amp = 1.0f) {
 
 TEST(Attention, GqaFastMatchesTwin) {
   ThreadPool pool(2, 100);
-  const int64_t shapes[][3] = {{4, 2, 64}, {32, 4, 128}, {16, 16, 80}, {8, 1, 64}};
+  // (n_head, n_head_kv, head_dim_k, head_dim_v); the last two have widths that are not whole
+  // vectors (widening tails, zero-padded K columns, the single-vector PV loop).
+  const int64_t shapes[][4] = {{4, 2, 64, 64},  {32, 4, 128, 128}, {16, 16, 80, 80},
+                               {8, 1, 64, 64},  {6, 3, 72, 40},    {5, 5, 36, 20}};
   int n_cases = 0;
   double worst = 0;
   for (const auto& s : shapes)
     for (int64_t n_past : {0, 1, 17, 300})
       for (int64_t n_tok : {1, 3, 64, 129})
         for (KvType kv : kTypes) {
-          const GqaAttnDesc d{s[0], s[1], s[2], s[2], 1.0f / std::sqrt(float(s[2])), kv};
-          const double cost = double(d.n_head) * n_tok * (n_past + n_tok) * 2 * s[2];
+          const GqaAttnDesc d{s[0], s[1], s[2], s[3], 1.0f / std::sqrt(float(s[2])), kv};
+          const double cost = double(d.n_head) * n_tok * (n_past + n_tok) * (s[2] + s[3]);
           if (cost > kRefBudget) continue;
           const GqaData g = gqa_data({d, n_past, n_tok}, 100 + n_cases);
           std::vector<float> ref(n_tok * d.n_head * d.head_dim_v);
@@ -106,6 +109,7 @@ TEST(Attention, GqaFastMatchesTwin) {
             const double e = rel_err(out, ref);
             worst = std::max(worst, e);
             ASSERT_LE(e, 2e-5) << k->name << " heads " << s[0] << "/" << s[1] << " hd " << s[2]
+                               << "/" << s[3]
                                << " n_past " << n_past << " n_tok " << n_tok << " "
                                << kv_type_name(kv);
           }
@@ -157,8 +161,10 @@ void run_mla_fast(const attn::Kernels& k, ThreadPool& pool, const MlaCase& m, co
 
 TEST(Attention, MlaFastMatchesTwin) {
   ThreadPool pool(2, 100);
-  const int64_t shapes[][3] = {{4, 64, 32}, {1, 64, 32}, {3, 48, 16}, {16, 512, 64},
-                               {128, 512, 64}};
+  // (n_head, kv_lora, rope): DeepSeek-V3's and smaller ones, then widths off the vector grid
+  // (k_pe lands mid-vector, latent and rope widths leave widening tails).
+  const int64_t shapes[][3] = {{4, 64, 32}, {1, 64, 32},  {3, 48, 16}, {16, 512, 64},
+                               {128, 512, 64}, {5, 40, 12}, {2, 24, 4}};
   int n_cases = 0;
   double worst = 0;
   for (const auto& s : shapes)

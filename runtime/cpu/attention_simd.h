@@ -108,52 +108,47 @@ void softmax(float* s, int64_t s_ld, int64_t rows, const int64_t* valid, float s
   }
 }
 
-// Register block of 4 rows x kPvVecs vectors of O, held across all keys of the block.
+// O[m..m+4)[i..i + C vectors) = O * corr + P·V: a register block of 4 rows x C vectors of O,
+// held across all keys of the block.
+template <class V, int C>
+void pv_tile(const float* p, int64_t p_ld, const float* v, int64_t v_ld, int64_t m, int64_t keys,
+             int64_t i, const float* corr, float* o, int64_t o_ld) {
+  typename V::reg acc[4][C];
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) {
+    const typename V::reg cr = V::set1(corr[m + r]);
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) acc[r][c] = V::mul(V::load(o + (m + r) * o_ld + i + c * V::W), cr);
+  }
+  for (int64_t j = 0; j < keys; ++j) {
+    typename V::reg vv[C];
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) vv[c] = V::load(v + j * v_ld + i + c * V::W);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      const typename V::reg pr = V::set1(p[(m + r) * p_ld + j]);
+#pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) acc[r][c] = V::fmadd(pr, vv[c], acc[r][c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) V::store(o + (m + r) * o_ld + i + c * V::W, acc[r][c]);
+}
+
+// Column strips outside, row blocks inside: a strip of the V block (keys x C vectors, 16 KiB
+// at 64 keys) comes from L2 once and from L1 for every further row block; the whole V block
+// (128 KiB for MLA's 512-wide latent) would not stay in L1 across row blocks.
 template <class V>
 void pv(const float* p, int64_t p_ld, const float* v, int64_t v_ld, int64_t rows, int64_t keys,
         int64_t d, const float* corr, float* o, int64_t o_ld) {
   constexpr int C = V::kPvVecs;
-  for (int64_t m = 0; m < rows; m += 4) {
-    int64_t i = 0;
-    for (; i + C * V::W <= d; i += C * V::W) {
-      typename V::reg acc[4][C];
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; ++r) {
-        const typename V::reg cr = V::set1(corr[m + r]);
-#pragma GCC unroll 4
-        for (int c = 0; c < C; ++c) acc[r][c] = V::mul(V::load(o + (m + r) * o_ld + i + c * V::W), cr);
-      }
-      for (int64_t j = 0; j < keys; ++j) {
-        typename V::reg vv[C];
-#pragma GCC unroll 4
-        for (int c = 0; c < C; ++c) vv[c] = V::load(v + j * v_ld + i + c * V::W);
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; ++r) {
-          const typename V::reg pr = V::set1(p[(m + r) * p_ld + j]);
-#pragma GCC unroll 4
-          for (int c = 0; c < C; ++c) acc[r][c] = V::fmadd(pr, vv[c], acc[r][c]);
-        }
-      }
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; ++r)
-#pragma GCC unroll 4
-        for (int c = 0; c < C; ++c) V::store(o + (m + r) * o_ld + i + c * V::W, acc[r][c]);
-    }
-    for (; i < d; i += V::W) {  // widths that are not a whole register block
-      typename V::reg acc[4];
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; ++r)
-        acc[r] = V::mul(V::load(o + (m + r) * o_ld + i), V::set1(corr[m + r]));
-      for (int64_t j = 0; j < keys; ++j) {
-        const typename V::reg vv = V::load(v + j * v_ld + i);
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; ++r)
-          acc[r] = V::fmadd(V::set1(p[(m + r) * p_ld + j]), vv, acc[r]);
-      }
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; ++r) V::store(o + (m + r) * o_ld + i, acc[r]);
-    }
-  }
+  int64_t i = 0;
+  for (; i + C * V::W <= d; i += C * V::W)
+    for (int64_t m = 0; m < rows; m += 4) pv_tile<V, C>(p, p_ld, v, v_ld, m, keys, i, corr, o, o_ld);
+  for (; i < d; i += V::W)  // widths that are not a whole strip
+    for (int64_t m = 0; m < rows; m += 4) pv_tile<V, 1>(p, p_ld, v, v_ld, m, keys, i, corr, o, o_ld);
 }
 
 template <class V>

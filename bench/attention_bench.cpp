@@ -50,12 +50,12 @@ std::vector<float> random_f32(int64_t n, uint64_t seed) {
   return f;
 }
 
-// Median seconds of `iters` calls after one warm-up call.
+// Median seconds of `iters` calls after one warm-up call; iters 0: the one cold call.
 template <class F>
 double time_it(int iters, F&& f) {
-  f();
   std::vector<double> t;
-  for (int i = 0; i < iters; ++i) {
+  if (iters > 0) f();
+  for (int i = 0; i < std::max(iters, 1); ++i) {
     const auto a = std::chrono::steady_clock::now();
     f();
     t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count());

@@ -252,6 +252,19 @@ TEST(Attention, GqaTwinMatchesDouble) {
 TEST(Attention, LargeKeysStayStable) {
   gqa_vs_double({{8, 2, 64, 64, 0.125f, KvType::f32}, 300, 3}, 200.0f, 1e-4);
   gqa_vs_double({{4, 1, 128, 128, 1.0f / std::sqrt(128.0f), KvType::f32}, 17, 64}, 200.0f, 1e-4);
+  // MLA, fast against the twin, over the split-K decode path (the merge rescales partials whose
+  // maxima differ by thousands) and a prefill.
+  ThreadPool pool(2, 100);
+  for (int64_t n_tok : {1, 9}) {
+    const MlaCase m{{8, 64, 16, 0.125f, KvType::bf16}, 700, n_tok};
+    const MlaData g = mla_data(m, 21, 200.0f);
+    std::vector<float> ref, out;
+    run_mla_ref(m, g, ref);
+    for (const attn::Kernels* k : tiers()) {
+      run_mla_fast(*k, pool, m, g, out);
+      EXPECT_LE(rel_err(out, ref), 1e-4) << k->name << " n_tok " << n_tok;
+    }
+  }
 }
 
 TEST(Attention, MlaTwinMatchesDouble) {

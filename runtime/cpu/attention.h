@@ -1,0 +1,78 @@
+// CPU attention over a KV cache of f32, f16 or bf16 rows: grouped-query attention (qwen3moe,
+// qwen2moe, Mixtral) and absorbed multi-head latent attention (deepseek2). The math is the
+// engine's scalar float32 attention (runtime/engine/attention.cpp, attention_mla.cpp): token t
+// of a call attends to cache positions [0, n_past + t], softmax over the scaled scores, output
+// the softmax-weighted sum of values. The caller has already written this call's keys and
+// values into the cache (rows n_past .. n_past + n_tok - 1).
+//
+// The fast versions are flash-style: keys are visited in blocks with an online softmax, so no
+// score row longer than a block is ever held, and cache rows are widened to f32 once per block
+// and work item, not once per head. Each has a plain *_ref twin (the oracle of the tests, and
+// the fallback on CPUs without AVX2+FMA+F16C). The work split depends only on the shapes,
+// never on the pool size, so a result is the same bits with 1 or 16 threads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "common/util/status.h"
+#include "runtime/cpu/thread_pool.h"
+
+namespace ktx::cpu {
+
+// Element type of the KV cache. bf16 is the default: same exponent range as f32 (no overflow
+// on large activations), half the bytes. f32 keeps the exact path of the scalar engine.
+enum class KvType : uint8_t { f32, f16, bf16 };
+
+const char* kv_type_name(KvType t);                          // "f32", "f16", "bf16"
+Expected<KvType> parse_kv_type(const std::string& name);     // error names the text
+size_t kv_elem_bytes(KvType t);                               // 4, 2, 2
+
+// n floats to the cache type (round to nearest, ties to even), and back (exact widening).
+void kv_store_row(KvType t, const float* src, void* dst, int64_t n);
+void kv_load_row(KvType t, const void* src, float* dst, int64_t n);
+
+// Grouped-query attention: query head h reads KV head h / (n_head / n_head_kv).
+struct GqaAttnDesc {
+  int64_t n_head = 0;      // query heads
+  int64_t n_head_kv = 0;   // key/value heads; divides n_head
+  int64_t head_dim_k = 0;  // q and k width per head
+  int64_t head_dim_v = 0;  // v and output width per head
+  float scale = 1.0f;      // multiplies q·k before the softmax (usually 1/sqrt(head_dim_k))
+  KvType kv = KvType::bf16;
+};
+
+// q:       [n_tok][n_head * head_dim_k] f32 (roped), row stride q_stride floats.
+// k_cache: [n_past + n_tok][n_head_kv * head_dim_k] of type d.kv.
+// v_cache: [n_past + n_tok][n_head_kv * head_dim_v] of type d.kv.
+// out:     [n_tok][n_head * head_dim_v] f32, dense.
+void gqa_attention(ThreadPool& pool, const GqaAttnDesc& d, const float* q, int64_t q_stride,
+                   const void* k_cache, const void* v_cache, int64_t n_past, int64_t n_tok,
+                   float* out);
+void gqa_attention_ref(const GqaAttnDesc& d, const float* q, int64_t q_stride,
+                       const void* k_cache, const void* v_cache, int64_t n_past, int64_t n_tok,
+                       float* out);
+
+// Absorbed MLA: every head reads the same latent cache.
+struct MlaAttnDesc {
+  int64_t n_head = 0;   // query heads (128 in DeepSeek-V3)
+  int64_t kv_lora = 0;  // latent width (512 in DeepSeek-V3)
+  int64_t rope = 0;     // shared roped key width (64 in DeepSeek-V3)
+  float scale = 1.0f;   // multiplies the score (softmax scale of the unabsorbed head dim)
+  KvType kv = KvType::bf16;
+};
+
+// q_abs:  [n_tok][n_head * kv_lora] f32 (W_k^T q_nope per head), dense.
+// q_pe:   rope part of head h of token t at q_pe + t * q_pe_stride + h * q_pe_head_stride.
+// latent: [n_past + n_tok][kv_lora] of type d.kv;  k_pe: [n_past + n_tok][rope] of type d.kv.
+// score(t,h,j) = (q_abs·c_j + q_pe·kpe_j) * scale;  o_lat[t][h] = sum_j softmax_j(score) c_j.
+// o_lat:  [n_tok][n_head * kv_lora] f32, dense.
+void mla_attention(ThreadPool& pool, const MlaAttnDesc& d, const float* q_abs, const float* q_pe,
+                   int64_t q_pe_stride, int64_t q_pe_head_stride, const void* latent,
+                   const void* k_pe, int64_t n_past, int64_t n_tok, float* o_lat);
+void mla_attention_ref(const MlaAttnDesc& d, const float* q_abs, const float* q_pe,
+                       int64_t q_pe_stride, int64_t q_pe_head_stride, const void* latent,
+                       const void* k_pe, int64_t n_past, int64_t n_tok, float* o_lat);
+
+}  // namespace ktx::cpu

@@ -1,0 +1,374 @@
+// Attention kernels (runtime/cpu/attention.h). The conformance tables run every kernel tier
+// this CPU has (AVX-512, AVX2) against the plain twin reading the same cache type, over GQA and
+// MLA shapes, cache lengths and call lengths chosen to hit every tail: rows that do not fill a
+// register block, partial key blocks, causal limits inside a block, and decode calls that take
+// the split-K path. The twin itself is checked, with an f32 cache, against softmax attention in
+// double. Separate cases cover large-magnitude keys (softmax stability), thread-count
+// independence and the KV element conversions.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "common/hw/cpu_features.h"
+#include "common/quant/quant.h"
+#include "common/util/rng.h"
+#include "runtime/cpu/attention.h"
+#include "runtime/cpu/attention_flash.h"
+
+namespace ktx::cpu {
+namespace {
+
+constexpr KvType kTypes[] = {KvType::f32, KvType::f16, KvType::bf16};
+
+std::vector<float> random_floats(int64_t n, uint64_t seed, float amp = 1.0f) {
+  Xoshiro256 rng(seed);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = static_cast<float>((2.0 * rng.next_unit() - 1.0) * amp);
+  return v;
+}
+
+// Cache of `rows` x `cols` elements of type t holding the rounded values of f.
+std::vector<uint8_t> make_cache(KvType t, const std::vector<float>& f) {
+  std::vector<uint8_t> c(f.size() * kv_elem_bytes(t));
+  kv_store_row(t, f.data(), c.data(), static_cast<int64_t>(f.size()));
+  return c;
+}
+
+// max |a - b| / max |b|: outputs are convex combinations of cache rows, so relative to the
+// output's scale is the meaningful error.
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    num = std::max(num, std::fabs(static_cast<double>(a[i]) - b[i]));
+    den = std::max(den, std::fabs(static_cast<double>(b[i])));
+  }
+  return num / std::max(den, 1e-30);
+}
+
+std::vector<const attn::Kernels*> tiers() {
+  std::vector<const attn::Kernels*> out;
+  const CpuIsa isa = detect_cpu_isa();
+  for (IsaTier t : {IsaTier::avx512, IsaTier::avx2})
+    if (const attn::Kernels* k = attn::kernels_for(t, isa)) out.push_back(k);
+  return out;
+}
+
+// The reference loops cost n_head * n_tok * n_keys * (dk + dv): cases past this are left to
+// the smaller shapes (which still run every n_past / n_tok).
+constexpr double kRefBudget = 3e8;
+
+struct GqaCase {
+  GqaAttnDesc d;
+  int64_t n_past, n_tok;
+};
+
+struct GqaData {
+  std::vector<float> q;
+  std::vector<uint8_t> k, v;
+  int64_t q_stride;
+};
+
+GqaData gqa_data(const GqaCase& c, uint64_t seed, float k_amp = 1.0f) {
+  const GqaAttnDesc& d = c.d;
+  const int64_t n_pos = c.n_past + c.n_tok;
+  GqaData g;
+  g.q_stride = d.n_head * d.head_dim_k + 5;  // not dense: the stride is honoured
+  g.q = random_floats(c.n_tok * g.q_stride, seed);
+  g.k = make_cache(d.kv, random_floats(n_pos * d.n_head_kv * d.head_dim_k, seed + 1, k_amp));
+  g.v = make_cache(d.kv, random_floats(n_pos * d.n_head_kv * d.head_dim_v, seed + 2));
+  return g;
+}
+
+TEST(Attention, GqaFastMatchesTwin) {
+  ThreadPool pool(2, 100);
+  // (n_head, n_head_kv, head_dim_k, head_dim_v); the last two have widths that are not whole
+  // vectors (widening tails, zero-padded K columns, the single-vector PV loop).
+  const int64_t shapes[][4] = {{4, 2, 64, 64},  {32, 4, 128, 128}, {16, 16, 80, 80},
+                               {8, 1, 64, 64},  {6, 3, 72, 40},    {5, 5, 36, 20}};
+  int n_cases = 0;
+  double worst = 0;
+  for (const auto& s : shapes)
+    for (int64_t n_past : {0, 1, 17, 300})
+      for (int64_t n_tok : {1, 3, 64, 129})
+        for (KvType kv : kTypes) {
+          const GqaAttnDesc d{s[0], s[1], s[2], s[3], 1.0f / std::sqrt(float(s[2])), kv};
+          const double cost = double(d.n_head) * n_tok * (n_past + n_tok) * (s[2] + s[3]);
+          if (cost > kRefBudget) continue;
+          const GqaData g = gqa_data({d, n_past, n_tok}, 100 + n_cases);
+          std::vector<float> ref(n_tok * d.n_head * d.head_dim_v);
+          gqa_attention_ref(d, g.q.data(), g.q_stride, g.k.data(), g.v.data(), n_past, n_tok,
+                            ref.data());
+          for (const attn::Kernels* k : tiers()) {
+            std::vector<float> out(ref.size(), NAN);
+            attn::gqa_attention_with(*k, pool, d, g.q.data(), g.q_stride, g.k.data(),
+                                     g.v.data(), n_past, n_tok, out.data());
+            const double e = rel_err(out, ref);
+            worst = std::max(worst, e);
+            ASSERT_LE(e, 2e-5) << k->name << " heads " << s[0] << "/" << s[1] << " hd " << s[2]
+                               << "/" << s[3]
+                               << " n_past " << n_past << " n_tok " << n_tok << " "
+                               << kv_type_name(kv);
+          }
+          ++n_cases;
+        }
+  std::printf("gqa: %d cases x %zu tiers, worst relative error %.3g\n", n_cases, tiers().size(),
+              worst);
+}
+
+struct MlaCase {
+  MlaAttnDesc d;
+  int64_t n_past, n_tok;
+};
+
+// q rows as the engine holds them: per head nope (here kv_lora wide, unused) then rope.
+struct MlaData {
+  std::vector<float> q_abs, q;
+  std::vector<uint8_t> c, kpe;
+  int64_t q_stride, head_stride, pe_off;
+};
+
+MlaData mla_data(const MlaCase& m, uint64_t seed, float k_amp = 1.0f) {
+  const MlaAttnDesc& d = m.d;
+  const int64_t n_pos = m.n_past + m.n_tok;
+  MlaData g;
+  g.head_stride = 8 + d.rope;
+  g.pe_off = 8;
+  g.q_stride = d.n_head * g.head_stride;
+  g.q_abs = random_floats(m.n_tok * d.n_head * d.kv_lora, seed);
+  g.q = random_floats(m.n_tok * g.q_stride, seed + 1);
+  g.c = make_cache(d.kv, random_floats(n_pos * d.kv_lora, seed + 2, k_amp));
+  g.kpe = make_cache(d.kv, random_floats(n_pos * d.rope, seed + 3, k_amp));
+  return g;
+}
+
+void run_mla_ref(const MlaCase& m, const MlaData& g, std::vector<float>& out) {
+  out.assign(m.n_tok * m.d.n_head * m.d.kv_lora, 0.0f);
+  mla_attention_ref(m.d, g.q_abs.data(), g.q.data() + g.pe_off, g.q_stride, g.head_stride,
+                    g.c.data(), g.kpe.data(), m.n_past, m.n_tok, out.data());
+}
+
+void run_mla_fast(const attn::Kernels& k, ThreadPool& pool, const MlaCase& m, const MlaData& g,
+                  std::vector<float>& out) {
+  out.assign(m.n_tok * m.d.n_head * m.d.kv_lora, NAN);
+  attn::mla_attention_with(k, pool, m.d, g.q_abs.data(), g.q.data() + g.pe_off, g.q_stride,
+                           g.head_stride, g.c.data(), g.kpe.data(), m.n_past, m.n_tok,
+                           out.data());
+}
+
+TEST(Attention, MlaFastMatchesTwin) {
+  ThreadPool pool(2, 100);
+  // (n_head, kv_lora, rope): DeepSeek-V3's and smaller ones, then widths off the vector grid
+  // (k_pe lands mid-vector, latent and rope widths leave widening tails).
+  const int64_t shapes[][3] = {{4, 64, 32}, {1, 64, 32},  {3, 48, 16}, {16, 512, 64},
+                               {128, 512, 64}, {5, 40, 12}, {2, 24, 4}};
+  int n_cases = 0;
+  double worst = 0;
+  for (const auto& s : shapes)
+    for (int64_t n_past : {0, 1, 17, 300})
+      for (int64_t n_tok : {1, 3, 64, 129})
+        for (KvType kv : kTypes) {
+          const MlaAttnDesc d{s[0], s[1], s[2], 1.0f / std::sqrt(float(s[1] / 4 + s[2])), kv};
+          const double cost = double(d.n_head) * n_tok * (n_past + n_tok) * (2 * s[1] + s[2]);
+          if (cost > kRefBudget) continue;
+          const MlaCase m{d, n_past, n_tok};
+          const MlaData g = mla_data(m, 500 + n_cases);
+          std::vector<float> ref, out;
+          run_mla_ref(m, g, ref);
+          for (const attn::Kernels* k : tiers()) {
+            run_mla_fast(*k, pool, m, g, out);
+            const double e = rel_err(out, ref);
+            worst = std::max(worst, e);
+            ASSERT_LE(e, 2e-5) << k->name << " heads " << s[0] << " kv_lora " << s[1]
+                               << " rope " << s[2] << " n_past " << n_past << " n_tok "
+                               << n_tok << " " << kv_type_name(kv);
+          }
+          ++n_cases;
+        }
+  std::printf("mla: %d cases x %zu tiers, worst relative error %.3g\n", n_cases, tiers().size(),
+              worst);
+}
+
+// Softmax attention of one query row in double: the oracle of the twins.
+void attend_double(const std::vector<double>& scores, const float* v, int64_t v_stride,
+                   int64_t width, double* o) {
+  double mx = -INFINITY, sum = 0;
+  for (double s : scores) mx = std::max(mx, s);
+  std::fill(o, o + width, 0.0);
+  for (size_t j = 0; j < scores.size(); ++j) {
+    const double p = std::exp(scores[j] - mx);
+    sum += p;
+    for (int64_t i = 0; i < width; ++i) o[i] += p * v[j * v_stride + i];
+  }
+  for (int64_t i = 0; i < width; ++i) o[i] /= sum;
+}
+
+// GQA in double over f32 rows; k_amp scales the keys (large = near one-hot softmax).
+void gqa_vs_double(const GqaCase& c, float k_amp, double tol) {
+  const GqaAttnDesc& d = c.d;
+  ASSERT_EQ(d.kv, KvType::f32);
+  const GqaData g = gqa_data(c, 77, k_amp);
+  const auto* k = reinterpret_cast<const float*>(g.k.data());
+  const auto* v = reinterpret_cast<const float*>(g.v.data());
+  const int64_t hdk = d.head_dim_k, hdv = d.head_dim_v, group = d.n_head / d.n_head_kv;
+  const int64_t nk = d.n_head_kv * hdk, nv = d.n_head_kv * hdv;
+  std::vector<float> want(c.n_tok * d.n_head * hdv), ref(want.size()), fast(want.size());
+  for (int64_t t = 0; t < c.n_tok; ++t)
+    for (int64_t h = 0; h < d.n_head; ++h) {
+      const int64_t kvh = h / group;
+      std::vector<double> sc(c.n_past + t + 1);
+      for (size_t j = 0; j < sc.size(); ++j) {
+        double s = 0;
+        for (int64_t i = 0; i < hdk; ++i)
+          s += double(g.q[t * g.q_stride + h * hdk + i]) * k[j * nk + kvh * hdk + i];
+        sc[j] = s * d.scale;
+      }
+      std::vector<double> o(hdv);
+      attend_double(sc, v + kvh * hdv, nv, hdv, o.data());
+      for (int64_t i = 0; i < hdv; ++i) want[(t * d.n_head + h) * hdv + i] = float(o[i]);
+    }
+  gqa_attention_ref(d, g.q.data(), g.q_stride, g.k.data(), g.v.data(), c.n_past, c.n_tok,
+                    ref.data());
+  EXPECT_LE(rel_err(ref, want), tol) << "reference, key amplitude " << k_amp;
+  ThreadPool pool(2, 100);
+  for (const attn::Kernels* kern : tiers()) {
+    attn::gqa_attention_with(*kern, pool, d, g.q.data(), g.q_stride, g.k.data(), g.v.data(),
+                             c.n_past, c.n_tok, fast.data());
+    EXPECT_LE(rel_err(fast, want), tol) << kern->name << ", key amplitude " << k_amp;
+  }
+}
+
+TEST(Attention, GqaTwinMatchesDouble) {
+  for (int64_t n_past : {0, 17, 300})
+    gqa_vs_double({{8, 2, 64, 64, 0.125f, KvType::f32}, n_past, 3}, 1.0f, 1e-5);
+  gqa_vs_double({{4, 4, 80, 80, 1.0f / std::sqrt(80.0f), KvType::f32}, 40, 129}, 1.0f, 1e-5);
+}
+
+// Keys of magnitude 200: scores of several thousand, where exp without the max subtraction
+// overflows; the result is close to the value of the best key and must stay finite.
+TEST(Attention, LargeKeysStayStable) {
+  gqa_vs_double({{8, 2, 64, 64, 0.125f, KvType::f32}, 300, 3}, 200.0f, 1e-4);
+  gqa_vs_double({{4, 1, 128, 128, 1.0f / std::sqrt(128.0f), KvType::f32}, 17, 64}, 200.0f, 1e-4);
+  // MLA, fast against the twin, over the split-K decode path (the merge rescales partials whose
+  // maxima differ by thousands) and a prefill.
+  ThreadPool pool(2, 100);
+  for (int64_t n_tok : {1, 9}) {
+    const MlaCase m{{8, 64, 16, 0.125f, KvType::bf16}, 700, n_tok};
+    const MlaData g = mla_data(m, 21, 200.0f);
+    std::vector<float> ref, out;
+    run_mla_ref(m, g, ref);
+    for (const attn::Kernels* k : tiers()) {
+      run_mla_fast(*k, pool, m, g, out);
+      EXPECT_LE(rel_err(out, ref), 1e-4) << k->name << " n_tok " << n_tok;
+    }
+  }
+}
+
+TEST(Attention, MlaTwinMatchesDouble) {
+  const MlaCase m{{4, 64, 32, 0.1f, KvType::f32}, 300, 3};
+  const MlaData g = mla_data(m, 9);
+  const auto* c = reinterpret_cast<const float*>(g.c.data());
+  const auto* kpe = reinterpret_cast<const float*>(g.kpe.data());
+  const int64_t H = m.d.n_head, kvl = m.d.kv_lora, rope = m.d.rope;
+  std::vector<float> want(m.n_tok * H * kvl), ref;
+  for (int64_t t = 0; t < m.n_tok; ++t)
+    for (int64_t h = 0; h < H; ++h) {
+      std::vector<double> sc(m.n_past + t + 1);
+      for (size_t j = 0; j < sc.size(); ++j) {
+        double s = 0;
+        for (int64_t i = 0; i < kvl; ++i) s += double(g.q_abs[(t * H + h) * kvl + i]) * c[j * kvl + i];
+        for (int64_t i = 0; i < rope; ++i)
+          s += double(g.q[t * g.q_stride + h * g.head_stride + g.pe_off + i]) * kpe[j * rope + i];
+        sc[j] = s * m.d.scale;
+      }
+      std::vector<double> o(kvl);
+      attend_double(sc, c, kvl, kvl, o.data());
+      for (int64_t i = 0; i < kvl; ++i) want[(t * H + h) * kvl + i] = float(o[i]);
+    }
+  run_mla_ref(m, g, ref);
+  EXPECT_LE(rel_err(ref, want), 1e-5);
+}
+
+// The work split is a function of the shapes only: 1 and 4 threads give the same numbers,
+// on a split-K decode and on a prefill.
+TEST(Attention, ThreadCountDoesNotChangeResults) {
+  ThreadPool one(1, 100), four(4, 100);
+  for (const attn::Kernels* k : tiers()) {
+    for (int64_t n_tok : {1, 64}) {
+      const MlaCase m{{16, 512, 64, 0.07f, KvType::bf16}, n_tok == 1 ? 3000 : 100, n_tok};
+      const MlaData g = mla_data(m, 4);
+      std::vector<float> a, b;
+      run_mla_fast(*k, one, m, g, a);
+      run_mla_fast(*k, four, m, g, b);
+      EXPECT_LE(rel_err(a, b), 1e-6) << k->name << " mla n_tok " << n_tok;
+
+      const GqaCase c{{32, 4, 128, 128, 0.088f, KvType::f16}, n_tok == 1 ? 3000 : 100, n_tok};
+      const GqaData gd = gqa_data(c, 5);
+      std::vector<float> x(n_tok * 32 * 128), y(x.size());
+      attn::gqa_attention_with(*k, one, c.d, gd.q.data(), gd.q_stride, gd.k.data(), gd.v.data(),
+                               c.n_past, n_tok, x.data());
+      attn::gqa_attention_with(*k, four, c.d, gd.q.data(), gd.q_stride, gd.k.data(),
+                               gd.v.data(), c.n_past, n_tok, y.data());
+      EXPECT_LE(rel_err(x, y), 1e-6) << k->name << " gqa n_tok " << n_tok;
+    }
+  }
+}
+
+// The public entry points pick a tier (or the twin) by themselves.
+TEST(Attention, PublicEntryPointsDispatch) {
+  ThreadPool pool(2, 100);
+  const GqaCase c{{8, 2, 64, 64, 0.125f, KvType::bf16}, 33, 5};
+  const GqaData g = gqa_data(c, 6);
+  std::vector<float> a(5 * 8 * 64), b(a.size());
+  gqa_attention(pool, c.d, g.q.data(), g.q_stride, g.k.data(), g.v.data(), 33, 5, a.data());
+  gqa_attention_ref(c.d, g.q.data(), g.q_stride, g.k.data(), g.v.data(), 33, 5, b.data());
+  EXPECT_LE(rel_err(a, b), 2e-5);
+  const MlaCase m{{4, 64, 32, 0.1f, KvType::f16}, 70, 2};
+  const MlaData gm = mla_data(m, 7);
+  std::vector<float> x(2 * 4 * 64), y;
+  mla_attention(pool, m.d, gm.q_abs.data(), gm.q.data() + gm.pe_off, gm.q_stride,
+                gm.head_stride, gm.c.data(), gm.kpe.data(), 70, 2, x.data());
+  run_mla_ref(m, gm, y);
+  EXPECT_LE(rel_err(x, y), 2e-5);
+}
+
+// A CPU without the features gets no block kernels (the public calls then run the twins).
+TEST(Attention, TiersNeedTheirFeatures) {
+  CpuIsa none;
+  EXPECT_EQ(attn::kernels_for(IsaTier::avx512, none), nullptr);
+  EXPECT_EQ(attn::kernels_for(IsaTier::avx2, none), nullptr);
+  EXPECT_EQ(attn::kernels_for(IsaTier::reference, detect_cpu_isa()), nullptr);
+  CpuIsa avx2;
+  avx2.avx2 = avx2.fma = avx2.f16c = true;
+  EXPECT_EQ(attn::kernels_for(IsaTier::avx512, avx2), nullptr);
+  ASSERT_NE(attn::kernels_for(IsaTier::avx2, avx2), nullptr);
+  EXPECT_STREQ(attn::kernels_for(IsaTier::avx2, avx2)->name, "avx2");
+}
+
+TEST(Attention, KvTypesConvertAndParse) {
+  for (KvType t : kTypes) {
+    auto parsed = parse_kv_type(kv_type_name(t));
+    ASSERT_TRUE(parsed.has_value());
+    EXPECT_EQ(*parsed, t);
+  }
+  EXPECT_FALSE(parse_kv_type("q8_0").has_value());
+  EXPECT_EQ(kv_elem_bytes(KvType::f32), 4u);
+  EXPECT_EQ(kv_elem_bytes(KvType::bf16), 2u);
+  const std::vector<float> x = {0.0f, -1.5f, 1.0f + 0x1p-9f, 3.14159f, 65504.0f, 1e-6f, 1e30f};
+  std::vector<uint16_t> h(x.size());
+  std::vector<float> back(x.size());
+  kv_store_row(KvType::f16, x.data(), h.data(), 7);
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(h[i], fp32_to_fp16(x[i])) << i;
+  kv_store_row(KvType::bf16, x.data(), h.data(), 7);
+  kv_load_row(KvType::bf16, h.data(), back.data(), 7);
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_EQ(h[i], fp32_to_bf16(x[i])) << i;
+    EXPECT_EQ(back[i], bf16_to_fp32(h[i])) << i;
+  }
+}
+
+}  // namespace
+}  // namespace ktx::cpu

@@ -76,11 +76,18 @@ void attention_gqa(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
   s.emit(b + "Qcur", q.data(), nq);
   s.emit(b + "Kcur", k.data(), nk);
   s.emit(b + "Vcur", v.data(), nv);
-  std::copy(k.begin(), k.end(), cache.k.begin() + s.n_past * nk);
-  std::copy(v.begin(), v.end(), cache.v.begin() + s.n_past * nv);
+  cache.store(cache.k, s.n_past, nk, k.data(), T);
+  cache.store(cache.v, s.n_past, nv, v.data(), T);
 
   const int64_t group = c.n_head / c.n_head_kv;
   std::vector<float> out(T * c.n_head * hdv);  // [T, n_head * hdv]
+  if (s.m.attn_fast[static_cast<size_t>(il)]) {
+    const cpu::GqaAttnDesc d{c.n_head, c.n_head_kv, hdk, hdv, c.attn_scale, cache.type};
+    cpu::gqa_attention(s.pool, d, q.data(), nq, cache.k.data(), cache.v.data(), s.n_past, T,
+                       out.data());
+  } else {
+  const float* kc = cache.kf();
+  const float* vc = cache.vf();
   cpu::parallel_range(s.pool, T * c.n_head, 1, [&](int64_t begin, int64_t end) {
     for (int64_t job = begin; job < end; ++job) {
       const int64_t t = job / c.n_head, hh = job % c.n_head, kvh = hh / group;
@@ -88,16 +95,17 @@ void attention_gqa(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
       const float* qh = q.data() + t * nq + hh * hdk;
       float* p = attention_scratch(n_keys);
       for (int64_t j = 0; j < n_keys; ++j)
-        p[j] = dot_f32(qh, cache.k.data() + j * nk + kvh * hdk, hdk) * c.attn_scale;
+        p[j] = dot_f32(qh, kc + j * nk + kvh * hdk, hdk) * c.attn_scale;
       softmax_inplace(p, n_keys);
       float* o = out.data() + t * c.n_head * hdv + hh * hdv;
       std::fill(o, o + hdv, 0.0f);
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* vj = cache.v.data() + j * nv + kvh * hdv;
+        const float* vj = vc + j * nv + kvh * hdv;
         for (int64_t i = 0; i < hdv; ++i) o[i] += p[j] * vj[i];
       }
     }
   });
+  }
   s.emit(b + "kqv_out", out.data(), c.n_head * hdv);
   linear(s, b + "attn_output.weight", out.data(), dst);  // [T, n_embd]
 }

@@ -38,18 +38,18 @@ void project_kv(const StepCtx& s, const std::string& b, const float* h, LayerCac
   const ModelConfig& c = s.m.cfg;
   const int64_t T = s.n_tok, kvl = c.kv_lora_rank, rope = c.qk_rope_dim;
   std::vector<float> kv(T * (kvl + rope)), buf;  // [T, kv_lora + rope]
+  std::vector<float> latent(T * kvl), k_pe(T * rope);  // [T, kv_lora], [T, rope]
   linear(s, b + "attn_kv_a_mqa.weight", h, kv.data());
   const float* norm = small_tensor(s.m.w(b + "attn_kv_a_norm.weight"), buf);
   for (int64_t t = 0; t < T; ++t) {
-    const int64_t pos = s.n_past + t;
-    float* latent = cache.k.data() + pos * kvl;
-    float* k_pe = cache.v.data() + pos * rope;
-    rms_norm(&kv[t * (kvl + rope)], norm, latent, kvl, c.rms_eps);
-    std::copy_n(&kv[t * (kvl + rope) + kvl], rope, k_pe);
-    apply_rope(s.m, k_pe, pos);
+    rms_norm(&kv[t * (kvl + rope)], norm, &latent[t * kvl], kvl, c.rms_eps);
+    std::copy_n(&kv[t * (kvl + rope) + kvl], rope, &k_pe[t * rope]);
+    apply_rope(s.m, &k_pe[t * rope], s.n_past + t);
   }
-  s.emit(b + "kv_latent", cache.k.data() + s.n_past * kvl, kvl);
-  s.emit(b + "k_pe", cache.v.data() + s.n_past * rope, rope);
+  s.emit(b + "kv_latent", latent.data(), kvl);
+  s.emit(b + "k_pe", k_pe.data(), rope);
+  cache.store(cache.k, s.n_past, kvl, latent.data(), T);
+  cache.store(cache.v, s.n_past, rope, k_pe.data(), T);
 }
 
 bool use_split(const ModelConfig& c) { return c.mla_layout != MlaLayout::KvB; }
@@ -99,6 +99,13 @@ void attention_mla(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
   project_kv(s, b, h, cache);
   absorb_q(s, b, q.data(), q_abs.data());
 
+  if (s.m.attn_fast[static_cast<size_t>(il)]) {
+    const cpu::MlaAttnDesc d{H, kvl, rope, c.attn_scale, cache.type};
+    cpu::mla_attention(s.pool, d, q_abs.data(), q.data() + c.qk_nope_dim, H * dq, dq,
+                       cache.k.data(), cache.v.data(), s.n_past, T, o_lat.data());
+  } else {
+  const float* lat = cache.kf();
+  const float* kpe = cache.vf();
   cpu::parallel_range(s.pool, T * H, 1, [&](int64_t begin, int64_t end) {
     for (int64_t job = begin; job < end; ++job) {
       const int64_t t = job / H, hh = job % H, n_keys = s.n_past + t + 1;
@@ -106,17 +113,18 @@ void attention_mla(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
       const float* qpe = q.data() + (t * H + hh) * dq + c.qk_nope_dim;
       float* p = attention_scratch(n_keys);
       for (int64_t j = 0; j < n_keys; ++j)
-        p[j] = (dot_f32(qa, cache.k.data() + j * kvl, kvl) +
-                dot_f32(qpe, cache.v.data() + j * rope, rope)) * c.attn_scale;
+        p[j] = (dot_f32(qa, lat + j * kvl, kvl) + dot_f32(qpe, kpe + j * rope, rope)) *
+               c.attn_scale;
       softmax_inplace(p, n_keys);
       float* o = o_lat.data() + (t * H + hh) * kvl;
       std::fill(o, o + kvl, 0.0f);
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* cj = cache.k.data() + j * kvl;
+        const float* cj = lat + j * kvl;
         for (int64_t i = 0; i < kvl; ++i) o[i] += p[j] * cj[i];
       }
     }
   });
+  }
   std::vector<float> out(T * H * c.v_head_dim);  // [T, n_head * v]
   expand_v(s, b, o_lat.data(), out.data());
   s.emit(b + "kqv_out", out.data(), H * c.v_head_dim);

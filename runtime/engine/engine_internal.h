@@ -12,6 +12,7 @@
 #include "runtime/engine/engine.h"
 #include "runtime/engine/moe_fast.h"
 #include "runtime/engine/program.h"
+#include "runtime/cpu/attention.h"
 #include "runtime/cpu/linear.h"
 #include "runtime/cpu/thread_pool.h"
 #include "runtime/engine/weights.h"
@@ -34,6 +35,10 @@ struct ModelImpl {
   // float32 reference matmul.
   std::unordered_map<std::string, std::unique_ptr<cpu::Linear>> linears;
   bool moe_oracle = false;  // EngineOptions::moe_oracle
+  // Layers whose attention op runs the fast kernels (kernel = "gemv": cpu/attention.h over a
+  // cache of kv_type); the others run the float32 reference over an f32 cache.
+  std::vector<bool> attn_fast;
+  cpu::KvType kv_type = cpu::KvType::f16;
   // What Session::forward runs, and the backends its ops are bound to.
   std::vector<std::unique_ptr<Backend>> backends;
   Program program;
@@ -48,11 +53,23 @@ struct ModelImpl {
   }
 };
 
-// Per-layer cache rows, [n_ctx][width]. GQA: k and v after RoPE. MLA: the normalized latent
-// (k = [kv_lora]) and the roped shared key part (v = [rope dim]); heads are expanded from
-// them at attention time (the "absorbed" form), which keeps the cache small.
+// Per-layer cache rows, [n_ctx][width] elements of `type`. GQA: k and v after RoPE. MLA: the
+// normalized latent (k = [kv_lora]) and the roped shared key part (v = [rope dim]); heads are
+// expanded from them at attention time (the "absorbed" form), which keeps the cache small.
+// The float32 reference reads f32 caches only; the fast kernels (cpu/attention.h) read any.
 struct LayerCache {
-  std::vector<float> k, v;
+  cpu::KvType type = cpu::KvType::f32;
+  std::vector<uint8_t> k, v;
+  float* kf() { return reinterpret_cast<float*>(k.data()); }
+  float* vf() { return reinterpret_cast<float*>(v.data()); }
+  // Writes n_rows rows of `width` floats at row `pos` of k (or v), converting to `type`.
+  void store(std::vector<uint8_t>& dst, int64_t pos, int64_t width, const float* src,
+             int64_t n_rows) {
+    const size_t eb = cpu::kv_elem_bytes(type);
+    for (int64_t r = 0; r < n_rows; ++r)
+      cpu::kv_store_row(type, src + r * width, dst.data() + static_cast<size_t>((pos + r) * width) * eb,
+                        width);
+  }
 };
 struct SessionCache {
   std::vector<LayerCache> layers;

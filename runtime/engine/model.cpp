@@ -58,6 +58,11 @@ Expected<std::unique_ptr<Model>> Model::load(const ModelConfig& cfg,
   } else {
     KTX_ASSIGN_OR_RETURN(impl->program, build_program(opt.program, opt.buffers, backends));
   }
+  KTX_ASSIGN_OR_RETURN(impl->kv_type, cpu::parse_kv_type(opt.kv_cache_type));
+  impl->attn_fast.assign(static_cast<size_t>(cfg.n_layer), false);
+  for (const ProgramOp& op : impl->program.ops)
+    if (op.kind == OpKind::attention && op.kernel == "gemv" && op.layer >= 0 && op.layer < cfg.n_layer)
+      impl->attn_fast[static_cast<size_t>(op.layer)] = true;
   KTX_RETURN_IF_ERROR(load_linears(*impl, opt));
   KTX_RETURN_IF_ERROR(load_fast_moe(*impl, opt));
   return std::unique_ptr<Model>(new Model(std::move(impl)));

@@ -32,6 +32,7 @@ struct ProgramOp {
   std::string name;                  // "blk.3.ffn_moe"
   int layer = -1;
   std::vector<std::string> tensors;  // GGUF tensors it reads (the plan's list)
+  std::string kernel;                // the plan's kernel attribute ("gemv", "reference", "")
   std::vector<int> in;               // arena buffers read, operand order
   int out = -1;                      // arena buffer written
   Backend* backend = nullptr;        // the backend of its device

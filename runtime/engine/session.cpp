@@ -20,9 +20,13 @@ Session::Session(const Model& m, int64_t n_ctx)
     v_width = c.n_head_kv * c.head_dim_v;
   }
   cache_->layers.resize(static_cast<size_t>(c.n_layer));
-  for (LayerCache& l : cache_->layers) {
-    l.k.resize(static_cast<size_t>(n_ctx_ * k_width));
-    l.v.resize(static_cast<size_t>(n_ctx_ * v_width));
+  const ModelImpl& impl = m.impl();
+  for (int64_t il = 0; il < c.n_layer; ++il) {
+    LayerCache& l = cache_->layers[static_cast<size_t>(il)];
+    l.type = impl.attn_fast[static_cast<size_t>(il)] ? impl.kv_type : cpu::KvType::f32;
+    const size_t eb = cpu::kv_elem_bytes(l.type);
+    l.k.resize(static_cast<size_t>(n_ctx_ * k_width) * eb);
+    l.v.resize(static_cast<size_t>(n_ctx_ * v_width) * eb);
   }
 }
 

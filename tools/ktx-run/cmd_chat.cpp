@@ -34,6 +34,7 @@ struct ChatArgs {
   bool raw = false;
   int n_predict = 256;
   int threads = 0;
+  std::string cache_type = "f16";
   int64_t n_ctx = 0;
   bool show_stats = false;
   SamplerParams sampling;
@@ -135,6 +136,7 @@ Expected<std::vector<int32_t>> render_tokens(const Tokenizer& tok, const ChatTem
 int run(const ChatArgs& args) {
   EngineOptions opt;
   opt.threads = args.threads;
+  opt.kv_cache_type = args.cache_type;
   opt.n_ctx = args.n_ctx;
   opt.progress = [](const std::string& m) { std::fprintf(stderr, "ktx-run: %s\n", m.c_str()); };
   std::fprintf(stderr, "loading %s ...\n", args.plan_path.c_str());
@@ -221,6 +223,10 @@ int cmd_chat(int argc, char** argv) {
   app.add_flag("--raw", args.raw, "Do not apply the chat template; complete the text as-is");
   app.add_option("--gguf", args.gguf_override, "Use this GGUF instead of the path in the plan");
   app.add_option("-t,--threads", args.threads, "CPU threads (0 = all cores)")->capture_default_str();
+  app.add_option("--cache-type", args.cache_type,
+                 "KV cache element type of fast-kernel attention (reference plans keep f32)")
+      ->check(CLI::IsMember({"f16", "bf16", "f32"}))
+      ->capture_default_str();
   app.add_option("-c,--ctx", args.n_ctx, "Context length (0 = min(trained, 4096))")->capture_default_str();
   app.add_flag("--stats", args.show_stats, "Print prefill/decode speed after each reply");
   app.add_option("--temp", args.sampling.temperature, "Temperature (0 = greedy)")->capture_default_str();

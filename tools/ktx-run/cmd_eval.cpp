@@ -22,6 +22,11 @@ int cmd_eval(int argc, char** argv) {
   app.add_option("--ref", ref_path, "reference file STEM.VARIANT.ref.gguf")->required();
   app.add_option("--dump", dump_dir, "write sequence I's prefill logits to DIR/I.f32 "
                                      "(little-endian float32 [T][n_vocab])");
+  std::string cache_type = "f16";
+  app.add_option("--cache-type", cache_type,
+                 "KV cache element type of fast-kernel attention (reference plans keep f32)")
+      ->check(CLI::IsMember({"f16", "bf16", "f32"}))
+      ->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0 = the plan's choice, else all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--gguf", gguf_override, "use this GGUF instead of the path in the plan");
@@ -38,6 +43,7 @@ int cmd_eval(int argc, char** argv) {
 
   EngineOptions opt;
   opt.threads = threads;
+  opt.kv_cache_type = cache_type;
   opt.progress = [](const std::string& m) { std::fprintf(stderr, "ktx-run: %s\n", m.c_str()); };
   auto lm = load_from_plan(plan_path, gguf_override, opt);
   if (!lm) {

@@ -95,6 +95,45 @@ void Linear::run(ThreadPool& pool, const float* x, int64_t ld_x, int64_t n_tok, 
   else pool.parallel_for(n_rc * n_tb, task);
 }
 
+void Linear::run_heads(ThreadPool& pool, int64_t n_heads, int64_t head_rows, const float* x,
+                       int64_t x_head_stride, int64_t ld_x, int64_t n_tok, float* dst,
+                       int64_t dst_head_stride, int64_t ld_dst) const {
+  if (n_tok <= 0 || n_heads <= 0 || head_rows <= 0) return;
+  const ActFormat fmt = kernel_->act_format();
+  const int64_t k = desc_.k;
+  // Inputs as rows [head][token]: each (head, token) pair has its own activation row.
+  thread_local std::vector<uint8_t> act_buf;
+  const int64_t row_bytes = fmt == ActFormat::f32 ? k * static_cast<int64_t>(sizeof(float))
+                                                  : static_cast<int64_t>(act_row_bytes(fmt, k));
+  if (act_buf.size() < static_cast<size_t>(n_heads * n_tok * row_bytes))
+    act_buf.resize(static_cast<size_t>(n_heads * n_tok * row_bytes));
+  uint8_t* buf = act_buf.data();
+  pool.parallel_for(n_heads * n_tok, [&](int64_t i) {
+    const int64_t h = i / n_tok, t = i % n_tok;
+    const float* src = x + t * ld_x + h * x_head_stride;
+    if (fmt == ActFormat::f32) std::copy_n(src, k, reinterpret_cast<float*>(buf + i * row_bytes));
+    else quantize_act_row(fmt, src, buf + i * row_bytes, k);
+  });
+  const int64_t n_tb = (n_tok + kTokenBlock - 1) / kTokenBlock;
+  const int64_t want = std::max<int64_t>(1, 4 * pool.size() / std::max<int64_t>(1, n_heads * n_tb));
+  const int64_t rpt = std::max(kMinRowsPerTask, (head_rows + want - 1) / want);
+  const int64_t n_rc = (head_rows + rpt - 1) / rpt;
+  pool.parallel_for(n_heads * n_rc * n_tb, [&](int64_t i) {
+    const int64_t h = i / (n_rc * n_tb), rc = (i / n_tb) % n_rc, tb = i % n_tb;
+    const int64_t r0 = rc * rpt, t0 = tb * kTokenBlock;
+    GemvArgs a;
+    a.w = data_ + static_cast<size_t>(h * head_rows + r0) * row_bytes_;
+    a.w_stride = static_cast<int64_t>(row_bytes_);
+    a.act = buf + (h * n_tok + t0) * row_bytes;
+    a.act_stride = row_bytes;
+    a.out = dst + h * dst_head_stride + t0 * ld_dst + r0;
+    a.out_stride = ld_dst;
+    a.n_rows = std::min(rpt, head_rows - r0);
+    a.n_tokens = std::min(kTokenBlock, n_tok - t0);
+    kernel_->run(a);
+  });
+}
+
 void linear_reference(const LinearDesc& desc, const uint8_t* data, ActFormat format,
                       const float* x, int64_t ld_x, int64_t n_tok, float* dst, int64_t ld_dst) {
   const size_t rb = *ggml_row_bytes(desc.type, desc.k);

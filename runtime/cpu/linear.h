@@ -51,6 +51,14 @@ class Linear {
     run(pool, x, desc_.k, n_tok, dst, desc_.n_rows);
   }
 
+  // The per-head form of one call (MLA's k_b / v_b): for every head h < n_heads, rows
+  // [h·head_rows, h·head_rows + head_rows) applied to the input at x + h·x_head_stride, written
+  // to dst + h·dst_head_stride (row r of the head at column r). One pool dispatch for all
+  // heads: 128 heads × 2 products × 61 layers would otherwise cost a dispatch each per token.
+  void run_heads(ThreadPool& pool, int64_t n_heads, int64_t head_rows, const float* x,
+                 int64_t x_head_stride, int64_t ld_x, int64_t n_tok, float* dst,
+                 int64_t dst_head_stride, int64_t ld_dst) const;
+
   const LinearDesc& desc() const { return desc_; }
   ActFormat act_format() const { return kernel_->act_format(); }
   std::string kernel_name() const { return kernel_->name(); }

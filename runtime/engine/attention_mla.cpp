@@ -60,9 +60,7 @@ void absorb_q(const StepCtx& s, const std::string& b, const float* q, float* q_a
   const int64_t T = s.n_tok, H = c.n_head, kvl = c.kv_lora_rank;
   const int64_t dq = c.qk_nope_dim + c.qk_rope_dim;
   if (use_split(c)) {
-    for (int64_t hh = 0; hh < H; ++hh)
-      linear(s, b + "attn_k_b.weight", hh * kvl, kvl, q + hh * dq, H * dq, T, q_abs + hh * kvl,
-             H * kvl);
+    linear_heads(s, b + "attn_k_b.weight", H, kvl, q, dq, H * dq, q_abs, kvl, H * kvl);
     return;
   }
   const Weight& kv_b = s.m.w(b + "attn_kv_b.weight");
@@ -80,6 +78,10 @@ void expand_v(const StepCtx& s, const std::string& b, const float* o_lat, float*
   const int64_t T = s.n_tok, H = c.n_head, kvl = c.kv_lora_rank, vd = c.v_head_dim;
   const bool split = use_split(c);
   const std::string wv = b + (split ? "attn_v_b.weight" : "attn_kv_b.weight");
+  if (split) {
+    linear_heads(s, wv, H, vd, o_lat, kvl, H * kvl, out, vd, H * vd);
+    return;
+  }
   for (int64_t hh = 0; hh < H; ++hh) {
     const int64_t row0 = split ? hh * vd : hh * (c.qk_nope_dim + vd) + c.qk_nope_dim;
     linear(s, wv, row0, vd, o_lat + hh * kvl, H * kvl, T, out + hh * vd, H * vd);

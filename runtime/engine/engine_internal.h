@@ -121,6 +121,12 @@ void linear(const StepCtx& s, const std::string& tensor, int64_t row0, int64_t n
             const float* src, int64_t ld_src, int64_t n_tok, float* dst, int64_t ld_dst);
 // Whole matrix: dst [n_tok][n_rows] = src [n_tok][row_len] · Wᵀ.
 void linear(const StepCtx& s, const std::string& tensor, const float* src, float* dst);
+// Per head h < n_heads: rows [h·head_rows, +head_rows) on the input at src + h·src_head_stride,
+// into dst + h·dst_head_stride (cpu::Linear::run_heads; one row-range linear() per head on the
+// reference path).
+void linear_heads(const StepCtx& s, const std::string& tensor, int64_t n_heads, int64_t head_rows,
+                  const float* src, int64_t src_head_stride, int64_t ld_src, float* dst,
+                  int64_t dst_head_stride, int64_t ld_dst);
 
 // ops.cpp
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);

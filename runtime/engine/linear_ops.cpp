@@ -63,4 +63,18 @@ void linear(const StepCtx& s, const std::string& tensor, const float* src, float
   linear(s, tensor, 0, w.n_rows(), src, w.row_len(), s.n_tok, dst, w.n_rows());
 }
 
+void linear_heads(const StepCtx& s, const std::string& tensor, int64_t n_heads, int64_t head_rows,
+                  const float* src, int64_t src_head_stride, int64_t ld_src, float* dst,
+                  int64_t dst_head_stride, int64_t ld_dst) {
+  auto it = s.m.linears.find(tensor);
+  if (it != s.m.linears.end() && !s.m.moe_oracle) {
+    it->second->run_heads(s.pool, n_heads, head_rows, src, src_head_stride, ld_src, s.n_tok, dst,
+                          dst_head_stride, ld_dst);
+    return;
+  }
+  for (int64_t h = 0; h < n_heads; ++h)
+    linear(s, tensor, h * head_rows, head_rows, src + h * src_head_stride, ld_src, s.n_tok,
+           dst + h * dst_head_stride, ld_dst);
+}
+
 }  // namespace ktx

@@ -98,6 +98,28 @@ TEST(Linear, RowRangeWithStrides) {
   }
 }
 
+// The per-head form equals one row-range call per head (MLA's k_b: 128-element rows).
+TEST(Linear, HeadsEqualPerHeadCalls) {
+  const CpuIsa cpu = detect_cpu_isa();
+  ThreadPool pool(3);
+  for (GGMLType type : {GGMLType::Q8_0, GGMLType::F16, GGMLType::Q4_K, GGMLType::F32}) {
+    const int64_t n_heads = 5, head_rows = 24, k = type == GGMLType::Q4_K ? 256 : 128;
+    const LinearDesc d{type, k, n_heads * head_rows, best_isa_tier(cpu)};
+    const auto w = test::random_rows(type, d.n_rows, k, 31);
+    auto lin = Linear::create(d, w.data(), cpu);
+    ASSERT_TRUE(lin) << lin.status().message();
+    const int64_t n_tok = 19, x_head = k + 8, ld_x = n_heads * x_head, ld_dst = n_heads * head_rows;
+    const auto x = test::random_floats(n_tok * ld_x, 1.0f, 3);
+    std::vector<float> got(n_tok * ld_dst), want(n_tok * ld_dst);
+    (*lin)->run_heads(pool, n_heads, head_rows, x.data(), x_head, ld_x, n_tok, got.data(),
+                      head_rows, ld_dst);
+    for (int64_t h = 0; h < n_heads; ++h)
+      (*lin)->run(pool, x.data() + h * x_head, ld_x, n_tok, want.data() + h * head_rows, ld_dst,
+                  h * head_rows, head_rows);
+    EXPECT_EQ(got, want) << (*lin)->kernel_name();
+  }
+}
+
 // A token's output does not depend on how many tokens share the call or on the pool size.
 TEST(Linear, TokenResultIndependentOfBatchAndThreads) {
   const CpuIsa cpu = detect_cpu_isa();

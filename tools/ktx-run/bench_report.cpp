@@ -140,8 +140,8 @@ std::string format_profile(const std::vector<BenchTest>& tests, int reps) {
   std::string out;
   for (const BenchTest& t : tests) {
     if (t.profile.by_kind.empty()) continue;
-    out += fmt::format("\nprofile {}: {:.3f} ms per run ({} runs)\n", t.name,
-                       1e3 * t.seconds / reps, reps);
+    out += fmt::format("\nprofile {}: {:.3f} ms per run, {} timed run{}\n", t.name,
+                       1e3 * t.seconds / reps, reps, reps == 1 ? "" : "s");
     out += format_ops(t, reps);
     out += format_load(t);
   }

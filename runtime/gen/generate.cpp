@@ -35,6 +35,13 @@ Expected<const PresetSpec*> lookup_preset(const std::string& name) {
   return p;
 }
 
+// The tensor list for these options: the type must be one --type accepts.
+Expected<GenModelPlan> plan_for(const PresetSpec& p, const GenOptions& opts) {
+  KTX_ASSIGN_OR_RETURN(GGMLType type, gen_parse_type(ggml_type_name(static_cast<uint32_t>(opts.type))));
+  if (opts.n_layers < 0) return Error("gen: --layers must be positive, got {}", opts.n_layers);
+  return gen_detail::build_plan(p, type, opts.n_layers);
+}
+
 double gb(uint64_t bytes) { return static_cast<double>(bytes) / 1e9; }
 
 // Refuse to clobber a file and to start a write that cannot finish.
@@ -110,14 +117,18 @@ Expected<GGMLType> gen_parse_type(const std::string& name) {
 
 Expected<GenModelPlan> gen_plan_model(const GenOptions& opts) {
   KTX_ASSIGN_OR_RETURN(const PresetSpec* p, lookup_preset(opts.preset));
-  KTX_ASSIGN_OR_RETURN(GGMLType type, gen_parse_type(ggml_type_name(static_cast<uint32_t>(opts.type))));
-  if (opts.n_layers < 0) return Error("gen: --layers must be positive, got {}", opts.n_layers);
-  return gen_detail::build_plan(*p, type, opts.n_layers);
+  return plan_for(*p, opts);
 }
 
 Status generate_model(const GenOptions& opts) {
-  KTX_ASSIGN_OR_RETURN(GenModelPlan plan, gen_plan_model(opts));
-  const PresetSpec& spec = *gen_detail::find_preset(opts.preset);
+  KTX_ASSIGN_OR_RETURN(const PresetSpec* spec, lookup_preset(opts.preset));
+  return gen_detail::generate_from_spec(*spec, opts);
+}
+
+namespace gen_detail {
+
+Status generate_from_spec(const PresetSpec& spec, const GenOptions& opts) {
+  KTX_ASSIGN_OR_RETURN(GenModelPlan plan, plan_for(spec, opts));
   KTX_ASSIGN_OR_RETURN(gen_detail::GenVocab vocab, gen_detail::build_vocab(spec.tok, spec.n_vocab));
   KTX_RETURN_IF_ERROR(check_output(opts.output, opts.force,
                                    plan.data_bytes + metadata_bound(plan, vocab)));
@@ -156,4 +167,5 @@ Status generate_model(const GenOptions& opts) {
   return Status::ok();
 }
 
+}  // namespace gen_detail
 }  // namespace ktx

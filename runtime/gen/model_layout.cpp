@@ -1,6 +1,18 @@
 // Tensor lists and model metadata for the generator's presets. Shapes are in GGUF ne order
 // (ne[0] = row length) and follow llama.cpp's tensor naming; initialization scales follow the
 // usual 1/sqrt(fan_in) rule so that every matrix-vector product keeps unit-scale activations.
+//
+// Two exceptions keep routing honest (tokens spread over the experts as in a trained model,
+// which benchmarks rely on). With random weights, attention is close to an average over the
+// sequence, so its output is nearly the same vector for every token; added to the residual
+// stream layer after layer, that shared part grows until every token's router sees the same
+// input and picks the same few experts (measured on qwen3-30b-a3b --layers 8: one expert took
+// 7.7x its share, 28% of a layer's experts got no token). So (1) token embeddings have unit
+// scale per element, making each token's own vector the bulk of the residual stream, and
+// (2) the projections that write into the stream (attn_output, ffn_down*) are scaled by
+// 1/sqrt(2 n_layer) as GPT-2 initializes them, so all layers together add no more than the
+// embedding carries. n_layer is the preset's full depth, so a --layers cut keeps the full
+// model's tensors byte for byte.
 #include "runtime/gen/model_layout.h"
 
 #include <fmt/format.h>
@@ -14,7 +26,8 @@ namespace {
 // F32 (as llama.cpp keeps them), matrices get the requested type or its fallback.
 class PlanBuilder {
  public:
-  PlanBuilder(GenModelPlan& plan, GGMLType type) : plan_(plan), type_(type) {}
+  PlanBuilder(GenModelPlan& plan, GGMLType type, int64_t n_layer_full)
+      : plan_(plan), type_(type), residual_scale_(inv_sqrt(2 * n_layer_full)) {}
 
   void norm(const std::string& name, int64_t n) { add(name, GGMLType::F32, {n}, GenInit::Ones, 0); }
   void bias(const std::string& name, int64_t n, float std) {
@@ -27,6 +40,15 @@ class PlanBuilder {
   void matrix(const std::string& name, std::vector<int64_t> ne, int64_t fan_in = 0) {
     const float std = inv_sqrt(fan_in > 0 ? fan_in : ne[0]);
     add(name, type_, std::move(ne), GenInit::Weight, std);
+  }
+  // A matrix whose output is added to the residual stream (see the file comment).
+  void residual(const std::string& name, std::vector<int64_t> ne) {
+    const float std = inv_sqrt(ne[0]) * residual_scale_;
+    add(name, type_, std::move(ne), GenInit::Weight, std);
+  }
+  // Token embeddings: unit scale per element (see the file comment).
+  void embedding(const std::string& name, int64_t n_embd, int64_t n_vocab) {
+    add(name, type_, {n_embd, n_vocab}, GenInit::Weight, 1.0f);
   }
   Status status() const { return status_; }
 
@@ -55,6 +77,7 @@ class PlanBuilder {
 
   GenModelPlan& plan_;
   GGMLType type_;
+  float residual_scale_;
   Status status_;
 };
 
@@ -71,14 +94,14 @@ void add_mla_attention(const PresetSpec& p, int64_t il, PlanBuilder& b) {
   // to the key, so its scale is that of a kv_lora fan-in.
   b.matrix(blk(il, "attn_k_b.weight"), {p.qk_nope, p.kv_lora, p.n_head}, p.kv_lora);
   b.matrix(blk(il, "attn_v_b.weight"), {p.kv_lora, p.v_head, p.n_head});
-  b.matrix(blk(il, "attn_output.weight"), {p.n_head * p.v_head, p.n_embd});
+  b.residual(blk(il, "attn_output.weight"), {p.n_head * p.v_head, p.n_embd});
 }
 
 void add_gqa_attention(const PresetSpec& p, int64_t il, PlanBuilder& b) {
   b.matrix(blk(il, "attn_q.weight"), {p.n_embd, p.n_head * p.head_dim});
   b.matrix(blk(il, "attn_k.weight"), {p.n_embd, p.n_head_kv * p.head_dim});
   b.matrix(blk(il, "attn_v.weight"), {p.n_embd, p.n_head_kv * p.head_dim});
-  b.matrix(blk(il, "attn_output.weight"), {p.n_head * p.head_dim, p.n_embd});
+  b.residual(blk(il, "attn_output.weight"), {p.n_head * p.head_dim, p.n_embd});
   if (p.qk_norm) {
     b.norm(blk(il, "attn_q_norm.weight"), p.head_dim);
     b.norm(blk(il, "attn_k_norm.weight"), p.head_dim);
@@ -90,7 +113,7 @@ void add_ffn(const PresetSpec& p, int64_t il, bool dense, PlanBuilder& b) {
   if (dense) {
     b.matrix(blk(il, "ffn_gate.weight"), {p.n_embd, p.n_ff});
     b.matrix(blk(il, "ffn_up.weight"), {p.n_embd, p.n_ff});
-    b.matrix(blk(il, "ffn_down.weight"), {p.n_ff, p.n_embd});
+    b.residual(blk(il, "ffn_down.weight"), {p.n_ff, p.n_embd});
     return;
   }
   b.router(blk(il, "ffn_gate_inp.weight"), p.n_embd, p.n_expert);
@@ -98,12 +121,12 @@ void add_ffn(const PresetSpec& p, int64_t il, bool dense, PlanBuilder& b) {
   if (p.gating == 2) b.bias(blk(il, "exp_probs_b.bias"), p.n_expert, 0.01f);
   b.matrix(blk(il, "ffn_gate_exps.weight"), {p.n_embd, p.n_ff_exp, p.n_expert});
   b.matrix(blk(il, "ffn_up_exps.weight"), {p.n_embd, p.n_ff_exp, p.n_expert});
-  b.matrix(blk(il, "ffn_down_exps.weight"), {p.n_ff_exp, p.n_embd, p.n_expert});
+  b.residual(blk(il, "ffn_down_exps.weight"), {p.n_ff_exp, p.n_embd, p.n_expert});
   if (p.n_expert_shared > 0) {
     const int64_t n_ff_sh = p.n_ff_exp * p.n_expert_shared;
     b.matrix(blk(il, "ffn_gate_shexp.weight"), {p.n_embd, n_ff_sh});
     b.matrix(blk(il, "ffn_up_shexp.weight"), {p.n_embd, n_ff_sh});
-    b.matrix(blk(il, "ffn_down_shexp.weight"), {n_ff_sh, p.n_embd});
+    b.residual(blk(il, "ffn_down_shexp.weight"), {n_ff_sh, p.n_embd});
   }
 }
 
@@ -165,8 +188,8 @@ Expected<GenModelPlan> build_plan(const PresetSpec& p, GGMLType type, int64_t n_
   plan.n_vocab = p.n_vocab;
   const LayerCounts lc = layer_counts(p, n_layers);
   plan.n_layers = lc.n_layer;
-  PlanBuilder b(plan, type);
-  b.matrix("token_embd.weight", {p.n_embd, p.n_vocab});
+  PlanBuilder b(plan, type, p.n_layer);
+  b.embedding("token_embd.weight", p.n_embd, p.n_vocab);
   for (int64_t il = 0; il < lc.n_layer; ++il) {
     b.norm(blk(il, "attn_norm.weight"), p.n_embd);
     if (p.kv_lora > 0) {

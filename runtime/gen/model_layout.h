@@ -33,6 +33,10 @@ Expected<GenModelPlan> build_plan(const PresetSpec& p, GGMLType type, int64_t n_
 void write_model_keys(const PresetSpec& p, const GenModelPlan& plan, GGMLType type,
                       GGUFWriter& w);
 
+// generate_model for a spec that need not be in the preset table (opts.preset is ignored):
+// tests build reduced shapes with it. Defined in generate.cpp.
+Status generate_from_spec(const PresetSpec& spec, const GenOptions& opts);
+
 // llama.cpp's general.file_type (LLAMA_FTYPE_MOSTLY_*) for a uniform weight type.
 uint32_t llama_file_type(GGMLType type);
 

@@ -1,5 +1,5 @@
 // ktx-run: the runtime's one binary. `ktx-run PLAN` chats; the first argument may instead name a
-// subcommand (eval, tokenize, probe, tune, gen).
+// subcommand (eval, bench, tokenize, probe, tune, gen).
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -12,6 +12,7 @@ void print_usage() {
   std::fputs(
       "usage: ktx-run PLAN [options]            chat (interactive), or one-shot with -p TEXT\n"
       "       ktx-run eval PLAN --ref FILE      compare logits with a reference file\n"
+      "       ktx-run bench PLAN -p N,M -n N    prefill and decode tokens per second\n"
       "       ktx-run tokenize --gguf FILE      print token ids of stdin's text\n"
       "       ktx-run probe -o host.toml        write this machine's hardware profile\n"
       "       ktx-run tune --hw host.toml       time kernel configs, record the winners\n"
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
   const std::string cmd = argv[1];
   using namespace ktx::cli;
   if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
+  if (cmd == "bench") return cmd_bench(argc - 1, argv + 1);
   if (cmd == "tokenize") return cmd_tokenize(argc - 1, argv + 1);
   if (cmd == "probe") return cmd_probe(argc - 1, argv + 1);
   if (cmd == "gen") return cmd_gen(argc - 1, argv + 1);

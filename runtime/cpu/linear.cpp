@@ -2,6 +2,9 @@
 #include "runtime/cpu/linear.h"
 
 #include <algorithm>
+#include <cstring>
+
+#include "common/quant/quant_blocks.h"
 
 #include "runtime/cpu/act_quant.h"
 
@@ -39,14 +42,21 @@ Expected<std::unique_ptr<Linear>> Linear::create(const LinearDesc& desc, const u
   if (!rb) return rb.status().with_context(desc.to_string());
   if (desc.isa != IsaTier::reference && !isa_tier_supported(desc.isa, cpu))
     return Error("{}: this CPU lacks the {} tier", desc.to_string(), isa_tier_name(desc.isa));
+  std::unique_ptr<Linear> l(new Linear());
+  GGMLType run_type = desc.type;
+  if (desc.type == GGMLType::Q5_0 && desc.isa != IsaTier::reference && desc.k % 32 == 0) {
+    l->repacked_ = repack_q5_0_to_q8_0(data, desc.n_rows, desc.k);
+    data = l->repacked_.data();
+    run_type = GGMLType::Q8_0;
+    rb = ggml_row_bytes(run_type, desc.k);
+  }
   GemvDesc g;
-  g.type = desc.type;
+  g.type = run_type;
   g.k = desc.k;
   g.unroll = 2;
   g.isa = desc.isa;
   auto kernel = make_gemv(g, cpu);
   if (!kernel) return kernel.status().with_context(desc.to_string());
-  std::unique_ptr<Linear> l(new Linear());
   l->desc_ = desc;
   l->data_ = data;
   l->row_bytes_ = *rb;
@@ -132,6 +142,27 @@ void Linear::run_heads(ThreadPool& pool, int64_t n_heads, int64_t head_rows, con
     a.n_tokens = std::min(kTokenBlock, n_tok - t0);
     kernel_->run(a);
   });
+}
+
+std::vector<uint8_t> repack_q5_0_to_q8_0(const uint8_t* src, int64_t n_rows, int64_t k) {
+  using quant_detail::BlockQ5_0;
+  using quant_detail::BlockQ8_0;
+  const int64_t n_blocks = n_rows * (k / 32);
+  std::vector<uint8_t> out(static_cast<size_t>(n_blocks) * sizeof(BlockQ8_0));
+  const auto* in = reinterpret_cast<const BlockQ5_0*>(src);
+  auto* dst = reinterpret_cast<BlockQ8_0*>(out.data());
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    uint32_t qh;
+    std::memcpy(&qh, in[b].qh, sizeof(qh));
+    dst[b].d = in[b].d;
+    for (int j = 0; j < 16; ++j) {
+      const int lo = (in[b].qs[j] & 0x0F) | static_cast<int>(((qh >> j) & 1u) << 4);
+      const int hi = (in[b].qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1u) << 4);
+      dst[b].qs[j] = static_cast<int8_t>(lo - 16);
+      dst[b].qs[j + 16] = static_cast<int8_t>(hi - 16);
+    }
+  }
+  return out;
 }
 
 void linear_reference(const LinearDesc& desc, const uint8_t* data, ActFormat format,

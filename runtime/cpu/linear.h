@@ -4,6 +4,11 @@
 // the routed experts use), so every linear op runs at the tier the plan chose; tensor types
 // without a generated kernel fall back to the plain reference kernel of the dispatch list.
 //
+// Types with an exact Q8_0 form but no generated kernel (Q5_0: DeepSeek's attn_k_b, whose
+// 128-element rows are too short for K-quants) are repacked once at create() into Q8_0 (same
+// scale, q - 16 as int8: the same values bit for bit), owned by the Linear; the plan's memory
+// report counts them.
+//
 // A call quantizes each token's input once into the kernel's activation format (int16-grade
 // planes, runtime/cpu/act_quant.h: a KL near 1e-8 on the shipped models), then splits the
 // output into (row chunk × token block) tasks on the thread pool. Token blocks keep a block's
@@ -63,6 +68,8 @@ class Linear {
   ActFormat act_format() const { return kernel_->act_format(); }
   std::string kernel_name() const { return kernel_->name(); }
   uint64_t weight_bytes() const { return static_cast<uint64_t>(row_bytes_) * desc_.n_rows; }
+  // Bytes of the load-time repack (0 when the GGUF bytes are read in place).
+  uint64_t repacked_bytes() const { return repacked_.size(); }
 
  private:
   Linear() = default;
@@ -70,7 +77,11 @@ class Linear {
   const uint8_t* data_ = nullptr;
   size_t row_bytes_ = 0;
   std::unique_ptr<GemvKernel> kernel_;
+  std::vector<uint8_t> repacked_;  // Q8_0 copy of a Q5_0 weight, else empty
 };
+
+// Q5_0 rows -> Q8_0 rows with identical values (n_rows rows of k elements).
+std::vector<uint8_t> repack_q5_0_to_q8_0(const uint8_t* src, int64_t n_rows, int64_t k);
 
 // The plain twin for conformance tests: dst as above with float32 weights dequantized row by
 // row and the input rounded the way `format` rounds it (round_act_row), summed in double.

@@ -91,6 +91,13 @@ class Model {
   // One line per distinct kernel set, "blk.1-3 decode: gate=... up=... down=...; prefill: ...";
   // "reference (float32)" when no layer runs fast kernels.
   std::string kernel_summary() const;
+  // What the model holds in memory besides sessions: the GGUF mapping (file-backed: pages are
+  // read on first touch), load-time repacks (prefill experts, linear weights without an
+  // in-place kernel) and the f32 weight cache of small reference plans.
+  struct Memory {
+    uint64_t gguf_mapped = 0, repacked_experts = 0, repacked_linears = 0, f32_cache = 0;
+  };
+  Memory memory() const;
   const ModelImpl& impl() const { return *impl_; }
 
  private:
@@ -136,6 +143,11 @@ class Session {
   // changed) if the context would overflow, a token id is out of range, or tokens is empty.
   Expected<std::vector<float>> forward(std::span<const int32_t> tokens, bool all_logits);
 
+  // Bytes of this session's KV cache (all n_ctx positions) and activation arena (as large as
+  // the largest call so far).
+  uint64_t kv_cache_bytes() const;
+  uint64_t arena_bytes() const;
+
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return n_ctx_; }
   void reset() { n_past_ = 0; }
@@ -162,6 +174,9 @@ struct LoadedModel {
   std::shared_ptr<const GGUFFile> gguf;
   std::unique_ptr<Model> model;
 };
+// One line: "memory: GGUF mapping 14.99 GB + repacked experts 0 B + ... = total".
+std::string memory_summary(const Model& model, const Session* session);
+
 Expected<LoadedModel> load_from_plan(const std::string& plan_path, const std::string& gguf_override,
                                      const EngineOptions& opt);
 

@@ -77,4 +77,28 @@ void linear_heads(const StepCtx& s, const std::string& tensor, int64_t n_heads, 
            dst + h * dst_head_stride, ld_dst);
 }
 
+Model::Memory Model::memory() const {
+  Memory m;
+  m.gguf_mapped = impl_->gguf->total_size();
+  for (const auto& [name, l] : impl_->linears) m.repacked_linears += l->repacked_bytes();
+  for (const auto& [name, w] : impl_->weights) m.f32_cache += w.cached_bytes();
+  m.repacked_experts = repacked_expert_bytes(*impl_);
+  return m;
+}
+
+std::string memory_summary(const Model& model, const Session* session) {
+  auto gb = [](uint64_t b) { return fmt::format("{:.2f} GB", static_cast<double>(b) / 1e9); };
+  const Model::Memory m = model.memory();
+  uint64_t total = m.gguf_mapped + m.repacked_experts + m.repacked_linears + m.f32_cache;
+  std::string s = fmt::format("memory: GGUF mapping {} + repacked experts {} + repacked linears {} "
+                              "+ f32 weight cache {}", gb(m.gguf_mapped), gb(m.repacked_experts),
+                              gb(m.repacked_linears), gb(m.f32_cache));
+  if (session) {
+    s += fmt::format(" + KV cache {} (ctx {}) + arenas {}", gb(session->kv_cache_bytes()),
+                     session->n_ctx(), gb(session->arena_bytes()));
+    total += session->kv_cache_bytes() + session->arena_bytes();
+  }
+  return s + fmt::format(" = {}", gb(total));
+}
+
 }  // namespace ktx

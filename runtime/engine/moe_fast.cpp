@@ -241,6 +241,20 @@ std::string Model::kernel_summary() const {
   return out.empty() ? "reference (float32) for every layer\n" : out;
 }
 
+uint64_t repacked_expert_bytes(const ModelImpl& m) {
+  uint64_t n = 0;
+  for (const auto& f : m.moe_fast) {
+    if (!f || !f->repacked) continue;
+    for (const auto* mats : {&f->repacked->gate, &f->repacked->up, &f->repacked->down})
+      for (const cpu::RepackedMatrix& r : *mats) {
+        const uint64_t rows = static_cast<uint64_t>(r.panels) * 16;
+        n += rows * static_cast<uint64_t>(r.k) +
+             rows * static_cast<uint64_t>(r.blocks) * sizeof(float) * (r.has_bias ? 2 : 1);
+      }
+  }
+  return n;
+}
+
 Status run_fast_moe(const StepCtx& s, MoeFastLayer& f, const float* h, const int32_t* chosen,
                     const float* weights, float* dst) {
   std::lock_guard<std::mutex> lock(f.mu);

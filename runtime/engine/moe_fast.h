@@ -44,6 +44,9 @@ struct MoeFastLayer {
 // a tier this CPU lacks, a descriptor that does not match the GGUF tensors, a failed repack.
 Status load_fast_moe(ModelImpl& m, const EngineOptions& opt);
 
+// Bytes of the prefill repacks of every fast layer.
+uint64_t repacked_expert_bytes(const ModelImpl& m);
+
 // dst [n_tok][n_embd] = the routed experts' weighted sum for the tokens of `s`, through the
 // layer's fast kernels. chosen/weights: [n_tok][top_k] from the router.
 Status run_fast_moe(const StepCtx& s, MoeFastLayer& layer, const float* h, const int32_t* chosen,

@@ -32,6 +32,20 @@ Session::Session(const Model& m, int64_t n_ctx)
 
 Session::~Session() = default;
 
+uint64_t Session::kv_cache_bytes() const {
+  uint64_t n = 0;
+  for (const LayerCache& l : cache_->layers) n += l.k.size() + l.v.size();
+  return n;
+}
+
+uint64_t Session::arena_bytes() const {
+  uint64_t n = 0;
+  for (const auto& b : cache_->arena.act) n += b.capacity() * sizeof(float);
+  for (const auto& b : cache_->arena.route_ids) n += b.capacity() * sizeof(int32_t);
+  for (const auto& b : cache_->arena.route_weights) n += b.capacity() * sizeof(float);
+  return n;
+}
+
 Expected<std::vector<float>> Session::forward(std::span<const int32_t> tokens, bool all_logits) {
   const ModelImpl& m = model_.impl();
   const ModelConfig& c = m.cfg;

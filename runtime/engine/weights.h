@@ -25,6 +25,7 @@ class Weight {
 
   // Dequantize the whole tensor into an f32 cache (row() then returns pointers into it).
   void cache_f32();
+  uint64_t cached_bytes() const { return cache_.size() * sizeof(float); }
   // Row r as float32: a pointer into the cache, or `buf` (row_len() floats) filled with it.
   const float* row(int64_t r, float* buf) const;
 

@@ -122,6 +122,7 @@ std::string format_header(const BenchHeader& h) {
                      h.n_vocab, gib(h.gguf_bytes), h.gguf_path, h.n_ctx);
   out += "kernels:\n" + h.kernels;
   if (!h.kernels.empty() && h.kernels.back() != '\n') out += '\n';
+  if (!h.memory.empty()) out += h.memory + "\n";
   return out;
 }
 
@@ -155,7 +156,7 @@ std::string format_json(const BenchHeader& h, const std::vector<BenchTest>& test
                            {"gguf", h.gguf_path},    {"arch", h.arch},
                            {"n_layer", h.n_layer},   {"n_vocab", h.n_vocab},
                            {"gguf_bytes", h.gguf_bytes}, {"n_ctx", h.n_ctx},
-                           {"repetitions", h.repetitions}, {"kernels", h.kernels}};
+                           {"repetitions", h.repetitions}, {"kernels", h.kernels}, {"memory", h.memory}};
   nlohmann::json results = nlohmann::json::array();
   for (const BenchTest& t : tests) {
     nlohmann::json r = {{"test", t.name},

@@ -26,6 +26,7 @@ struct BenchHeader {
   int64_t n_ctx = 0;         // context of every session the bench made
   int repetitions = 0;
   std::string kernels;       // Model::kernel_summary(), one line per kernel set
+  std::string memory;        // memory_summary() of the model and a session of n_ctx
 };
 
 // One test ("pp512" or "tg128"): its token counts and one tokens/s value per timed repetition.

@@ -29,7 +29,7 @@ namespace {
 constexpr uint64_t kTokenSeed = 0x6b74782d62656e63ull;  // "ktx-benc"
 
 struct BenchArgs {
-  std::string plan_path, gguf_override, prompt_list = "512";
+  std::string plan_path, gguf_override, prompt_list = "512", cache_type = "f16";
   int64_t n_gen = 128;
   int reps = 3;
   int threads = 0;
@@ -150,6 +150,10 @@ int parse_args(int argc, char** argv, BenchArgs& a, bool& done) {
   app.add_option("--ctx", a.n_ctx, "session context (0 = largest prompt + n + 1)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--gguf", a.gguf_override, "use this GGUF instead of the path in the plan");
+  app.add_option("--cache-type", a.cache_type,
+                 "KV cache element type of fast-kernel attention (reference plans keep f32)")
+      ->check(CLI::IsMember({"f16", "bf16", "f32"}))
+      ->capture_default_str();
   app.add_flag("--json", a.json, "print the results as one JSON document on stdout");
   app.add_flag("--profile", a.profile, "time each op kind and report the expert-load spread");
   app.add_flag("--no-warmup", a.no_warmup, "skip the untimed warm-up run");
@@ -184,6 +188,7 @@ int cmd_bench(int argc, char** argv) {
   EngineOptions opt;
   opt.threads = a.threads;
   opt.n_ctx = n_ctx;
+  opt.kv_cache_type = a.cache_type;
   opt.progress = [](const std::string& m) { std::fprintf(stderr, "ktx-run: %s\n", m.c_str()); };
   auto lm = load_from_plan(a.plan_path, a.gguf_override, opt);
   if (!lm) return fail(lm.status().message(), 2);
@@ -203,6 +208,10 @@ int cmd_bench(int argc, char** argv) {
   h.n_ctx = n_ctx;
   h.repetitions = a.reps;
   h.kernels = lm->model->kernel_summary();
+  {
+    Session probe(*lm->model, h.n_ctx);  // the KV cache every test's session holds
+    h.memory = memory_summary(*lm->model, &probe);
+  }
 
   if (!a.no_warmup) {
     BenchTest warm = tests.front();  // the smallest pp test, else a short tg

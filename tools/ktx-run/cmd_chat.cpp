@@ -50,7 +50,7 @@ class Conversation {
  public:
   // The session takes the model's context (EngineOptions::n_ctx, from --ctx).
   Conversation(const LoadedModel& lm, const Tokenizer& tok, const ChatArgs& args)
-      : tok_(tok), args_(args), session_(*lm.model), sampler_(args.sampling) {}
+      : tok_(tok), args_(args), model_(*lm.model), session_(*lm.model), sampler_(args.sampling) {}
 
   // Evaluate `tokens` (the whole conversation so far), reusing the cached prefix, then
   // generate up to n_predict tokens, streaming text to `out`. Returns the generated text.
@@ -106,6 +106,7 @@ class Conversation {
       std::fprintf(stderr, "[prefill %zu tok in %.2f s (%.1f tok/s), decode %d tok in %.2f s (%.1f tok/s)]\n",
                    fresh.size(), t_prefill, fresh.size() / std::max(t_prefill, 1e-9), n_gen,
                    t_gen, n_gen / std::max(t_gen, 1e-9));
+      std::fprintf(stderr, "[%s]\n", memory_summary(model_, &session_).c_str());
     }
     return text;
   }
@@ -113,6 +114,7 @@ class Conversation {
  private:
   const Tokenizer& tok_;
   const ChatArgs& args_;
+  const Model& model_;
   Session session_;
   Sampler sampler_;
   std::vector<int32_t> evaluated_;
@@ -228,7 +230,9 @@ int cmd_chat(int argc, char** argv) {
       ->check(CLI::IsMember({"f16", "bf16", "f32"}))
       ->capture_default_str();
   app.add_option("-c,--ctx", args.n_ctx, "Context length (0 = min(trained, 4096))")->capture_default_str();
-  app.add_flag("--stats", args.show_stats, "Print prefill/decode speed after each reply");
+  app.add_flag("--stats", args.show_stats,
+               "Print prefill/decode speed and the resident memory (GGUF mapping, repacks, KV "
+               "cache, arenas) after each reply");
   app.add_option("--temp", args.sampling.temperature, "Temperature (0 = greedy)")->capture_default_str();
   app.add_option("--top-k", args.sampling.top_k, "Top-k (0 = off)")->capture_default_str();
   app.add_option("--top-p", args.sampling.top_p, "Top-p (1 = off)")->capture_default_str();

@@ -73,5 +73,7 @@ Expected<std::unique_ptr<GemvKernel>> create_gemv_q4_k_avx2(const GemvDesc& desc
 Expected<std::unique_ptr<GemvKernel>> create_gemv_q6_k_avx2(const GemvDesc& desc);
 // BF16 and F16 (any k >= 1) against f32 activations: gemv_avx2_f16.cpp.
 Expected<std::unique_ptr<GemvKernel>> create_gemv_f16_avx2(const GemvDesc& desc);
+// F32 (any k >= 1) against f32 activations, AVX2+FMA intrinsics: gemv_f32.cpp.
+Expected<std::unique_ptr<GemvKernel>> create_gemv_f32_avx2(const GemvDesc& desc);
 
 }  // namespace ktx::cpu

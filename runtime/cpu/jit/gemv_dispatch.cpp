@@ -46,6 +46,7 @@ bool supports_q45_k(const GemvDesc& d) {
   return (d.type == GGMLType::Q4_K || d.type == GGMLType::Q5_K) && d.k % 256 == 0;
 }
 bool supports_q6_k(const GemvDesc& d) { return d.type == GGMLType::Q6_K && d.k % 256 == 0; }
+bool supports_f32(const GemvDesc& d) { return d.type == GGMLType::F32 && d.k >= 1; }
 bool supports_f16(const GemvDesc& d) {
   return (d.type == GGMLType::BF16 || d.type == GGMLType::F16) && d.k >= 1;
 }
@@ -76,6 +77,7 @@ const std::vector<Entry>& entries() {
       {{"q4_k_avx2", IsaTier::avx2, supports_q45_k, create_gemv_q4_k_avx2}, nullptr},
       {{"q6_k_avx2", IsaTier::avx2, supports_q6_k, create_gemv_q6_k_avx2}, nullptr},
       {{"f16_avx2", IsaTier::avx2, supports_f16, create_gemv_f16_avx2}, nullptr},
+      {{"f32_avx2", IsaTier::avx2, supports_f32, create_gemv_f32_avx2}, nullptr},
       {{"reference", IsaTier::reference, supports_any, create_gemv_reference}, nullptr},
   };
   return list;

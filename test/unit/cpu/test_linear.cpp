@@ -138,6 +138,26 @@ TEST(Linear, TokenResultIndependentOfBatchAndThreads) {
   }
 }
 
+// The Q5_0 -> Q8_0 repack keeps every value: dequantized rows are bit-identical.
+TEST(Linear, Q5_0RepackIsExact) {
+  const int64_t rows = 7, k = 128;
+  auto w = test::random_rows(GGMLType::Q5_0, rows, k, 77);
+  const auto q8 = repack_q5_0_to_q8_0(w.data(), rows, k);
+  const size_t rb5 = *ggml_row_bytes(GGMLType::Q5_0, k), rb8 = *ggml_row_bytes(GGMLType::Q8_0, k);
+  std::vector<float> a(k), b(k);
+  for (int64_t r = 0; r < rows; ++r) {
+    dequantize_row(GGMLType::Q5_0, w.data() + r * rb5, a.data(), k);
+    dequantize_row(GGMLType::Q8_0, q8.data() + r * rb8, b.data(), k);
+    for (int64_t i = 0; i < k; ++i) ASSERT_EQ(a[i], b[i]) << r << "," << i;
+  }
+  const CpuIsa cpu = detect_cpu_isa();
+  if (!isa_tier_supported(IsaTier::avx2, cpu)) GTEST_SKIP() << "no avx2: Q5_0 runs the reference";
+  auto lin = Linear::create({GGMLType::Q5_0, k, rows, IsaTier::avx2}, w.data(), cpu);
+  ASSERT_TRUE(lin) << lin.status().message();
+  EXPECT_EQ((*lin)->repacked_bytes(), q8.size());
+  EXPECT_EQ((*lin)->kernel_name().find("gemv_ref"), std::string::npos) << (*lin)->kernel_name();
+}
+
 TEST(Linear, RejectsBadDescriptors) {
   const CpuIsa cpu = detect_cpu_isa();
   std::vector<uint8_t> w(4096);

@@ -7,6 +7,7 @@
 #include "common/quant/quant_blocks.h"
 
 #include "runtime/cpu/act_quant.h"
+#include "runtime/cpu/jit/gemm_kq_kernel.h"
 
 namespace ktx::cpu {
 namespace {
@@ -27,6 +28,13 @@ int64_t rows_per_task(int64_t n_out, int64_t n_token_blocks, int threads) {
 }
 
 }  // namespace
+
+Linear::Linear() = default;
+Linear::~Linear() = default;
+
+std::string Linear::kernel_name() const {
+  return gemm_ ? kernel_->name() + "+" + gemm_->name() : kernel_->name();
+}
 
 std::string LinearDesc::to_string() const {
   return fmt::format("linear:type={},k={},n_rows={},isa={}", ggml_type_name(static_cast<uint32_t>(type)),
@@ -57,6 +65,11 @@ Expected<std::unique_ptr<Linear>> Linear::create(const LinearDesc& desc, const u
   g.isa = desc.isa;
   auto kernel = make_gemv(g, cpu);
   if (!kernel) return kernel.status().with_context(desc.to_string());
+  if (desc.isa == IsaTier::amx && gemm_kq_supported(desc.type) && desc.k % kKqSuper == 0) {
+    auto gemm = create_gemm_kq_amx(desc.type, cpu);
+    if (!gemm) return gemm.status().with_context(desc.to_string());
+    l->gemm_ = std::move(*gemm);
+  }
   l->desc_ = desc;
   l->data_ = data;
   l->row_bytes_ = *rb;
@@ -83,6 +96,10 @@ void Linear::run(ThreadPool& pool, const float* x, int64_t ld_x, int64_t n_tok, 
     else pool.parallel_for(n_tok, quantize);
     act = buf;
   }
+  if (gemm_ && n_tok > kGemmMinTokens) {
+    run_gemm(pool, act, act_stride, n_tok, dst, ld_dst, row0, n_out);
+    return;
+  }
 
   const int64_t n_tb = (n_tok + kTokenBlock - 1) / kTokenBlock;
   const int64_t rpt = rows_per_task(n_out, n_tb, pool.size());
@@ -105,6 +122,69 @@ void Linear::run(ThreadPool& pool, const float* x, int64_t ld_x, int64_t n_tok, 
   else pool.parallel_for(n_rc * n_tb, task);
 }
 
+void Linear::run_gemm(ThreadPool& pool, const uint8_t* act, int64_t act_stride, int64_t n_tok,
+                      float* dst, int64_t ld_dst, int64_t row0, int64_t n_out) const {
+  constexpr int64_t kGroupsPerTask = 8;  // 128 tokens: 8 groups x 28 super-blocks x 8 KiB at k = 7168
+  constexpr int64_t kPanelsPerTask = 4;
+  const int64_t ns = desc_.k / kKqSuper;
+  const int64_t n_groups = (n_tok + kKqTile - 1) / kKqTile;
+  // The activation tiles: group g's super-block s at (g·ns + s)·kKqActBytes.
+  thread_local std::vector<int8_t> tiles;
+  thread_local std::vector<float> floats;
+  tiles.resize(static_cast<size_t>(n_groups * ns * kKqActBytes));
+  floats.resize(static_cast<size_t>(n_groups * ns * kKqActFloats));
+  int8_t* tiles_p = tiles.data();
+  float* floats_p = floats.data();
+  pool.parallel_for(n_groups, [&](int64_t g) {
+    const ActBlockQ16_K* rows[kKqTile];
+    for (int64_t i = 0; i < kKqTile; ++i) {
+      const int64_t t = g * kKqTile + i;
+      rows[i] = t < n_tok ? reinterpret_cast<const ActBlockQ16_K*>(act + t * act_stride) : nullptr;
+    }
+    kq_pack_acts(rows, ns, tiles_p + g * ns * kKqActBytes, kKqActBytes,
+                 floats_p + g * ns * kKqActFloats, kKqActFloats);
+  });
+
+  const int64_t panels = (n_out + kKqTile - 1) / kKqTile;
+  const int64_t n_pc = (panels + kPanelsPerTask - 1) / kPanelsPerTask;
+  const int64_t n_gc = (n_groups + kGroupsPerTask - 1) / kGroupsPerTask;
+  pool.parallel_for(n_pc * n_gc, [&](int64_t task) {
+    const int64_t pc = task / n_gc, gc = task % n_gc;
+    const int64_t g0 = gc * kGroupsPerTask, groups = std::min(kGroupsPerTask, n_groups - g0);
+    thread_local std::vector<float> out_tile;
+    thread_local std::vector<uint8_t> tail_rows;
+    out_tile.resize(static_cast<size_t>(groups * kKqTile * kKqTile));
+    GemmKqArgs a;
+    a.w_stride = static_cast<int64_t>(row_bytes_);
+    a.act = tiles_p + g0 * ns * kKqActBytes;
+    a.act_group_stride = ns * kKqActBytes;
+    a.act_f = floats_p + g0 * ns * kKqActFloats;
+    a.act_f_group_stride = ns * kKqActFloats * static_cast<int64_t>(sizeof(float));
+    a.out = out_tile.data();
+    a.out_group_stride = kKqTile * kKqTile;
+    a.n_super = ns;
+    a.n_groups = groups;
+    for (int64_t p = pc * kPanelsPerTask; p < std::min(panels, (pc + 1) * kPanelsPerTask); ++p) {
+      const int64_t r0 = p * kKqTile, rows = std::min(kKqTile, n_out - r0);
+      a.w = data_ + static_cast<size_t>(row0 + r0) * row_bytes_;
+      if (rows < kKqTile) {  // the kernel reads 16 rows: a tail panel runs from zeroed copies
+        tail_rows.assign(static_cast<size_t>(kKqTile) * row_bytes_, 0);
+        std::memcpy(tail_rows.data(), a.w, static_cast<size_t>(rows) * row_bytes_);
+        a.w = tail_rows.data();
+      }
+      gemm_->run(a);
+      for (int64_t g = 0; g < groups; ++g) {
+        const float* src = out_tile.data() + g * kKqTile * kKqTile;  // [row][token]
+        const int64_t t0 = (g0 + g) * kKqTile, nt = std::min(kKqTile, n_tok - t0);
+        for (int64_t t = 0; t < nt; ++t) {
+          float* d = dst + (t0 + t) * ld_dst + r0;
+          for (int64_t n = 0; n < rows; ++n) d[n] = src[n * kKqTile + t];
+        }
+      }
+    }
+  });
+}
+
 void Linear::run_heads(ThreadPool& pool, int64_t n_heads, int64_t head_rows, const float* x,
                        int64_t x_head_stride, int64_t ld_x, int64_t n_tok, float* dst,
                        int64_t dst_head_stride, int64_t ld_dst) const {
@@ -118,12 +198,18 @@ void Linear::run_heads(ThreadPool& pool, int64_t n_heads, int64_t head_rows, con
   if (act_buf.size() < static_cast<size_t>(n_heads * n_tok * row_bytes))
     act_buf.resize(static_cast<size_t>(n_heads * n_tok * row_bytes));
   uint8_t* buf = act_buf.data();
-  pool.parallel_for(n_heads * n_tok, [&](int64_t i) {
+  auto quantize = [&](int64_t i) {
     const int64_t h = i / n_tok, t = i % n_tok;
     const float* src = x + t * ld_x + h * x_head_stride;
     if (fmt == ActFormat::f32) std::copy_n(src, k, reinterpret_cast<float*>(buf + i * row_bytes));
     else quantize_act_row(fmt, src, buf + i * row_bytes, k);
-  });
+  };
+  // Decode's 128 heads x 128 elements quantize faster than a pool dispatch takes.
+  if (n_heads * n_tok * k <= (int64_t{1} << 16)) {
+    for (int64_t i = 0; i < n_heads * n_tok; ++i) quantize(i);
+  } else {
+    pool.parallel_for(n_heads * n_tok, quantize);
+  }
   const int64_t n_tb = (n_tok + kTokenBlock - 1) / kTokenBlock;
   const int64_t want = std::max<int64_t>(1, 4 * pool.size() / std::max<int64_t>(1, n_heads * n_tb));
   const int64_t rpt = std::max(kMinRowsPerTask, (head_rows + want - 1) / want);

@@ -4,6 +4,12 @@
 // the routed experts use), so every linear op runs at the tier the plan chose; tensor types
 // without a generated kernel fall back to the plain reference kernel of the dispatch list.
 //
+// Prefill batches on AMX hosts: a Q4_K / Q5_K matrix at the amx tier also gets the K-quant
+// AMX GEMM of jit/gemm_kq_kernel.h (weights in place, the same int16-grade activations), used
+// for calls of more than kGemmMinTokens tokens: tokens in groups of 16 packed into the
+// kernel's tiles, tasks of (16-row panels × up to 8 token groups) so a task's activation tiles
+// stay in L2 while its panels stream once per task.
+//
 // Types with an exact Q8_0 form but no generated kernel (Q5_0: DeepSeek's attn_k_b, whose
 // 128-element rows are too short for K-quants) are repacked once at create() into Q8_0 (same
 // scale, q - 16 as int8: the same values bit for bit), owned by the Linear; the plan's memory
@@ -38,6 +44,11 @@ struct LinearDesc {
   std::string to_string() const;  // "linear:type=Q4_K,k=7168,n_rows=1536,isa=avx512"
 };
 
+// Calls with more tokens than this use the prefill GEMM where the Linear has one.
+inline constexpr int64_t kGemmMinTokens = 16;
+
+class GemmKqKernel;
+
 class Linear {
  public:
   // `data` must hold n_rows rows of ggml_row_bytes(type, k) bytes and outlive the Linear.
@@ -66,18 +77,26 @@ class Linear {
 
   const LinearDesc& desc() const { return desc_; }
   ActFormat act_format() const { return kernel_->act_format(); }
-  std::string kernel_name() const { return kernel_->name(); }
+  // The decode kernel's name, plus "+<gemm>" when large calls use a prefill GEMM.
+  std::string kernel_name() const;
   uint64_t weight_bytes() const { return static_cast<uint64_t>(row_bytes_) * desc_.n_rows; }
   // Bytes of the load-time repack (0 when the GGUF bytes are read in place).
   uint64_t repacked_bytes() const { return repacked_.size(); }
 
  private:
-  Linear() = default;
+  Linear();
+  void run_gemm(ThreadPool& pool, const uint8_t* act, int64_t act_stride, int64_t n_tok,
+                float* dst, int64_t ld_dst, int64_t row0, int64_t n_out) const;
+ public:
+  ~Linear();
+
+ private:
   LinearDesc desc_;
   const uint8_t* data_ = nullptr;
   size_t row_bytes_ = 0;
   std::unique_ptr<GemvKernel> kernel_;
   std::vector<uint8_t> repacked_;  // Q8_0 copy of a Q5_0 weight, else empty
+  std::unique_ptr<GemmKqKernel> gemm_;  // prefill GEMM (amx tier, Q4_K/Q5_K), else null
 };
 
 // Q5_0 rows -> Q8_0 rows with identical values (n_rows rows of k elements).

@@ -28,8 +28,10 @@ const Case kCases[] = {
     {GGMLType::F16, 64, 100},     {GGMLType::F32, 100, 17},    {GGMLType::Q5_0, 64, 40},
     {GGMLType::Q2_K, 256, 20},    {GGMLType::Q3_K, 256, 24},
 };
-const int64_t kTokens[] = {1, 3, 16, 17, 40};
-const IsaTier kTiers[] = {IsaTier::reference, IsaTier::avx2, IsaTier::avx512};
+const int64_t kTokens[] = {1, 3, 16, 17, 40, 150};
+// amx: Q4_K/Q5_K calls of more than 16 tokens run the K-quant AMX GEMM (row tails of 1..15 in
+// the table: 129, 200, 70), the rest the GEMVs.
+const IsaTier kTiers[] = {IsaTier::reference, IsaTier::avx2, IsaTier::avx512, IsaTier::amx};
 
 // S = sum_i |w_ri x_ti| for the bound.
 std::vector<double> abs_sums(const LinearDesc& d, const std::vector<uint8_t>& w,
@@ -49,7 +51,8 @@ std::vector<double> abs_sums(const LinearDesc& d, const std::vector<uint8_t>& w,
 }
 
 TEST(Linear, MatchesTwinOverShapesTokensAndTiers) {
-  const CpuIsa cpu = detect_cpu_isa();
+  CpuIsa cpu = detect_cpu_isa();
+  if (cpu.amx_tile && !request_amx_permission()) cpu.amx_tile = cpu.amx_int8 = cpu.amx_bf16 = false;
   ThreadPool pool(3);
   int ran = 0;
   for (IsaTier tier : kTiers) {
@@ -104,7 +107,8 @@ TEST(Linear, HeadsEqualPerHeadCalls) {
   ThreadPool pool(3);
   for (GGMLType type : {GGMLType::Q8_0, GGMLType::F16, GGMLType::Q4_K, GGMLType::F32}) {
     const int64_t n_heads = 5, head_rows = 24, k = type == GGMLType::Q4_K ? 256 : 128;
-    const LinearDesc d{type, k, n_heads * head_rows, best_isa_tier(cpu)};
+    // The GEMV tiers: run_heads has no prefill GEMM, the per-head calls would use it at amx.
+    const LinearDesc d{type, k, n_heads * head_rows, std::min(best_isa_tier(cpu), IsaTier::avx512)};
     const auto w = test::random_rows(type, d.n_rows, k, 31);
     auto lin = Linear::create(d, w.data(), cpu);
     ASSERT_TRUE(lin) << lin.status().message();
@@ -120,10 +124,12 @@ TEST(Linear, HeadsEqualPerHeadCalls) {
   }
 }
 
-// A token's output does not depend on how many tokens share the call or on the pool size.
+// A token's output does not depend on how many tokens share the call or on the pool size
+// (GEMV tiers; at amx a batch of more than 16 runs the GEMM, which agrees to float rounding:
+// the conformance table bounds it).
 TEST(Linear, TokenResultIndependentOfBatchAndThreads) {
   const CpuIsa cpu = detect_cpu_isa();
-  const LinearDesc d{GGMLType::Q4_K, 512, 333, best_isa_tier(cpu)};
+  const LinearDesc d{GGMLType::Q4_K, 512, 333, std::min(best_isa_tier(cpu), IsaTier::avx512)};
   const auto w = test::random_rows(d.type, d.n_rows, d.k, 21);
   auto lin = Linear::create(d, w.data(), cpu);
   ASSERT_TRUE(lin) << lin.status().message();

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The benchmark run of docs/performance.md, on the lent accelerator machine (16-core Xeon):
+#   stage "build":  the runtime without MLIR (-DKTX_WITH_COMPILER=OFF, header-only deps and
+#                   GoogleTest carried in .deps/), its CPU kernel tests, and, when .ik/ holds
+#                   ik_llama.cpp's source, its CPU llama-bench
+#   stage MODEL:    `ktx-run gen` of the benchmark file at the path its plan names (plans are
+#                   made on a machine with ktc and carried in .devplans/NAME.plan: a plan checks
+#                   only the GGUF's size and header hash, and gen is deterministic; the file is
+#                   written to /tmp/gen/NAME.gguf and given with --gguf), `ktx-run probe` (DRAM read
+#                   bandwidth of this lease), `ktx-run bench`, then ik_llama.cpp's llama-bench
+#                   with its best CPU flags on the same file.
+# Usage (repo root): scripts/device-bench.sh build dsv3   (stages in order; logs to $OUT)
+# Models: dsv3 = deepseek-v3 --layers 5 --type Q4_K, q3 = qwen3-30b-a3b --type Q4_K.
+set -uo pipefail
+out=${OUT:-/tmp/ktx-out}
+mkdir -p "$out"
+jobs=$(nproc)
+kb=/tmp/ktx-build
+ik=/tmp/ik-build
+
+build() {
+  cmake -S . -B "$kb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTX_WITH_COMPILER=OFF \
+    -DKTX_WITH_CUDA=OFF >"$out/build.log" 2>&1 &&
+    cmake --build "$kb" -j "$jobs" >>"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; return 1; }
+  echo "ktx built"
+  if [[ -d .ik ]]; then
+    (cmake -S .ik -B "$ik" -G Ninja -DGGML_CUDA=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF \
+       -DLLAMA_BUILD_TESTS=OFF -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release &&
+     cmake --build "$ik" --target llama-bench -j "$jobs") >"$out/ik-build.log" 2>&1 &
+  fi
+  for t in "$kb"/test/unit/cpu/cpu_test_linear "$kb"/test/unit/cpu/cpu_test_attention \
+           "$kb"/test/unit/cpu/cpu_test_moe_conformance; do
+    "$t" 2>&1 | tail -1 | sed "s|^|$(basename "$t"): |"
+  done
+  wait
+  [[ -x "$ik/bin/llama-bench" ]] && echo "ik_llama.cpp llama-bench built" || tail -20 "$out/ik-build.log"
+}
+
+# model NAME PRESET GEN_FLAGS BENCH_FLAGS
+model() {
+  local name=$1 preset=$2 gen=$3 bench=$4
+  local plan=.devplans/$name.plan
+  local gguf=/tmp/gen/$name.gguf
+  mkdir -p /tmp/gen
+  [[ -f "$gguf" ]] || "$kb"/tools/ktx-run gen "$preset" $gen -o "$gguf" >"$out/gen-$name.log" 2>&1 ||
+    { tail -5 "$out/gen-$name.log"; return 1; }
+  "$kb"/tools/ktx-run probe --no-gpu -o "$out/host.toml" 2>/dev/null
+  grep -E "read_bw|bandwidth" "$out/host.toml" | head -3
+  "$kb"/tools/ktx-run bench "$plan" --gguf "$gguf" $bench --profile 2>"$out/bench-$name.err" | tee "$out/ktx-$name.txt"
+  if [[ -x "$ik/bin/llama-bench" ]]; then
+    local p n r
+    p=$(sed -E 's/.*-p ([0-9,]+).*/\1/' <<<"$bench")
+    n=$(sed -E 's/.*-n ([0-9]+).*/\1/' <<<"$bench")
+    r=$(sed -E 's/.*-r ([0-9]+).*/\1/' <<<"$bench")
+    "$ik/bin/llama-bench" -m "$gguf" -ngl 0 -fmoe 1 -mla 3 -fa 1 -t "$jobs" -p "$p" -n "$n" \
+      -r "$r" 2>"$out/ik-$name.err" | tee "$out/ik-$name.txt"
+  fi
+}
+
+for stage in "$@"; do
+  case $stage in
+    build) build || exit 1 ;;
+    dsv3) model dsv3-l5 deepseek-v3 "--layers 5 --type Q4_K" "-p 512,2048 -n 128 -r 2" ;;
+    q3) model q3-30b qwen3-30b-a3b "--type Q4_K" "-p 512 -n 128 -r 2" ;;
+    *) echo "unknown stage '$stage' (build, dsv3, q3)"; exit 2 ;;
+  esac
+done

@@ -49,19 +49,22 @@ void project_qkv(const StepCtx& s, const std::string& b, const float* h, float* 
         for (int64_t i = 0; i < bi.n; ++i) bi.x[t * bi.n + i] += bias[i];
     }
   }
-  if (c.qk_norm) {
-    std::vector<float> kbuf;
-    const float* qn = small_tensor(s.m.w(b + "attn_q_norm.weight"), buf);
-    const float* kn = small_tensor(s.m.w(b + "attn_k_norm.weight"), kbuf);
-    for (int64_t t = 0; t < T; ++t) {
-      for (int64_t hh = 0; hh < c.n_head; ++hh) rms_norm(q + t * nq + hh * hd, qn, q + t * nq + hh * hd, hd, c.rms_eps);
-      for (int64_t hh = 0; hh < c.n_head_kv; ++hh) rms_norm(k + t * nk + hh * hd, kn, k + t * nk + hh * hd, hd, c.rms_eps);
+  // Per token (independent, so split over the pool): q/k norms, then RoPE.
+  std::vector<float> kbuf;
+  const float* qn = c.qk_norm ? small_tensor(s.m.w(b + "attn_q_norm.weight"), buf) : nullptr;
+  const float* kn = c.qk_norm ? small_tensor(s.m.w(b + "attn_k_norm.weight"), kbuf) : nullptr;
+  cpu::parallel_range(s.pool, T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      if (c.qk_norm) {
+        for (int64_t hh = 0; hh < c.n_head; ++hh)
+          rms_norm(q + t * nq + hh * hd, qn, q + t * nq + hh * hd, hd, c.rms_eps);
+        for (int64_t hh = 0; hh < c.n_head_kv; ++hh)
+          rms_norm(k + t * nk + hh * hd, kn, k + t * nk + hh * hd, hd, c.rms_eps);
+      }
+      apply_rope_heads(s.m, q + t * nq, c.n_head, hd, s.n_past + t);
+      apply_rope_heads(s.m, k + t * nk, c.n_head_kv, hd, s.n_past + t);
     }
-  }
-  for (int64_t t = 0; t < T; ++t) {
-    for (int64_t hh = 0; hh < c.n_head; ++hh) apply_rope(s.m, q + t * nq + hh * hd, s.n_past + t);
-    for (int64_t hh = 0; hh < c.n_head_kv; ++hh) apply_rope(s.m, k + t * nk + hh * hd, s.n_past + t);
-  }
+  });
 }
 
 }  // namespace

@@ -22,15 +22,18 @@ void project_q(const StepCtx& s, const std::string& b, const float* h, float* q)
     std::vector<float> qa(T * c.q_lora_rank), buf;  // [T, q_lora]
     linear(s, b + "attn_q_a.weight", h, qa.data());
     const float* norm = small_tensor(s.m.w(b + "attn_q_a_norm.weight"), buf);
-    for (int64_t t = 0; t < T; ++t)
-      rms_norm(&qa[t * c.q_lora_rank], norm, &qa[t * c.q_lora_rank], c.q_lora_rank, c.rms_eps);
+    cpu::parallel_range(s.pool, T, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        rms_norm(&qa[t * c.q_lora_rank], norm, &qa[t * c.q_lora_rank], c.q_lora_rank, c.rms_eps);
+    });
     linear(s, b + "attn_q_b.weight", qa.data(), q);
   } else {
     linear(s, b + "attn_q.weight", h, q);
   }
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t hh = 0; hh < c.n_head; ++hh)
-      apply_rope(s.m, q + (t * c.n_head + hh) * dq + c.qk_nope_dim, s.n_past + t);
+  cpu::parallel_range(s.pool, T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      apply_rope_heads(s.m, q + t * c.n_head * dq + c.qk_nope_dim, c.n_head, dq, s.n_past + t);
+  });
 }
 
 // Writes this call's latents and roped k_pe into the cache.
@@ -41,11 +44,13 @@ void project_kv(const StepCtx& s, const std::string& b, const float* h, LayerCac
   std::vector<float> latent(T * kvl), k_pe(T * rope);  // [T, kv_lora], [T, rope]
   linear(s, b + "attn_kv_a_mqa.weight", h, kv.data());
   const float* norm = small_tensor(s.m.w(b + "attn_kv_a_norm.weight"), buf);
-  for (int64_t t = 0; t < T; ++t) {
-    rms_norm(&kv[t * (kvl + rope)], norm, &latent[t * kvl], kvl, c.rms_eps);
-    std::copy_n(&kv[t * (kvl + rope) + kvl], rope, &k_pe[t * rope]);
-    apply_rope(s.m, &k_pe[t * rope], s.n_past + t);
-  }
+  cpu::parallel_range(s.pool, T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      rms_norm(&kv[t * (kvl + rope)], norm, &latent[t * kvl], kvl, c.rms_eps);
+      std::copy_n(&kv[t * (kvl + rope) + kvl], rope, &k_pe[t * rope]);
+      apply_rope(s.m, &k_pe[t * rope], s.n_past + t);
+    }
+  });
   s.emit(b + "kv_latent", latent.data(), kvl);
   s.emit(b + "k_pe", k_pe.data(), rope);
   cache.store(cache.k, s.n_past, kvl, latent.data(), T);

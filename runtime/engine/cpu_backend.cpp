@@ -51,7 +51,9 @@ class CpuBackend final : public Backend {
         std::vector<float> buf;
         const float* w = small_tensor(s.m.w(op.tensors.at(0)), buf);
         const float* x = act(op.in[0]);
-        for (int64_t t = 0; t < T; ++t) rms_norm(x + t * D, w, out + t * D, D, c.rms_eps);
+        cpu::parallel_range(s.pool, T, 4, [&](int64_t t0, int64_t t1) {
+          for (int64_t t = t0; t < t1; ++t) rms_norm(x + t * D, w, out + t * D, D, c.rms_eps);
+        });
         return Status::ok();
       }
       case OpKind::attention: {
@@ -63,7 +65,9 @@ class CpuBackend final : public Backend {
       case OpKind::add: {
         const float* a = act(op.in[0]);
         const float* b = act(op.in[1]);
-        for (int64_t i = 0; i < T * D; ++i) out[i] = a[i] + b[i];
+        cpu::parallel_range(s.pool, T * D, 1 << 16, [&](int64_t i0, int64_t i1) {
+          for (int64_t i = i0; i < i1; ++i) out[i] = a[i] + b[i];
+        });
         return Status::ok();
       }
       case OpKind::dense_ffn:

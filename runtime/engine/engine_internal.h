@@ -132,6 +132,11 @@ void linear_heads(const StepCtx& s, const std::string& tensor, int64_t n_heads, 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 // Rotate the first n_rot dims of one head vector at position pos (style from the config).
 void apply_rope(const ModelImpl& m, float* x, int64_t pos);
+// The same rotation on n_heads head vectors head_stride floats apart (one sin/cos table).
+void apply_rope_heads(const ModelImpl& m, float* x, int64_t n_heads, int64_t head_stride,
+                      int64_t pos);
+// One head vector rotated by a position's table (n_rot / 2 cosines and sines).
+void rotate(const ModelImpl& m, float* x, const float* cs, const float* sn);
 std::vector<double> rope_frequencies(const ModelConfig& c);
 float silu(float x);
 // Reads a small f32 tensor (norm weights, biases) as one row.

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "runtime/cpu/vec_math.h"
 #include "runtime/engine/engine_internal.h"
 
 namespace ktx {
@@ -21,7 +22,9 @@ void swiglu(const StepCtx& s, const std::string& gate, const std::string& up,
   std::vector<float> g(n * n_hidden), u(n * n_hidden);  // [n, n_hidden]
   linear(s, gate, row0, n_hidden, x, n_embd, n, g.data(), n_hidden);
   linear(s, up, row0, n_hidden, x, n_embd, n, u.data(), n_hidden);
-  for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+  cpu::parallel_range(s.pool, n * n_hidden, 1 << 15, [&](int64_t i0, int64_t i1) {
+    cpu::silu_mul(g.data() + i0, u.data() + i0, g.data() + i0, i1 - i0);
+  });
   linear(s, down, down_row0, n_embd, g.data(), n_hidden, n, dst, n_embd);
 }
 
@@ -73,7 +76,10 @@ void route_tokens(const StepCtx& s, int64_t il, const float* h, int32_t* chosen,
   linear(s, b + "ffn_gate_inp.weight", h, logits.data());
   s.emit(b + "ffn_moe_logits", logits.data(), E);
   const float* bias = c.exp_probs_bias ? small_tensor(s.m.w(b + "exp_probs_b.bias"), buf) : nullptr;
-  for (int64_t t = 0; t < T; ++t) route_token(c, &logits[t * E], bias, &chosen[t * K], &weights[t * K]);
+  cpu::parallel_range(s.pool, T, 4, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      route_token(c, &logits[t * E], bias, &chosen[t * K], &weights[t * K]);
+  });
   s.emit(b + "ffn_moe_weights", weights, K);
   if (s.profile) {
     std::vector<int64_t>& load = s.profile->expert_tokens[il];

@@ -53,12 +53,27 @@ std::vector<double> rope_frequencies(const ModelConfig& c) {
   return inv;
 }
 
-void apply_rope(const ModelImpl& m, float* x, int64_t pos) {
+void apply_rope(const ModelImpl& m, float* x, int64_t pos) { apply_rope_heads(m, x, 1, 0, pos); }
+
+void apply_rope_heads(const ModelImpl& m, float* x, int64_t n_heads, int64_t head_stride,
+                      int64_t pos) {
+  const int64_t half = m.cfg.n_rot / 2;
+  thread_local std::vector<float> cs, sn;  // the position's rotation, shared by every head
+  cs.resize(static_cast<size_t>(half));
+  sn.resize(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    const double theta = static_cast<double>(pos) * m.rope_inv_freq[i];
+    cs[i] = static_cast<float>(std::cos(theta));
+    sn[i] = static_cast<float>(std::sin(theta));
+  }
+  for (int64_t h = 0; h < n_heads; ++h) rotate(m, x + h * head_stride, cs.data(), sn.data());
+}
+
+void rotate(const ModelImpl& m, float* x, const float* cs_tab, const float* sn_tab) {
   const int64_t half = m.cfg.n_rot / 2;
   const bool neox = m.cfg.rope_style == RopeStyle::Neox;
   for (int64_t i = 0; i < half; ++i) {
-    const double theta = static_cast<double>(pos) * m.rope_inv_freq[i];
-    const float cs = static_cast<float>(std::cos(theta)), sn = static_cast<float>(std::sin(theta));
+    const float cs = cs_tab[i], sn = sn_tab[i];
     float* a = neox ? x + i : x + 2 * i;
     float* b = neox ? x + i + half : x + 2 * i + 1;
     const float x0 = *a, x1 = *b;

@@ -74,20 +74,25 @@ void attention_gqa(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
   const std::string b = fmt::format("blk.{}.", il);
   const int64_t T = s.n_tok, hdk = c.head_dim_k, hdv = c.head_dim_v;
   const int64_t nq = c.n_head * hdk, nk = c.n_head_kv * hdk, nv = c.n_head_kv * hdv;
-  std::vector<float> q(T * nq), k(T * nk), v(T * nv);
-  project_qkv(s, b, h, q.data(), k.data(), v.data());
-  s.emit(b + "Qcur", q.data(), nq);
-  s.emit(b + "Kcur", k.data(), nk);
-  s.emit(b + "Vcur", v.data(), nv);
-  cache.store(cache.k, s.n_past, nk, k.data(), T);
-  cache.store(cache.v, s.n_past, nv, v.data(), T);
+  float* q = scratch(Scratch::gqa_q, T * nq);  // [T, nq]
+  float* k = scratch(Scratch::gqa_k, T * nk);  // [T, nk]
+  float* v = scratch(Scratch::gqa_v, T * nv);  // [T, nv]
+  OpTimer t_qkv(s.profile, "attention/qkv");
+  project_qkv(s, b, h, q, k, v);
+  t_qkv.stop();
+  s.emit(b + "Qcur", q, nq);
+  s.emit(b + "Kcur", k, nk);
+  s.emit(b + "Vcur", v, nv);
+  cache.store(cache.k, s.n_past, nk, k, T);
+  cache.store(cache.v, s.n_past, nv, v, T);
 
   const int64_t group = c.n_head / c.n_head_kv;
-  std::vector<float> out(T * c.n_head * hdv);  // [T, n_head * hdv]
+  float* out = scratch(Scratch::gqa_out, T * c.n_head * hdv);  // [T, n_head * hdv]
+  OpTimer t_core(s.profile, "attention/core");
   if (s.m.attn_fast[static_cast<size_t>(il)]) {
     const cpu::GqaAttnDesc d{c.n_head, c.n_head_kv, hdk, hdv, c.attn_scale, cache.type};
-    cpu::gqa_attention(s.pool, d, q.data(), nq, cache.k.data(), cache.v.data(), s.n_past, T,
-                       out.data());
+    cpu::gqa_attention(s.pool, d, q, nq, cache.k.data(), cache.v.data(), s.n_past, T,
+                       out);
   } else {
   const float* kc = cache.kf();
   const float* vc = cache.vf();
@@ -95,12 +100,12 @@ void attention_gqa(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
     for (int64_t job = begin; job < end; ++job) {
       const int64_t t = job / c.n_head, hh = job % c.n_head, kvh = hh / group;
       const int64_t n_keys = s.n_past + t + 1;
-      const float* qh = q.data() + t * nq + hh * hdk;
+      const float* qh = q + t * nq + hh * hdk;
       float* p = attention_scratch(n_keys);
       for (int64_t j = 0; j < n_keys; ++j)
         p[j] = dot_f32(qh, kc + j * nk + kvh * hdk, hdk) * c.attn_scale;
       softmax_inplace(p, n_keys);
-      float* o = out.data() + t * c.n_head * hdv + hh * hdv;
+      float* o = out + t * c.n_head * hdv + hh * hdv;
       std::fill(o, o + hdv, 0.0f);
       for (int64_t j = 0; j < n_keys; ++j) {
         const float* vj = vc + j * nv + kvh * hdv;
@@ -109,8 +114,10 @@ void attention_gqa(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
     }
   });
   }
-  s.emit(b + "kqv_out", out.data(), c.n_head * hdv);
-  linear(s, b + "attn_output.weight", out.data(), dst);  // [T, n_embd]
+  t_core.stop();
+  s.emit(b + "kqv_out", out, c.n_head * hdv);
+  OpTimer t_out(s.profile, "attention/out");
+  linear(s, b + "attn_output.weight", out, dst);  // [T, n_embd]
 }
 
 }  // namespace ktx

@@ -19,14 +19,15 @@ void project_q(const StepCtx& s, const std::string& b, const float* h, float* q)
   const ModelConfig& c = s.m.cfg;
   const int64_t T = s.n_tok, dq = c.qk_nope_dim + c.qk_rope_dim;
   if (c.q_lora_rank > 0) {
-    std::vector<float> qa(T * c.q_lora_rank), buf;  // [T, q_lora]
-    linear(s, b + "attn_q_a.weight", h, qa.data());
+    float* qa = scratch(Scratch::mla_qa, T * c.q_lora_rank);  // [T, q_lora]
+    std::vector<float> buf;
+    linear(s, b + "attn_q_a.weight", h, qa);
     const float* norm = small_tensor(s.m.w(b + "attn_q_a_norm.weight"), buf);
     cpu::parallel_range(s.pool, T, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t)
-        rms_norm(&qa[t * c.q_lora_rank], norm, &qa[t * c.q_lora_rank], c.q_lora_rank, c.rms_eps);
+        rms_norm(qa + t * c.q_lora_rank, norm, qa + t * c.q_lora_rank, c.q_lora_rank, c.rms_eps);
     });
-    linear(s, b + "attn_q_b.weight", qa.data(), q);
+    linear(s, b + "attn_q_b.weight", qa, q);
   } else {
     linear(s, b + "attn_q.weight", h, q);
   }
@@ -40,21 +41,23 @@ void project_q(const StepCtx& s, const std::string& b, const float* h, float* q)
 void project_kv(const StepCtx& s, const std::string& b, const float* h, LayerCache& cache) {
   const ModelConfig& c = s.m.cfg;
   const int64_t T = s.n_tok, kvl = c.kv_lora_rank, rope = c.qk_rope_dim;
-  std::vector<float> kv(T * (kvl + rope)), buf;  // [T, kv_lora + rope]
-  std::vector<float> latent(T * kvl), k_pe(T * rope);  // [T, kv_lora], [T, rope]
-  linear(s, b + "attn_kv_a_mqa.weight", h, kv.data());
+  float* kv = scratch(Scratch::mla_kv, T * (kvl + rope));    // [T, kv_lora + rope]
+  float* latent = scratch(Scratch::mla_latent, T * kvl);     // [T, kv_lora]
+  float* k_pe = scratch(Scratch::mla_k_pe, T * rope);        // [T, rope]
+  std::vector<float> buf;
+  linear(s, b + "attn_kv_a_mqa.weight", h, kv);
   const float* norm = small_tensor(s.m.w(b + "attn_kv_a_norm.weight"), buf);
   cpu::parallel_range(s.pool, T, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      rms_norm(&kv[t * (kvl + rope)], norm, &latent[t * kvl], kvl, c.rms_eps);
-      std::copy_n(&kv[t * (kvl + rope) + kvl], rope, &k_pe[t * rope]);
-      apply_rope(s.m, &k_pe[t * rope], s.n_past + t);
+      rms_norm(kv + t * (kvl + rope), norm, latent + t * kvl, kvl, c.rms_eps);
+      std::copy_n(kv + t * (kvl + rope) + kvl, rope, k_pe + t * rope);
+      apply_rope(s.m, k_pe + t * rope, s.n_past + t);
     }
   });
-  s.emit(b + "kv_latent", latent.data(), kvl);
-  s.emit(b + "k_pe", k_pe.data(), rope);
-  cache.store(cache.k, s.n_past, kvl, latent.data(), T);
-  cache.store(cache.v, s.n_past, rope, k_pe.data(), T);
+  s.emit(b + "kv_latent", latent, kvl);
+  s.emit(b + "k_pe", k_pe, rope);
+  cache.store(cache.k, s.n_past, kvl, latent, T);
+  cache.store(cache.v, s.n_past, rope, k_pe, T);
 }
 
 bool use_split(const ModelConfig& c) { return c.mla_layout != MlaLayout::KvB; }
@@ -100,30 +103,39 @@ void attention_mla(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
   const std::string b = fmt::format("blk.{}.", il);
   const int64_t T = s.n_tok, H = c.n_head, kvl = c.kv_lora_rank, rope = c.qk_rope_dim;
   const int64_t dq = c.qk_nope_dim + rope;
-  std::vector<float> q(T * H * dq), q_abs(T * H * kvl), o_lat(T * H * kvl);
-  project_q(s, b, h, q.data());
-  s.emit(b + "q", q.data(), H * dq);
+  float* q = scratch(Scratch::mla_q, T * H * dq);            // [T, n_head * (nope + rope)]
+  float* q_abs = scratch(Scratch::mla_q_abs, T * H * kvl);   // [T, n_head * kv_lora]
+  float* o_lat = scratch(Scratch::mla_o_lat, T * H * kvl);   // [T, n_head * kv_lora]
+  OpTimer t_q(s.profile, "attention/q");
+  project_q(s, b, h, q);
+  t_q.stop();
+  s.emit(b + "q", q, H * dq);
+  OpTimer t_kv(s.profile, "attention/kv");
   project_kv(s, b, h, cache);
-  absorb_q(s, b, q.data(), q_abs.data());
+  t_kv.stop();
+  OpTimer t_absorb(s.profile, "attention/absorb");
+  absorb_q(s, b, q, q_abs);
+  t_absorb.stop();
+  OpTimer t_core(s.profile, "attention/core");
 
   if (s.m.attn_fast[static_cast<size_t>(il)]) {
     const cpu::MlaAttnDesc d{H, kvl, rope, c.attn_scale, cache.type};
-    cpu::mla_attention(s.pool, d, q_abs.data(), q.data() + c.qk_nope_dim, H * dq, dq,
-                       cache.k.data(), cache.v.data(), s.n_past, T, o_lat.data());
+    cpu::mla_attention(s.pool, d, q_abs, q + c.qk_nope_dim, H * dq, dq,
+                       cache.k.data(), cache.v.data(), s.n_past, T, o_lat);
   } else {
   const float* lat = cache.kf();
   const float* kpe = cache.vf();
   cpu::parallel_range(s.pool, T * H, 1, [&](int64_t begin, int64_t end) {
     for (int64_t job = begin; job < end; ++job) {
       const int64_t t = job / H, hh = job % H, n_keys = s.n_past + t + 1;
-      const float* qa = q_abs.data() + (t * H + hh) * kvl;
-      const float* qpe = q.data() + (t * H + hh) * dq + c.qk_nope_dim;
+      const float* qa = q_abs + (t * H + hh) * kvl;
+      const float* qpe = q + (t * H + hh) * dq + c.qk_nope_dim;
       float* p = attention_scratch(n_keys);
       for (int64_t j = 0; j < n_keys; ++j)
         p[j] = (dot_f32(qa, lat + j * kvl, kvl) + dot_f32(qpe, kpe + j * rope, rope)) *
                c.attn_scale;
       softmax_inplace(p, n_keys);
-      float* o = o_lat.data() + (t * H + hh) * kvl;
+      float* o = o_lat + (t * H + hh) * kvl;
       std::fill(o, o + kvl, 0.0f);
       for (int64_t j = 0; j < n_keys; ++j) {
         const float* cj = lat + j * kvl;
@@ -132,10 +144,14 @@ void attention_mla(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
     }
   });
   }
-  std::vector<float> out(T * H * c.v_head_dim);  // [T, n_head * v]
-  expand_v(s, b, o_lat.data(), out.data());
-  s.emit(b + "kqv_out", out.data(), H * c.v_head_dim);
-  linear(s, b + "attn_output.weight", out.data(), dst);  // [T, n_embd]
+  t_core.stop();
+  float* out = scratch(Scratch::mla_out, T * H * c.v_head_dim);  // [T, n_head * v]
+  OpTimer t_expand(s.profile, "attention/expand");
+  expand_v(s, b, o_lat, out);
+  t_expand.stop();
+  s.emit(b + "kqv_out", out, H * c.v_head_dim);
+  OpTimer t_out(s.profile, "attention/out");
+  linear(s, b + "attn_output.weight", out, dst);  // [T, n_embd]
 }
 
 }  // namespace ktx

@@ -128,6 +128,17 @@ void linear_heads(const StepCtx& s, const std::string& tensor, int64_t n_heads, 
                   const float* src, int64_t src_head_stride, int64_t ld_src, float* dst,
                   int64_t dst_head_stride, int64_t ld_dst);
 
+// Grow-only per-thread scratch for the forward pass's temporaries (a fresh 30 MB vector per op
+// would pay its page faults on every call). Contents are not cleared: callers write every
+// element they read. Each function uses its own slots, so nested calls never share one.
+enum class Scratch : int {
+  gqa_q, gqa_k, gqa_v, gqa_out,
+  mla_q, mla_q_abs, mla_o_lat, mla_out, mla_qa, mla_kv, mla_latent, mla_k_pe,
+  ffn_gate, ffn_up, router_logits,
+  count
+};
+float* scratch(Scratch slot, int64_t n);
+
 // ops.cpp
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 // Rotate the first n_rot dims of one head vector at position pos (style from the config).

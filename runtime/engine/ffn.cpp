@@ -19,13 +19,14 @@ void swiglu(const StepCtx& s, const std::string& gate, const std::string& up,
             const std::string& down, int64_t row0, int64_t n_hidden, int64_t down_row0,
             const float* x, int64_t n, float* dst) {
   const int64_t n_embd = s.m.cfg.n_embd;
-  std::vector<float> g(n * n_hidden), u(n * n_hidden);  // [n, n_hidden]
-  linear(s, gate, row0, n_hidden, x, n_embd, n, g.data(), n_hidden);
-  linear(s, up, row0, n_hidden, x, n_embd, n, u.data(), n_hidden);
+  float* g = scratch(Scratch::ffn_gate, n * n_hidden);  // [n, n_hidden]
+  float* u = scratch(Scratch::ffn_up, n * n_hidden);    // [n, n_hidden]
+  linear(s, gate, row0, n_hidden, x, n_embd, n, g, n_hidden);
+  linear(s, up, row0, n_hidden, x, n_embd, n, u, n_hidden);
   cpu::parallel_range(s.pool, n * n_hidden, 1 << 15, [&](int64_t i0, int64_t i1) {
-    cpu::silu_mul(g.data() + i0, u.data() + i0, g.data() + i0, i1 - i0);
+    cpu::silu_mul(g + i0, u + i0, g + i0, i1 - i0);
   });
-  linear(s, down, down_row0, n_embd, g.data(), n_hidden, n, dst, n_embd);
+  linear(s, down, down_row0, n_embd, g, n_hidden, n, dst, n_embd);
 }
 
 // The exact float32 routed experts: (token, slot) pairs grouped by expert, each expert run
@@ -72,9 +73,10 @@ void route_tokens(const StepCtx& s, int64_t il, const float* h, int32_t* chosen,
   const ModelConfig& c = s.m.cfg;
   const std::string b = fmt::format("blk.{}.", il);
   const int64_t T = s.n_tok, E = c.n_expert, K = c.n_expert_used;
-  std::vector<float> logits(T * E), buf;  // [T, n_expert]
-  linear(s, b + "ffn_gate_inp.weight", h, logits.data());
-  s.emit(b + "ffn_moe_logits", logits.data(), E);
+  float* logits = scratch(Scratch::router_logits, T * E);  // [T, n_expert]
+  std::vector<float> buf;
+  linear(s, b + "ffn_gate_inp.weight", h, logits);
+  s.emit(b + "ffn_moe_logits", logits, E);
   const float* bias = c.exp_probs_bias ? small_tensor(s.m.w(b + "exp_probs_b.bias"), buf) : nullptr;
   cpu::parallel_range(s.pool, T, 4, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t)

@@ -15,6 +15,13 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * scale) * w[i];
 }
 
+float* scratch(Scratch slot, int64_t n) {
+  thread_local std::vector<float> bufs[static_cast<int>(Scratch::count)];
+  std::vector<float>& b = bufs[static_cast<int>(slot)];
+  if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+
 float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 const float* small_tensor(const Weight& w, std::vector<float>& buf) {

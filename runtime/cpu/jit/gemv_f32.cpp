@@ -25,10 +25,14 @@ template <int G>
 __attribute__((target("avx2,fma"))) void dot_group(const float* w, const float* const* x,
                                                    int64_t k, float* out) {
   __m256 acc[G][2];
+  // Fully unrolled token loops keep the accumulators in registers (at -O2 GCC would leave
+  // acc[] in memory: a store-forward on every FMA, a quarter of the speed).
+#pragma GCC unroll 4
   for (int t = 0; t < G; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= k; i += 16) {
     const __m256 w0 = _mm256_loadu_ps(w + i), w1 = _mm256_loadu_ps(w + i + 8);
+#pragma GCC unroll 4
     for (int t = 0; t < G; ++t) {
       acc[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + i), acc[t][0]);
       acc[t][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[t] + i + 8), acc[t][1]);
@@ -40,9 +44,11 @@ __attribute__((target("avx2,fma"))) void dot_group(const float* w, const float* 
     for (int l = 0; l < 8; ++l) lanes[l] = l < n ? -1 : 0;
     const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
     const __m256 wv = _mm256_maskload_ps(w + i, mask);
+#pragma GCC unroll 4
     for (int t = 0; t < G; ++t)
       acc[t][0] = _mm256_fmadd_ps(wv, _mm256_maskload_ps(x[t] + i, mask), acc[t][0]);
   }
+#pragma GCC unroll 4
   for (int t = 0; t < G; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 

@@ -34,6 +34,10 @@ void kv_store_row(KvType t, const float* src, void* dst, int64_t n);
 void kv_load_row(KvType t, const void* src, float* dst, int64_t n);
 
 // Grouped-query attention: query head h reads KV head h / (n_head / n_head_kv).
+// Numerically stable softmax of n scores in place (max-subtracted exp, sum in double): the
+// plain twins' and the engine's float32 reference attention's one softmax.
+void softmax_inplace(float* s, int64_t n);
+
 struct GqaAttnDesc {
   int64_t n_head = 0;      // query heads
   int64_t n_head_kv = 0;   // key/value heads; divides n_head

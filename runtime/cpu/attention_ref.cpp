@@ -78,19 +78,6 @@ float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-// The engine's softmax: max-subtracted exp, sum in double.
-void softmax(float* s, int64_t n) {
-  float mx = s[0];
-  for (int64_t j = 1; j < n; ++j) mx = std::max(mx, s[j]);
-  double sum = 0.0;
-  for (int64_t j = 0; j < n; ++j) {
-    s[j] = std::exp(s[j] - mx);
-    sum += s[j];
-  }
-  const float inv = static_cast<float>(1.0 / sum);
-  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
-}
-
 // o[0..width) = sum_j p[j] * rows[j * stride + 0..width).
 void weighted_sum(const float* p, const float* rows, int64_t stride, int64_t n_keys,
                   int64_t width, float* o) {
@@ -102,6 +89,18 @@ void weighted_sum(const float* p, const float* rows, int64_t stride, int64_t n_k
 }
 
 }  // namespace
+
+void softmax_inplace(float* s, int64_t n) {
+  float mx = s[0];
+  for (int64_t j = 1; j < n; ++j) mx = std::max(mx, s[j]);
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = std::exp(s[j] - mx);
+    sum += s[j];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
+}
 
 void gqa_attention_ref(const GqaAttnDesc& d, const float* q, int64_t q_stride,
                        const void* k_cache, const void* v_cache, int64_t n_past, int64_t n_tok,
@@ -118,7 +117,7 @@ void gqa_attention_ref(const GqaAttnDesc& d, const float* q, int64_t q_stride,
       const float* qh = q + t * q_stride + h * hdk;
       for (int64_t j = 0; j < n_keys; ++j)
         p[j] = dot(qh, k.data() + j * nk + kvh * hdk, hdk) * d.scale;
-      softmax(p.data(), n_keys);
+      softmax_inplace(p.data(), n_keys);
       weighted_sum(p.data(), v.data() + kvh * hdv, nv, n_keys, hdv,
                    out + (t * d.n_head + h) * hdv);
     }
@@ -140,7 +139,7 @@ void mla_attention_ref(const MlaAttnDesc& d, const float* q_abs, const float* q_
       for (int64_t j = 0; j < n_keys; ++j)
         p[j] = (dot(qa, c.data() + j * kvl, kvl) + dot(qp, kpe.data() + j * rope, rope)) *
                d.scale;
-      softmax(p.data(), n_keys);
+      softmax_inplace(p.data(), n_keys);
       weighted_sum(p.data(), c.data(), kvl, n_keys, kvl, o_lat + (t * d.n_head + h) * kvl);
     }
   }

@@ -3,10 +3,11 @@
 
 #include <cstdint>
 
+#include "runtime/cpu/attention.h"
+
 namespace ktx {
 
-// Numerically stable softmax of n scores, in place.
-void softmax_inplace(float* s, int64_t n);
+using cpu::softmax_inplace;  // runtime/cpu/attention.h
 // Per-thread scratch of at least n floats (attention scores of one query).
 float* attention_scratch(int64_t n);
 

@@ -85,7 +85,7 @@ struct HwProfile {
   std::vector<GpuInfo> gpus;
   Budgets budgets;
   // Kernel configurations measured fastest on this host by `ktx-run tune`, keyed by the
-  // kernel descriptor string (runtime/cpu/moe_desc.h MoeDesc::to_string(), e.g.
+  // kernel descriptor string (common/kernels/kernel_desc.h MoeDesc::to_string(), e.g.
   // "moe:n_embd=7168,...,isa=avx512") with the MoeConfig string as value ("cfg:..."). TOML
   // table [tuned]. ktc's kernel selection uses an entry when its descriptor matches exactly.
   std::map<std::string, std::string> tuned;

@@ -105,7 +105,7 @@ std::string HwProfile::to_toml() const {
                    budgets.context);
   if (!tuned.empty()) {
     o += "\n# Kernel configurations measured fastest on this host (`ktx-run tune`):\n";
-    o += "# descriptor (runtime/cpu/moe_desc.h) = configuration.\n[tuned]\n";
+    o += "# descriptor (common/kernels/kernel_desc.h) = configuration.\n[tuned]\n";
     for (const auto& [desc, cfg] : tuned) o += quote(desc) + " = " + quote(cfg) + "\n";
   }
   return o;

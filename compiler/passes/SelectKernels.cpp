@@ -10,10 +10,11 @@
 // Every other op that reads weight matrices (attention, dense_ffn, router, shared_experts,
 // lm_head, linear) placed on the CPU gets the linear-layer kernels of runtime/cpu/linear.h:
 //
-//   kt.attention "blk.0.attn"(%n) {device = "cpu", kernel = "gemv", isa = "avx512", ...}
+//   kt.attention "blk.0.attn"(%n) {device = "cpu", kernel = "gemv", isa = "avx512",
+//       linears = "blk.0.attn_q.weight=linear:type=Q8_0,k=256,n_rows=256,isa=avx512;...", ...}
 //
-// (one generated GEMV per weight matrix, its descriptor fixed by the tensor's type and shape
-// at that tier). kernels=reference marks every op kernel = "reference" instead (the exact
+// (one descriptor per weight matrix, LinearDesc of common/kernels: the runtime generates its
+// GEMV, and on AMX hosts the prefill GEMM, from it and checks it against the GGUF tensor). kernels=reference marks every op kernel = "reference" instead (the exact
 // float32 path, the oracle of the fast one). Shapes, types and tier come from the op and the
 // profile; the decisions themselves live in KernelChoice.cpp.
 #include <string>
@@ -131,6 +132,7 @@ struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
       for (mlir::Operation* op : linear_ops) {
         op->setAttr("kernel", b.getStringAttr("reference"));
         op->removeAttr("isa");
+        op->removeAttr("linears");
       }
       return;
     }
@@ -149,9 +151,28 @@ struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
     for (mlir::Operation* op : ops) ok &= mlir::succeeded(select_fast(op, *hw, context));
     mlir::Builder b(&getContext());
     const char* tier = cpu::isa_tier_name(cpu::best_isa_tier(hw->cpu.isa));
+    const cpu::IsaTier best = cpu::best_isa_tier(hw->cpu.isa);
     for (mlir::Operation* op : linear_ops) {
+      std::string linears;
+      for (TensorAttr w : view_kt_op(op).weights) {
+        if (w.getShape().size() < 2) continue;
+        mlir::FailureOr<GGMLType> type = weight_type(op, w);
+        if (mlir::failed(type)) {
+          ok = false;
+          continue;
+        }
+        cpu::LinearDesc d{*type, w.getShape()[0], 1, best};
+        for (size_t i = 1; i < w.getShape().size(); ++i) d.n_rows *= w.getShape()[i];
+        if (Status st = d.validate(); !st) {
+          op->emitError() << w.getName() << ": " << st.message();
+          ok = false;
+          continue;
+        }
+        linears += (linears.empty() ? "" : ";") + w.getName().str() + "=" + d.to_string();
+      }
       op->setAttr("kernel", b.getStringAttr("gemv"));
       op->setAttr("isa", b.getStringAttr(tier));
+      op->setAttr("linears", b.getStringAttr(linears));
     }
     if (!ok) signalPassFailure();
   }

@@ -15,7 +15,7 @@
 
 #include "common/hw/hw_profile.h"
 #include "runtime/cpu/attention.h"
-#include "runtime/cpu/moe_desc.h"
+#include "common/kernels/kernel_desc.h"
 
 namespace ktx::cpu::attn {
 

@@ -36,18 +36,11 @@ std::string Linear::kernel_name() const {
   return gemm_ ? kernel_->name() + "+" + gemm_->name() : kernel_->name();
 }
 
-std::string LinearDesc::to_string() const {
-  return fmt::format("linear:type={},k={},n_rows={},isa={}", ggml_type_name(static_cast<uint32_t>(type)),
-                     k, n_rows, isa_tier_name(isa));
-}
-
 Expected<std::unique_ptr<Linear>> Linear::create(const LinearDesc& desc, const uint8_t* data,
                                                  const CpuIsa& cpu) {
-  if (desc.k <= 0 || desc.n_rows <= 0)
-    return Error("{}: shape must be positive", desc.to_string());
+  KTX_RETURN_IF_ERROR(desc.validate().with_context(desc.to_string()));
   if (!data) return Error("{}: no weight data", desc.to_string());
   auto rb = ggml_row_bytes(desc.type, desc.k);
-  if (!rb) return rb.status().with_context(desc.to_string());
   if (desc.isa != IsaTier::reference && !isa_tier_supported(desc.isa, cpu))
     return Error("{}: this CPU lacks the {} tier", desc.to_string(), isa_tier_name(desc.isa));
   std::unique_ptr<Linear> l(new Linear());

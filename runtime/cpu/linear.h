@@ -28,21 +28,12 @@
 #include <vector>
 
 #include "common/hw/hw_profile.h"
+#include "common/kernels/kernel_desc.h"
 #include "common/quant/quant.h"
 #include "runtime/cpu/jit/gemv.h"
 #include "runtime/cpu/thread_pool.h"
 
 namespace ktx::cpu {
-
-// The problem of one linear op: a [n_rows][k] weight of `type` (GGUF ne = [k, n_rows, ...]:
-// 3-D tensors are seen as their rows) and the strongest tier it may use.
-struct LinearDesc {
-  GGMLType type = GGMLType::F32;
-  int64_t k = 0;        // elements per row (a whole number of the type's blocks)
-  int64_t n_rows = 0;   // output width
-  IsaTier isa = IsaTier::reference;
-  std::string to_string() const;  // "linear:type=Q4_K,k=7168,n_rows=1536,isa=avx512"
-};
 
 // Calls with more tokens than this use the prefill GEMM where the Linear has one.
 inline constexpr int64_t kGemmMinTokens = 16;

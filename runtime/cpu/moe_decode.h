@@ -34,7 +34,7 @@
 
 #include "runtime/cpu/jit/gemv.h"
 #include "runtime/cpu/jit/gemv_avx512.h"
-#include "runtime/cpu/moe_desc.h"
+#include "common/kernels/kernel_desc.h"
 #include "runtime/cpu/moe_ref.h"
 #include "runtime/cpu/thread_pool.h"
 

@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #include "runtime/cpu/act_quant.h"
-#include "runtime/cpu/moe_desc.h"
+#include "common/kernels/kernel_desc.h"
 
 namespace ktx::cpu {
 

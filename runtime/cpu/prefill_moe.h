@@ -28,7 +28,7 @@
 #include "runtime/cpu/jit/gemm_amx_kernel.h"
 #include "runtime/cpu/jit/gemm_kq_kernel.h"
 #include "runtime/cpu/jit/gemv.h"
-#include "runtime/cpu/moe_desc.h"
+#include "common/kernels/kernel_desc.h"
 #include "runtime/cpu/moe_ref.h"
 #include "runtime/cpu/repack_int8.h"
 #include "runtime/cpu/thread_pool.h"

@@ -19,7 +19,7 @@
 
 #include "common/quant/quant.h"
 #include "common/util/status.h"
-#include "runtime/cpu/moe_desc.h"
+#include "common/kernels/kernel_desc.h"
 #include "runtime/cpu/moe_ref.h"
 #include "runtime/cpu/thread_pool.h"
 

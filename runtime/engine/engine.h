@@ -21,7 +21,7 @@
 namespace ktx {
 
 // The fast routed-expert kernels a plan chose for one layer: the attributes kernel_decode,
-// config_decode, kernel_prefill, config_prefill of its routed_experts op (runtime/cpu/moe_desc.h
+// config_decode, kernel_prefill, config_prefill of its routed_experts op (common/kernels/kernel_desc.h
 // string forms; kernel_prefill may be "reference" or empty: large calls then run the decode
 // kernels too).
 struct MoeKernelAttrs {
@@ -39,8 +39,9 @@ struct EngineOptions {
   std::map<int64_t, MoeKernelAttrs> moe_kernels;
   // Weight matrices of the non-expert ops (attention, dense FFN, shared experts, router,
   // lm_head) that run the fast linear kernels (cpu/linear.h), by GGUF tensor name, with the
-  // ISA tier name the plan chose ("avx512"); the others run the exact float32 matmul. Setting
-  // any also turns the f32 weight cache off (the fast path keeps weights in their GGUF bytes).
+  // plan's descriptor ("linear:type=Q4_K,k=7168,n_rows=1536,isa=avx512", checked against the
+  // tensor at load); the others run the exact float32 matmul. Setting any also turns the f32
+  // weight cache off (the fast path keeps weights in their GGUF bytes).
   std::map<std::string, std::string> linear_kernels;
   // Layers and linears with fast kernels run their exact oracle instead (cpu::moe_reference with the
   // activation rounding the chosen kernel would apply for each call): the kernels' results
@@ -69,8 +70,9 @@ struct EngineOptions {
 // the prefill pair incomplete), naming the op.
 Expected<std::map<int64_t, MoeKernelAttrs>> moe_kernels_from_plan(const Plan& plan);
 
-// The weight matrices of the plan's ops marked kernel = "gemv" (every tensor of two or more
-// dimensions they read) with the op's isa attribute. Errors: a gemv op without isa, naming it.
+// The weight matrices of the plan's ops marked kernel = "gemv" with their descriptors (the
+// op's linears attribute). Errors name the op: no linears attribute (an older plan), an entry
+// that does not parse.
 Expected<std::map<std::string, std::string>> linear_kernels_from_plan(const Plan& plan);
 
 struct ModelImpl;

@@ -15,21 +15,37 @@ Expected<std::map<std::string, std::string>> linear_kernels_from_plan(const Plan
   for (const PlanOp& op : plan.program) {
     auto k = op.attrs.find("kernel");
     if (k == op.attrs.end() || k->second != "gemv") continue;
-    auto isa = op.attrs.find("isa");
-    if (isa == op.attrs.end())
-      return Error("plan op '{}': kernel = \"gemv\" without an isa attribute", op.name);
-    for (const std::string& t : op.tensors) out[t] = isa->second;
+    auto linears = op.attrs.find("linears");
+    if (linears == op.attrs.end())
+      return Error("plan op '{}': kernel = \"gemv\" without its linears descriptors (made by an "
+                   "older ktc); re-run ktc plan", op.name);
+    // "tensor=linear:...;tensor=linear:..."
+    const std::string& text = linears->second;
+    for (size_t pos = 0; pos < text.size();) {
+      size_t end = text.find(';', pos);
+      if (end == std::string::npos) end = text.size();
+      const std::string item = text.substr(pos, end - pos);
+      const size_t eq = item.find('=');
+      if (eq == std::string::npos || eq == 0)
+        return Error("plan op '{}': linears entry '{}' is not TENSOR=DESCRIPTOR", op.name, item);
+      auto desc = cpu::LinearDesc::parse(item.substr(eq + 1));
+      if (!desc) return desc.status().with_context(fmt::format("plan op '{}'", op.name));
+      out[item.substr(0, eq)] = item.substr(eq + 1);
+      pos = end + 1;
+    }
   }
   return out;
 }
 
 Status load_linears(ModelImpl& m, const EngineOptions& opt) {
-  for (const auto& [name, tier_name] : opt.linear_kernels) {
+  for (const auto& [name, text] : opt.linear_kernels) {
     const GGUFTensorInfo* t = m.gguf->find_tensor(name);
     if (!t) return Error("engine: plan names tensor '{}', which the GGUF lacks", name);
-    if (t->n_dims < 2) continue;  // norms, biases, gate vectors: read as rows
-    KTX_ASSIGN_OR_RETURN(cpu::IsaTier tier, cpu::parse_isa_tier(tier_name));
-    cpu::LinearDesc d{t->type, t->ne[0], t->n_rows(), tier};
+    KTX_ASSIGN_OR_RETURN(cpu::LinearDesc d, cpu::LinearDesc::parse(text));
+    const cpu::LinearDesc file{t->type, t->ne[0], t->n_rows(), d.isa};
+    if (!(d == file))
+      return Error("engine: tensor '{}': the plan's kernel is for {}, the GGUF holds {}; re-run "
+                   "ktc plan", name, d.to_string(), file.to_string());
     auto lin = cpu::Linear::create(d, t->data, m.cpu_isa);
     if (!lin) return lin.status().with_context(fmt::format("engine: tensor '{}'", name));
     m.linears.emplace(name, std::move(*lin));

@@ -18,7 +18,7 @@
 
 #include "common/hw/cpu_features.h"
 #include "common/util/rng.h"
-#include "runtime/cpu/moe_desc.h"
+#include "common/kernels/kernel_desc.h"
 #include "runtime/engine/engine.h"
 #include "tools/ktx-run/bench_report.h"
 #include "tools/ktx-run/commands.h"

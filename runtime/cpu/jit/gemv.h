@@ -12,7 +12,7 @@
 
 #include "common/hw/hw_profile.h"
 #include "runtime/cpu/act_quant.h"
-#include "runtime/cpu/moe_desc.h"
+#include "common/kernels/kernel_desc.h"
 
 namespace ktx::cpu {
 

@@ -25,6 +25,7 @@
 // CHECK-SAME: device = "cpu"
 // CHECK-SAME: isa = "avx2"
 // CHECK-SAME: kernel = "gemv"
+// CHECK-SAME: linears = "blk.0.ffn_gate_shexp.weight=linear:type=Q8_0,k=256,n_rows=256,isa=avx2;blk.0.ffn_up_shexp.weight=linear:type=Q8_0,k=256,n_rows=256,isa=avx2;blk.0.ffn_down_shexp.weight=linear:type=Q8_0,k=256,n_rows=256,isa=avx2"
 // REF-LABEL: func.func @moe
 // REF: kt.routed_experts "blk.0.ffn_moe"
 // REF-NOT: kernel_decode
@@ -32,6 +33,7 @@
 // REF: kt.shared_experts "blk.0.ffn_shexp"
 // REF-NOT: isa
 // REF-SAME: kernel = "reference"
+// REF-NOT: linears
 // SPR-LABEL: func.func @moe
 // SPR: config_prefill = "cfg:
 // SPR-SAME: kernel_decode = "moe:{{.*}},max_tokens=16,isa=amx"

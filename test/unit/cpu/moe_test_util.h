@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "common/quant/quant.h"
-#include "runtime/cpu/moe_desc.h"
+#include "common/kernels/kernel_desc.h"
 #include "runtime/cpu/moe_ref.h"
 
 namespace ktx::cpu::test {

@@ -62,6 +62,29 @@ TEST(MoeDesc, ParseRejectsWithNames) {
   EXPECT_NE(cfg.status().message().find("unroll=9"), std::string::npos);
 }
 
+TEST(LinearDesc, StringRoundTripAndErrors) {
+  const LinearDesc d{GGMLType::Q4_K, 7168, 1536, IsaTier::amx};
+  EXPECT_EQ(d.to_string(), "linear:type=Q4_K,k=7168,n_rows=1536,isa=amx");
+  auto back = LinearDesc::parse(d.to_string());
+  ASSERT_TRUE(back) << back.status().message();
+  EXPECT_EQ(*back, d);
+  const struct { const char* text; const char* error; } bad[] = {
+      {"moe:type=Q4_K,k=256,n_rows=1,isa=amx", "expected it to start with 'linear:'"},
+      {"linear:type=Q4_K,k=256,isa=amx", "missing key 'n_rows'"},
+      {"linear:type=Q4_K,k=256,n_rows=1,isa=amx,x=1", "unknown key 'x'"},
+      {"linear:type=Q9_K,k=256,n_rows=1,isa=amx", "unknown GGML type name 'Q9_K'"},
+      {"linear:type=Q4_K,k=100,n_rows=1,isa=amx", "rows of 100 elements"},
+      {"linear:type=Q4_K,k=256,n_rows=0,isa=amx", "both must be positive"},
+      {"linear:type=Q4_K,k=256,n_rows=1,isa=sse", "unknown ISA tier 'sse'"},
+  };
+  for (const auto& b : bad) {
+    auto r = LinearDesc::parse(b.text);
+    ASSERT_FALSE(r) << b.text;
+    EXPECT_NE(r.status().message().find(b.error), std::string::npos)
+        << b.text << " -> " << r.status().message();
+  }
+}
+
 TEST(MoeDesc, UnsupportedWeightTypeNamed) {
   MoeDesc d = deepseek_desc();
   d.down_type = GGMLType::IQ4_XS;

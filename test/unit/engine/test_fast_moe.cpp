@@ -14,7 +14,7 @@
 
 #include "common/gguf/gguf.h"
 #include "common/hw/cpu_features.h"
-#include "runtime/cpu/moe_desc.h"
+#include "common/kernels/kernel_desc.h"
 #include "runtime/cpu/repack_int8.h"
 #include "runtime/engine/engine.h"
 

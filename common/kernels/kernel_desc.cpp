@@ -2,7 +2,7 @@
 // forms are "prefix:key=value,..." with a fixed key order; the parser demands every key exactly
 // once and rejects unknown ones, so a plan written by a newer ktc is refused with a clear name
 // instead of being run with a silently defaulted field.
-#include "runtime/cpu/moe_desc.h"
+#include "common/kernels/kernel_desc.h"
 
 #include <algorithm>
 #include <charconv>
@@ -109,6 +109,38 @@ Expected<GGMLType> parse_ggml_type(const std::string& name) {
     }
   }
   return Error("unknown GGML type name '{}'", name);
+}
+
+std::string LinearDesc::to_string() const {
+  return fmt::format("linear:type={},k={},n_rows={},isa={}",
+                     ggml_type_name(static_cast<uint32_t>(type)), k, n_rows, isa_tier_name(isa));
+}
+
+Expected<LinearDesc> LinearDesc::parse(const std::string& text) {
+  KTX_ASSIGN_OR_RETURN(auto fields, split_fields(text, "linear"));
+  LinearDesc d;
+  KTX_ASSIGN_OR_RETURN(std::string type, take(fields, text, "type"));
+  auto t = parse_ggml_type(type);
+  if (!t) return t.status().with_context(fmt::format("'{}': key 'type'", text));
+  d.type = *t;
+  KTX_ASSIGN_OR_RETURN(d.k, take_int(fields, text, "k"));
+  KTX_ASSIGN_OR_RETURN(d.n_rows, take_int(fields, text, "n_rows"));
+  KTX_ASSIGN_OR_RETURN(std::string isa, take(fields, text, "isa"));
+  auto tier = parse_isa_tier(isa);
+  if (!tier) return tier.status().with_context(fmt::format("'{}': key 'isa'", text));
+  d.isa = *tier;
+  KTX_RETURN_IF_ERROR(no_leftovers(fields, text));
+  KTX_RETURN_IF_ERROR(d.validate().with_context(text));
+  return d;
+}
+
+Status LinearDesc::validate() const {
+  if (k <= 0 || n_rows <= 0)
+    return Error("linear: k={}, n_rows={}: both must be positive", k, n_rows);
+  KTX_RETURN_IF_ERROR(check_type_supported(static_cast<uint32_t>(type)));
+  auto bytes = ggml_row_bytes(type, k);
+  if (!bytes) return bytes.status().with_context(fmt::format("linear: rows of {} elements", k));
+  return Status::ok();
 }
 
 std::string MoeDesc::to_string() const {

@@ -1,5 +1,7 @@
-// The problem and the choice for one routed-expert (MoE) layer on the CPU, kept apart from the
-// code: `MoeDesc` says what is computed (shapes, weight types, tokens per expert, ISA tier),
+// The plan's kernel vocabulary, shared by ktc (which chooses) and ktx-run (which generates and
+// runs): ISA tiers, and for each kernel family the problem kept apart from the code.
+// `LinearDesc` is one linear layer's matrix (type, shape, tier). For one routed-expert (MoE)
+// layer on the CPU, `MoeDesc` says what is computed (shapes, weight types, tokens per expert, ISA tier),
 // `MoeConfig` says how (row blocking, K unrolling, threads). The plan stores both in their
 // stable string forms; the runtime parses them back and regenerates the kernels, so the cache
 // key of a generated kernel is (descriptor, config, ISA).
@@ -30,6 +32,23 @@ IsaTier best_isa_tier(const CpuIsa& isa);
 
 // A GGML type by its name ("Q4_K"); an error naming the text otherwise.
 Expected<GGMLType> parse_ggml_type(const std::string& name);
+
+// One linear layer's weight matrix: [n_rows][k] of `type` (GGUF ne = [k, n_rows, ...]: 3-D
+// tensors are seen as their rows) and the strongest tier its kernels may use.
+struct LinearDesc {
+  GGMLType type = GGMLType::F32;
+  int64_t k = 0;        // elements per row (a whole number of the type's blocks)
+  int64_t n_rows = 0;   // output width
+  IsaTier isa = IsaTier::reference;
+
+  // "linear:type=Q4_K,k=7168,n_rows=1536,isa=avx512"; parse() accepts exactly what
+  // to_string() writes.
+  std::string to_string() const;
+  static Expected<LinearDesc> parse(const std::string& text);
+  // Shape positive, type supported, rows a whole number of blocks.
+  Status validate() const;
+  bool operator==(const LinearDesc&) const = default;
+};
 
 // One routed-expert layer. Tensor shapes in GGUF `ne` order (fastest dimension first):
 //   gate, up: [n_embd, n_ff, n_expert]   (row n of expert e: n_embd elements)

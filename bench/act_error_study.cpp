@@ -37,7 +37,7 @@
 #include "runtime/cpu/moe_ref.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/engine_internal.h"
-#include "runtime/engine/eval.h"
+#include "tools/ktx-run/eval/eval.h"
 
 namespace ktx {
 namespace {

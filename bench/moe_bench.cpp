@@ -24,14 +24,14 @@
 #include "common/hw/cpu_features.h"
 #include "common/hw/hw_profile.h"
 #include "runtime/cpu/moe_decode.h"
-#include "runtime/cpu/tune.h"
+#include "tools/ktx-run/tune/tune.h"
 
 namespace {
 
 using namespace ktx;
 using namespace ktx::cpu;
 
-// The layer shapes are the tuner's presets (runtime/cpu/tune.h).
+// The layer shapes are the tuner's presets (tools/ktx-run/tune/tune.h).
 using ModelShape = MoeShape;
 
 // Where a block keeps its fp16 scales: set to small finite values so that sums stay finite

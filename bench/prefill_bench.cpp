@@ -18,14 +18,14 @@
 #include "common/hw/cpu_features.h"
 #include "runtime/cpu/jit/jit_kernel.h"
 #include "runtime/cpu/prefill_moe.h"
-#include "runtime/cpu/tune.h"
+#include "tools/ktx-run/tune/tune.h"
 
 namespace {
 
 using namespace ktx;
 using namespace ktx::cpu;
 
-// The layer shapes are the tuner's presets (runtime/cpu/tune.h).
+// The layer shapes are the tuner's presets (tools/ktx-run/tune/tune.h).
 using ModelShape = MoeShape;
 
 // Tile-only loop: `iters` x 4 independent tdpbssd on 16x16 int32 C tiles, A 16 x colsb bytes.

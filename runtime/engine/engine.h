@@ -88,7 +88,7 @@ class Model {
   const GGUFFile& gguf() const;
   int64_t n_ctx() const;        // default context of a Session
   // Whether some layer runs kernels that quantize activations (then the float32 error bounds
-  // do not apply; see runtime/engine/eval.h).
+  // do not apply; see tools/ktx-run/eval/eval.h).
   bool quantizes_activations() const;
   // One line per distinct kernel set, "blk.1-3 decode: gate=... up=... down=...; prefill: ...";
   // "reference (float32)" when no layer runs fast kernels.

@@ -1,5 +1,5 @@
 // `ktx-run eval PLAN --ref FILE.ref.gguf`: runs the plan's model on every sequence of a
-// transformers reference file and prints how close it comes (see runtime/engine/eval.h).
+// transformers reference file and prints how close it comes (see tools/ktx-run/eval/eval.h).
 // The bounds depend on the kernels the plan chose (float32 or activation-quantizing; see
 // EvalOptions), and the kernels that ran are listed first. Exit 0 when every bound holds, 1 when one does not, 2 for usage or input errors.
 #include <CLI/CLI.hpp>
@@ -9,7 +9,7 @@
 #include <string>
 
 #include "runtime/engine/engine.h"
-#include "runtime/engine/eval.h"
+#include "tools/ktx-run/eval/eval.h"
 #include "tools/ktx-run/commands.h"
 
 namespace ktx::cli {

@@ -10,8 +10,8 @@
 #include <map>
 #include <string>
 
-#include "runtime/gen/generate.h"
-#include "runtime/gen/progress.h"
+#include "tools/ktx-run/gen/generate.h"
+#include "tools/ktx-run/gen/progress.h"
 #include "tools/ktx-run/commands.h"
 
 namespace ktx::cli {

@@ -4,7 +4,7 @@
 // Descriptors are built as the planner builds them: the layer shape, the weight types (Q4_K
 // for the presets, each MoE layer's tensor types for a GGUF, one descriptor per distinct
 // combination), decode max_tokens, and the strongest ISA tier the profile lists. Timing runs
-// the real MoeDecode on random weights (runtime/cpu/tune.h). Tables go to stdout, progress to
+// the real MoeDecode on random weights (tools/ktx-run/tune/tune.h). Tables go to stdout, progress to
 // stderr.
 #include <CLI/CLI.hpp>
 
@@ -18,7 +18,7 @@
 #include "common/hw/cpu_features.h"
 #include "common/hw/hw_profile.h"
 #include "common/model/config.h"
-#include "runtime/cpu/tune.h"
+#include "tools/ktx-run/tune/tune.h"
 #include "tools/ktx-run/commands.h"
 
 namespace ktx::cli {

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "common/hw/cpu_features.h"
-#include "runtime/cpu/tune.h"
+#include "tools/ktx-run/tune/tune.h"
 
 namespace ktx::cpu {
 namespace {

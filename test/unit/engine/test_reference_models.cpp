@@ -9,7 +9,7 @@
 #include "common/gguf/gguf.h"
 #include "common/model/config.h"
 #include "runtime/engine/engine.h"
-#include "runtime/engine/eval.h"
+#include "tools/ktx-run/eval/eval.h"
 
 namespace ktx {
 namespace {

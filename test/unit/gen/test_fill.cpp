@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "common/quant/quant.h"
-#include "runtime/gen/fill.h"
-#include "runtime/gen/generate.h"
-#include "runtime/gen/model_layout.h"
+#include "tools/ktx-run/gen/fill.h"
+#include "tools/ktx-run/gen/generate.h"
+#include "tools/ktx-run/gen/model_layout.h"
 
 namespace ktx {
 namespace {

@@ -11,7 +11,7 @@
 #include <iterator>
 
 #include "common/gguf/gguf.h"
-#include "runtime/gen/generate.h"
+#include "tools/ktx-run/gen/generate.h"
 
 namespace ktx {
 namespace {

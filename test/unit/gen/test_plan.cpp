@@ -2,7 +2,7 @@
 // models, layer cuts, the split-MLA tensor shapes and llama-quantize-style fallbacks.
 #include <gtest/gtest.h>
 
-#include "runtime/gen/generate.h"
+#include "tools/ktx-run/gen/generate.h"
 
 namespace ktx {
 namespace {

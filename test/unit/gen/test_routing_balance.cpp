@@ -1,7 +1,7 @@
 // Generated models must route like trained ones: tokens spread over the experts, so benchmarks
 // on them see the expert traffic a real model causes. Random weights can instead send most
 // tokens of a sequence to a few experts (the shared part of random attention grows through the
-// residual stream with depth; see runtime/gen/model_layout.cpp). These tests generate deep,
+// residual stream with depth; see tools/ktx-run/gen/model_layout.cpp). These tests generate deep,
 // narrow versions of two preset families (the real expert counts and routing functions, small
 // widths so the reference engine runs them in seconds), feed a few thousand pseudo-random
 // tokens and bound every MoE layer's busiest expert at twice the mean share.
@@ -17,8 +17,8 @@
 #include "common/model/config.h"
 #include "common/util/rng.h"
 #include "runtime/engine/engine.h"
-#include "runtime/gen/model_layout.h"
-#include "runtime/gen/presets.h"
+#include "tools/ktx-run/gen/model_layout.h"
+#include "tools/ktx-run/gen/presets.h"
 
 namespace ktx {
 namespace {

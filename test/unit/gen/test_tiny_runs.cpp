@@ -14,9 +14,9 @@
 #include "common/gguf/gguf.h"
 #include "common/model/config.h"
 #include "runtime/engine/engine.h"
-#include "runtime/gen/generate.h"
-#include "runtime/gen/presets.h"
-#include "runtime/gen/vocab_gen.h"
+#include "tools/ktx-run/gen/generate.h"
+#include "tools/ktx-run/gen/presets.h"
+#include "tools/ktx-run/gen/vocab_gen.h"
 #include "runtime/text/chat_template.h"
 #include "runtime/text/tokenizer.h"
 

@@ -5,8 +5,8 @@
 #include <set>
 #include <unordered_map>
 
-#include "runtime/gen/presets.h"
-#include "runtime/gen/vocab_gen.h"
+#include "tools/ktx-run/gen/presets.h"
+#include "tools/ktx-run/gen/vocab_gen.h"
 
 namespace ktx::gen_detail {
 namespace {

@@ -2,7 +2,7 @@
 // demo (the same shape as ../shared/models/dsv3, newer split-MLA layout). The others are the
 // published shapes of real models, used for performance work; their tokenizers are synthetic
 // vocabularies of the real size with the family's pre-tokenizer name and control tokens.
-#include "runtime/gen/presets.h"
+#include "tools/ktx-run/gen/presets.h"
 
 namespace ktx::gen_detail {
 namespace {

@@ -6,8 +6,8 @@
 #include <cstdint>
 
 #include "common/gguf/gguf.h"
-#include "runtime/gen/generate.h"
-#include "runtime/gen/presets.h"
+#include "tools/ktx-run/gen/generate.h"
+#include "tools/ktx-run/gen/presets.h"
 
 namespace ktx::gen_detail {
 

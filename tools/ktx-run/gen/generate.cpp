@@ -1,6 +1,6 @@
 // generate_model and the public preset/type helpers: validates the options, checks the output
 // path and the free disk space, then hands metadata and lazily filled tensors to GGUFWriter.
-#include "runtime/gen/generate.h"
+#include "tools/ktx-run/gen/generate.h"
 
 #include <sys/statvfs.h>
 
@@ -11,9 +11,9 @@
 #include <system_error>
 #include <thread>
 
-#include "runtime/gen/fill.h"
-#include "runtime/gen/model_layout.h"
-#include "runtime/gen/vocab_gen.h"
+#include "tools/ktx-run/gen/fill.h"
+#include "tools/ktx-run/gen/model_layout.h"
+#include "tools/ktx-run/gen/vocab_gen.h"
 
 namespace ktx {
 namespace {

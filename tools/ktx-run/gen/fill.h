@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #include "common/util/rng.h"
-#include "runtime/gen/generate.h"
+#include "tools/ktx-run/gen/generate.h"
 
 namespace ktx::gen_detail {
 

@@ -2,7 +2,7 @@
 // unit of d is computed from the distribution of the random quant values and of the chosen
 // sub-block scales, so d = std / unit gives the target standard deviation. Types with a min or
 // offset (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) get it set to cancel the mean of the unsigned quants.
-#include "runtime/gen/fill.h"
+#include "tools/ktx-run/gen/fill.h"
 
 #include <algorithm>
 #include <atomic>

@@ -15,7 +15,7 @@
 
 #include "common/gguf/gguf.h"
 #include "common/util/status.h"
-#include "runtime/gen/presets.h"
+#include "tools/ktx-run/gen/presets.h"
 
 namespace ktx::gen_detail {
 

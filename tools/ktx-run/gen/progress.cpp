@@ -1,5 +1,5 @@
 // Progress bar of `ktx-run gen` (see progress.h).
-#include "runtime/gen/progress.h"
+#include "tools/ktx-run/gen/progress.h"
 
 #include <fmt/format.h>
 

@@ -2,7 +2,7 @@
 // token; the decode run then continues greedily for the reference's continuation. The float32
 // bounds are those of ../shared/models/README.md for a path on dequantized weights; the
 // quantized-activation bounds (per file) are described in eval.h.
-#include "runtime/engine/eval.h"
+#include "tools/ktx-run/eval/eval.h"
 
 #include <algorithm>
 #include <cmath>

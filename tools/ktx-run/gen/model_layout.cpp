@@ -13,7 +13,7 @@
 // 1/sqrt(2 n_layer) as GPT-2 initializes them, so all layers together add no more than the
 // embedding carries. n_layer is the preset's full depth, so a --layers cut keeps the full
 // model's tensors byte for byte.
-#include "runtime/gen/model_layout.h"
+#include "tools/ktx-run/gen/model_layout.h"
 
 #include <fmt/format.h>
 

@@ -4,7 +4,7 @@
 // first touched by the pool's workers, so on a NUMA host their pages spread over the nodes the
 // way a parallel model load places them. Every call routes tokens to fresh random experts so
 // weights come from DRAM, as in decode.
-#include "runtime/cpu/tune.h"
+#include "tools/ktx-run/tune/tune.h"
 
 #include <algorithm>
 #include <chrono>

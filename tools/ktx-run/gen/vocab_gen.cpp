@@ -1,6 +1,6 @@
 // Synthetic tokenizer vocabularies (see vocab_gen.h): BPE training on a small embedded English
 // corpus, then deterministic synthetic merges up to the requested size.
-#include "runtime/gen/vocab_gen.h"
+#include "tools/ktx-run/gen/vocab_gen.h"
 
 #include <fmt/format.h>
 
@@ -8,7 +8,7 @@
 #include <unordered_set>
 #include <utility>
 
-#include "runtime/gen/fill.h"
+#include "tools/ktx-run/gen/fill.h"
 
 namespace ktx::gen_detail {
 namespace {

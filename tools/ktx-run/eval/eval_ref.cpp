@@ -3,7 +3,7 @@
 // like the one being evaluated.
 #include <cstring>
 
-#include "runtime/engine/eval.h"
+#include "tools/ktx-run/eval/eval.h"
 
 namespace ktx {
 namespace {

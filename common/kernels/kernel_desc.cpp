@@ -57,6 +57,22 @@ Expected<int64_t> take_int(std::map<std::string, std::string>& fields, const std
   return out;
 }
 
+// A GGML type name or an ISA tier name under `key`; errors name the text and the key.
+Expected<GGMLType> take_type(std::map<std::string, std::string>& fields, const std::string& text,
+                             const char* key) {
+  KTX_ASSIGN_OR_RETURN(std::string name, take(fields, text, key));
+  auto type = parse_ggml_type(name);
+  if (!type) return type.status().with_context(fmt::format("'{}': key '{}'", text, key));
+  return *type;
+}
+
+Expected<IsaTier> take_tier(std::map<std::string, std::string>& fields, const std::string& text) {
+  KTX_ASSIGN_OR_RETURN(std::string name, take(fields, text, "isa"));
+  auto tier = parse_isa_tier(name);
+  if (!tier) return tier.status().with_context(fmt::format("'{}': key 'isa'", text));
+  return *tier;
+}
+
 Status no_leftovers(const std::map<std::string, std::string>& fields, const std::string& text) {
   if (fields.empty()) return Status::ok();
   return Error("'{}': unknown key '{}'", text, fields.begin()->first);
@@ -119,16 +135,10 @@ std::string LinearDesc::to_string() const {
 Expected<LinearDesc> LinearDesc::parse(const std::string& text) {
   KTX_ASSIGN_OR_RETURN(auto fields, split_fields(text, "linear"));
   LinearDesc d;
-  KTX_ASSIGN_OR_RETURN(std::string type, take(fields, text, "type"));
-  auto t = parse_ggml_type(type);
-  if (!t) return t.status().with_context(fmt::format("'{}': key 'type'", text));
-  d.type = *t;
+  KTX_ASSIGN_OR_RETURN(d.type, take_type(fields, text, "type"));
   KTX_ASSIGN_OR_RETURN(d.k, take_int(fields, text, "k"));
   KTX_ASSIGN_OR_RETURN(d.n_rows, take_int(fields, text, "n_rows"));
-  KTX_ASSIGN_OR_RETURN(std::string isa, take(fields, text, "isa"));
-  auto tier = parse_isa_tier(isa);
-  if (!tier) return tier.status().with_context(fmt::format("'{}': key 'isa'", text));
-  d.isa = *tier;
+  KTX_ASSIGN_OR_RETURN(d.isa, take_tier(fields, text));
   KTX_RETURN_IF_ERROR(no_leftovers(fields, text));
   KTX_RETURN_IF_ERROR(d.validate().with_context(text));
   return d;
@@ -159,17 +169,10 @@ Expected<MoeDesc> MoeDesc::parse(const std::string& text) {
   KTX_ASSIGN_OR_RETURN(d.n_expert, take_int(fields, text, "n_expert"));
   KTX_ASSIGN_OR_RETURN(d.top_k, take_int(fields, text, "top_k"));
   KTX_ASSIGN_OR_RETURN(d.max_tokens, take_int(fields, text, "max_tokens"));
-  for (auto [key, dst] : {std::pair{"gate", &d.gate_type}, std::pair{"up", &d.up_type},
-                          std::pair{"down", &d.down_type}}) {
-    KTX_ASSIGN_OR_RETURN(std::string name, take(fields, text, key));
-    auto type = parse_ggml_type(name);
-    if (!type) return type.status().with_context(fmt::format("'{}': key '{}'", text, key));
-    *dst = *type;
-  }
-  KTX_ASSIGN_OR_RETURN(std::string isa, take(fields, text, "isa"));
-  auto tier = parse_isa_tier(isa);
-  if (!tier) return tier.status().with_context(fmt::format("'{}': key 'isa'", text));
-  d.isa = *tier;
+  KTX_ASSIGN_OR_RETURN(d.gate_type, take_type(fields, text, "gate"));
+  KTX_ASSIGN_OR_RETURN(d.up_type, take_type(fields, text, "up"));
+  KTX_ASSIGN_OR_RETURN(d.down_type, take_type(fields, text, "down"));
+  KTX_ASSIGN_OR_RETURN(d.isa, take_tier(fields, text));
   KTX_RETURN_IF_ERROR(no_leftovers(fields, text));
   KTX_RETURN_IF_ERROR(d.validate().with_context(text));
   return d;

@@ -13,6 +13,7 @@ void build_plan_pipeline(mlir::PassManager& pm, const PipelineOptions& options) 
   KtSelectKernelsOptions select;
   select.hwPath = options.hw_path;
   select.kernels = options.kernels;
+  select.kvCache = options.kv_cache;
   pm.addPass(createKtSelectKernels(select));
 }
 

@@ -11,6 +11,7 @@ namespace ktx::kt {
 struct PipelineOptions {
   std::string hw_path;             // host profile (TOML)
   std::string kernels = "fast";    // fast | reference (--kt-select-kernels)
+  std::string kv_cache = "f16";    // f16 | bf16 | f32: KV cache of fast attention ops
 };
 
 // place -> verify placement -> select kernels. Plan emission (codegen/EmitPlan.h) follows.

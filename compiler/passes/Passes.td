@@ -36,6 +36,7 @@ def KtSelectKernels : Pass<"kt-select-kernels", "::mlir::ModuleOp"> {
       kernel_prefill = "moe:..." and config_prefill = "cfg:..." (or kernel_prefill = "reference"
       when a weight type has no exact int8 repack).
     With kernels=reference the op gets kernel = "reference" (the exact float32 engine).
+    Fast attention ops also get kv_cache = the kv-cache option (their cache's element type).
     Run after --kt-place. Bad options and invalid descriptors are errors at the op.
   }];
   let options = [
@@ -43,6 +44,8 @@ def KtSelectKernels : Pass<"kt-select-kernels", "::mlir::ModuleOp"> {
            "host profile (TOML, as written by `ktx-run probe`)">,
     Option<"kernels", "kernels", "std::string", /*default=*/"\"fast\"",
            "fast (generated/int8 kernels) or reference (exact float32)">,
+    Option<"kvCache", "kv-cache", "std::string", /*default=*/"\"f16\"",
+           "KV cache element type of fast attention ops: f16, bf16 or f32">,
   ];
 }
 

@@ -14,7 +14,9 @@
 //       linears = "blk.0.attn_q.weight=linear:type=Q8_0,k=256,n_rows=256,isa=avx512;...", ...}
 //
 // (one descriptor per weight matrix, LinearDesc of common/kernels: the runtime generates its
-// GEMV, and on AMX hosts the prefill GEMM, from it and checks it against the GGUF tensor). kernels=reference marks every op kernel = "reference" instead (the exact
+// GEMV, and on AMX hosts the prefill GEMM, from it and checks it against the GGUF tensor).
+// Attention ops also get kv_cache = "f16" (the kv-cache option): the element type of the KV
+// cache their flash kernels read. kernels=reference marks every op kernel = "reference" instead (the exact
 // float32 path, the oracle of the fast one). Shapes, types and tier come from the op and the
 // profile; the decisions themselves live in KernelChoice.cpp.
 #include <string>
@@ -126,6 +128,11 @@ struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
                      << ": expected 'fast' or 'reference'";
       return signalPassFailure();
     }
+    if (kvCache != "f16" && kvCache != "bf16" && kvCache != "f32") {
+      option_error() << "kt-select-kernels: kv-cache=" << std::string(kvCache)
+                     << ": expected f16, bf16 or f32";
+      return signalPassFailure();
+    }
     if (kernels == "reference") {
       mlir::Builder b(&getContext());
       for (mlir::Operation* op : ops) op->setAttr("kernel", b.getStringAttr("reference"));
@@ -133,6 +140,7 @@ struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
         op->setAttr("kernel", b.getStringAttr("reference"));
         op->removeAttr("isa");
         op->removeAttr("linears");
+        op->removeAttr("kv_cache");
       }
       return;
     }
@@ -173,6 +181,7 @@ struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
       op->setAttr("kernel", b.getStringAttr("gemv"));
       op->setAttr("isa", b.getStringAttr(tier));
       op->setAttr("linears", b.getStringAttr(linears));
+      if (llvm::isa<AttentionOp>(op)) op->setAttr("kv_cache", b.getStringAttr(std::string(kvCache)));
     }
     if (!ok) signalPassFailure();
   }

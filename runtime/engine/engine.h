@@ -54,9 +54,10 @@ struct EngineOptions {
   // whose workers compute them (cpu/numa_place.h), so decode reads local memory only. The
   // environment variable KTX_NUMA_PLACE=0 turns it off too.
   bool numa_place = true;
-  // Element type of the KV cache of layers whose attention runs the fast kernels: "f16"
-  // (default), "bf16" or "f32". Reference attention always keeps an f32 cache.
-  std::string kv_cache_type = "f16";
+  // Element type of the KV cache of layers whose attention runs the fast kernels: "f16",
+  // "bf16" or "f32"; empty: what the plan's attention op says (its kv_cache attribute), f16
+  // when it says nothing. Reference attention always keeps an f32 cache.
+  std::string kv_cache_type;
   // The program to run (a plan's op list and arena, as load_from_plan passes them); empty:
   // reference_program(cfg), the op list ktc would emit with reference kernels.
   std::vector<PlanOp> program;

@@ -110,8 +110,11 @@ std::string memory_summary(const Model& model, const Session* session) {
                               "+ f32 weight cache {}", gb(m.gguf_mapped), gb(m.repacked_experts),
                               gb(m.repacked_linears), gb(m.f32_cache));
   if (session) {
-    s += fmt::format(" + KV cache {} (ctx {}) + arenas {}", gb(session->kv_cache_bytes()),
-                     session->n_ctx(), gb(session->arena_bytes()));
+    const ModelImpl& impl = model.impl();
+    const bool fast = std::find(impl.attn_fast.begin(), impl.attn_fast.end(), true) != impl.attn_fast.end();
+    s += fmt::format(" + KV cache {} (ctx {}, {}) + arenas {}", gb(session->kv_cache_bytes()),
+                     session->n_ctx(), fast ? cpu::kv_type_name(impl.kv_type) : "f32",
+                     gb(session->arena_bytes()));
     total += session->kv_cache_bytes() + session->arena_bytes();
   }
   return s + fmt::format(" = {}", gb(total));

@@ -58,11 +58,18 @@ Expected<std::unique_ptr<Model>> Model::load(const ModelConfig& cfg,
   } else {
     KTX_ASSIGN_OR_RETURN(impl->program, build_program(opt.program, opt.buffers, backends));
   }
-  KTX_ASSIGN_OR_RETURN(impl->kv_type, cpu::parse_kv_type(opt.kv_cache_type));
   impl->attn_fast.assign(static_cast<size_t>(cfg.n_layer), false);
-  for (const ProgramOp& op : impl->program.ops)
-    if (op.kind == OpKind::attention && op.kernel == "gemv" && op.layer >= 0 && op.layer < cfg.n_layer)
-      impl->attn_fast[static_cast<size_t>(op.layer)] = true;
+  std::string kv_type = opt.kv_cache_type;  // the caller's override, else the plan's
+  for (const ProgramOp& op : impl->program.ops) {
+    if (op.kind != OpKind::attention || op.kernel != "gemv" || op.layer < 0 || op.layer >= cfg.n_layer)
+      continue;
+    impl->attn_fast[static_cast<size_t>(op.layer)] = true;
+    if (opt.kv_cache_type.empty() && !op.kv_cache.empty()) kv_type = op.kv_cache;
+  }
+  if (kv_type.empty()) kv_type = "f16";
+  auto kv = cpu::parse_kv_type(kv_type);
+  if (!kv) return kv.status().with_context("engine: KV cache type");
+  impl->kv_type = *kv;
   KTX_RETURN_IF_ERROR(load_linears(*impl, opt));
   KTX_RETURN_IF_ERROR(load_fast_moe(*impl, opt));
   return std::unique_ptr<Model>(new Model(std::move(impl)));

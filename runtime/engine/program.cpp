@@ -71,9 +71,12 @@ Expected<Program> build_program(const std::vector<PlanOp>& ops,
     KTX_RETURN_IF_ERROR(backend->supports(op, k->kind)
                             .with_context(fmt::format("plan op '{}' on {}", op.name, op.device)));
     written[op.out] = true;
-    auto kernel = op.attrs.find("kernel");
-    ProgramOp po{k->kind, op.name, op.layer, op.tensors,
-                 kernel == op.attrs.end() ? std::string() : kernel->second, op.in, op.out, backend};
+    auto attr = [&](const char* key) {
+      auto it = op.attrs.find(key);
+      return it == op.attrs.end() ? std::string() : it->second;
+    };
+    ProgramOp po{k->kind, op.name, op.layer, op.tensors, attr("kernel"), attr("kv_cache"),
+                 op.in, op.out, backend};
     if (po.kind == OpKind::lm_head) p.logits_buffer = op.out;
     p.ops.push_back(std::move(po));
   }

@@ -33,6 +33,7 @@ struct ProgramOp {
   int layer = -1;
   std::vector<std::string> tensors;  // GGUF tensors it reads (the plan's list)
   std::string kernel;                // the plan's kernel attribute ("gemv", "reference", "")
+  std::string kv_cache;              // attention: the plan's KV cache type ("f16"; "" = none given)
   std::vector<int> in;               // arena buffers read, operand order
   int out = -1;                      // arena buffer written
   Backend* backend = nullptr;        // the backend of its device

@@ -70,7 +70,7 @@ int cmd_import(int argc, char** argv) {
 
 int cmd_plan(int argc, char** argv) {
   CLI::App app("Compile a GGUF model into an execution plan for a host", "ktc plan");
-  std::string model, hw_path, out, emit_ir, kernels = "fast";
+  std::string model, hw_path, out, emit_ir, kernels = "fast", kv_cache = "f16";
   int64_t context = 0;
   app.add_option("model", model, "GGUF model file")->required();
   app.add_option("--hw", hw_path, "host profile (TOML, from 'ktx-run probe')")->required();
@@ -79,9 +79,13 @@ int cmd_plan(int argc, char** argv) {
   app.add_option("--context", context, "KV-cache length (default: the profile's budget)")
       ->check(CLI::PositiveNumber);
   app.add_option("--kernels", kernels,
-                 "routed-expert kernels: fast (generated, int16-grade activations) or reference "
-                 "(exact float32)")
+                 "kernels of every op: fast (generated GEMVs/GEMMs, int16-grade activations, "
+                 "flash attention) or reference (exact float32)")
       ->check(CLI::IsMember({"fast", "reference"}));
+  app.add_option("--kv-cache", kv_cache,
+                 "KV cache element type of fast attention ops (reference plans keep f32)")
+      ->check(CLI::IsMember({"f16", "bf16", "f32"}))
+      ->capture_default_str();
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
 
   // 1. The host profile first: a bad one is the cheapest error to report.
@@ -103,7 +107,7 @@ int cmd_plan(int argc, char** argv) {
                                                                          : hw->cpu.model_name,
                        hw_path));
   mlir::PassManager pm(&ctx);
-  kt::build_plan_pipeline(pm, {hw_path, kernels});
+  kt::build_plan_pipeline(pm, {hw_path, kernels, kv_cache});
   if (mlir::failed(pm.run(**module)))
     return fail("placement or kernel selection failed (see the errors above)");
   if (!emit_ir.empty())

@@ -29,7 +29,7 @@ namespace {
 constexpr uint64_t kTokenSeed = 0x6b74782d62656e63ull;  // "ktx-benc"
 
 struct BenchArgs {
-  std::string plan_path, gguf_override, prompt_list = "512", cache_type = "f16";
+  std::string plan_path, gguf_override, prompt_list = "512", cache_type;
   int64_t n_gen = 128;
   int reps = 3;
   int threads = 0;
@@ -151,9 +151,9 @@ int parse_args(int argc, char** argv, BenchArgs& a, bool& done) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--gguf", a.gguf_override, "use this GGUF instead of the path in the plan");
   app.add_option("--cache-type", a.cache_type,
-                 "KV cache element type of fast-kernel attention (reference plans keep f32)")
-      ->check(CLI::IsMember({"f16", "bf16", "f32"}))
-      ->capture_default_str();
+                 "KV cache element type of fast-kernel attention, overriding the plan's (default: the "
+                 "plan's kv_cache, f16; reference plans keep f32)")
+      ->check(CLI::IsMember({"f16", "bf16", "f32"}));
   app.add_flag("--json", a.json, "print the results as one JSON document on stdout");
   app.add_flag("--profile", a.profile, "time each op kind and report the expert-load spread");
   app.add_flag("--no-warmup", a.no_warmup, "skip the untimed warm-up run");

@@ -34,7 +34,7 @@ struct ChatArgs {
   bool raw = false;
   int n_predict = 256;
   int threads = 0;
-  std::string cache_type = "f16";
+  std::string cache_type;
   int64_t n_ctx = 0;
   bool show_stats = false;
   SamplerParams sampling;
@@ -226,9 +226,9 @@ int cmd_chat(int argc, char** argv) {
   app.add_option("--gguf", args.gguf_override, "Use this GGUF instead of the path in the plan");
   app.add_option("-t,--threads", args.threads, "CPU threads (0 = all cores)")->capture_default_str();
   app.add_option("--cache-type", args.cache_type,
-                 "KV cache element type of fast-kernel attention (reference plans keep f32)")
-      ->check(CLI::IsMember({"f16", "bf16", "f32"}))
-      ->capture_default_str();
+                 "KV cache element type of fast-kernel attention, overriding the plan's (default: the "
+                 "plan's kv_cache, f16; reference plans keep f32)")
+      ->check(CLI::IsMember({"f16", "bf16", "f32"}));
   app.add_option("-c,--ctx", args.n_ctx, "Context length (0 = min(trained, 4096))")->capture_default_str();
   app.add_flag("--stats", args.show_stats,
                "Print prefill/decode speed and the resident memory (GGUF mapping, repacks, KV "

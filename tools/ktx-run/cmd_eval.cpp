@@ -22,11 +22,11 @@ int cmd_eval(int argc, char** argv) {
   app.add_option("--ref", ref_path, "reference file STEM.VARIANT.ref.gguf")->required();
   app.add_option("--dump", dump_dir, "write sequence I's prefill logits to DIR/I.f32 "
                                      "(little-endian float32 [T][n_vocab])");
-  std::string cache_type = "f16";
+  std::string cache_type;
   app.add_option("--cache-type", cache_type,
-                 "KV cache element type of fast-kernel attention (reference plans keep f32)")
-      ->check(CLI::IsMember({"f16", "bf16", "f32"}))
-      ->capture_default_str();
+                 "KV cache element type of fast-kernel attention, overriding the plan's (default: the "
+                 "plan's kv_cache, f16; reference plans keep f32)")
+      ->check(CLI::IsMember({"f16", "bf16", "f32"}));
   app.add_option("--threads", threads, "CPU threads (0 = the plan's choice, else all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--gguf", gguf_override, "use this GGUF instead of the path in the plan");

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/plan/buffer_alloc.h"
 #include "compiler/ir/JsonAttr.h"
 #include "compiler/ir/KtDialect.h"
 #include "compiler/passes/KernelChoice.h"
@@ -114,7 +115,7 @@ Status assign_buffers(llvm::ArrayRef<mlir::Operation*> ops, std::vector<PlanOp>&
   for (size_t i = 0; i < ops.size(); ++i)
     for (mlir::Value v : ops[i]->getOperands()) last_use[v] = i;
   llvm::DenseMap<mlir::Value, int> buffer_of;
-  std::vector<int> free_act, free_route;
+  BufferAllocator alloc(buffers);
   for (size_t i = 0; i < ops.size(); ++i) {
     mlir::Operation* op = ops[i];
     for (mlir::Value v : op->getOperands()) {
@@ -124,28 +125,17 @@ Status assign_buffers(llvm::ArrayRef<mlir::Operation*> ops, std::vector<PlanOp>&
     if (op->getNumResults() != 1)
       return Error("op '{}' has {} results; kt ops have one", program[i].name, op->getNumResults());
     mlir::Value r = op->getResult(0);
-    std::string kind;
-    int64_t width = 0;
-    if (auto a = r.getType().dyn_cast<ActType>()) kind = "act", width = a.getWidth();
-    else if (auto t = r.getType().dyn_cast<RouteType>()) kind = "route", width = t.getTopK();
-    else return Error("op '{}': result type is neither !kt.act nor !kt.route", program[i].name);
-    std::vector<int>& pool = kind == "act" ? free_act : free_route;
     int b;
-    if (!pool.empty()) {
-      b = pool.back();
-      pool.pop_back();
-      buffers[b].width = std::max(buffers[b].width, width);
-    } else {
-      b = static_cast<int>(buffers.size());
-      buffers.push_back({kind, width});
-    }
+    if (auto a = r.getType().dyn_cast<ActType>()) b = alloc.take("act", a.getWidth());
+    else if (auto t = r.getType().dyn_cast<RouteType>()) b = alloc.take("route", t.getTopK());
+    else return Error("op '{}': result type is neither !kt.act nor !kt.route", program[i].name);
     buffer_of[r] = b;
     program[i].out = b;
-    // Inputs whose last reader this op was go back to their pool (after the output took one).
+    // Inputs whose last reader this op was are freed (after the output took its buffer).
     for (mlir::Value v : op->getOperands()) {
       auto it = buffer_of.find(v);
       if (it == buffer_of.end() || last_use[v] != i) continue;
-      (buffers[it->second].kind == "act" ? free_act : free_route).push_back(it->second);
+      alloc.release(it->second);
       buffer_of.erase(it);
     }
   }

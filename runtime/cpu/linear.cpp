@@ -98,21 +98,26 @@ void Linear::run(ThreadPool& pool, const float* x, int64_t ld_x, int64_t n_tok, 
   const int64_t rpt = rows_per_task(n_out, n_tb, pool.size());
   const int64_t n_rc = (n_out + rpt - 1) / rpt;
   auto task = [&](int64_t i) {
-    const int64_t rc = i % n_rc, tb = i / n_rc;
-    const int64_t r0 = rc * rpt, t0 = tb * kTokenBlock;
-    GemvArgs a;
-    a.w = data_ + static_cast<size_t>(row0 + r0) * row_bytes_;
-    a.w_stride = static_cast<int64_t>(row_bytes_);
-    a.act = act + t0 * act_stride;
-    a.act_stride = act_stride;
-    a.out = dst + t0 * ld_dst + r0;
-    a.out_stride = ld_dst;
-    a.n_rows = std::min(rpt, n_out - r0);
-    a.n_tokens = std::min(kTokenBlock, n_tok - t0);
-    kernel_->run(a);
+    const int64_t r0 = (i % n_rc) * rpt, t0 = (i / n_rc) * kTokenBlock;
+    gemv_block(row0 + r0, act + t0 * act_stride, act_stride, dst + t0 * ld_dst + r0, ld_dst,
+               std::min(rpt, n_out - r0), std::min(kTokenBlock, n_tok - t0));
   };
   if (n_rc * n_tb == 1) task(0);
   else pool.parallel_for(n_rc * n_tb, task);
+}
+
+void Linear::gemv_block(int64_t row, const uint8_t* act, int64_t act_stride, float* out,
+                        int64_t ld_out, int64_t n_rows, int64_t n_tokens) const {
+  GemvArgs a;
+  a.w = data_ + static_cast<size_t>(row) * row_bytes_;
+  a.w_stride = static_cast<int64_t>(row_bytes_);
+  a.act = act;
+  a.act_stride = act_stride;
+  a.out = out;
+  a.out_stride = ld_out;
+  a.n_rows = n_rows;
+  a.n_tokens = n_tokens;
+  kernel_->run(a);
 }
 
 void Linear::run_gemm(ThreadPool& pool, const uint8_t* act, int64_t act_stride, int64_t n_tok,
@@ -204,22 +209,14 @@ void Linear::run_heads(ThreadPool& pool, int64_t n_heads, int64_t head_rows, con
     pool.parallel_for(n_heads * n_tok, quantize);
   }
   const int64_t n_tb = (n_tok + kTokenBlock - 1) / kTokenBlock;
-  const int64_t want = std::max<int64_t>(1, 4 * pool.size() / std::max<int64_t>(1, n_heads * n_tb));
-  const int64_t rpt = std::max(kMinRowsPerTask, (head_rows + want - 1) / want);
+  const int64_t rpt = rows_per_task(head_rows, n_heads * n_tb, pool.size());
   const int64_t n_rc = (head_rows + rpt - 1) / rpt;
   pool.parallel_for(n_heads * n_rc * n_tb, [&](int64_t i) {
-    const int64_t h = i / (n_rc * n_tb), rc = (i / n_tb) % n_rc, tb = i % n_tb;
-    const int64_t r0 = rc * rpt, t0 = tb * kTokenBlock;
-    GemvArgs a;
-    a.w = data_ + static_cast<size_t>(h * head_rows + r0) * row_bytes_;
-    a.w_stride = static_cast<int64_t>(row_bytes_);
-    a.act = buf + (h * n_tok + t0) * row_bytes;
-    a.act_stride = row_bytes;
-    a.out = dst + h * dst_head_stride + t0 * ld_dst + r0;
-    a.out_stride = ld_dst;
-    a.n_rows = std::min(rpt, head_rows - r0);
-    a.n_tokens = std::min(kTokenBlock, n_tok - t0);
-    kernel_->run(a);
+    const int64_t h = i / (n_rc * n_tb), r0 = ((i / n_tb) % n_rc) * rpt;
+    const int64_t t0 = (i % n_tb) * kTokenBlock;
+    gemv_block(h * head_rows + r0, buf + (h * n_tok + t0) * row_bytes, row_bytes,
+               dst + h * dst_head_stride + t0 * ld_dst + r0, ld_dst,
+               std::min(rpt, head_rows - r0), std::min(kTokenBlock, n_tok - t0));
   });
 }
 

@@ -47,6 +47,7 @@ class Linear {
   // generate; each names the descriptor.
   static Expected<std::unique_ptr<Linear>> create(const LinearDesc& desc, const uint8_t* data,
                                                   const CpuIsa& cpu);
+  ~Linear();
 
   // dst[t * ld_dst + r] = W[row0 + r] · x[t * ld_x .. + k) for r < n_out, t < n_tok.
   // n_out < 0 means all rows from row0. Results of a token do not depend on n_tok or on the
@@ -70,18 +71,17 @@ class Linear {
   ActFormat act_format() const { return kernel_->act_format(); }
   // The decode kernel's name, plus "+<gemm>" when large calls use a prefill GEMM.
   std::string kernel_name() const;
-  uint64_t weight_bytes() const { return static_cast<uint64_t>(row_bytes_) * desc_.n_rows; }
   // Bytes of the load-time repack (0 when the GGUF bytes are read in place).
   uint64_t repacked_bytes() const { return repacked_.size(); }
 
  private:
   Linear();
+  // The decode kernel on rows [row, row + n_rows) of the weight and n_tokens activation rows.
+  void gemv_block(int64_t row, const uint8_t* act, int64_t act_stride, float* out,
+                  int64_t ld_out, int64_t n_rows, int64_t n_tokens) const;
   void run_gemm(ThreadPool& pool, const uint8_t* act, int64_t act_stride, int64_t n_tok,
                 float* dst, int64_t ld_dst, int64_t row0, int64_t n_out) const;
- public:
-  ~Linear();
 
- private:
   LinearDesc desc_;
   const uint8_t* data_ = nullptr;
   size_t row_bytes_ = 0;

@@ -5,16 +5,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "runtime/engine/attention_common.h"
 #include "runtime/engine/engine_internal.h"
 
 namespace ktx {
-
-float* attention_scratch(int64_t n) {
-  thread_local std::vector<float> buf;
-  if (static_cast<int64_t>(buf.size()) < n) buf.resize(n);
-  return buf.data();
-}
 
 namespace {
 
@@ -82,25 +75,25 @@ void attention_gqa(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
     cpu::gqa_attention(s.pool, d, q, nq, cache.k.data(), cache.v.data(), s.n_past, T,
                        out);
   } else {
-  const float* kc = cache.kf();
-  const float* vc = cache.vf();
-  cpu::parallel_range(s.pool, T * c.n_head, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t job = begin; job < end; ++job) {
-      const int64_t t = job / c.n_head, hh = job % c.n_head, kvh = hh / group;
-      const int64_t n_keys = s.n_past + t + 1;
-      const float* qh = q + t * nq + hh * hdk;
-      float* p = attention_scratch(n_keys);
-      for (int64_t j = 0; j < n_keys; ++j)
-        p[j] = dot_f32(qh, kc + j * nk + kvh * hdk, hdk) * c.attn_scale;
-      softmax_inplace(p, n_keys);
-      float* o = out + t * c.n_head * hdv + hh * hdv;
-      std::fill(o, o + hdv, 0.0f);
-      for (int64_t j = 0; j < n_keys; ++j) {
-        const float* vj = vc + j * nv + kvh * hdv;
-        for (int64_t i = 0; i < hdv; ++i) o[i] += p[j] * vj[i];
+    const float* kc = cache.kf();
+    const float* vc = cache.vf();
+    cpu::parallel_range(s.pool, T * c.n_head, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t job = begin; job < end; ++job) {
+        const int64_t t = job / c.n_head, hh = job % c.n_head, kvh = hh / group;
+        const int64_t n_keys = s.n_past + t + 1;
+        const float* qh = q + t * nq + hh * hdk;
+        float* p = scratch(Scratch::attn_scores, n_keys);
+        for (int64_t j = 0; j < n_keys; ++j)
+          p[j] = dot_f32(qh, kc + j * nk + kvh * hdk, hdk) * c.attn_scale;
+        cpu::softmax_inplace(p, n_keys);
+        float* o = out + t * c.n_head * hdv + hh * hdv;
+        std::fill(o, o + hdv, 0.0f);
+        for (int64_t j = 0; j < n_keys; ++j) {
+          const float* vj = vc + j * nv + kvh * hdv;
+          for (int64_t i = 0; i < hdv; ++i) o[i] += p[j] * vj[i];
+        }
       }
-    }
-  });
+    });
   }
   t_core.stop();
   s.emit(b + "kqv_out", out, c.n_head * hdv);

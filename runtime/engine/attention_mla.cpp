@@ -8,7 +8,6 @@
 // attn_v_b [kv_lora, v, n_head] (rows of W_v); the split form is used when both exist.
 #include <algorithm>
 
-#include "runtime/engine/attention_common.h"
 #include "runtime/engine/engine_internal.h"
 
 namespace ktx {
@@ -123,26 +122,26 @@ void attention_mla(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
     cpu::mla_attention(s.pool, d, q_abs, q + c.qk_nope_dim, H * dq, dq,
                        cache.k.data(), cache.v.data(), s.n_past, T, o_lat);
   } else {
-  const float* lat = cache.kf();
-  const float* kpe = cache.vf();
-  cpu::parallel_range(s.pool, T * H, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t job = begin; job < end; ++job) {
-      const int64_t t = job / H, hh = job % H, n_keys = s.n_past + t + 1;
-      const float* qa = q_abs + (t * H + hh) * kvl;
-      const float* qpe = q + (t * H + hh) * dq + c.qk_nope_dim;
-      float* p = attention_scratch(n_keys);
-      for (int64_t j = 0; j < n_keys; ++j)
-        p[j] = (dot_f32(qa, lat + j * kvl, kvl) + dot_f32(qpe, kpe + j * rope, rope)) *
-               c.attn_scale;
-      softmax_inplace(p, n_keys);
-      float* o = o_lat + (t * H + hh) * kvl;
-      std::fill(o, o + kvl, 0.0f);
-      for (int64_t j = 0; j < n_keys; ++j) {
-        const float* cj = lat + j * kvl;
-        for (int64_t i = 0; i < kvl; ++i) o[i] += p[j] * cj[i];
+    const float* lat = cache.kf();
+    const float* kpe = cache.vf();
+    cpu::parallel_range(s.pool, T * H, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t job = begin; job < end; ++job) {
+        const int64_t t = job / H, hh = job % H, n_keys = s.n_past + t + 1;
+        const float* qa = q_abs + (t * H + hh) * kvl;
+        const float* qpe = q + (t * H + hh) * dq + c.qk_nope_dim;
+        float* p = scratch(Scratch::attn_scores, n_keys);
+        for (int64_t j = 0; j < n_keys; ++j)
+          p[j] = (dot_f32(qa, lat + j * kvl, kvl) + dot_f32(qpe, kpe + j * rope, rope)) *
+                 c.attn_scale;
+        cpu::softmax_inplace(p, n_keys);
+        float* o = o_lat + (t * H + hh) * kvl;
+        std::fill(o, o + kvl, 0.0f);
+        for (int64_t j = 0; j < n_keys; ++j) {
+          const float* cj = lat + j * kvl;
+          for (int64_t i = 0; i < kvl; ++i) o[i] += p[j] * cj[i];
+        }
       }
-    }
-  });
+    });
   }
   t_core.stop();
   float* out = scratch(Scratch::mla_out, T * H * c.v_head_dim);  // [T, n_head * v]

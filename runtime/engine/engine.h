@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/gguf/gguf.h"
+#include "common/kernels/kernel_desc.h"
 #include "common/model/config.h"
 #include "common/plan/plan.h"
 #include "common/util/status.h"
@@ -39,10 +40,10 @@ struct EngineOptions {
   std::map<int64_t, MoeKernelAttrs> moe_kernels;
   // Weight matrices of the non-expert ops (attention, dense FFN, shared experts, router,
   // lm_head) that run the fast linear kernels (cpu/linear.h), by GGUF tensor name, with the
-  // plan's descriptor ("linear:type=Q4_K,k=7168,n_rows=1536,isa=avx512", checked against the
-  // tensor at load); the others run the exact float32 matmul. Setting any also turns the f32
-  // weight cache off (the fast path keeps weights in their GGUF bytes).
-  std::map<std::string, std::string> linear_kernels;
+  // plan's descriptor (checked against the tensor at load); the others run the exact float32
+  // matmul. Setting any also turns the f32 weight cache off (the fast path keeps weights in
+  // their GGUF bytes).
+  std::map<std::string, cpu::LinearDesc> linear_kernels;
   // Layers and linears with fast kernels run their exact oracle instead (cpu::moe_reference with the
   // activation rounding the chosen kernel would apply for each call): the kernels' results
   // without the kernels, to tell a kernel error from rounding (slow; for eval and tests).
@@ -74,7 +75,7 @@ Expected<std::map<int64_t, MoeKernelAttrs>> moe_kernels_from_plan(const Plan& pl
 // The weight matrices of the plan's ops marked kernel = "gemv" with their descriptors (the
 // op's linears attribute). Errors name the op: no linears attribute (an older plan), an entry
 // that does not parse.
-Expected<std::map<std::string, std::string>> linear_kernels_from_plan(const Plan& plan);
+Expected<std::map<std::string, cpu::LinearDesc>> linear_kernels_from_plan(const Plan& plan);
 
 struct ModelImpl;
 

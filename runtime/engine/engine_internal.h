@@ -135,6 +135,7 @@ enum class Scratch : int {
   gqa_q, gqa_k, gqa_v, gqa_out,
   mla_q, mla_q_abs, mla_o_lat, mla_out, mla_qa, mla_kv, mla_latent, mla_k_pe,
   ffn_gate, ffn_up, router_logits,
+  attn_scores,  // one query's scores in the reference attention (each pool worker its own)
   count
 };
 float* scratch(Scratch slot, int64_t n);

@@ -10,8 +10,8 @@
 
 namespace ktx {
 
-Expected<std::map<std::string, std::string>> linear_kernels_from_plan(const Plan& plan) {
-  std::map<std::string, std::string> out;
+Expected<std::map<std::string, cpu::LinearDesc>> linear_kernels_from_plan(const Plan& plan) {
+  std::map<std::string, cpu::LinearDesc> out;
   for (const PlanOp& op : plan.program) {
     auto k = op.attrs.find("kernel");
     if (k == op.attrs.end() || k->second != "gemv") continue;
@@ -30,7 +30,7 @@ Expected<std::map<std::string, std::string>> linear_kernels_from_plan(const Plan
         return Error("plan op '{}': linears entry '{}' is not TENSOR=DESCRIPTOR", op.name, item);
       auto desc = cpu::LinearDesc::parse(item.substr(eq + 1));
       if (!desc) return desc.status().with_context(fmt::format("plan op '{}'", op.name));
-      out[item.substr(0, eq)] = item.substr(eq + 1);
+      out[item.substr(0, eq)] = *desc;
       pos = end + 1;
     }
   }
@@ -38,10 +38,9 @@ Expected<std::map<std::string, std::string>> linear_kernels_from_plan(const Plan
 }
 
 Status load_linears(ModelImpl& m, const EngineOptions& opt) {
-  for (const auto& [name, text] : opt.linear_kernels) {
+  for (const auto& [name, d] : opt.linear_kernels) {
     const GGUFTensorInfo* t = m.gguf->find_tensor(name);
     if (!t) return Error("engine: plan names tensor '{}', which the GGUF lacks", name);
-    KTX_ASSIGN_OR_RETURN(cpu::LinearDesc d, cpu::LinearDesc::parse(text));
     const cpu::LinearDesc file{t->type, t->ne[0], t->n_rows(), d.isa};
     if (!(d == file))
       return Error("engine: tensor '{}': the plan's kernel is for {}, the GGUF holds {}; re-run "
@@ -91,33 +90,6 @@ void linear_heads(const StepCtx& s, const std::string& tensor, int64_t n_heads, 
   for (int64_t h = 0; h < n_heads; ++h)
     linear(s, tensor, h * head_rows, head_rows, src + h * src_head_stride, ld_src, s.n_tok,
            dst + h * dst_head_stride, ld_dst);
-}
-
-Model::Memory Model::memory() const {
-  Memory m;
-  m.gguf_mapped = impl_->gguf->total_size();
-  for (const auto& [name, l] : impl_->linears) m.repacked_linears += l->repacked_bytes();
-  for (const auto& [name, w] : impl_->weights) m.f32_cache += w.cached_bytes();
-  m.repacked_experts = repacked_expert_bytes(*impl_);
-  return m;
-}
-
-std::string memory_summary(const Model& model, const Session* session) {
-  auto gb = [](uint64_t b) { return fmt::format("{:.2f} GB", static_cast<double>(b) / 1e9); };
-  const Model::Memory m = model.memory();
-  uint64_t total = m.gguf_mapped + m.repacked_experts + m.repacked_linears + m.f32_cache;
-  std::string s = fmt::format("memory: GGUF mapping {} + repacked experts {} + repacked linears {} "
-                              "+ f32 weight cache {}", gb(m.gguf_mapped), gb(m.repacked_experts),
-                              gb(m.repacked_linears), gb(m.f32_cache));
-  if (session) {
-    const ModelImpl& impl = model.impl();
-    const bool fast = std::find(impl.attn_fast.begin(), impl.attn_fast.end(), true) != impl.attn_fast.end();
-    s += fmt::format(" + KV cache {} (ctx {}, {}) + arenas {}", gb(session->kv_cache_bytes()),
-                     session->n_ctx(), fast ? cpu::kv_type_name(impl.kv_type) : "f32",
-                     gb(session->arena_bytes()));
-    total += session->kv_cache_bytes() + session->arena_bytes();
-  }
-  return s + fmt::format(" = {}", gb(total));
 }
 
 }  // namespace ktx

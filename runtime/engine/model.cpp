@@ -1,6 +1,8 @@
 // Model loading: validate the tensors against the config, index them, decide whether to keep
 // f32 copies (bounded by EngineOptions::f32_cache_mib), precompute RoPE frequencies, start
-// the thread pool, create the fast routed-expert kernels a plan chose. Also load_from_plan, the one entry point ktx-run commands use.
+// the thread pool, bind the program to its backends, create the fast kernels a plan chose,
+// report what the model holds in memory. Also load_from_plan, the one entry point ktx-run
+// commands use.
 #include <algorithm>
 
 #include "common/hw/cpu_features.h"
@@ -73,6 +75,33 @@ Expected<std::unique_ptr<Model>> Model::load(const ModelConfig& cfg,
   KTX_RETURN_IF_ERROR(load_linears(*impl, opt));
   KTX_RETURN_IF_ERROR(load_fast_moe(*impl, opt));
   return std::unique_ptr<Model>(new Model(std::move(impl)));
+}
+
+Model::Memory Model::memory() const {
+  Memory m;
+  m.gguf_mapped = impl_->gguf->total_size();
+  for (const auto& [name, l] : impl_->linears) m.repacked_linears += l->repacked_bytes();
+  for (const auto& [name, w] : impl_->weights) m.f32_cache += w.cached_bytes();
+  m.repacked_experts = repacked_expert_bytes(*impl_);
+  return m;
+}
+
+std::string memory_summary(const Model& model, const Session* session) {
+  auto gb = [](uint64_t b) { return fmt::format("{:.2f} GB", static_cast<double>(b) / 1e9); };
+  const Model::Memory m = model.memory();
+  uint64_t total = m.gguf_mapped + m.repacked_experts + m.repacked_linears + m.f32_cache;
+  std::string s = fmt::format("memory: GGUF mapping {} + repacked experts {} + repacked linears {} "
+                              "+ f32 weight cache {}", gb(m.gguf_mapped), gb(m.repacked_experts),
+                              gb(m.repacked_linears), gb(m.f32_cache));
+  if (session) {
+    const ModelImpl& impl = model.impl();
+    const bool fast = std::find(impl.attn_fast.begin(), impl.attn_fast.end(), true) != impl.attn_fast.end();
+    s += fmt::format(" + KV cache {} (ctx {}, {}) + arenas {}", gb(session->kv_cache_bytes()),
+                     session->n_ctx(), fast ? cpu::kv_type_name(impl.kv_type) : "f32",
+                     gb(session->arena_bytes()));
+    total += session->kv_cache_bytes() + session->arena_bytes();
+  }
+  return s + fmt::format(" = {}", gb(total));
 }
 
 Expected<LoadedModel> load_from_plan(const std::string& plan_path, const std::string& gguf_override,

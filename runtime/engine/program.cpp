@@ -7,6 +7,8 @@
 
 #include <algorithm>
 
+#include "common/plan/buffer_alloc.h"
+
 namespace ktx {
 namespace {
 
@@ -87,12 +89,11 @@ Expected<Program> build_program(const std::vector<PlanOp>& ops,
 
 namespace {
 
-// Builds the op list with a greedy buffer reuse like ktc's memory plan (compiler/codegen/
-// EmitPlan.cpp): values are freed after their last reader, which the fixed layer shape makes
-// easy to state here.
+// Builds the op list with ktc's buffer reuse (common/plan/buffer_alloc.h); each op names the
+// buffers whose values it read last.
 class RefBuilder {
  public:
-  explicit RefBuilder(ReferenceProgram& p) : p_(p) {}
+  explicit RefBuilder(ReferenceProgram& p) : p_(p), alloc_(p.buffers) {}
   int op(const std::string& kind, const std::string& name, int layer,
          std::vector<std::string> tensors, std::vector<int> in, const char* out_kind,
          int64_t width, std::vector<int> release) {
@@ -101,23 +102,15 @@ class RefBuilder {
     o.tensors = std::move(tensors);
     o.in = std::move(in);
     o.attrs["kernel"] = "reference";
-    auto& free = std::string(out_kind) == "act" ? free_act_ : free_route_;
-    if (!free.empty()) {
-      o.out = free.back();
-      free.pop_back();
-      p_.buffers[o.out].width = std::max(p_.buffers[o.out].width, width);
-    } else {
-      o.out = static_cast<int>(p_.buffers.size());
-      p_.buffers.push_back({out_kind, width});
-    }
-    for (int b : release) (p_.buffers[b].kind == "act" ? free_act_ : free_route_).push_back(b);
+    o.out = alloc_.take(out_kind, width);
+    for (int b : release) alloc_.release(b);
     p_.ops.push_back(std::move(o));
     return p_.ops.back().out;
   }
 
  private:
   ReferenceProgram& p_;
-  std::vector<int> free_act_, free_route_;
+  BufferAllocator alloc_;
 };
 
 }  // namespace

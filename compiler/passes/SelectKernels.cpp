@@ -16,8 +16,8 @@
 // (one descriptor per weight matrix, LinearDesc of common/kernels: the runtime generates its
 // GEMV, and on AMX hosts the prefill GEMM, from it and checks it against the GGUF tensor).
 // Attention ops also get kv_cache = "f16" (the kv-cache option): the element type of the KV
-// cache their flash kernels read. kernels=reference marks every op kernel = "reference" instead (the exact
-// float32 path, the oracle of the fast one). Shapes, types and tier come from the op and the
+// cache their flash kernels read. kernels=reference marks every op kernel = "reference"
+// instead (the exact float32 path, the oracle of the fast one). Shapes, types and tier come from the op and the
 // profile; the decisions themselves live in KernelChoice.cpp.
 #include <string>
 
@@ -104,11 +104,11 @@ struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
 
   // Ops other than routed_experts that read a weight matrix (2-D or more) on the CPU.
   static bool has_linear_weights(mlir::Operation* op) {
-    if (llvm::isa<RoutedExpertsOp>(op) || !is_kt_op(op)) return false;
+    if (llvm::isa<RoutedExpertsOp, EmbedOp>(op) || !is_kt_op(op)) return false;
     auto device = op->getAttrOfType<mlir::StringAttr>("device");
     if (device && device.getValue() != "cpu") return false;
     for (TensorAttr w : view_kt_op(op).weights)
-      if (w.getShape().size() >= 2 && !llvm::isa<EmbedOp>(op)) return true;
+      if (w.getShape().size() >= 2) return true;
     return false;
   }
 
@@ -158,7 +158,6 @@ struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
     bool ok = true;
     for (mlir::Operation* op : ops) ok &= mlir::succeeded(select_fast(op, *hw, context));
     mlir::Builder b(&getContext());
-    const char* tier = cpu::isa_tier_name(cpu::best_isa_tier(hw->cpu.isa));
     const cpu::IsaTier best = cpu::best_isa_tier(hw->cpu.isa);
     for (mlir::Operation* op : linear_ops) {
       std::string linears;
@@ -179,7 +178,7 @@ struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
         linears += (linears.empty() ? "" : ";") + w.getName().str() + "=" + d.to_string();
       }
       op->setAttr("kernel", b.getStringAttr("gemv"));
-      op->setAttr("isa", b.getStringAttr(tier));
+      op->setAttr("isa", b.getStringAttr(cpu::isa_tier_name(best)));
       op->setAttr("linears", b.getStringAttr(linears));
       if (llvm::isa<AttentionOp>(op)) op->setAttr("kv_cache", b.getStringAttr(std::string(kvCache)));
     }

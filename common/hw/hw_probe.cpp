@@ -58,6 +58,7 @@ Expected<HwProfile> probe_host(const ProbeOptions& opts) {
       measure_read_bandwidth(opts.bw_buffer_bytes ? opts.bw_buffer_bytes
                                                   : bandwidth_buffer_bytes(p.memory.total_bytes),
                              p.cpu.physical_cores, opts.bw_seconds, p.cpu.isa.avx2));
+  p.cpu.peaks = measure_compute_peaks(p.cpu.physical_cores, p.cpu.isa, opts.compute_seconds);
   if (opts.gpus) {
     KTX_ASSIGN_OR_RETURN(p.gpus, probe_gpus());
   }

@@ -23,6 +23,10 @@ Expected<double> measure_read_bandwidth(uint64_t buffer_bytes, int threads, doub
 // larger than any L3 while leaving small hosts room.
 uint64_t bandwidth_buffer_bytes(uint64_t total_ram_bytes);
 
+// Peak arithmetic rates of the matrix and vector units this CPU has (ComputePeaks), `threads`
+// threads running register-only loops for about `seconds` in all. Kinds the ISA lacks stay 0.
+ComputePeaks measure_compute_peaks(int threads, const CpuIsa& isa, double seconds);
+
 // GPUs visible through the CUDA runtime; an empty list when built without CUDA, when no
 // driver is installed or when there is no device. Other CUDA failures are errors.
 Expected<std::vector<GpuInfo>> probe_gpus();

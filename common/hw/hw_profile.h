@@ -37,6 +37,18 @@ struct CpuIsa {
   bool operator==(const CpuIsa&) const = default;
 };
 
+// Arithmetic ceilings measured by `ktx-run probe` over all physical cores (0 = not measured or
+// not present): the matrix units' and the vector FMA units' peaks. Kernel efficiency in
+// benchmarks is reported against these.
+struct ComputePeaks {
+  double amx_int8_tops = 0.0;      // int8 tile products, 1e12 ops/s (multiply + add = 2)
+  double amx_bf16_tflops = 0.0;    // bf16 tile products, 1e12 flop/s
+  double avx512_fma_tflops = 0.0;  // 512-bit float FMA
+  double avx2_fma_tflops = 0.0;    // 256-bit float FMA
+
+  bool operator==(const ComputePeaks&) const = default;
+};
+
 struct CpuInfo {
   std::string model_name;
   int sockets = 1;
@@ -47,6 +59,7 @@ struct CpuInfo {
   uint64_t l2_bytes = 0;     // per core
   uint64_t l3_bytes = 0;     // total
   CpuIsa isa;
+  ComputePeaks peaks;
 
   bool operator==(const CpuInfo&) const = default;
 };
@@ -109,6 +122,7 @@ struct ProbeOptions {
   double bw_seconds = 0.5;       // how long the bandwidth measurement may run
   uint64_t bw_buffer_bytes = 0;  // 0 = 1 GiB or 1/8 of RAM, whichever is smaller
   bool gpus = true;              // query the CUDA runtime (when built in)
+  double compute_seconds = 1.0;  // how long the compute-peak loops may run (0: skip them)
 };
 Expected<HwProfile> probe_host(const ProbeOptions& opts);
 

@@ -158,7 +158,7 @@ class ProfileReader {
 Status read_cpu(const ProfileReader& r, const toml::table& t, CpuInfo* cpu) {
   KTX_RETURN_IF_ERROR(r.check_keys(t, "cpu", {"model_name", "sockets", "physical_cores",
                                               "logical_cpus", "numa_nodes", "l1d_bytes",
-                                              "l2_bytes", "l3_bytes", "isa"}));
+                                              "l2_bytes", "l3_bytes", "isa", "peaks"}));
   KTX_RETURN_IF_ERROR(r.get_string(t, "cpu", "model_name", false, &cpu->model_name));
   KTX_RETURN_IF_ERROR(r.get_int(t, "cpu", "sockets", false, 1, &cpu->sockets));
   KTX_RETURN_IF_ERROR(r.get_int(t, "cpu", "physical_cores", true, 1, &cpu->physical_cores));
@@ -169,6 +169,16 @@ Status read_cpu(const ProfileReader& r, const toml::table& t, CpuInfo* cpu) {
   KTX_RETURN_IF_ERROR(r.get_int(t, "cpu", "l1d_bytes", false, 0, &cpu->l1d_bytes));
   KTX_RETURN_IF_ERROR(r.get_int(t, "cpu", "l2_bytes", false, 0, &cpu->l2_bytes));
   KTX_RETURN_IF_ERROR(r.get_int(t, "cpu", "l3_bytes", false, 0, &cpu->l3_bytes));
+  const toml::table* peaks = nullptr;
+  KTX_RETURN_IF_ERROR(r.get_table(t, "peaks", false, &peaks));
+  if (peaks) {
+    KTX_RETURN_IF_ERROR(r.check_keys(*peaks, "cpu.peaks", {"amx_int8_tops", "amx_bf16_tflops",
+                                                           "avx512_fma_tflops", "avx2_fma_tflops"}));
+    KTX_RETURN_IF_ERROR(r.get_float(*peaks, "cpu.peaks", "amx_int8_tops", false, 0, false, &cpu->peaks.amx_int8_tops));
+    KTX_RETURN_IF_ERROR(r.get_float(*peaks, "cpu.peaks", "amx_bf16_tflops", false, 0, false, &cpu->peaks.amx_bf16_tflops));
+    KTX_RETURN_IF_ERROR(r.get_float(*peaks, "cpu.peaks", "avx512_fma_tflops", false, 0, false, &cpu->peaks.avx512_fma_tflops));
+    KTX_RETURN_IF_ERROR(r.get_float(*peaks, "cpu.peaks", "avx2_fma_tflops", false, 0, false, &cpu->peaks.avx2_fma_tflops));
+  }
   const toml::table* isa = nullptr;
   KTX_RETURN_IF_ERROR(r.get_table(t, "isa", false, &isa));
   if (!isa) return Status::ok();

@@ -69,6 +69,12 @@ void write_cpu(std::string& o, const CpuInfo& c) {
   for (const auto& name : CpuIsa::all_names()) {
     o += fmt::format("{} = {}\n", name, *c.isa.flag(name) ? "true" : "false");
   }
+  o += "\n# Measured peaks over all physical cores (0 = absent or not measured); 1e12 ops/s.\n";
+  o += "[cpu.peaks]\n";
+  o += "amx_int8_tops = " + float_str(c.peaks.amx_int8_tops) + "\n";
+  o += "amx_bf16_tflops = " + float_str(c.peaks.amx_bf16_tflops) + "\n";
+  o += "avx512_fma_tflops = " + float_str(c.peaks.avx512_fma_tflops) + "\n";
+  o += "avx2_fma_tflops = " + float_str(c.peaks.avx2_fma_tflops) + "\n";
 }
 
 void write_gpu(std::string& o, const GpuInfo& g) {

@@ -7,7 +7,7 @@
 #include "common/quant/quant_blocks.h"
 
 #include "runtime/cpu/act_quant.h"
-#include "runtime/cpu/jit/gemm_kq_kernel.h"
+#include "runtime/cpu/gemm_bf16.h"
 
 namespace ktx::cpu {
 namespace {
@@ -33,7 +33,7 @@ Linear::Linear() = default;
 Linear::~Linear() = default;
 
 std::string Linear::kernel_name() const {
-  return gemm_ ? kernel_->name() + "+" + gemm_->name() : kernel_->name();
+  return gemm_bf16_ ? kernel_->name() + "+gemm_bf16_amx" : kernel_->name();
 }
 
 Expected<std::unique_ptr<Linear>> Linear::create(const LinearDesc& desc, const uint8_t* data,
@@ -58,11 +58,9 @@ Expected<std::unique_ptr<Linear>> Linear::create(const LinearDesc& desc, const u
   g.isa = desc.isa;
   auto kernel = make_gemv(g, cpu);
   if (!kernel) return kernel.status().with_context(desc.to_string());
-  if (desc.isa == IsaTier::amx && gemm_kq_supported(desc.type) && desc.k % kKqSuper == 0) {
-    auto gemm = create_gemm_kq_amx(desc.type, cpu);
-    if (!gemm) return gemm.status().with_context(desc.to_string());
-    l->gemm_ = std::move(*gemm);
-  }
+  l->gemm_bf16_ = desc.isa == IsaTier::amx && gemm_bf16_available(cpu) &&
+                 gemm_bf16_supported(run_type, desc.k);
+  l->run_type_ = run_type;
   l->desc_ = desc;
   l->data_ = data;
   l->row_bytes_ = *rb;
@@ -74,6 +72,11 @@ void Linear::run(ThreadPool& pool, const float* x, int64_t ld_x, int64_t n_tok, 
                  int64_t ld_dst, int64_t row0, int64_t n_out) const {
   if (n_out < 0) n_out = desc_.n_rows - row0;
   if (n_tok <= 0 || n_out <= 0) return;
+  if (uses_gemm(n_tok)) {
+    gemm_bf16_run(pool, run_type_, data_ + static_cast<size_t>(row0) * row_bytes_, row_bytes_,
+                  desc_.k, x, ld_x, n_tok, dst, ld_dst, n_out);
+    return;
+  }
   const ActFormat fmt = kernel_->act_format();
   // The quantized input, [n_tok][act_row_bytes]; f32 kernels read x where it is.
   thread_local std::vector<uint8_t> act_buf;
@@ -88,10 +91,6 @@ void Linear::run(ThreadPool& pool, const float* x, int64_t ld_x, int64_t n_tok, 
     if (n_tok == 1) quantize(0);
     else pool.parallel_for(n_tok, quantize);
     act = buf;
-  }
-  if (gemm_ && n_tok > kGemmMinTokens) {
-    run_gemm(pool, act, act_stride, n_tok, dst, ld_dst, row0, n_out);
-    return;
   }
 
   const int64_t n_tb = (n_tok + kTokenBlock - 1) / kTokenBlock;
@@ -118,69 +117,6 @@ void Linear::gemv_block(int64_t row, const uint8_t* act, int64_t act_stride, flo
   a.n_rows = n_rows;
   a.n_tokens = n_tokens;
   kernel_->run(a);
-}
-
-void Linear::run_gemm(ThreadPool& pool, const uint8_t* act, int64_t act_stride, int64_t n_tok,
-                      float* dst, int64_t ld_dst, int64_t row0, int64_t n_out) const {
-  constexpr int64_t kGroupsPerTask = 8;  // 128 tokens: 8 groups x 28 super-blocks x 8 KiB at k = 7168
-  constexpr int64_t kPanelsPerTask = 4;
-  const int64_t ns = desc_.k / kKqSuper;
-  const int64_t n_groups = (n_tok + kKqTile - 1) / kKqTile;
-  // The activation tiles: group g's super-block s at (g·ns + s)·kKqActBytes.
-  thread_local std::vector<int8_t> tiles;
-  thread_local std::vector<float> floats;
-  tiles.resize(static_cast<size_t>(n_groups * ns * kKqActBytes));
-  floats.resize(static_cast<size_t>(n_groups * ns * kKqActFloats));
-  int8_t* tiles_p = tiles.data();
-  float* floats_p = floats.data();
-  pool.parallel_for(n_groups, [&](int64_t g) {
-    const ActBlockQ16_K* rows[kKqTile];
-    for (int64_t i = 0; i < kKqTile; ++i) {
-      const int64_t t = g * kKqTile + i;
-      rows[i] = t < n_tok ? reinterpret_cast<const ActBlockQ16_K*>(act + t * act_stride) : nullptr;
-    }
-    kq_pack_acts(rows, ns, tiles_p + g * ns * kKqActBytes, kKqActBytes,
-                 floats_p + g * ns * kKqActFloats, kKqActFloats);
-  });
-
-  const int64_t panels = (n_out + kKqTile - 1) / kKqTile;
-  const int64_t n_pc = (panels + kPanelsPerTask - 1) / kPanelsPerTask;
-  const int64_t n_gc = (n_groups + kGroupsPerTask - 1) / kGroupsPerTask;
-  pool.parallel_for(n_pc * n_gc, [&](int64_t task) {
-    const int64_t pc = task / n_gc, gc = task % n_gc;
-    const int64_t g0 = gc * kGroupsPerTask, groups = std::min(kGroupsPerTask, n_groups - g0);
-    thread_local std::vector<float> out_tile;
-    thread_local std::vector<uint8_t> tail_rows;
-    out_tile.resize(static_cast<size_t>(groups * kKqTile * kKqTile));
-    GemmKqArgs a;
-    a.w_stride = static_cast<int64_t>(row_bytes_);
-    a.act = tiles_p + g0 * ns * kKqActBytes;
-    a.act_group_stride = ns * kKqActBytes;
-    a.act_f = floats_p + g0 * ns * kKqActFloats;
-    a.act_f_group_stride = ns * kKqActFloats * static_cast<int64_t>(sizeof(float));
-    a.out = out_tile.data();
-    a.out_group_stride = kKqTile * kKqTile;
-    a.n_super = ns;
-    a.n_groups = groups;
-    for (int64_t p = pc * kPanelsPerTask; p < std::min(panels, (pc + 1) * kPanelsPerTask); ++p) {
-      const int64_t r0 = p * kKqTile, rows = std::min(kKqTile, n_out - r0);
-      a.w = data_ + static_cast<size_t>(row0 + r0) * row_bytes_;
-      if (rows < kKqTile) {  // the kernel reads 16 rows: a tail panel runs from zeroed copies
-        tail_rows.assign(static_cast<size_t>(kKqTile) * row_bytes_, 0);
-        std::memcpy(tail_rows.data(), a.w, static_cast<size_t>(rows) * row_bytes_);
-        a.w = tail_rows.data();
-      }
-      gemm_->run(a);
-      for (int64_t g = 0; g < groups; ++g) {
-        const float* src = out_tile.data() + g * kKqTile * kKqTile;  // [row][token]
-        const int64_t t0 = (g0 + g) * kKqTile, nt = std::min(kKqTile, n_tok - t0);
-        for (int64_t t = 0; t < nt; ++t) {
-          float* d = dst + (t0 + t) * ld_dst + r0;
-          for (int64_t n = 0; n < rows; ++n) d[n] = src[n * kKqTile + t];
-        }
-      }
-    }
-  });
 }
 
 void Linear::run_heads(ThreadPool& pool, int64_t n_heads, int64_t head_rows, const float* x,

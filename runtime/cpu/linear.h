@@ -4,11 +4,9 @@
 // the routed experts use), so every linear op runs at the tier the plan chose; tensor types
 // without a generated kernel fall back to the plain reference kernel of the dispatch list.
 //
-// Prefill batches on AMX hosts: a Q4_K / Q5_K matrix at the amx tier also gets the K-quant
-// AMX GEMM of jit/gemm_kq_kernel.h (weights in place, the same int16-grade activations), used
-// for calls of more than kGemmMinTokens tokens: tokens in groups of 16 packed into the
-// kernel's tiles, tasks of (16-row panels × up to 8 token groups) so a task's activation tiles
-// stay in L2 while its panels stream once per task.
+// Prefill batches on AMX-BF16 hosts: at the amx tier, calls of more than kGemmMinTokens tokens
+// go through the bf16 tile GEMM of gemm_bf16.h (weights dequantized a slab at a time into L2,
+// activations and weights rounded to bf16, float sums), any weight type.
 //
 // Types with an exact Q8_0 form but no generated kernel (Q5_0: DeepSeek's attn_k_b, whose
 // 128-element rows are too short for K-quants) are repacked once at create() into Q8_0 (same
@@ -37,8 +35,6 @@ namespace ktx::cpu {
 
 // Calls with more tokens than this use the prefill GEMM where the Linear has one.
 inline constexpr int64_t kGemmMinTokens = 16;
-
-class GemmKqKernel;
 
 class Linear {
  public:
@@ -71,6 +67,8 @@ class Linear {
   ActFormat act_format() const { return kernel_->act_format(); }
   // The decode kernel's name, plus "+<gemm>" when large calls use a prefill GEMM.
   std::string kernel_name() const;
+  // Whether a call of n_tok tokens goes through the bf16 prefill GEMM (its rounding).
+  bool uses_gemm(int64_t n_tok) const { return gemm_bf16_ && n_tok > kGemmMinTokens; }
   // Bytes of the load-time repack (0 when the GGUF bytes are read in place).
   uint64_t repacked_bytes() const { return repacked_.size(); }
 
@@ -79,15 +77,14 @@ class Linear {
   // The decode kernel on rows [row, row + n_rows) of the weight and n_tokens activation rows.
   void gemv_block(int64_t row, const uint8_t* act, int64_t act_stride, float* out,
                   int64_t ld_out, int64_t n_rows, int64_t n_tokens) const;
-  void run_gemm(ThreadPool& pool, const uint8_t* act, int64_t act_stride, int64_t n_tok,
-                float* dst, int64_t ld_dst, int64_t row0, int64_t n_out) const;
 
   LinearDesc desc_;
   const uint8_t* data_ = nullptr;
   size_t row_bytes_ = 0;
   std::unique_ptr<GemvKernel> kernel_;
   std::vector<uint8_t> repacked_;  // Q8_0 copy of a Q5_0 weight, else empty
-  std::unique_ptr<GemmKqKernel> gemm_;  // prefill GEMM (amx tier, Q4_K/Q5_K), else null
+  GGMLType run_type_ = GGMLType::F32;  // the type of data_ (Q8_0 for a repacked Q5_0)
+  bool gemm_bf16_ = false;  // calls of more than kGemmMinTokens tokens use gemm_bf16_run
 };
 
 // Q5_0 rows -> Q8_0 rows with identical values (n_rows rows of k elements).

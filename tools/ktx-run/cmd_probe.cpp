@@ -26,6 +26,9 @@ void print_summary(const HwProfile& p) {
                (unsigned long long)(p.cpu.l2_bytes >> 10),
                (unsigned long long)(p.cpu.l3_bytes >> 20));
   std::fprintf(stderr, "isa:     %s\n", isa_list.empty() ? "(none of the known)" : isa_list.c_str());
+  const ComputePeaks& pk = p.cpu.peaks;
+  std::fprintf(stderr, "peaks:   AMX int8 %.1f TOP/s, AMX bf16 %.1f TFLOP/s, AVX-512 FMA %.2f TFLOP/s, AVX2 FMA %.2f TFLOP/s\n",
+               pk.amx_int8_tops, pk.amx_bf16_tflops, pk.avx512_fma_tflops, pk.avx2_fma_tflops);
   std::fprintf(stderr, "memory:  %.1f GiB, read %.1f GB/s\n", gib(p.memory.total_bytes),
                p.memory.read_bw_gbs);
   if (p.gpus.empty()) std::fprintf(stderr, "gpus:    none\n");
@@ -47,6 +50,10 @@ int cmd_probe(int argc, char** argv) {
   app.add_option("--bw-seconds", opts.bw_seconds, "time for the memory bandwidth measurement")
       ->check(CLI::Range(0.0, 60.0))
       ->capture_default_str();
+  app.add_option("--compute-seconds", opts.compute_seconds,
+                 "time for the compute-peak loops (AMX, AVX-512, AVX2; 0 skips them)")
+      ->check(CLI::Range(0.0, 60.0))
+      ->capture_default_str();
   app.add_flag("!--no-gpu", opts.gpus, "do not query GPUs");
   try {
     app.parse(argc, argv);
@@ -56,8 +63,8 @@ int cmd_probe(int argc, char** argv) {
     fail(e.what());
     return 1;
   }
-  std::fprintf(stderr, "probing CPU, topology and GPUs; measuring memory bandwidth (%.1f s)...\n",
-               opts.bw_seconds);
+  std::fprintf(stderr, "probing CPU, topology and GPUs; measuring memory bandwidth (%.1f s) and compute peaks (%.1f s)...\n",
+               opts.bw_seconds, opts.compute_seconds);
   auto profile = probe_host(opts);
   if (!profile) {
     fail(profile.status().message());

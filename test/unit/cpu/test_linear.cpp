@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "common/hw/cpu_features.h"
+#include "runtime/cpu/gemm_bf16.h"
 #include "runtime/cpu/linear.h"
 #include "test/unit/cpu/moe_test_util.h"
 
@@ -29,8 +30,8 @@ const Case kCases[] = {
     {GGMLType::Q2_K, 256, 20},    {GGMLType::Q3_K, 256, 24},
 };
 const int64_t kTokens[] = {1, 3, 16, 17, 40, 150};
-// amx: Q4_K/Q5_K calls of more than 16 tokens run the K-quant AMX GEMM (row tails of 1..15 in
-// the table: 129, 200, 70), the rest the GEMVs.
+// amx: calls of more than 16 tokens run the bf16 tile GEMM (row tails in the table: 37, 129,
+// 200, 70, ...; token tails 17, 40, 150), the rest the GEMVs.
 const IsaTier kTiers[] = {IsaTier::reference, IsaTier::avx2, IsaTier::avx512, IsaTier::amx};
 
 // S = sum_i |w_ri x_ti| for the bound.
@@ -70,7 +71,11 @@ TEST(Linear, MatchesTwinOverShapesTokensAndTiers) {
         const auto x = test::random_floats(n_tok * c.k, 1.0f, 7 + static_cast<uint32_t>(n_tok));
         std::vector<float> got(n_tok * c.n_rows), want(n_tok * c.n_rows);
         (*lin)->run(pool, x.data(), n_tok, got.data());
-        linear_reference(d, w.data(), (*lin)->act_format(), x.data(), c.k, n_tok, want.data(), c.n_rows);
+        if ((*lin)->uses_gemm(n_tok))  // bf16 weights and activations (gemm_bf16.h)
+          gemm_bf16_reference(c.type, w.data(), *ggml_row_bytes(c.type, c.k), c.k, x.data(), c.k,
+                              n_tok, want.data(), c.n_rows, c.n_rows);
+        else
+          linear_reference(d, w.data(), (*lin)->act_format(), x.data(), c.k, n_tok, want.data(), c.n_rows);
         const auto s = abs_sums(d, w, x, n_tok);
         for (size_t i = 0; i < got.size(); ++i)
           ASSERT_NEAR(got[i], want[i], 2e-5 * s[i] + 1e-6) << "output " << i;

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "common/hw/cpu_features.h"
@@ -11,10 +13,31 @@
 namespace ktx::cpu {
 namespace {
 
-constexpr int64_t kPanelLd = kBf16Slab + 32;  // panel row pitch: skews rows across L1 sets
-constexpr int64_t kMaxTaskTokens = 256;       // tokens of one task (its acts slab stays in L2)
+constexpr int64_t kMaxTaskTokens = 512;       // tokens of one task (its acts slab stays in L2)
 constexpr int64_t kMaxTaskRows = 128;         // weight rows of one task
 constexpr int64_t kTile = 16;
+
+// A grow-only buffer on a 64-byte boundary: a tile row that straddles two cache lines costs
+// two line accesses, which halves the tile unit's speed.
+template <typename T>
+class AlignedBuf {
+ public:
+  T* get(size_t n) {
+    if (n > cap_) {
+      const size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
+      p_.reset(static_cast<T*>(std::aligned_alloc(64, bytes)));
+      cap_ = n;
+    }
+    return p_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> p_;
+  size_t cap_ = 0;
+};
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -71,9 +94,8 @@ void gemm_bf16_run(ThreadPool& pool, GGMLType type, const uint8_t* w, size_t row
   const int64_t m_pad = round_up(n_tok, 2 * kTile);
   const int64_t n_groups = m_pad / kTile;
   // The activations as B tiles, shared by every task.
-  thread_local std::vector<uint16_t> acts_buf;
-  acts_buf.resize(static_cast<size_t>(n_groups * steps * 512));
-  uint16_t* acts = acts_buf.data();
+  thread_local AlignedBuf<uint16_t> acts_buf;
+  uint16_t* acts = acts_buf.get(static_cast<size_t>(n_groups * steps * 512));
   const int64_t pack_tasks = std::min<int64_t>(n_groups, 4 * pool.size());
   pool.parallel_for(pack_tasks, [&](int64_t i) {
     bf16_detail::pack_acts_avx512(x, ld_x, n_tok, k, n_groups * i / pack_tasks,
@@ -94,23 +116,38 @@ void gemm_bf16_run(ThreadPool& pool, GGMLType type, const uint8_t* w, size_t row
     const int64_t row_pairs = (rows + 2 * kTile - 1) / (2 * kTile);
     const int64_t toks = std::min(tok_block, m_pad - t0);
     const int64_t ld_acc = tok_block + kTile;  // skews C tile rows across L1 sets
-    thread_local std::vector<uint16_t> panel;
-    thread_local std::vector<float> acc;
-    panel.resize(static_cast<size_t>(kMaxTaskRows * kPanelLd));
-    acc.resize(static_cast<size_t>(kMaxTaskRows * (kMaxTaskTokens + kTile)));
-    // Rows past the matrix's end (a tail block) stay zero.
-    if (rows < row_pairs * 2 * kTile)
-      std::fill(panel.begin() + rows * kPanelLd, panel.begin() + row_pairs * 2 * kTile * kPanelLd, 0);
+    thread_local AlignedBuf<uint16_t> a_buf, tmp_buf;
+    thread_local AlignedBuf<float> acc_buf;
+    uint16_t* a_tiles = a_buf.get(static_cast<size_t>(2 * kTile * kBf16Slab));
+    uint16_t* row_tmp = tmp_buf.get(static_cast<size_t>(kBf16Slab));
+    float* acc = acc_buf.get(static_cast<size_t>(kMaxTaskRows * (kMaxTaskTokens + kTile)));
+    bf16_detail::tile_configure();
     for (int64_t k0 = 0; k0 < k; k0 += kBf16Slab) {
-      const int64_t kn = std::min(kBf16Slab, k - k0);
-      dequant_rows_bf16(type, w + static_cast<size_t>(r0) * row_bytes, row_bytes, rows, k0, kn,
-                        panel.data(), kPanelLd, vec);
-      bf16_detail::tile_block_amx(panel.data(), kPanelLd, row_pairs,
-                                  acts + ((t0 / kTile) * steps + k0 / kBf16Step) * 512, steps * 512,
-                                  toks / (2 * kTile), kn / kBf16Step, acc.data(), ld_acc, k0 == 0);
+      const int64_t kn = std::min(kBf16Slab, k - k0), slab_steps = kn / kBf16Step;
+      for (int64_t rp = 0; rp < row_pairs; ++rp) {
+        // The row pair's slab as A tiles (L1): rows 0..15 step by step, then rows 16..31.
+        const int64_t rr = std::min(2 * kTile, rows - 2 * kTile * rp);
+        const uint8_t* wr = w + static_cast<size_t>(r0 + 2 * kTile * rp) * row_bytes;
+        if (vec) {
+          bf16_detail::dequant_a_tiles_avx512(type, wr, row_bytes, rr, k0, kn, a_tiles);
+        } else {
+          for (int64_t r = 0; r < 2 * kTile; ++r) {
+            uint16_t* base = a_tiles + (r / kTile) * slab_steps * 512 + (r % kTile) * kBf16Step;
+            if (r < rr) dequant_rows_plain(type, wr + static_cast<size_t>(r) * row_bytes, row_bytes, 1, k0, kn, row_tmp, kn);
+            for (int64_t st = 0; st < slab_steps; ++st) {
+              if (r < rr) std::memcpy(base + st * 512, row_tmp + st * kBf16Step, kBf16Step * 2);
+              else std::memset(base + st * 512, 0, kBf16Step * 2);
+            }
+          }
+        }
+        bf16_detail::tile_pass_amx(a_tiles, slab_steps,
+                                   acts + ((t0 / kTile) * steps + k0 / kBf16Step) * 512, steps * 512,
+                                   toks / (2 * kTile), acc + 2 * kTile * rp * ld_acc, ld_acc,
+                                   k0 == 0);
+      }
     }
     bf16_detail::tile_release();
-    bf16_detail::store_transposed_avx512(acc.data(), ld_acc, rows, std::min(toks, n_tok - t0),
+    bf16_detail::store_transposed_avx512(acc, ld_acc, rows, std::min(toks, n_tok - t0),
                                          dst + t0 * ld_dst + r0, ld_dst);
   });
 }

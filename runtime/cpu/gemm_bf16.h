@@ -8,14 +8,20 @@
 // every activation is rounded to bf16 the same way; float32 subnormals flush to zero (the
 // conversion instruction does that). The decode GEMVs keep their int16-grade activations.
 //
-// Layouts (names as in the code):
-//   panel  [row][k] bf16, R rows of one task's slab of up to kSlab elements, rows kPanelLd
-//          apart: the A operand (rows = weight rows, K contiguous, as dequantized).
-//   acts   per group g of 16 tokens and k-step s (32 elements): a 1 KiB B tile in VNNI order,
-//          [pair p 0..15][token t 0..15][2], holding x[16g + t][32s + 2p + {0, 1}] (padding
-//          tokens zero); tiles of a group are consecutive in s.
-//   acc    [row][token] float, the C tiles of one task; transposed into dst when done.
+// Layouts (names as in the code; every buffer 64-byte aligned: a tile row that straddles two
+// cache lines halves the tile unit's speed):
+//   acts     per group g of 16 tokens and k-step s (32 elements): a 1 KiB B tile in VNNI order,
+//            [pair p 0..15][token t 0..15][2], holding x[16g + t][32s + 2p + {0, 1}] (padding
+//            tokens zero); a group's tiles are consecutive in s. Packed once per call.
+//   a_tiles  one row pair's slab (kBf16Slab elements of 32 weight rows) as A tiles: rows 0..15
+//            step by step, then rows 16..31 (512 elements per tile). Dequantized just before its
+//            pass, so it sits in L1 while the pass streams the B tiles of every token pair past
+//            it (prefetched two steps ahead from L2).
+//   acc      [row][token] float, the C tiles of one task (up to 128 rows x 512 tokens, L2);
+//            transposed into dst when the task is done.
 // Tiles: C0..C3 = rows {0,16} x tokens {0,16} of a 32x32 block, A0 A1, B0 B1 (all 16 x 64 B).
+// Tasks: (up to 128 rows) x (up to 512 tokens), fewer rows while there are not two tasks per
+// thread; each weight is dequantized once per task.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +33,7 @@
 namespace ktx::cpu {
 
 inline constexpr int64_t kBf16Step = 32;   // elements per k-step (one A/B tile row)
-inline constexpr int64_t kBf16Slab = 512;  // elements of K dequantized at a time
+inline constexpr int64_t kBf16Slab = 256;  // elements of K dequantized at a time (8 k-steps)
 
 // Whether this CPU (and OS) runs the AMX-BF16 kernels: amx_bf16, avx512_bf16 and the tile
 // permission.
@@ -65,16 +71,23 @@ namespace bf16_detail {
 void dequant_block_rows_avx512(GGMLType type, const uint8_t* w, size_t row_bytes, int64_t rows,
                                int64_t k0, int64_t n, uint16_t* dst, int64_t ld);
 bool dequant_has_avx512(GGMLType type);
+// A row pair's slab [k0, k0 + n) as A tiles (the layout of tile_pass_amx): rows >= `rows` of
+// the 32 are zero. Types with dequant_has_avx512 only; a must be 64-byte aligned.
+void dequant_a_tiles_avx512(GGMLType type, const uint8_t* w, size_t row_bytes, int64_t rows,
+                            int64_t k0, int64_t n, uint16_t* a);
 // x rows [n_tok][k] -> acts (layout above) for token groups [g0, g1); k a multiple of 32.
 void pack_acts_avx512(const float* x, int64_t ld_x, int64_t n_tok, int64_t k, int64_t g0,
                       int64_t g1, uint16_t* acts);
-// One task's tile loop: for every 32-token pair block tp < n_tok_pairs and 32-row block
-// rp < n_row_pairs, C = (first ? 0 : acc) + Σ_{s < steps} A(rp, s)·B(tp, s), stored to acc.
-// panel: slab rows (ld_panel elements apart); acts: group 0 of the task at the slab's first
-// k-step, groups group_stride elements apart; acc [row][token], ld_acc floats per row.
-void tile_block_amx(const uint16_t* panel, int64_t ld_panel, int64_t n_row_pairs,
-                    const uint16_t* acts, int64_t group_stride, int64_t n_tok_pairs,
-                    int64_t steps, float* acc, int64_t ld_acc, bool first);
+// One row pair's pass over a slab (tiles configured by tile_configure): for every token pair tp < n_tok_pairs,
+// C(tp) = (first ? 0 : acc) + Σ_{s < steps} A(s)·B(tp, s), stored back to acc.
+// a: the row pair's slab as A tiles (rows 0..15 for every step, then rows 16..31; 512
+// elements per tile); acts: group 0 of the task at the slab's first k-step, groups
+// group_stride elements apart; acc [row][token] (32 rows), ld_acc floats per row.
+void tile_pass_amx(const uint16_t* a, int64_t steps, const uint16_t* acts, int64_t group_stride,
+                   int64_t n_tok_pairs, float* acc, int64_t ld_acc, bool first);
+// Tile configuration for tile_pass_amx (8 tiles of 16 x 64 B) on the calling thread; once per
+// task (ldtilecfg costs as much as a pass), released by tile_release().
+void tile_configure();
 void tile_release();
 // dst[t * ld_dst + r] = acc[r * ld_acc + t] for r < rows, t < toks (acc readable up to the next
 // multiple of 16 in both).

@@ -72,7 +72,9 @@ inline void unpack_scale_min(const uint8_t* s, int j, uint8_t* sc, uint8_t* mn) 
   }
 }
 
-void q4k_block(const uint8_t* src, uint16_t* y) {
+// Block bodies: element i of the block goes to y + (i / 32)·cs + i % 32 (cs = 32: a plain row;
+// cs = 512: successive A tiles of one row).
+void q4k_block(const uint8_t* src, uint16_t* y, int64_t cs) {
   BlockQ4_K b;
   std::memcpy(&b, src, sizeof(b));
   const float d = half_to_float(b.d), dmin = half_to_float(b.dmin);
@@ -82,12 +84,12 @@ void q4k_block(const uint8_t* src, uint16_t* y) {
     unpack_scale_min(b.scales, 2 * c, &sc0, &mn0);
     unpack_scale_min(b.scales, 2 * c + 1, &sc1, &mn1);
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
-    affine32(_mm256_and_si256(q, low), d * sc0, dmin * mn0, y + 64 * c);
-    affine32(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), d * sc1, dmin * mn1, y + 64 * c + 32);
+    affine32(_mm256_and_si256(q, low), d * sc0, dmin * mn0, y + 2 * c * cs);
+    affine32(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), d * sc1, dmin * mn1, y + (2 * c + 1) * cs);
   }
 }
 
-void q5k_block(const uint8_t* src, uint16_t* y) {
+void q5k_block(const uint8_t* src, uint16_t* y, int64_t cs) {
   BlockQ5_K b;
   std::memcpy(&b, src, sizeof(b));
   const float d = half_to_float(b.d), dmin = half_to_float(b.dmin);
@@ -103,8 +105,8 @@ void q5k_block(const uint8_t* src, uint16_t* y) {
     const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, low), _mm256_slli_epi16(h0, 4));
     const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low),
                                        _mm256_slli_epi16(h1, 4));
-    affine32(lo, d * sc0, dmin * mn0, y + 64 * c);
-    affine32(hi, d * sc1, dmin * mn1, y + 64 * c + 32);
+    affine32(lo, d * sc0, dmin * mn0, y + 2 * c * cs);
+    affine32(hi, d * sc1, dmin * mn1, y + (2 * c + 1) * cs);
   }
 }
 
@@ -115,7 +117,7 @@ inline void scaled32(__m256i q, float s0, float s1, uint16_t* dst) {
   store_bf16x32(dst, _mm512_mul_ps(_mm512_set1_ps(s0), lo), _mm512_mul_ps(_mm512_set1_ps(s1), hi));
 }
 
-void q6k_block(const uint8_t* src, uint16_t* y) {
+void q6k_block(const uint8_t* src, uint16_t* y, int64_t cs) {
   BlockQ6_K b;
   std::memcpy(&b, src, sizeof(b));
   const float d = half_to_float(b.d);
@@ -134,16 +136,16 @@ void q6k_block(const uint8_t* src, uint16_t* y) {
                                        _mm256_and_si256(qh, m30));
     const __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-    uint16_t* o = y + 128 * h;
+    uint16_t* o = y + 4 * h * cs;
     // dequantize_row: d * float(sc) * float(q), i.e. (d·sc)·q.
     scaled32(_mm256_sub_epi8(q1, bias), d * static_cast<float>(sc[0]), d * static_cast<float>(sc[1]), o);
-    scaled32(_mm256_sub_epi8(q2, bias), d * static_cast<float>(sc[2]), d * static_cast<float>(sc[3]), o + 32);
-    scaled32(_mm256_sub_epi8(q3, bias), d * static_cast<float>(sc[4]), d * static_cast<float>(sc[5]), o + 64);
-    scaled32(_mm256_sub_epi8(q4, bias), d * static_cast<float>(sc[6]), d * static_cast<float>(sc[7]), o + 96);
+    scaled32(_mm256_sub_epi8(q2, bias), d * static_cast<float>(sc[2]), d * static_cast<float>(sc[3]), o + cs);
+    scaled32(_mm256_sub_epi8(q3, bias), d * static_cast<float>(sc[4]), d * static_cast<float>(sc[5]), o + 2 * cs);
+    scaled32(_mm256_sub_epi8(q4, bias), d * static_cast<float>(sc[6]), d * static_cast<float>(sc[7]), o + 3 * cs);
   }
 }
 
-void q8_0_block(const uint8_t* src, uint16_t* y) {
+void q8_0_block(const uint8_t* src, uint16_t* y, int64_t) {
   BlockQ8_0 b;
   std::memcpy(&b, src, sizeof(b));
   const float d = half_to_float(b.d);
@@ -153,18 +155,18 @@ void q8_0_block(const uint8_t* src, uint16_t* y) {
   store_bf16x32(y, _mm512_mul_ps(lo, vd), _mm512_mul_ps(hi, vd));
 }
 
-void f32_block(const uint8_t* src, uint16_t* y) {
+void f32_block(const uint8_t* src, uint16_t* y, int64_t) {
   const float* f = reinterpret_cast<const float*>(src);
   store_bf16x32(y, _mm512_loadu_ps(f), _mm512_loadu_ps(f + 16));
 }
 
-void f16_block(const uint8_t* src, uint16_t* y) {
+void f16_block(const uint8_t* src, uint16_t* y, int64_t) {
   const __m512 lo = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
   const __m512 hi = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 32)));
   store_bf16x32(y, lo, hi);
 }
 
-void bf16_block(const uint8_t* src, uint16_t* y) {
+void bf16_block(const uint8_t* src, uint16_t* y, int64_t) {
   // Already bf16; only subnormals change (flushed, as the conversion would).
   const __m512i v = _mm512_loadu_si512(src);
   const __m512i exp = _mm512_and_si512(v, _mm512_set1_epi16(0x7F80));
@@ -173,7 +175,7 @@ void bf16_block(const uint8_t* src, uint16_t* y) {
   _mm512_storeu_si512(y, _mm512_mask_mov_epi16(v, sub, flushed));
 }
 
-using BlockFn = void (*)(const uint8_t*, uint16_t*);
+using BlockFn = void (*)(const uint8_t*, uint16_t*, int64_t);
 
 struct BlockKind {
   BlockFn fn;
@@ -208,82 +210,31 @@ void dequant_block_rows_avx512(GGMLType type, const uint8_t* w, size_t row_bytes
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t* src = w + static_cast<size_t>(r) * row_bytes + b0 * kind.bytes;
     uint16_t* y = dst + r * ld;
-    for (int64_t b = 0; b < nb; ++b) kind.fn(src + b * kind.bytes, y + b * kind.elems);
+    for (int64_t b = 0; b < nb; ++b) kind.fn(src + b * kind.bytes, y + b * kind.elems, 32);
   }
 }
 
-void pack_acts_avx512(const float* x, int64_t ld_x, int64_t n_tok, int64_t k, int64_t g0,
-                      int64_t g1, uint16_t* acts) {
-  const int64_t steps = k / kBf16Step;
-  alignas(64) uint32_t rows[16][16];  // [token][pair] of one k-step
-  for (int64_t g = g0; g < g1; ++g) {
-    for (int64_t s = 0; s < steps; ++s) {
-      for (int64_t t = 0; t < 16; ++t) {
-        const int64_t tok = 16 * g + t;
-        if (tok < n_tok) {
-          const float* src = x + tok * ld_x + s * kBf16Step;
-          store_bf16x32(reinterpret_cast<uint16_t*>(rows[t]), _mm512_loadu_ps(src), _mm512_loadu_ps(src + 16));
-        } else {
-          _mm512_store_si512(rows[t], _mm512_setzero_si512());
-        }
-      }
-      // [token][pair] -> [pair][token]: a 16x16 transpose of 32-bit pairs.
-      auto* out = reinterpret_cast<uint32_t*>(acts + (g * steps + s) * 512);
-      const __m512i idx = _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96, 80, 64, 48, 32, 16, 0);
-      for (int p = 0; p < 16; ++p)
-        _mm512_storeu_si512(out + 16 * p, _mm512_i32gather_epi32(idx, &rows[0][p], 4));
+void dequant_a_tiles_avx512(GGMLType type, const uint8_t* w, size_t row_bytes, int64_t rows,
+                            int64_t k0, int64_t n, uint16_t* a) {
+  BlockKind kind;
+  if (!block_kind(type, &kind)) return;
+  const int64_t steps = n / 32, b0 = k0 / kind.elems, nb = n / kind.elems;
+  const int64_t chunks = kind.elems / 32;  // A tiles one block spans
+  for (int64_t r = 0; r < 32; ++r) {
+    uint16_t* y = a + (r / 16) * steps * 512 + (r % 16) * 32;
+    if (r >= rows) {
+      for (int64_t s = 0; s < steps; ++s) _mm512_store_si512(y + s * 512, _mm512_setzero_si512());
+      continue;
     }
+    const uint8_t* src = w + static_cast<size_t>(r) * row_bytes + b0 * kind.bytes;
+    for (int64_t b = 0; b < nb; ++b) kind.fn(src + b * kind.bytes, y + b * chunks * 512, 512);
   }
 }
 
-void tile_block_amx(const uint16_t* panel, int64_t ld_panel, int64_t n_row_pairs,
-                    const uint16_t* acts, int64_t group_stride, int64_t n_tok_pairs,
-                    int64_t steps, float* acc, int64_t ld_acc, bool first) {
-  _tile_loadconfig(&tile_config());
-  const int64_t a_stride = ld_panel * 2, c_stride = ld_acc * 4;
-  for (int64_t tp = 0; tp < n_tok_pairs; ++tp) {
-    const uint16_t* b0 = acts + (2 * tp) * group_stride;
-    const uint16_t* b1 = b0 + group_stride;
-    for (int64_t rp = 0; rp < n_row_pairs; ++rp) {
-      float* c = acc + 32 * rp * ld_acc + 32 * tp;
-      if (first) {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-      } else {
-        _tile_loadd(0, c, c_stride);
-        _tile_loadd(1, c + 16, c_stride);
-        _tile_loadd(2, c + 16 * ld_acc, c_stride);
-        _tile_loadd(3, c + 16 * ld_acc + 16, c_stride);
-      }
-      const uint16_t* a0 = panel + 32 * rp * ld_panel;
-      const uint16_t* a1 = a0 + 16 * ld_panel;
-      for (int64_t s = 0; s < steps; ++s) {
-        _tile_loadd(4, a0 + s * kBf16Step, a_stride);
-        _tile_loadd(6, b0 + s * 512, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_loadd(7, b1 + s * 512, 64);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_loadd(5, a1 + s * kBf16Step, a_stride);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-      }
-      _tile_stored(0, c, c_stride);
-      _tile_stored(1, c + 16, c_stride);
-      _tile_stored(2, c + 16 * ld_acc, c_stride);
-      _tile_stored(3, c + 16 * ld_acc + 16, c_stride);
-    }
-  }
-}
-
-void tile_release() { _tile_release(); }
-
-void store_transposed_avx512(const float* acc, int64_t ld_acc, int64_t rows, int64_t toks,
-                             float* dst, int64_t ld_dst) {
-  // Butterfly transpose of a 16x16 block: stage b swaps the off-diagonal b x b sub-blocks of
-  // every 2b x 2b block (b = 8, 4, 2, 1), two two-source permutes per row pair.
-  __m512i lo_idx[4], hi_idx[4];
+namespace {
+// Butterfly transpose of a 16x16 block of 32-bit lanes: stage b swaps the off-diagonal b x b
+// sub-blocks of every 2b x 2b block (b = 8, 4, 2, 1), two two-source permutes per row pair.
+void transpose16_indices(__m512i* lo_idx, __m512i* hi_idx) {
   for (int st = 0; st < 4; ++st) {
     const int b = 8 >> st;
     alignas(64) int32_t lo[16], hi[16];
@@ -295,21 +246,119 @@ void store_transposed_avx512(const float* acc, int64_t ld_acc, int64_t rows, int
     lo_idx[st] = _mm512_load_si512(lo);
     hi_idx[st] = _mm512_load_si512(hi);
   }
-  for (int64_t r0 = 0; r0 < rows; r0 += 16) {
-    const __mmask16 cols = static_cast<__mmask16>(rows - r0 >= 16 ? 0xFFFF : (1u << (rows - r0)) - 1);
-    for (int64_t t0 = 0; t0 < toks; t0 += 16) {
-      __m512 v[16];
-      for (int i = 0; i < 16; ++i) v[i] = _mm512_loadu_ps(acc + (r0 + i) * ld_acc + t0);
-      for (int st = 0; st < 4; ++st) {
-        const int b = 8 >> st;
-        for (int i = 0; i < 16; ++i) {
-          if ((i / b) % 2) continue;
-          const __m512 x = v[i], y = v[i + b];
-          v[i] = _mm512_permutex2var_ps(x, lo_idx[st], y);
-          v[i + b] = _mm512_permutex2var_ps(x, hi_idx[st], y);
+}
+
+inline __m512 permute2(__m512 a, __m512i i, __m512 b) { return _mm512_permutex2var_ps(a, i, b); }
+inline __m512i permute2(__m512i a, __m512i i, __m512i b) { return _mm512_permutex2var_epi32(a, i, b); }
+
+template <typename V>
+inline void transpose16(V* v, const __m512i* lo_idx, const __m512i* hi_idx) {
+  for (int st = 0; st < 4; ++st) {
+    const int b = 8 >> st;
+    for (int i = 0; i < 16; ++i) {
+      if ((i / b) % 2) continue;
+      const V x = v[i], y = v[i + b];
+      v[i] = permute2(x, lo_idx[st], y);
+      v[i + b] = permute2(x, hi_idx[st], y);
+    }
+  }
+}
+}  // namespace
+
+void pack_acts_avx512(const float* x, int64_t ld_x, int64_t n_tok, int64_t k, int64_t g0,
+                      int64_t g1, uint16_t* acts) {
+  const int64_t steps = k / kBf16Step;
+  __m512i lo_idx[4], hi_idx[4];
+  transpose16_indices(lo_idx, hi_idx);
+  for (int64_t g = g0; g < g1; ++g) {
+    for (int64_t s = 0; s < steps; ++s) {
+      // Row t: token t's 32 elements as 16 bf16 pairs; transposed, row p: pair p of 16 tokens.
+      __m512i v[16];
+      for (int64_t t = 0; t < 16; ++t) {
+        const int64_t tok = 16 * g + t;
+        if (tok < n_tok) {
+          const float* src = x + tok * ld_x + s * kBf16Step;
+          v[t] = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 16), _mm512_loadu_ps(src)));
+        } else {
+          v[t] = _mm512_setzero_si512();
         }
       }
-      const int64_t nt = toks - t0 < 16 ? toks - t0 : 16;
+      transpose16(v, lo_idx, hi_idx);
+      uint16_t* out = acts + (g * steps + s) * 512;
+      for (int p = 0; p < 16; ++p) _mm512_store_si512(out + 32 * p, v[p]);
+    }
+  }
+}
+
+namespace {
+inline void prefetch16(const uint16_t* p) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (int l = 0; l < 16; ++l) _mm_prefetch(c + 64 * l, _MM_HINT_T0);
+}
+}  // namespace
+
+void tile_pass_amx(const uint16_t* a, int64_t steps, const uint16_t* acts, int64_t group_stride,
+                   int64_t n_tok_pairs, float* acc, int64_t ld_acc, bool first) {
+  const int64_t c_stride = ld_acc * 4;
+  const uint16_t* a0 = a;                // rows 0..15, step s at a0 + 512 s
+  const uint16_t* a1 = a + steps * 512;  // rows 16..31
+  // B tiles of (token pair tp, step s), and the pair two steps ahead for the prefetcher.
+  auto b_at = [&](int64_t tp, int64_t s) { return acts + 2 * tp * group_stride + s * 512; };
+  for (int64_t tp = 0; tp < n_tok_pairs; ++tp) {
+    const uint16_t* b0 = b_at(tp, 0);
+    const uint16_t* b1 = b0 + group_stride;
+    float* c = acc + 32 * tp;
+    if (first) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+    } else {
+      _tile_loadd(0, c, c_stride);
+      _tile_loadd(1, c + 16, c_stride);
+      _tile_loadd(2, c + 16 * ld_acc, c_stride);
+      _tile_loadd(3, c + 16 * ld_acc + 16, c_stride);
+    }
+    for (int64_t s = 0; s < steps; ++s) {
+      // The B tiles two steps on (this pair's or the next one's) into L1: A is already there
+      // (just dequantized), B streams from L2, and a tile load waits for its lines.
+      const int64_t ps = s + 2 < steps ? s + 2 : s + 2 - steps;
+      const int64_t ptp = s + 2 < steps ? tp : tp + 1;
+      const uint16_t* pf = ptp < n_tok_pairs ? b_at(ptp, ps) : nullptr;
+      _tile_loadd(4, a0 + s * 512, 64);
+      _tile_loadd(6, b0 + s * 512, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      if (pf) prefetch16(pf);
+      _tile_loadd(7, b1 + s * 512, 64);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_loadd(5, a1 + s * 512, 64);
+      _tile_dpbf16ps(2, 5, 6);
+      if (pf) prefetch16(pf + group_stride);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, c, c_stride);
+    _tile_stored(1, c + 16, c_stride);
+    _tile_stored(2, c + 16 * ld_acc, c_stride);
+    _tile_stored(3, c + 16 * ld_acc + 16, c_stride);
+  }
+}
+
+void tile_configure() { _tile_loadconfig(&tile_config()); }
+
+void tile_release() { _tile_release(); }
+
+void store_transposed_avx512(const float* acc, int64_t ld_acc, int64_t rows, int64_t toks,
+                             float* dst, int64_t ld_dst) {
+  __m512i lo_idx[4], hi_idx[4];
+  transpose16_indices(lo_idx, hi_idx);
+  // Token-major: each token row gets its outputs as one contiguous run of stores.
+  for (int64_t t0 = 0; t0 < toks; t0 += 16) {
+    const int64_t nt = toks - t0 < 16 ? toks - t0 : 16;
+    for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+      const __mmask16 cols = static_cast<__mmask16>(rows - r0 >= 16 ? 0xFFFF : (1u << (rows - r0)) - 1);
+      __m512 v[16];
+      for (int i = 0; i < 16; ++i) v[i] = _mm512_loadu_ps(acc + (r0 + i) * ld_acc + t0);
+      transpose16(v, lo_idx, hi_idx);
       for (int64_t t = 0; t < nt; ++t) _mm512_mask_storeu_ps(dst + (t0 + t) * ld_dst + r0, cols, v[t]);
     }
   }

@@ -61,6 +61,26 @@ void dequant_rows_plain(GGMLType type, const uint8_t* w, size_t row_bytes, int64
 
 }  // namespace
 
+const char* bf16_precision_name(Bf16Precision p) {
+  return p == Bf16Precision::bf16 ? "bf16" : "bf16x3";
+}
+
+void dequant_rows_bf16x2(GGMLType type, const uint8_t* w, size_t row_bytes, int64_t rows,
+                         int64_t k0, int64_t n, uint16_t* hi, uint16_t* lo, int64_t ld) {
+  int64_t elems = 0, bytes = 0;
+  ggml_type_block(static_cast<uint32_t>(type), &elems, &bytes);
+  thread_local std::vector<float> tmp;
+  tmp.resize(static_cast<size_t>(n));
+  for (int64_t r = 0; r < rows; ++r) {
+    dequantize_row(type, w + static_cast<size_t>(r) * row_bytes + k0 / elems * bytes, tmp.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = tmp[static_cast<size_t>(i)];
+      hi[r * ld + i] = round_bf16(v);
+      lo[r * ld + i] = round_bf16(v - bf16_to_fp32(hi[r * ld + i]));
+    }
+  }
+}
+
 uint16_t round_bf16(float f) {
   const uint32_t u = std::bit_cast<uint32_t>(f);
   if ((u & 0x7f800000u) == 0) return static_cast<uint16_t>((u >> 16) & 0x8000u);
@@ -88,18 +108,20 @@ void dequant_rows_bf16(GGMLType type, const uint8_t* w, size_t row_bytes, int64_
 
 void gemm_bf16_run(ThreadPool& pool, GGMLType type, const uint8_t* w, size_t row_bytes,
                    int64_t k, const float* x, int64_t ld_x, int64_t n_tok, float* dst,
-                   int64_t ld_dst, int64_t n_out) {
+                   int64_t ld_dst, int64_t n_out, Bf16Precision precision) {
   if (n_tok <= 0 || n_out <= 0) return;
+  const bool split = precision == Bf16Precision::bf16x3;
   const int64_t steps = k / kBf16Step;
   const int64_t m_pad = round_up(n_tok, 2 * kTile);
   const int64_t n_groups = m_pad / kTile;
   // The activations as B tiles, shared by every task.
   thread_local AlignedBuf<uint16_t> acts_buf;
-  uint16_t* acts = acts_buf.get(static_cast<size_t>(n_groups * steps * 512));
+  const int64_t b_lo_off = split ? n_groups * steps * 512 : 0;  // residual tiles after the hi ones
+  uint16_t* acts = acts_buf.get(static_cast<size_t>((split ? 2 : 1) * n_groups * steps * 512));
   const int64_t pack_tasks = std::min<int64_t>(n_groups, 4 * pool.size());
   pool.parallel_for(pack_tasks, [&](int64_t i) {
     bf16_detail::pack_acts_avx512(x, ld_x, n_tok, k, n_groups * i / pack_tasks,
-                                  n_groups * (i + 1) / pack_tasks, acts);
+                                  n_groups * (i + 1) / pack_tasks, acts, b_lo_off);
   });
 
   // Tasks: (rows R, tokens T). Fewer rows per task while there are not ~2 tasks per thread.
@@ -118,8 +140,9 @@ void gemm_bf16_run(ThreadPool& pool, GGMLType type, const uint8_t* w, size_t row
     const int64_t ld_acc = tok_block + kTile;  // skews C tile rows across L1 sets
     thread_local AlignedBuf<uint16_t> a_buf, tmp_buf;
     thread_local AlignedBuf<float> acc_buf;
-    uint16_t* a_tiles = a_buf.get(static_cast<size_t>(2 * kTile * kBf16Slab));
-    uint16_t* row_tmp = tmp_buf.get(static_cast<size_t>(kBf16Slab));
+    const int64_t a_lo_off = split ? 2 * kTile * kBf16Slab : 0;
+    uint16_t* a_tiles = a_buf.get(static_cast<size_t>((split ? 2 : 1) * 2 * kTile * kBf16Slab));
+    uint16_t* row_tmp = tmp_buf.get(static_cast<size_t>(2 * kBf16Slab));
     float* acc = acc_buf.get(static_cast<size_t>(kMaxTaskRows * (kMaxTaskTokens + kTile)));
     bf16_detail::tile_configure();
     for (int64_t k0 = 0; k0 < k; k0 += kBf16Slab) {
@@ -129,19 +152,25 @@ void gemm_bf16_run(ThreadPool& pool, GGMLType type, const uint8_t* w, size_t row
         const int64_t rr = std::min(2 * kTile, rows - 2 * kTile * rp);
         const uint8_t* wr = w + static_cast<size_t>(r0 + 2 * kTile * rp) * row_bytes;
         if (vec) {
-          bf16_detail::dequant_a_tiles_avx512(type, wr, row_bytes, rr, k0, kn, a_tiles);
+          bf16_detail::dequant_a_tiles_avx512(type, wr, row_bytes, rr, k0, kn, a_tiles, a_lo_off);
         } else {
           for (int64_t r = 0; r < 2 * kTile; ++r) {
             uint16_t* base = a_tiles + (r / kTile) * slab_steps * 512 + (r % kTile) * kBf16Step;
-            if (r < rr) dequant_rows_plain(type, wr + static_cast<size_t>(r) * row_bytes, row_bytes, 1, k0, kn, row_tmp, kn);
+            if (r < rr) {
+              if (split) dequant_rows_bf16x2(type, wr + static_cast<size_t>(r) * row_bytes, row_bytes, 1, k0, kn, row_tmp, row_tmp + kn, kn);
+              else dequant_rows_plain(type, wr + static_cast<size_t>(r) * row_bytes, row_bytes, 1, k0, kn, row_tmp, kn);
+            }
             for (int64_t st = 0; st < slab_steps; ++st) {
-              if (r < rr) std::memcpy(base + st * 512, row_tmp + st * kBf16Step, kBf16Step * 2);
-              else std::memset(base + st * 512, 0, kBf16Step * 2);
+              for (int part = 0; part < (split ? 2 : 1); ++part) {
+                uint16_t* d = base + part * a_lo_off + st * 512;
+                if (r < rr) std::memcpy(d, row_tmp + part * kn + st * kBf16Step, kBf16Step * 2);
+                else std::memset(d, 0, kBf16Step * 2);
+              }
             }
           }
         }
-        bf16_detail::tile_pass_amx(a_tiles, slab_steps,
-                                   acts + ((t0 / kTile) * steps + k0 / kBf16Step) * 512, steps * 512,
+        bf16_detail::tile_pass_amx(a_tiles, a_lo_off, slab_steps,
+                                   acts + ((t0 / kTile) * steps + k0 / kBf16Step) * 512, b_lo_off, steps * 512,
                                    toks / (2 * kTile), acc + 2 * kTile * rp * ld_acc, ld_acc,
                                    k0 == 0);
       }
@@ -154,16 +183,26 @@ void gemm_bf16_run(ThreadPool& pool, GGMLType type, const uint8_t* w, size_t row
 
 void gemm_bf16_reference(GGMLType type, const uint8_t* w, size_t row_bytes, int64_t k,
                          const float* x, int64_t ld_x, int64_t n_tok, float* dst,
-                         int64_t ld_dst, int64_t n_out) {
-  std::vector<uint16_t> wr(static_cast<size_t>(k));
-  std::vector<float> xr(static_cast<size_t>(n_tok * k));
-  for (int64_t t = 0; t < n_tok; ++t)
-    for (int64_t i = 0; i < k; ++i) xr[t * k + i] = bf16_to_fp32(round_bf16(x[t * ld_x + i]));
+                         int64_t ld_dst, int64_t n_out, Bf16Precision precision) {
+  const bool split = precision == Bf16Precision::bf16x3;
+  std::vector<uint16_t> whi(static_cast<size_t>(k)), wlo(static_cast<size_t>(k));
+  std::vector<float> xhi(static_cast<size_t>(n_tok * k)), xlo(static_cast<size_t>(n_tok * k));
+  for (int64_t t = 0; t < n_tok; ++t) {
+    for (int64_t i = 0; i < k; ++i) {
+      const float v = x[t * ld_x + i];
+      xhi[t * k + i] = bf16_to_fp32(round_bf16(v));
+      xlo[t * k + i] = split ? bf16_to_fp32(round_bf16(v - xhi[t * k + i])) : 0.0f;
+    }
+  }
   for (int64_t r = 0; r < n_out; ++r) {
-    dequant_rows_plain(type, w + static_cast<size_t>(r) * row_bytes, row_bytes, 1, 0, k, wr.data(), k);
+    dequant_rows_bf16x2(type, w + static_cast<size_t>(r) * row_bytes, row_bytes, 1, 0, k, whi.data(), wlo.data(), k);
     for (int64_t t = 0; t < n_tok; ++t) {
       double s = 0.0;
-      for (int64_t i = 0; i < k; ++i) s += static_cast<double>(bf16_to_fp32(wr[i])) * xr[t * k + i];
+      for (int64_t i = 0; i < k; ++i) {
+        const double h = bf16_to_fp32(whi[i]);
+        s += h * xhi[t * k + i];
+        if (split) s += h * xlo[t * k + i] + static_cast<double>(bf16_to_fp32(wlo[i])) * xhi[t * k + i];
+      }
       dst[t * ld_dst + r] = static_cast<float>(s);
     }
   }

@@ -37,9 +37,19 @@ const TileConfig& tile_config() {
 
 inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 
-// 32 floats (lo: elements 0..15, hi: 16..31) -> 32 bf16 at dst.
-inline void store_bf16x32(uint16_t* dst, __m512 lo, __m512 hi) {
-  _mm512_storeu_si512(dst, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+// 32 floats (lo: elements 0..15, hi: 16..31) -> 32 bf16 at dst; with lo_off != 0 also the
+// residuals v − bf16(v) (exact in float), rounded to bf16, at dst + lo_off (the split form).
+inline __m512 bf16_widen(__m256i h) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+inline void store_bf16x32(uint16_t* dst, __m512 lo, __m512 hi, int64_t lo_off) {
+  const __m512i r = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+  _mm512_storeu_si512(dst, r);
+  if (lo_off) {
+    const __m512 rl = _mm512_sub_ps(lo, bf16_widen(_mm512_castsi512_si256(r)));
+    const __m512 rh = _mm512_sub_ps(hi, bf16_widen(_mm512_extracti64x4_epi64(r, 1)));
+    _mm512_storeu_si512(dst + lo_off, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(rh, rl)));
+  }
 }
 
 // 32 bytes of levels (uint8 or int8 per `sign`) -> 32 floats.
@@ -55,11 +65,11 @@ inline void widen32(__m256i q, bool sign, __m512* lo, __m512* hi) {
 }
 
 // One sub-block of 32 unsigned levels: y = a·q − m, as dequantize_row forms it.
-inline void affine32(__m256i q, float a, float m, uint16_t* dst) {
+inline void affine32(__m256i q, float a, float m, uint16_t* dst, int64_t lo_off) {
   __m512 lo, hi;
   widen32(q, false, &lo, &hi);
   const __m512 va = _mm512_set1_ps(a), vm = _mm512_set1_ps(m);
-  store_bf16x32(dst, _mm512_sub_ps(_mm512_mul_ps(va, lo), vm), _mm512_sub_ps(_mm512_mul_ps(va, hi), vm));
+  store_bf16x32(dst, _mm512_sub_ps(_mm512_mul_ps(va, lo), vm), _mm512_sub_ps(_mm512_mul_ps(va, hi), vm), lo_off);
 }
 
 inline void unpack_scale_min(const uint8_t* s, int j, uint8_t* sc, uint8_t* mn) {
@@ -74,7 +84,7 @@ inline void unpack_scale_min(const uint8_t* s, int j, uint8_t* sc, uint8_t* mn) 
 
 // Block bodies: element i of the block goes to y + (i / 32)·cs + i % 32 (cs = 32: a plain row;
 // cs = 512: successive A tiles of one row).
-void q4k_block(const uint8_t* src, uint16_t* y, int64_t cs) {
+void q4k_block(const uint8_t* src, uint16_t* y, int64_t cs, int64_t lo_off) {
   BlockQ4_K b;
   std::memcpy(&b, src, sizeof(b));
   const float d = half_to_float(b.d), dmin = half_to_float(b.dmin);
@@ -84,12 +94,12 @@ void q4k_block(const uint8_t* src, uint16_t* y, int64_t cs) {
     unpack_scale_min(b.scales, 2 * c, &sc0, &mn0);
     unpack_scale_min(b.scales, 2 * c + 1, &sc1, &mn1);
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
-    affine32(_mm256_and_si256(q, low), d * sc0, dmin * mn0, y + 2 * c * cs);
-    affine32(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), d * sc1, dmin * mn1, y + (2 * c + 1) * cs);
+    affine32(_mm256_and_si256(q, low), d * sc0, dmin * mn0, y + 2 * c * cs, lo_off);
+    affine32(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), d * sc1, dmin * mn1, y + (2 * c + 1) * cs, lo_off);
   }
 }
 
-void q5k_block(const uint8_t* src, uint16_t* y, int64_t cs) {
+void q5k_block(const uint8_t* src, uint16_t* y, int64_t cs, int64_t lo_off) {
   BlockQ5_K b;
   std::memcpy(&b, src, sizeof(b));
   const float d = half_to_float(b.d), dmin = half_to_float(b.dmin);
@@ -105,19 +115,19 @@ void q5k_block(const uint8_t* src, uint16_t* y, int64_t cs) {
     const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, low), _mm256_slli_epi16(h0, 4));
     const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low),
                                        _mm256_slli_epi16(h1, 4));
-    affine32(lo, d * sc0, dmin * mn0, y + 2 * c * cs);
-    affine32(hi, d * sc1, dmin * mn1, y + (2 * c + 1) * cs);
+    affine32(lo, d * sc0, dmin * mn0, y + 2 * c * cs, lo_off);
+    affine32(hi, d * sc1, dmin * mn1, y + (2 * c + 1) * cs, lo_off);
   }
 }
 
 // 32 signed levels with a scale per 16: y = (d·sc)·q.
-inline void scaled32(__m256i q, float s0, float s1, uint16_t* dst) {
+inline void scaled32(__m256i q, float s0, float s1, uint16_t* dst, int64_t lo_off) {
   __m512 lo, hi;
   widen32(q, true, &lo, &hi);
-  store_bf16x32(dst, _mm512_mul_ps(_mm512_set1_ps(s0), lo), _mm512_mul_ps(_mm512_set1_ps(s1), hi));
+  store_bf16x32(dst, _mm512_mul_ps(_mm512_set1_ps(s0), lo), _mm512_mul_ps(_mm512_set1_ps(s1), hi), lo_off);
 }
 
-void q6k_block(const uint8_t* src, uint16_t* y, int64_t cs) {
+void q6k_block(const uint8_t* src, uint16_t* y, int64_t cs, int64_t lo_off) {
   BlockQ6_K b;
   std::memcpy(&b, src, sizeof(b));
   const float d = half_to_float(b.d);
@@ -138,44 +148,45 @@ void q6k_block(const uint8_t* src, uint16_t* y, int64_t cs) {
                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
     uint16_t* o = y + 4 * h * cs;
     // dequantize_row: d * float(sc) * float(q), i.e. (d·sc)·q.
-    scaled32(_mm256_sub_epi8(q1, bias), d * static_cast<float>(sc[0]), d * static_cast<float>(sc[1]), o);
-    scaled32(_mm256_sub_epi8(q2, bias), d * static_cast<float>(sc[2]), d * static_cast<float>(sc[3]), o + cs);
-    scaled32(_mm256_sub_epi8(q3, bias), d * static_cast<float>(sc[4]), d * static_cast<float>(sc[5]), o + 2 * cs);
-    scaled32(_mm256_sub_epi8(q4, bias), d * static_cast<float>(sc[6]), d * static_cast<float>(sc[7]), o + 3 * cs);
+    scaled32(_mm256_sub_epi8(q1, bias), d * static_cast<float>(sc[0]), d * static_cast<float>(sc[1]), o, lo_off);
+    scaled32(_mm256_sub_epi8(q2, bias), d * static_cast<float>(sc[2]), d * static_cast<float>(sc[3]), o + cs, lo_off);
+    scaled32(_mm256_sub_epi8(q3, bias), d * static_cast<float>(sc[4]), d * static_cast<float>(sc[5]), o + 2 * cs, lo_off);
+    scaled32(_mm256_sub_epi8(q4, bias), d * static_cast<float>(sc[6]), d * static_cast<float>(sc[7]), o + 3 * cs, lo_off);
   }
 }
 
-void q8_0_block(const uint8_t* src, uint16_t* y, int64_t) {
+void q8_0_block(const uint8_t* src, uint16_t* y, int64_t, int64_t lo_off) {
   BlockQ8_0 b;
   std::memcpy(&b, src, sizeof(b));
   const float d = half_to_float(b.d);
   __m512 lo, hi;
   widen32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)), true, &lo, &hi);
   const __m512 vd = _mm512_set1_ps(d);  // dequantize_row: float(q) * d
-  store_bf16x32(y, _mm512_mul_ps(lo, vd), _mm512_mul_ps(hi, vd));
+  store_bf16x32(y, _mm512_mul_ps(lo, vd), _mm512_mul_ps(hi, vd), lo_off);
 }
 
-void f32_block(const uint8_t* src, uint16_t* y, int64_t) {
+void f32_block(const uint8_t* src, uint16_t* y, int64_t, int64_t lo_off) {
   const float* f = reinterpret_cast<const float*>(src);
-  store_bf16x32(y, _mm512_loadu_ps(f), _mm512_loadu_ps(f + 16));
+  store_bf16x32(y, _mm512_loadu_ps(f), _mm512_loadu_ps(f + 16), lo_off);
 }
 
-void f16_block(const uint8_t* src, uint16_t* y, int64_t) {
+void f16_block(const uint8_t* src, uint16_t* y, int64_t, int64_t lo_off) {
   const __m512 lo = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
   const __m512 hi = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 32)));
-  store_bf16x32(y, lo, hi);
+  store_bf16x32(y, lo, hi, lo_off);
 }
 
-void bf16_block(const uint8_t* src, uint16_t* y, int64_t) {
+void bf16_block(const uint8_t* src, uint16_t* y, int64_t, int64_t lo_off) {
   // Already bf16; only subnormals change (flushed, as the conversion would).
   const __m512i v = _mm512_loadu_si512(src);
   const __m512i exp = _mm512_and_si512(v, _mm512_set1_epi16(0x7F80));
   const __mmask32 sub = _mm512_cmpeq_epi16_mask(exp, _mm512_setzero_si512());
   const __m512i flushed = _mm512_and_si512(v, _mm512_set1_epi16(static_cast<int16_t>(0x8000)));
   _mm512_storeu_si512(y, _mm512_mask_mov_epi16(v, sub, flushed));
+  if (lo_off) _mm512_storeu_si512(y + lo_off, _mm512_setzero_si512());  // exact: no residual
 }
 
-using BlockFn = void (*)(const uint8_t*, uint16_t*, int64_t);
+using BlockFn = void (*)(const uint8_t*, uint16_t*, int64_t, int64_t);
 
 struct BlockKind {
   BlockFn fn;
@@ -210,12 +221,12 @@ void dequant_block_rows_avx512(GGMLType type, const uint8_t* w, size_t row_bytes
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t* src = w + static_cast<size_t>(r) * row_bytes + b0 * kind.bytes;
     uint16_t* y = dst + r * ld;
-    for (int64_t b = 0; b < nb; ++b) kind.fn(src + b * kind.bytes, y + b * kind.elems, 32);
+    for (int64_t b = 0; b < nb; ++b) kind.fn(src + b * kind.bytes, y + b * kind.elems, 32, 0);
   }
 }
 
 void dequant_a_tiles_avx512(GGMLType type, const uint8_t* w, size_t row_bytes, int64_t rows,
-                            int64_t k0, int64_t n, uint16_t* a) {
+                            int64_t k0, int64_t n, uint16_t* a, int64_t lo_off) {
   BlockKind kind;
   if (!block_kind(type, &kind)) return;
   const int64_t steps = n / 32, b0 = k0 / kind.elems, nb = n / kind.elems;
@@ -223,11 +234,14 @@ void dequant_a_tiles_avx512(GGMLType type, const uint8_t* w, size_t row_bytes, i
   for (int64_t r = 0; r < 32; ++r) {
     uint16_t* y = a + (r / 16) * steps * 512 + (r % 16) * 32;
     if (r >= rows) {
-      for (int64_t s = 0; s < steps; ++s) _mm512_store_si512(y + s * 512, _mm512_setzero_si512());
+      for (int64_t s = 0; s < steps; ++s) {
+        _mm512_store_si512(y + s * 512, _mm512_setzero_si512());
+        if (lo_off) _mm512_store_si512(y + lo_off + s * 512, _mm512_setzero_si512());
+      }
       continue;
     }
     const uint8_t* src = w + static_cast<size_t>(r) * row_bytes + b0 * kind.bytes;
-    for (int64_t b = 0; b < nb; ++b) kind.fn(src + b * kind.bytes, y + b * chunks * 512, 512);
+    for (int64_t b = 0; b < nb; ++b) kind.fn(src + b * kind.bytes, y + b * chunks * 512, 512, lo_off);
   }
 }
 
@@ -266,26 +280,36 @@ inline void transpose16(V* v, const __m512i* lo_idx, const __m512i* hi_idx) {
 }  // namespace
 
 void pack_acts_avx512(const float* x, int64_t ld_x, int64_t n_tok, int64_t k, int64_t g0,
-                      int64_t g1, uint16_t* acts) {
+                      int64_t g1, uint16_t* acts, int64_t lo_off) {
   const int64_t steps = k / kBf16Step;
   __m512i lo_idx[4], hi_idx[4];
   transpose16_indices(lo_idx, hi_idx);
   for (int64_t g = g0; g < g1; ++g) {
     for (int64_t s = 0; s < steps; ++s) {
       // Row t: token t's 32 elements as 16 bf16 pairs; transposed, row p: pair p of 16 tokens.
-      __m512i v[16];
+      __m512i v[16], r[16];
       for (int64_t t = 0; t < 16; ++t) {
         const int64_t tok = 16 * g + t;
         if (tok < n_tok) {
           const float* src = x + tok * ld_x + s * kBf16Step;
-          v[t] = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + 16), _mm512_loadu_ps(src)));
+          const __m512 a = _mm512_loadu_ps(src), b = _mm512_loadu_ps(src + 16);
+          v[t] = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(b, a));
+          if (lo_off) {
+            const __m512 ra = _mm512_sub_ps(a, bf16_widen(_mm512_castsi512_si256(v[t])));
+            const __m512 rb = _mm512_sub_ps(b, bf16_widen(_mm512_extracti64x4_epi64(v[t], 1)));
+            r[t] = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(rb, ra));
+          }
         } else {
-          v[t] = _mm512_setzero_si512();
+          v[t] = r[t] = _mm512_setzero_si512();
         }
       }
       transpose16(v, lo_idx, hi_idx);
       uint16_t* out = acts + (g * steps + s) * 512;
       for (int p = 0; p < 16; ++p) _mm512_store_si512(out + 32 * p, v[p]);
+      if (lo_off) {
+        transpose16(r, lo_idx, hi_idx);
+        for (int p = 0; p < 16; ++p) _mm512_store_si512(out + lo_off + 32 * p, r[p]);
+      }
     }
   }
 }
@@ -297,8 +321,10 @@ inline void prefetch16(const uint16_t* p) {
 }
 }  // namespace
 
-void tile_pass_amx(const uint16_t* a, int64_t steps, const uint16_t* acts, int64_t group_stride,
-                   int64_t n_tok_pairs, float* acc, int64_t ld_acc, bool first) {
+void tile_pass_amx(const uint16_t* a, int64_t a_lo_off, int64_t steps, const uint16_t* acts,
+                   int64_t b_lo_off, int64_t group_stride, int64_t n_tok_pairs, float* acc,
+                   int64_t ld_acc, bool first) {
+  const bool split = a_lo_off != 0;
   const int64_t c_stride = ld_acc * 4;
   const uint16_t* a0 = a;                // rows 0..15, step s at a0 + 512 s
   const uint16_t* a1 = a + steps * 512;  // rows 16..31
@@ -335,6 +361,25 @@ void tile_pass_amx(const uint16_t* a, int64_t steps, const uint16_t* acts, int64
       _tile_dpbf16ps(2, 5, 6);
       if (pf) prefetch16(pf + group_stride);
       _tile_dpbf16ps(3, 5, 7);
+      if (split) {
+        // + A_hi·B_lo, then + A_lo·B_hi (A_lo·B_lo is below float rounding).
+        _tile_loadd(6, b0 + b_lo_off + s * 512, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(2, 5, 6);
+        if (pf) prefetch16(pf + b_lo_off);
+        _tile_loadd(7, b1 + b_lo_off + s * 512, 64);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(3, 5, 7);
+        if (pf) prefetch16(pf + b_lo_off + group_stride);
+        _tile_loadd(4, a0 + a_lo_off + s * 512, 64);
+        _tile_loadd(6, b0 + s * 512, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, b1 + s * 512, 64);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a1 + a_lo_off + s * 512, 64);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
     }
     _tile_stored(0, c, c_stride);
     _tile_stored(1, c + 16, c_stride);

@@ -58,8 +58,8 @@ Expected<std::unique_ptr<Linear>> Linear::create(const LinearDesc& desc, const u
   g.isa = desc.isa;
   auto kernel = make_gemv(g, cpu);
   if (!kernel) return kernel.status().with_context(desc.to_string());
-  l->gemm_bf16_ = desc.isa == IsaTier::amx && gemm_bf16_available(cpu) &&
-                 gemm_bf16_supported(run_type, desc.k);
+  l->gemm_bf16_ = desc.isa == IsaTier::amx && run_type != GGMLType::F32 &&
+                 gemm_bf16_available(cpu) && gemm_bf16_supported(run_type, desc.k);
   l->run_type_ = run_type;
   l->desc_ = desc;
   l->data_ = data;
@@ -74,7 +74,7 @@ void Linear::run(ThreadPool& pool, const float* x, int64_t ld_x, int64_t n_tok, 
   if (n_tok <= 0 || n_out <= 0) return;
   if (uses_gemm(n_tok)) {
     gemm_bf16_run(pool, run_type_, data_ + static_cast<size_t>(row0) * row_bytes_, row_bytes_,
-                  desc_.k, x, ld_x, n_tok, dst, ld_dst, n_out);
+                  desc_.k, x, ld_x, n_tok, dst, ld_dst, n_out, precision_);
     return;
   }
   const ActFormat fmt = kernel_->act_format();

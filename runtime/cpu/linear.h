@@ -5,8 +5,11 @@
 // without a generated kernel fall back to the plain reference kernel of the dispatch list.
 //
 // Prefill batches on AMX-BF16 hosts: at the amx tier, calls of more than kGemmMinTokens tokens
-// go through the bf16 tile GEMM of gemm_bf16.h (weights dequantized a slab at a time into L2,
-// activations and weights rounded to bf16, float sums), any weight type.
+// go through the bf16 tile GEMM of gemm_bf16.h (weights dequantized a slab at a time into L1,
+// float sums), any weight type but F32 (routers: their top-k choice is too sensitive to
+// rounding, and they are small). Its default precision, bf16x3 (weights and activations split
+// into two bf16 parts), keeps the shipped models within their bounds; bf16 is 3x the tile work
+// less and rounds both to 8-bit significands.
 //
 // Types with an exact Q8_0 form but no generated kernel (Q5_0: DeepSeek's attn_k_b, whose
 // 128-element rows are too short for K-quants) are repacked once at create() into Q8_0 (same
@@ -28,6 +31,7 @@
 #include "common/hw/hw_profile.h"
 #include "common/kernels/kernel_desc.h"
 #include "common/quant/quant.h"
+#include "runtime/cpu/gemm_bf16.h"
 #include "runtime/cpu/jit/gemv.h"
 #include "runtime/cpu/thread_pool.h"
 
@@ -69,6 +73,9 @@ class Linear {
   std::string kernel_name() const;
   // Whether a call of n_tok tokens goes through the bf16 prefill GEMM (its rounding).
   bool uses_gemm(int64_t n_tok) const { return gemm_bf16_ && n_tok > kGemmMinTokens; }
+  // The prefill GEMM's rounding (gemm_bf16.h): bf16x3 unless set otherwise.
+  Bf16Precision prefill_precision() const { return precision_; }
+  void set_prefill_precision(Bf16Precision p) { precision_ = p; }
   // Bytes of the load-time repack (0 when the GGUF bytes are read in place).
   uint64_t repacked_bytes() const { return repacked_.size(); }
 
@@ -85,6 +92,7 @@ class Linear {
   std::vector<uint8_t> repacked_;  // Q8_0 copy of a Q5_0 weight, else empty
   GGMLType run_type_ = GGMLType::F32;  // the type of data_ (Q8_0 for a repacked Q5_0)
   bool gemm_bf16_ = false;  // calls of more than kGemmMinTokens tokens use gemm_bf16_run
+  Bf16Precision precision_ = Bf16Precision::bf16x3;
 };
 
 // Q5_0 rows -> Q8_0 rows with identical values (n_rows rows of k elements).

@@ -136,6 +136,15 @@ struct OpProfile {
 };
 
 // One sequence: its KV cache and position.
+// Expert choices of the MoE layers, per layer in call order ([tokens][top_k] per call): a
+// session records them, another replays them. Eval's --oracle replays the kernels' choices so
+// that it measures arithmetic alone: where two experts' scores nearly tie, any rounding may
+// pick either, and one flipped choice would otherwise swamp the kernels' error.
+struct RouteLog {
+  std::map<int64_t, std::vector<int32_t>> ids;  // layer -> chosen ids of every call, appended
+  std::map<int64_t, size_t> next;               // layer -> replay position
+};
+
 class Session {
  public:
   // n_ctx <= 0: the model's default context.
@@ -159,6 +168,10 @@ class Session {
   void set_trace_hook(TraceHook hook) { trace_hook_ = std::move(hook); }
   // Times every op into *profile (null: off, the default; profiling adds a clock read per op).
   void set_profile(OpProfile* profile) { profile_ = profile; }
+  // Record every MoE layer's choices into *log, or (replay) take them from *log instead of the
+  // router's own (the router's scores still give the weights). Null: off.
+  void set_route_record(RouteLog* log) { route_record_ = log; }
+  void set_route_replay(RouteLog* log) { route_replay_ = log; }
 
  private:
   const Model& model_;
@@ -168,6 +181,8 @@ class Session {
   HiddenHook hidden_hook_;
   TraceHook trace_hook_;
   OpProfile* profile_ = nullptr;
+  RouteLog* route_record_ = nullptr;
+  RouteLog* route_replay_ = nullptr;
 };
 
 // Everything a ktx-run command needs from a plan path: read the plan, open and validate the

@@ -84,6 +84,8 @@ struct StepCtx {
   int64_t n_tok = 0;    // tokens in this call
   const TraceHook* trace = nullptr;
   OpProfile* profile = nullptr;
+  RouteLog* route_record = nullptr;  // Session::set_route_record
+  RouteLog* route_replay = nullptr;  // Session::set_route_replay
   void emit(const std::string& name, const float* data, int64_t width) const {
     if (trace && *trace) (*trace)(name, data, n_tok, width);
   }
@@ -172,7 +174,8 @@ void shared_experts(const StepCtx& s, int64_t il, const float* h, float* dst);
 
 // router.cpp: pick n_expert_used experts for one token from its router logits; writes the
 // chosen expert ids and their weights (scale applied). bias may be null.
+// forced (may be null): use these ids instead of choosing (weights from this token's scores).
 void route_token(const ModelConfig& c, const float* logits, const float* bias, int32_t* experts,
-                 float* weights);
+                 float* weights, const int32_t* forced = nullptr);
 
 }  // namespace ktx

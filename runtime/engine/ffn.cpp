@@ -78,10 +78,22 @@ void route_tokens(const StepCtx& s, int64_t il, const float* h, int32_t* chosen,
   linear(s, b + "ffn_gate_inp.weight", h, logits);
   s.emit(b + "ffn_moe_logits", logits, E);
   const float* bias = c.exp_probs_bias ? small_tensor(s.m.w(b + "exp_probs_b.bias"), buf) : nullptr;
+  const int32_t* forced = nullptr;
+  if (s.route_replay) {
+    const std::vector<int32_t>& log = s.route_replay->ids[il];
+    size_t& at = s.route_replay->next[il];
+    if (at + static_cast<size_t>(T * K) <= log.size()) forced = log.data() + at;
+    at += static_cast<size_t>(T * K);  // past the end: the router decides (a shorter log)
+  }
   cpu::parallel_range(s.pool, T, 4, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t)
-      route_token(c, &logits[t * E], bias, &chosen[t * K], &weights[t * K]);
+      route_token(c, &logits[t * E], bias, &chosen[t * K], &weights[t * K],
+                  forced ? forced + t * K : nullptr);
   });
+  if (s.route_record) {
+    std::vector<int32_t>& log = s.route_record->ids[il];
+    log.insert(log.end(), chosen, chosen + T * K);
+  }
   s.emit(b + "ffn_moe_weights", weights, K);
   if (s.profile) {
     std::vector<int64_t>& load = s.profile->expert_tokens[il];

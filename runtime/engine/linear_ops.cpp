@@ -59,6 +59,16 @@ void linear(const StepCtx& s, const std::string& tensor, int64_t row0, int64_t n
     it->second->run(s.pool, src, ld_src, n_tok, dst, ld_dst, row0, n_out);
     return;
   }
+  if (it != s.m.linears.end() && it->second->uses_gemm(n_tok)) {
+    // The oracle of the prefill GEMM: its bf16 roundings, exact sums.
+    const cpu::Linear& l = *it->second;
+    const GGUFTensorInfo& t = s.m.w(tensor).info();
+    const GGMLType type = static_cast<GGMLType>(t.type);
+    const size_t rb = *ggml_row_bytes(type, l.desc().k);
+    cpu::gemm_bf16_reference(type, t.data + static_cast<size_t>(row0) * rb, rb,
+                             l.desc().k, src, ld_src, n_tok, dst, ld_dst, n_out, l.prefill_precision());
+    return;
+  }
   if (it != s.m.linears.end() && it->second->act_format() != cpu::ActFormat::f32) {
     // The oracle: the kernel's input rounding, then the exact float32 sums.
     const int64_t k = it->second->desc().k;

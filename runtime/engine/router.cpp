@@ -46,7 +46,7 @@ void mask_groups(const ModelConfig& c, std::vector<double>& choice) {
 }  // namespace
 
 void route_token(const ModelConfig& c, const float* logits, const float* bias, int32_t* experts,
-                 float* weights) {
+                 float* weights, const int32_t* forced) {
   const int64_t n = c.n_expert, k = c.n_expert_used;
   std::vector<double> score(n);
   if (c.softmax_after_topk) {
@@ -59,11 +59,16 @@ void route_token(const ModelConfig& c, const float* logits, const float* bias, i
     for (int64_t e = 0; e < n; ++e) sum += score[e] = std::exp(logits[e] - mx);
     for (double& p : score) p /= sum;
   }
-  std::vector<double> choice = score;
-  if (bias)
-    for (int64_t e = 0; e < n; ++e) choice[e] += bias[e];
-  if (c.n_expert_groups > 1) mask_groups(c, choice);
-  const std::vector<int32_t> chosen = top_k(choice, k);
+  std::vector<int32_t> chosen;
+  if (forced) {
+    chosen.assign(forced, forced + k);
+  } else {
+    std::vector<double> choice = score;
+    if (bias)
+      for (int64_t e = 0; e < n; ++e) choice[e] += bias[e];
+    if (c.n_expert_groups > 1) mask_groups(c, choice);
+    chosen = top_k(choice, k);
+  }
 
   std::vector<double> w(k);
   if (c.softmax_after_topk) {

@@ -58,7 +58,7 @@ Expected<std::vector<float>> Session::forward(std::span<const int32_t> tokens, b
     if (tokens[t] < 0 || tokens[t] >= c.n_vocab)
       return Error("engine: token id {} at index {} is out of range [0, {})", tokens[t], t, c.n_vocab);
 
-  StepCtx s{m, *m.pool, n_past_, T, &trace_hook_, profile_};
+  StepCtx s{m, *m.pool, n_past_, T, &trace_hook_, profile_, route_record_, route_replay_};
   const Program& prog = m.program;
   const int64_t first = all_logits ? 0 : T - 1, n_out = T - first;
   Arena& arena = cache_->arena;

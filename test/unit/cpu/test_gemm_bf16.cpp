@@ -76,14 +76,15 @@ TEST(GemmBf16, MatchesTwinOverShapes) {
     const size_t rb = *ggml_row_bytes(sh.type, sh.k);
     std::vector<float> wf(sh.n_out * sh.k);
     for (int64_t r = 0; r < sh.n_out; ++r) dequantize_row(sh.type, w.data() + r * rb, wf.data() + r * sh.k, sh.k);
-    for (int64_t n_tok : kTokens) {
+    for (int64_t n_tok : kTokens) for (Bf16Precision prec : {Bf16Precision::bf16, Bf16Precision::bf16x3}) {
       SCOPED_TRACE(ggml_type_name(static_cast<uint32_t>(sh.type)) + " k " + std::to_string(sh.k) +
-                   " rows " + std::to_string(sh.n_out) + " tokens " + std::to_string(n_tok));
+                   " rows " + std::to_string(sh.n_out) + " tokens " + std::to_string(n_tok) +
+                   " " + bf16_precision_name(prec));
       const int64_t ld_x = sh.k + 3, ld_dst = sh.n_out + 5;
       const auto x = test::random_floats(n_tok * ld_x, 1.0f, 9 + static_cast<uint32_t>(n_tok));
       std::vector<float> got(n_tok * ld_dst, -3.0f), want(n_tok * ld_dst, -3.0f);
-      gemm_bf16_run(pool, sh.type, w.data(), rb, sh.k, x.data(), ld_x, n_tok, got.data(), ld_dst, sh.n_out);
-      gemm_bf16_reference(sh.type, w.data(), rb, sh.k, x.data(), ld_x, n_tok, want.data(), ld_dst, sh.n_out);
+      gemm_bf16_run(pool, sh.type, w.data(), rb, sh.k, x.data(), ld_x, n_tok, got.data(), ld_dst, sh.n_out, prec);
+      gemm_bf16_reference(sh.type, w.data(), rb, sh.k, x.data(), ld_x, n_tok, want.data(), ld_dst, sh.n_out, prec);
       for (int64_t t = 0; t < n_tok; ++t) {
         for (int64_t r = 0; r < sh.n_out; ++r) {
           double s = 0;
@@ -106,8 +107,8 @@ TEST(GemmBf16, TokenResultIndependentOfBatchAndThreads) {
   const auto x = test::random_floats(300 * k, 1.0f, 12);
   ThreadPool p1(1), p3(3);
   std::vector<float> big(300 * n_out), small(20 * n_out);
-  gemm_bf16_run(p3, type, w.data(), rb, k, x.data(), k, 300, big.data(), n_out, n_out);
-  gemm_bf16_run(p1, type, w.data(), rb, k, x.data() + 270 * k, k, 20, small.data(), n_out, n_out);
+  gemm_bf16_run(p3, type, w.data(), rb, k, x.data(), k, 300, big.data(), n_out, n_out, Bf16Precision::bf16x3);
+  gemm_bf16_run(p1, type, w.data(), rb, k, x.data() + 270 * k, k, 20, small.data(), n_out, n_out, Bf16Precision::bf16x3);
   for (int64_t t = 0; t < 20; ++t)
     for (int64_t r = 0; r < n_out; ++r)
       ASSERT_EQ(small[t * n_out + r], big[(270 + t) * n_out + r]) << t << "," << r;

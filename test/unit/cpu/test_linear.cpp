@@ -73,7 +73,7 @@ TEST(Linear, MatchesTwinOverShapesTokensAndTiers) {
         (*lin)->run(pool, x.data(), n_tok, got.data());
         if ((*lin)->uses_gemm(n_tok))  // bf16 weights and activations (gemm_bf16.h)
           gemm_bf16_reference(c.type, w.data(), *ggml_row_bytes(c.type, c.k), c.k, x.data(), c.k,
-                              n_tok, want.data(), c.n_rows, c.n_rows);
+                              n_tok, want.data(), c.n_rows, c.n_rows, (*lin)->prefill_precision());
         else
           linear_reference(d, w.data(), (*lin)->act_format(), x.data(), c.k, n_tok, want.data(), c.n_rows);
         const auto s = abs_sums(d, w, x, n_tok);

@@ -91,15 +91,20 @@ Status greedy_continuation(const Model& model, const RefSequence& ref, int64_t V
 }
 
 // Largest relative L2 between the oracle's logits and `prefill` / `decode` ([T][V] each).
+// The oracle takes the kernels' expert choices (routes_prefill / routes_decode): a near-tie
+// decided the other way would measure the tie, not the kernels.
 Expected<double> oracle_distance(const Model& oracle, const std::vector<int32_t>& tokens,
                                  const std::vector<float>& prefill,
-                                 const std::vector<float>& decode, int64_t V) {
+                                 const std::vector<float>& decode, int64_t V,
+                                 RouteLog& routes_prefill, RouteLog& routes_decode) {
   const int64_t T = static_cast<int64_t>(tokens.size());
   Session sess(oracle, T);
+  sess.set_route_replay(&routes_prefill);
   KTX_ASSIGN_OR_RETURN(std::vector<float> op, sess.forward(tokens, true));
   double worst = 0.0;
   for (int64_t t = 0; t < T; ++t) worst = std::max(worst, rel_l2(&prefill[t * V], &op[t * V], V));
   sess.reset();
+  sess.set_route_replay(&routes_decode);
   for (int64_t t = 0; t < T; ++t) {
     KTX_ASSIGN_OR_RETURN(std::vector<float> od, sess.forward(std::span<const int32_t>(&tokens[t], 1), false));
     worst = std::max(worst, rel_l2(&decode[t * V], od.data(), V));
@@ -114,11 +119,14 @@ Expected<SeqResult> eval_sequence(const Model& model, const RefSequence& ref, in
   r.n_tokens = static_cast<int64_t>(ref.tokens.size());
   const int64_t T = r.n_tokens;
   Session sess(model, T);
+  RouteLog routes_prefill, routes_decode;  // the kernels' choices, for the oracle
+  if (opt.oracle) sess.set_route_record(&routes_prefill);
   KTX_ASSIGN_OR_RETURN(std::vector<float> prefill, sess.forward(ref.tokens, true));
   compare_logits(prefill, ref, V, opt.decisive_gap, r);
   if (!opt.dump_dir.empty()) KTX_RETURN_IF_ERROR(dump_logits(opt.dump_dir, index, prefill));
 
   sess.reset();
+  if (opt.oracle) sess.set_route_record(&routes_decode);
   std::vector<float> decode(T * V);
   for (int64_t t = 0; t < T; ++t) {
     KTX_ASSIGN_OR_RETURN(std::vector<float> last, sess.forward(std::span<const int32_t>(&ref.tokens[t], 1), false));
@@ -127,7 +135,8 @@ Expected<SeqResult> eval_sequence(const Model& model, const RefSequence& ref, in
   }
   if (!ref.greedy.empty()) KTX_RETURN_IF_ERROR(greedy_continuation(model, ref, V, r));
   if (opt.oracle) {
-    KTX_ASSIGN_OR_RETURN(r.oracle, oracle_distance(*opt.oracle, ref.tokens, prefill, decode, V));
+    KTX_ASSIGN_OR_RETURN(r.oracle, oracle_distance(*opt.oracle, ref.tokens, prefill, decode, V,
+                                                   routes_prefill, routes_decode));
   }
   if (opt.quantized)
     r.pass = r.oracle <= opt.max_oracle_rel_l2;  // true without an oracle (-1); the rest per file

@@ -61,10 +61,13 @@ int main(int argc, char** argv) {
   CLI::App app{"CPU linear op at model shapes: decode GEMV and prefill GEMM throughput"};
   std::string model = "dsv3", type_name = "Q4_K", tokens_list = "1,512,2048";
   int threads = 0, reps = 3;
+  std::string precision = "bf16x3";
   app.add_option("--model", model, "dsv3 | qwen3")->check(CLI::IsMember({"dsv3", "qwen3"}));
   app.add_option("--type", type_name, "weight type (Q4_K, Q6_K, Q8_0, BF16, ...)");
   app.add_option("--tokens", tokens_list, "comma-separated token counts");
   app.add_option("--threads", threads, "threads (0 = physical cores)");
+  app.add_option("--precision", precision, "prefill GEMM rounding: bf16x3 (default) | bf16")
+      ->check(CLI::IsMember({"bf16", "bf16x3"}));
   app.add_option("--reps", reps, "timed repetitions (the best counts)")->check(CLI::Range(1, 100));
   CLI11_PARSE(app, argc, argv);
 
@@ -95,6 +98,9 @@ int main(int argc, char** argv) {
   const ComputePeaks peaks = measure_compute_peaks(pool.size(), cpu, 2.0);
   auto bw = measure_read_bandwidth(uint64_t{1} << 30, pool.size(), 1.0, cpu.avx2);
   const double read_gbs = bw ? *bw : 0.0;
+  std::printf("# prefill GEMM precision %s (a bf16x3 call does 3 tile products per output: TFLOP/s\n"
+              "# counts the GEMM's 2·rows·k·tokens, %%bf16pk the share of the tile unit that is)\n",
+              precision.c_str());
   std::printf("# threads %d, tier %s, type %s; peaks: AMX bf16 %.1f TFLOP/s, AMX int8 %.1f TOP/s, "
               "AVX-512 FMA %.2f TFLOP/s; DRAM read %.1f GB/s\n",
               pool.size(), isa_tier_name(tier), type_name.c_str(), peaks.amx_bf16_tflops,
@@ -109,6 +115,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "error: %s\n", lin.status().message().c_str());
       return 1;
     }
+    (*lin)->set_prefill_precision(precision == "bf16" ? Bf16Precision::bf16 : Bf16Precision::bf16x3);
     for (int64_t n : tokens) {
       std::vector<float> x(static_cast<size_t>(n * s.k)), y(static_cast<size_t>(n * s.rows));
       std::mt19937 rng(3);
@@ -128,7 +135,8 @@ int main(int argc, char** argv) {
       std::printf("%-16s %6lld %6lld %6lld %-28s %9.3f %8.2f %8s %8.1f\n", s.name, (long long)s.rows,
                   (long long)s.k, (long long)n, (*lin)->kernel_name().substr(0, 28).c_str(), best * 1e3, tf,
                   gemm && peaks.amx_bf16_tflops > 0
-                      ? (std::to_string(int(std::lround(100 * tf / peaks.amx_bf16_tflops))) + "%").c_str()
+                      ? (std::to_string(int(std::lround(100 * tf * (precision == "bf16" ? 1 : 3) /
+                                                        peaks.amx_bf16_tflops))) + "%").c_str()
                       : "-",
                   gbs);
     }

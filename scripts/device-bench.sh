@@ -9,6 +9,7 @@
 #                   written to /tmp/gen/NAME.gguf and given with --gguf), `ktx-run probe` (DRAM read
 #                   bandwidth of this lease), `ktx-run bench`, then ik_llama.cpp's llama-bench
 #                   with its best CPU flags on the same file.
+#   stage "linear": ktx-linear-bench, the non-expert linear ops at DeepSeek-V3 shapes.
 # Usage (repo root): scripts/device-bench.sh build dsv3   (stages in order; logs to $OUT)
 # Models: dsv3 = deepseek-v3 --layers 5 --type Q4_K, q3 = qwen3-30b-a3b --type Q4_K.
 set -uo pipefail
@@ -28,7 +29,8 @@ build() {
        -DLLAMA_BUILD_TESTS=OFF -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release &&
      cmake --build "$ik" --target llama-bench -j "$jobs") >"$out/ik-build.log" 2>&1 &
   fi
-  for t in "$kb"/test/unit/cpu/cpu_test_linear "$kb"/test/unit/cpu/cpu_test_attention \
+  for t in "$kb"/test/unit/cpu/cpu_test_linear "$kb"/test/unit/cpu/cpu_test_gemm_bf16 \
+           "$kb"/test/unit/cpu/cpu_test_attention \
            "$kb"/test/unit/cpu/cpu_test_moe_conformance; do
     "$t" 2>&1 | tail -1 | sed "s|^|$(basename "$t"): |"
   done
@@ -61,7 +63,10 @@ for stage in "$@"; do
   case $stage in
     build) build || exit 1 ;;
     dsv3) model dsv3-l5 deepseek-v3 "--layers 5 --type Q4_K" "-p 512,2048 -n 128 -r 2" ;;
+    linear)  # the non-expert linear ops alone, both prefill precisions, vs the measured peaks
+      "$kb"/bench/ktx-linear-bench --model dsv3 --tokens 1,512,2048 --threads "$jobs" | tee "$out/linear-dsv3.txt"
+      "$kb"/bench/ktx-linear-bench --model dsv3 --tokens 512 --threads "$jobs" --precision bf16 | tee "$out/linear-dsv3-bf16.txt" ;;
     q3) model q3-30b qwen3-30b-a3b "--type Q4_K" "-p 512 -n 128 -r 2" ;;
-    *) echo "unknown stage '$stage' (build, dsv3, q3)"; exit 2 ;;
+    *) echo "unknown stage '$stage' (build, linear, dsv3, q3)"; exit 2 ;;
   esac
 done

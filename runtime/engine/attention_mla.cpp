@@ -8,6 +8,7 @@
 // attn_v_b [kv_lora, v, n_head] (rows of W_v); the split form is used when both exist.
 #include <algorithm>
 
+#include "runtime/cpu/gemm_f32.h"
 #include "runtime/engine/engine_internal.h"
 
 namespace ktx {
@@ -95,6 +96,86 @@ void expand_v(const StepCtx& s, const std::string& b, const float* o_lat, float*
   }
 }
 
+// Prefill calls of at least this many tokens expand k/v per head (below) instead of absorbing.
+constexpr int64_t kExpandMinTokens = 32;
+// ... as long as the whole cache fits this many positions (the expanded k/v of a head group
+// are n_kv x 16 x (192 + 128) floats).
+constexpr int64_t kExpandMaxPositions = 16384;
+constexpr int64_t kHeadGroup = 16;
+
+// The non-absorbed form for prefill (DeepSeek's own prefill form): every cached latent is
+// expanded into per-head keys [W_k c_j, k_pe_j] and values W_v c_j, then ordinary attention
+// with head dims nope + rope and v. Per (token, head, key) that is (nope + rope) + v
+// multiply-adds against the absorbed form's 2·kv_lora + rope (320 vs 1088 in DeepSeek-V3), and
+// the expansion is a GEMM over the whole call. Heads go in groups of 16 to bound the expanded
+// cache. out [T, n_head * v].
+void attention_expanded(const StepCtx& s, const std::string& b, const float* q,
+                        const LayerCache& cache, float* out) {
+  const ModelConfig& c = s.m.cfg;
+  const int64_t T = s.n_tok, H = c.n_head, kvl = c.kv_lora_rank, rope = c.qk_rope_dim;
+  const int64_t nope = c.qk_nope_dim, vd = c.v_head_dim, dq = nope + rope;
+  const int64_t n_kv = s.n_past + T;
+  const size_t eb = cpu::kv_elem_bytes(cache.type);
+  float* lat = scratch(Scratch::mla_lat_f32, n_kv * kvl);  // [n_kv, kv_lora]
+  float* kpe = scratch(Scratch::mla_kpe_f32, n_kv * rope);  // [n_kv, rope]
+  cpu::parallel_range(s.pool, n_kv, 16, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      cpu::kv_load_row(cache.type, cache.k.data() + static_cast<size_t>(j * kvl) * eb, lat + j * kvl, kvl);
+      cpu::kv_load_row(cache.type, cache.v.data() + static_cast<size_t>(j * rope) * eb, kpe + j * rope, rope);
+    }
+  });
+  const int64_t G = std::min(H, kHeadGroup);
+  float* kx = scratch(Scratch::mla_kx, n_kv * G * dq);  // [n_kv, G * (nope + rope)]
+  float* vx = scratch(Scratch::mla_vx, n_kv * G * vd);  // [n_kv, G * v]
+  float* og = scratch(Scratch::mla_og, T * G * vd);     // [T, G * v]
+  const bool split = use_split(c);
+  const std::string kv_b = b + "attn_kv_b.weight";
+  for (int64_t g0 = 0; g0 < H; g0 += G) {
+    const int64_t gh = std::min(G, H - g0);
+    OpTimer t_x(s.profile, "attention/expand_kv");
+    if (split) {
+      linear(s, b + "attn_v_b.weight", g0 * vd, gh * vd, lat, kvl, n_kv, vx, gh * vd);
+      // attn_k_b holds W_kᵀ (kv_lora rows of nope per head): keys = latents · W_kᵀ.
+      const Weight& kb = s.m.w(b + "attn_k_b.weight");
+      const int64_t chunk = 128, n_chunks = (n_kv + chunk - 1) / chunk;
+      cpu::parallel_range(s.pool, gh * n_chunks, 1, [&](int64_t i0, int64_t i1) {
+        int64_t loaded = -1;
+        float* kbt = scratch(Scratch::mla_kbt, kvl * nope);
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t hh = i / n_chunks, j0 = (i % n_chunks) * chunk;
+          if (loaded != hh) {
+            for (int64_t l = 0; l < kvl; ++l) {
+              const float* row = kb.row((g0 + hh) * kvl + l, kbt + l * nope);
+              if (row != kbt + l * nope) std::copy_n(row, nope, kbt + l * nope);
+            }
+            loaded = hh;
+          }
+          cpu::gemm_f32_kn(lat + j0 * kvl, kvl, kbt, nope, kx + j0 * gh * dq + hh * dq, gh * dq,
+                           std::min(chunk, n_kv - j0), nope, kvl);
+        }
+      });
+    } else {
+      const int64_t rows = nope + vd;
+      for (int64_t hh = 0; hh < gh; ++hh) {
+        linear(s, kv_b, (g0 + hh) * rows, nope, lat, kvl, n_kv, kx + hh * dq, gh * dq);
+        linear(s, kv_b, (g0 + hh) * rows + nope, vd, lat, kvl, n_kv, vx + hh * vd, gh * vd);
+      }
+    }
+    cpu::parallel_range(s.pool, n_kv, 64, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t hh = 0; hh < gh; ++hh)
+          std::copy_n(kpe + j * rope, rope, kx + (j * gh + hh) * dq + nope);
+    });
+    t_x.stop();
+    OpTimer t_core(s.profile, "attention/core");
+    const cpu::GqaAttnDesc d{gh, gh, dq, vd, c.attn_scale, cpu::KvType::f32};
+    cpu::gqa_attention(s.pool, d, q + g0 * dq, H * dq, kx, vx, s.n_past, T, og);
+    cpu::parallel_range(s.pool, T, 16, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) std::copy_n(og + t * gh * vd, gh * vd, out + t * H * vd + g0 * vd);
+    });
+  }
+}
+
 }  // namespace
 
 void attention_mla(const StepCtx& s, int64_t il, const float* h, LayerCache& cache, float* dst) {
@@ -112,6 +193,15 @@ void attention_mla(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
   OpTimer t_kv(s.profile, "attention/kv");
   project_kv(s, b, h, cache);
   t_kv.stop();
+  if (s.m.attn_fast[static_cast<size_t>(il)] && T >= kExpandMinTokens &&
+      s.n_past + T <= kExpandMaxPositions) {
+    float* out = scratch(Scratch::mla_out, T * H * c.v_head_dim);  // [T, n_head * v]
+    attention_expanded(s, b, q, cache, out);
+    s.emit(b + "kqv_out", out, H * c.v_head_dim);
+    OpTimer t_out(s.profile, "attention/out");
+    linear(s, b + "attn_output.weight", out, dst);  // [T, n_embd]
+    return;
+  }
   OpTimer t_absorb(s.profile, "attention/absorb");
   absorb_q(s, b, q, q_abs);
   t_absorb.stop();

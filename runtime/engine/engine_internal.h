@@ -136,6 +136,7 @@ void linear_heads(const StepCtx& s, const std::string& tensor, int64_t n_heads, 
 enum class Scratch : int {
   gqa_q, gqa_k, gqa_v, gqa_out,
   mla_q, mla_q_abs, mla_o_lat, mla_out, mla_qa, mla_kv, mla_latent, mla_k_pe,
+  mla_lat_f32, mla_kpe_f32, mla_kx, mla_vx, mla_og, mla_kbt,
   ffn_gate, ffn_up, router_logits,
   attn_scores,  // one query's scores in the reference attention (each pool worker its own)
   count

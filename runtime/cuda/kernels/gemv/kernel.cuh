@@ -1,0 +1,56 @@
+// GEMV on GGUF blocks in place, for decode (a few tokens): y[t * ld_y + r] = W[r] · x[t * ld_x]
+// for r < n_rows, t < n_tok (n_tok <= kGemvMaxTokens). One warp per weight row; lane i takes
+// the row's 32-element chunks i, i + 32, ...: it decodes the chunk once and multiplies it with
+// every token's x. Sums: per lane in chunk order, then a warp shuffle tree.
+#pragma once
+
+#include "common/quant.cuh"
+
+#define KTX_GEMV_MAX_TOKENS 8
+#define KTX_GEMV_WARPS 4  // rows per thread block
+
+template <int TYPE>
+__device__ void gemv_rows(const ktx_u8* __restrict__ w, ktx_i64 row_bytes,
+                          const float* __restrict__ x, ktx_i64 ld_x, float* __restrict__ y,
+                          ktx_i64 ld_y, int n_rows, int k, int n_tok) {
+  const int lane = threadIdx.x % 32;
+  const int row = blockIdx.x * KTX_GEMV_WARPS + threadIdx.x / 32;
+  if (row >= n_rows) return;
+  constexpr int kChunks = BlockInfo<TYPE>::elems / 32;
+  const ktx_u8* wr = w + row * row_bytes;
+  float acc[KTX_GEMV_MAX_TOKENS];
+  for (int t = 0; t < KTX_GEMV_MAX_TOKENS; ++t) acc[t] = 0.0f;
+  float v[32];
+  for (int c = lane; c < k / 32; c += 32) {
+    decode_chunk<TYPE>(wr + (c / kChunks) * BlockInfo<TYPE>::bytes, c % kChunks, v);
+    for (int t = 0; t < KTX_GEMV_MAX_TOKENS; ++t) {
+      if (t >= n_tok) break;
+      const float* xt = x + t * ld_x + 32 * c;
+      float s = 0.0f;
+      for (int i = 0; i < 32; ++i) s = fmaf(v[i], xt[i], s);
+      acc[t] += s;
+    }
+  }
+  for (int t = 0; t < KTX_GEMV_MAX_TOKENS; ++t) {
+    if (t >= n_tok) break;
+    float s = acc[t];
+    for (int o = 16; o > 0; o /= 2) s += __shfl_down_sync(0xffffffffu, s, o);
+    if (lane == 0) y[t * ld_y + row] = s;
+  }
+}
+
+#define KTX_GEMV_ENTRY(NAME, TYPE)                                                            \
+  extern "C" __global__ void __launch_bounds__(32 * KTX_GEMV_WARPS)                          \
+      NAME(const ktx_u8* w, ktx_i64 row_bytes, const float* x, ktx_i64 ld_x, float* y,       \
+           ktx_i64 ld_y, int n_rows, int k, int n_tok) {                                     \
+    gemv_rows<TYPE>(w, row_bytes, x, ld_x, y, ld_y, n_rows, k, n_tok);                       \
+  }
+
+KTX_GEMV_ENTRY(ktx_gemv_f32, KTX_F32)
+KTX_GEMV_ENTRY(ktx_gemv_f16, KTX_F16)
+KTX_GEMV_ENTRY(ktx_gemv_bf16, KTX_BF16)
+KTX_GEMV_ENTRY(ktx_gemv_q4_0, KTX_Q4_0)
+KTX_GEMV_ENTRY(ktx_gemv_q8_0, KTX_Q8_0)
+KTX_GEMV_ENTRY(ktx_gemv_q4_k, KTX_Q4_K)
+KTX_GEMV_ENTRY(ktx_gemv_q5_k, KTX_Q5_K)
+KTX_GEMV_ENTRY(ktx_gemv_q6_k, KTX_Q6_K)

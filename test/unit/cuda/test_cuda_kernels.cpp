@@ -1,0 +1,185 @@
+// The GPU kernel families (runtime/cuda/kernels) against plain float references: NVRTC
+// compiles every family for the archs plans target (no device needed: this runs in CI), and
+// on a machine with a GPU each op runs over a table of shapes with tails (rows not a multiple
+// of the 4 rows per block, K with a partial last warp pass, 1..8 tokens) and must match.
+//
+// Bounds: the GEMV's weights decode to dequantize_row's values (same float operations); the
+// sums run in another order, so |got − want| <= 1e-5·S + 1e-6 with S = Σ|w x| (want in double).
+// RMSNorm and the element-wise ops: 1e-5 relative.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "common/cuda/nvrtc.h"
+#include "common/quant/quant.h"
+#include "runtime/cuda/cuda_check.h"
+#include "runtime/cuda/kernels.h"
+#include "runtime/cuda/library.h"
+
+namespace ktx::cuda {
+namespace {
+
+std::vector<float> random_floats(size_t n, float scale, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+TEST(CudaKernels, NvrtcCompilesEveryFamilyForPlanArchs) {
+  for (const char* arch : {"sm_80", "sm_89", "sm_90a"}) {
+    auto cubin = compile_kernels(arch);
+    ASSERT_TRUE(cubin) << cubin.status().message();
+    EXPECT_GT(cubin->size(), 1000u) << arch;
+  }
+  auto bad = compile_kernels("sm_1");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.status().message().find("sm_1"), std::string::npos) << bad.status().message();
+}
+
+TEST(CudaKernels, ErrorsNameTheCallAndPlace) {
+  auto f = []() -> Status {
+    KTX_CUDA_RETURN_IF_ERROR(cudaSetDevice(1 << 20));
+    return Status::ok();
+  };
+  const Status st = f();
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.message().find("cudaSetDevice(1 << 20) failed"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("test_cuda_kernels.cpp:"), std::string::npos) << st.message();
+  auto empty = Library::load({});
+  EXPECT_FALSE(empty);
+}
+
+// A device, its arch's cubin, bound kernels; skips the test when there is no device.
+struct Gpu {
+  Library lib;
+  Kernels k;
+};
+std::unique_ptr<Gpu> open_gpu() {
+  if (device_count() == 0) return nullptr;
+  auto arch = device_arch(0);
+  if (!arch) return nullptr;
+  auto cubin = compile_kernels(*arch);
+  if (!cubin) {
+    ADD_FAILURE() << cubin.status().message();
+    return nullptr;
+  }
+  auto lib = Library::load(*cubin);
+  if (!lib) {
+    ADD_FAILURE() << lib.status().message();
+    return nullptr;
+  }
+  auto g = std::make_unique<Gpu>();
+  g->lib = std::move(*lib);
+  auto k = Kernels::bind(g->lib);
+  if (!k) {
+    ADD_FAILURE() << k.status().message();
+    return nullptr;
+  }
+  g->k = std::move(*k);
+  return g;
+}
+
+#define KTX_NEED_GPU(g)                                               \
+  auto g = open_gpu();                                                \
+  if (!g) GTEST_SKIP() << "no CUDA device: GPU kernel test skipped";
+
+template <typename T>
+DeviceBuffer upload(const std::vector<T>& v) {
+  auto b = DeviceBuffer::alloc(std::max<size_t>(1, v.size() * sizeof(T)));
+  EXPECT_TRUE(b) << b.status().message();
+  EXPECT_TRUE(b->upload(v.data(), v.size() * sizeof(T)));
+  return std::move(*b);
+}
+
+TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
+  KTX_NEED_GPU(g);
+  struct Case { GGMLType type; int64_t k, rows; };
+  const Case cases[] = {
+      {GGMLType::Q4_K, 256, 5},   {GGMLType::Q4_K, 7168, 37}, {GGMLType::Q5_K, 1536, 9},
+      {GGMLType::Q6_K, 2048, 66}, {GGMLType::Q8_0, 96, 3},    {GGMLType::Q8_0, 1056, 130},
+      {GGMLType::Q4_0, 512, 7},   {GGMLType::F16, 160, 11},   {GGMLType::BF16, 64, 4},
+      {GGMLType::F32, 2080, 17},
+  };
+  for (const Case& c : cases) {
+    const size_t rb = *ggml_row_bytes(c.type, c.k);
+    std::vector<uint8_t> w(rb * c.rows);
+    const auto wf = random_floats(static_cast<size_t>(c.k * c.rows), 0.05f, 7 + static_cast<uint32_t>(c.k));
+    for (int64_t r = 0; r < c.rows; ++r) quantize_row(c.type, wf.data() + r * c.k, w.data() + r * rb, c.k);
+    std::vector<float> deq(static_cast<size_t>(c.k * c.rows));
+    for (int64_t r = 0; r < c.rows; ++r) dequantize_row(c.type, w.data() + r * rb, deq.data() + r * c.k, c.k);
+    for (int64_t n_tok : {1, 3, 8}) {
+      SCOPED_TRACE(std::string(ggml_type_name(static_cast<uint32_t>(c.type))) + " k " +
+                   std::to_string(c.k) + " rows " + std::to_string(c.rows) + " tokens " + std::to_string(n_tok));
+      const int64_t ld_x = c.k + 7, ld_y = c.rows + 3;
+      const auto x = random_floats(static_cast<size_t>(n_tok * ld_x), 1.0f, 3 + static_cast<uint32_t>(n_tok));
+      auto dw = upload(w);
+      auto dx = upload(x);
+      std::vector<float> y(static_cast<size_t>(n_tok * ld_y), -5.0f);
+      auto dy = upload(y);
+      ASSERT_TRUE(g->k.gemv(c.type, dw.get(), static_cast<int64_t>(rb), dx.as<float>(), ld_x,
+                            dy.as<float>(), ld_y, c.rows, c.k, n_tok));
+      ASSERT_TRUE(dy.download(y.data(), y.size() * sizeof(float)));
+      for (int64_t t = 0; t < n_tok; ++t) {
+        for (int64_t r = 0; r < ld_y; ++r) {
+          if (r >= c.rows) {
+            ASSERT_EQ(y[t * ld_y + r], -5.0f) << "wrote past n_rows";
+            continue;
+          }
+          double s = 0, sa = 0;
+          for (int64_t i = 0; i < c.k; ++i) {
+            s += double(deq[r * c.k + i]) * x[t * ld_x + i];
+            sa += std::fabs(double(deq[r * c.k + i]) * x[t * ld_x + i]);
+          }
+          ASSERT_NEAR(y[t * ld_y + r], s, 1e-5 * sa + 1e-6) << "token " << t << " row " << r;
+        }
+      }
+    }
+  }
+  auto bad = g->k.gemv(GGMLType::Q4_K, nullptr, 144, nullptr, 256, nullptr, 1, 1, 100, 1);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.message().find("k = 100"), std::string::npos) << bad.message();
+}
+
+TEST(CudaKernels, RmsNormSiluMulAddMatchReference) {
+  KTX_NEED_GPU(g);
+  for (int64_t n : {1L, 100L, 7168L}) {
+    const int64_t rows = 3, ld = n + 5;
+    const auto x = random_floats(static_cast<size_t>(rows * ld), 2.0f, 1);
+    const auto w = random_floats(static_cast<size_t>(n), 1.0f, 2);
+    auto dx = upload(x);
+    auto dw = upload(w);
+    std::vector<float> y(static_cast<size_t>(rows * ld), 0.0f);
+    auto dy = upload(y);
+    ASSERT_TRUE(g->k.rms_norm(dx.as<float>(), ld, dw.as<float>(), dy.as<float>(), ld, rows, n, 1e-6f));
+    ASSERT_TRUE(dy.download(y.data(), y.size() * sizeof(float)));
+    for (int64_t r = 0; r < rows; ++r) {
+      double ss = 0;
+      for (int64_t i = 0; i < n; ++i) ss += double(x[r * ld + i]) * x[r * ld + i];
+      const double inv = 1.0 / std::sqrt(ss / double(n) + 1e-6);
+      for (int64_t i = 0; i < n; ++i) {
+        const double want = x[r * ld + i] * inv * w[i];
+        ASSERT_NEAR(y[r * ld + i], want, 1e-5 * std::fabs(want) + 1e-6) << n << ":" << r << "," << i;
+      }
+    }
+    const auto a = random_floats(static_cast<size_t>(n), 3.0f, 5), b = random_floats(static_cast<size_t>(n), 1.0f, 6);
+    auto da = upload(a);
+    auto db = upload(b);
+    std::vector<float> o(static_cast<size_t>(n));
+    auto dout = upload(o);
+    ASSERT_TRUE(g->k.silu_mul(da.as<float>(), db.as<float>(), dout.as<float>(), n));
+    ASSERT_TRUE(dout.download(o.data(), o.size() * sizeof(float)));
+    for (int64_t i = 0; i < n; ++i) {
+      const double want = a[i] / (1.0 + std::exp(-double(a[i]))) * b[i];
+      ASSERT_NEAR(o[i], want, 1e-5 * std::fabs(want) + 1e-6) << i;
+    }
+    ASSERT_TRUE(g->k.add(da.as<float>(), db.as<float>(), dout.as<float>(), n));
+    ASSERT_TRUE(dout.download(o.data(), o.size() * sizeof(float)));
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(o[i], a[i] + b[i]) << i;
+  }
+}
+
+}  // namespace
+}  // namespace ktx::cuda

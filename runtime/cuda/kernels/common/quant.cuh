@@ -51,73 +51,74 @@ __device__ __forceinline__ void ktx_scale_min_k4(const ktx_u8* s, int j, int* sc
   }
 }
 
+// Elements [32·chunk + 8·part, +8) of a block (part 0..3): four lanes decode one 32-element
+// chunk, so a warp covers 8 chunks (one K-quant super-block) per step with coalesced reads.
 template <int TYPE>
-__device__ __forceinline__ void decode_chunk(const ktx_u8* b, int chunk, float* out);
+__device__ __forceinline__ void decode8(const ktx_u8* b, int chunk, int part, float* out);
 
 template <>
-__device__ __forceinline__ void decode_chunk<KTX_F32>(const ktx_u8* b, int, float* out) {
-  const float* f = reinterpret_cast<const float*>(b);
-  for (int i = 0; i < 32; ++i) out[i] = f[i];
+__device__ __forceinline__ void decode8<KTX_F32>(const ktx_u8* b, int, int part, float* out) {
+  const float* f = reinterpret_cast<const float*>(b) + 8 * part;
+  for (int i = 0; i < 8; ++i) out[i] = f[i];
 }
 template <>
-__device__ __forceinline__ void decode_chunk<KTX_F16>(const ktx_u8* b, int, float* out) {
-  for (int i = 0; i < 32; ++i) out[i] = ktx_half(ktx_load_u16(b + 2 * i));
+__device__ __forceinline__ void decode8<KTX_F16>(const ktx_u8* b, int, int part, float* out) {
+  for (int i = 0; i < 8; ++i) out[i] = ktx_half(ktx_load_u16(b + 2 * (8 * part + i)));
 }
 template <>
-__device__ __forceinline__ void decode_chunk<KTX_BF16>(const ktx_u8* b, int, float* out) {
-  for (int i = 0; i < 32; ++i) out[i] = ktx_bf16(ktx_load_u16(b + 2 * i));
+__device__ __forceinline__ void decode8<KTX_BF16>(const ktx_u8* b, int, int part, float* out) {
+  for (int i = 0; i < 8; ++i) out[i] = ktx_bf16(ktx_load_u16(b + 2 * (8 * part + i)));
 }
+// Q4_0: d, qs[16]; element e < 16: low nibble of qs[e], e >= 16: high nibble of qs[e - 16].
 template <>
-__device__ __forceinline__ void decode_chunk<KTX_Q4_0>(const ktx_u8* b, int, float* out) {
+__device__ __forceinline__ void decode8<KTX_Q4_0>(const ktx_u8* b, int, int part, float* out) {
   const float d = ktx_half(ktx_load_u16(b));
-  for (int j = 0; j < 16; ++j) {
-    out[j] = static_cast<float>((b[2 + j] & 0x0F) - 8) * d;
-    out[j + 16] = static_cast<float>((b[2 + j] >> 4) - 8) * d;
-  }
+  const ktx_u8* q = b + 2 + 8 * (part % 2);
+  const int shift = (part / 2) * 4;
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<float>(((q[i] >> shift) & 0x0F) - 8) * d;
 }
 template <>
-__device__ __forceinline__ void decode_chunk<KTX_Q8_0>(const ktx_u8* b, int, float* out) {
+__device__ __forceinline__ void decode8<KTX_Q8_0>(const ktx_u8* b, int, int part, float* out) {
   const float d = ktx_half(ktx_load_u16(b));
-  for (int j = 0; j < 32; ++j) out[j] = static_cast<float>(static_cast<ktx_i8>(b[2 + j])) * d;
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<float>(static_cast<ktx_i8>(b[2 + 8 * part + i])) * d;
 }
-// Q4_K: d, dmin (f16), scales[12], qs[128]; chunk j: sub-block j.
+// Q4_K: d, dmin (f16), scales[12], qs[128]; chunk j = sub-block j (nibble j % 2 of qs[32 (j/2) ..]).
 template <>
-__device__ __forceinline__ void decode_chunk<KTX_Q4_K>(const ktx_u8* b, int j, float* out) {
+__device__ __forceinline__ void decode8<KTX_Q4_K>(const ktx_u8* b, int j, int part, float* out) {
   const float d = ktx_half(ktx_load_u16(b)), dmin = ktx_half(ktx_load_u16(b + 2));
   int sc, mn;
   ktx_scale_min_k4(b + 4, j, &sc, &mn);
   const float a = d * static_cast<float>(sc), m = dmin * static_cast<float>(mn);
-  const ktx_u8* q = b + 16 + 32 * (j / 2);
+  const ktx_u8* q = b + 16 + 32 * (j / 2) + 8 * part;
   const int shift = (j % 2) * 4;
-  for (int l = 0; l < 32; ++l) out[l] = a * static_cast<float>((q[l] >> shift) & 0x0F) - m;
+  for (int i = 0; i < 8; ++i) out[i] = a * static_cast<float>((q[i] >> shift) & 0x0F) - m;
 }
-// Q5_K: d, dmin, scales[12], qh[32], qs[128].
+// Q5_K: d, dmin, scales[12], qh[32], qs[128]; bit j of qh[l] is the fifth bit.
 template <>
-__device__ __forceinline__ void decode_chunk<KTX_Q5_K>(const ktx_u8* b, int j, float* out) {
+__device__ __forceinline__ void decode8<KTX_Q5_K>(const ktx_u8* b, int j, int part, float* out) {
   const float d = ktx_half(ktx_load_u16(b)), dmin = ktx_half(ktx_load_u16(b + 2));
   int sc, mn;
   ktx_scale_min_k4(b + 4, j, &sc, &mn);
   const float a = d * static_cast<float>(sc), m = dmin * static_cast<float>(mn);
-  const ktx_u8* qh = b + 16;
-  const ktx_u8* q = b + 48 + 32 * (j / 2);
+  const ktx_u8* qh = b + 16 + 8 * part;
+  const ktx_u8* q = b + 48 + 32 * (j / 2) + 8 * part;
   const int shift = (j % 2) * 4;
-  for (int l = 0; l < 32; ++l) {
-    const int v = ((q[l] >> shift) & 0x0F) + (((qh[l] >> j) & 1) ? 16 : 0);
-    out[l] = a * static_cast<float>(v) - m;
+  for (int i = 0; i < 8; ++i) {
+    const int v = ((q[i] >> shift) & 0x0F) + (((qh[i] >> j) & 1) ? 16 : 0);
+    out[i] = a * static_cast<float>(v) - m;
   }
 }
-// Q6_K: ql[128], qh[64], scales[16] (int8), d. Chunk j = 4h + g (half h, group g of 32).
+// Q6_K: ql[128], qh[64], scales[16] (int8), d. Chunk j = 4h + g: half h, group g of 32, whose
+// element l takes a nibble of ql[64h + l + 32 (g % 2)] (low for g < 2) and bits 2g of qh[32h + l].
 template <>
-__device__ __forceinline__ void decode_chunk<KTX_Q6_K>(const ktx_u8* b, int j, float* out) {
+__device__ __forceinline__ void decode8<KTX_Q6_K>(const ktx_u8* b, int j, int part, float* out) {
   const float d = ktx_half(ktx_load_u16(b + 208));
-  const int h = j / 4, g = j % 4;
-  const ktx_u8* ql = b + 64 * h;
-  const ktx_u8* qh = b + 128 + 32 * h;
-  const ktx_i8* sc = reinterpret_cast<const ktx_i8*>(b + 192) + 8 * h;
-  for (int l = 0; l < 32; ++l) {
-    const ktx_u8 v = ql[l + 32 * (g % 2)];  // groups 0, 2: ql[l]; 1, 3: ql[l + 32]
-    const int lo = g < 2 ? (v & 0x0F) : (v >> 4);
-    const int q = (lo | (((qh[l] >> (2 * g)) & 3) << 4)) - 32;
-    out[l] = d * static_cast<float>(sc[l / 16 + 2 * g]) * static_cast<float>(q);
+  const int h = j / 4, g = j % 4, l0 = 8 * part;
+  const ktx_u8* ql = b + 64 * h + 32 * (g % 2) + l0;
+  const ktx_u8* qh = b + 128 + 32 * h + l0;
+  const float s = d * static_cast<float>(reinterpret_cast<const ktx_i8*>(b + 192)[8 * h + l0 / 16 + 2 * g]);
+  for (int i = 0; i < 8; ++i) {
+    const int lo = g < 2 ? (ql[i] & 0x0F) : (ql[i] >> 4);
+    out[i] = s * static_cast<float>((lo | (((qh[i] >> (2 * g)) & 3) << 4)) - 32);
   }
 }

@@ -1,7 +1,8 @@
 // GEMV on GGUF blocks in place, for decode (a few tokens): y[t * ld_y + r] = W[r] · x[t * ld_x]
-// for r < n_rows, t < n_tok (n_tok <= kGemvMaxTokens). One warp per weight row; lane i takes
-// the row's 32-element chunks i, i + 32, ...: it decodes the chunk once and multiplies it with
-// every token's x. Sums: per lane in chunk order, then a warp shuffle tree.
+// for r < n_rows, t < n_tok (n_tok <= kGemvMaxTokens). One warp per weight row; four lanes per
+// 32-element chunk (8 elements each), so a warp step covers 8 chunks with coalesced weight and
+// x reads; each lane decodes its 8 weights once and multiplies them with every token's x.
+// Sums: per lane in chunk order, then a warp shuffle tree.
 #pragma once
 
 #include "common/quant.cuh"
@@ -16,19 +17,21 @@ __device__ void gemv_rows(const ktx_u8* __restrict__ w, ktx_i64 row_bytes,
   const int lane = threadIdx.x % 32;
   const int row = blockIdx.x * KTX_GEMV_WARPS + threadIdx.x / 32;
   if (row >= n_rows) return;
-  constexpr int kChunks = BlockInfo<TYPE>::elems / 32;
+  constexpr int kChunks = BlockInfo<TYPE>::elems / 32;  // chunks per block
   const ktx_u8* wr = w + row * row_bytes;
+  const int n_chunks = k / 32, part = lane % 4;
   float acc[KTX_GEMV_MAX_TOKENS];
   for (int t = 0; t < KTX_GEMV_MAX_TOKENS; ++t) acc[t] = 0.0f;
-  float v[32];
-  for (int c = lane; c < k / 32; c += 32) {
-    decode_chunk<TYPE>(wr + (c / kChunks) * BlockInfo<TYPE>::bytes, c % kChunks, v);
+  float v[8];
+  for (int c = lane / 4; c < n_chunks; c += 8) {
+    decode8<TYPE>(wr + (c / kChunks) * BlockInfo<TYPE>::bytes, c % kChunks, part, v);
+    const float* xc = x + 32 * c + 8 * part;
     for (int t = 0; t < KTX_GEMV_MAX_TOKENS; ++t) {
       if (t >= n_tok) break;
-      const float* xt = x + t * ld_x + 32 * c;
-      float s = 0.0f;
-      for (int i = 0; i < 32; ++i) s = fmaf(v[i], xt[i], s);
-      acc[t] += s;
+      const float* xt = xc + t * ld_x;
+      float s = acc[t];
+      for (int i = 0; i < 8; ++i) s = fmaf(v[i], __ldg(xt + i), s);
+      acc[t] = s;
     }
   }
   for (int t = 0; t < KTX_GEMV_MAX_TOKENS; ++t) {

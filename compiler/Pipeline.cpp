@@ -8,6 +8,9 @@ namespace ktx::kt {
 void build_plan_pipeline(mlir::PassManager& pm, const PipelineOptions& options) {
   KtPlaceOptions place;
   place.hwPath = options.hw_path;
+  place.gpu = options.gpu;
+  place.vramBudget = options.vram_budget;
+  place.ctx = options.ctx;
   pm.addPass(createKtPlace(place));
   pm.addPass(createKtVerifyPlaced());
   KtSelectKernelsOptions select;

@@ -26,11 +26,23 @@ struct GGUFIdentity {
   uint32_t n_splits = 1;
 };
 
+// The GPU's share of a plan (ktc's --kt-place): what it may use and what the plan puts there.
+struct GpuMemoryPlan {
+  std::string name;             // the profile's GPU name
+  int64_t budget_bytes = 0;     // VRAM the plan may use
+  int64_t placed_bytes = 0;     // weights (GGUF blocks as stored) + KV caches of the GPU ops
+  int64_t arena_bytes = 0;      // activation arena
+  int64_t staging_bytes = 0;    // pinned host memory for the CPU-expert hand-off
+  int64_t ctx = 0;              // positions the KV caches are provisioned for
+  bool operator==(const GpuMemoryPlan&) const = default;
+};
+
 // What the plan assumes about the machine it runs on.
 struct HwAssumption {
   std::vector<std::string> cpu_isa;  // features the chosen kernels need, e.g. {"avx2","fma"}
   std::string gpu_arch;              // "" = no GPU used
   int threads = 0;
+  GpuMemoryPlan gpu;                 // meaningful when gpu_arch is set
 };
 
 // One op of the program, in execution order.

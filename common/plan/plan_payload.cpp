@@ -148,7 +148,14 @@ json encode_gguf(const GGUFIdentity& g) {
 }
 
 json encode_hw(const HwAssumption& hw) {
-  return json{{"cpu_isa", hw.cpu_isa}, {"gpu_arch", hw.gpu_arch}, {"threads", hw.threads}};
+  json j{{"cpu_isa", hw.cpu_isa}, {"gpu_arch", hw.gpu_arch}, {"threads", hw.threads}};
+  if (!hw.gpu_arch.empty()) {
+    const GpuMemoryPlan& g = hw.gpu;
+    j["gpu"] = json{{"name", g.name},           {"budget_bytes", g.budget_bytes},
+                    {"placed_bytes", g.placed_bytes}, {"arena_bytes", g.arena_bytes},
+                    {"staging_bytes", g.staging_bytes}, {"ctx", g.ctx}};
+  }
+  return j;
 }
 
 json encode_program(const Plan& plan) {
@@ -185,12 +192,25 @@ Status decode_gguf(const json& j, GGUFIdentity* out) {
 
 Status decode_hw(const json& j, HwAssumption* out) {
   Fields f(j, "");
-  KTX_RETURN_IF_ERROR(f.check_object({"cpu_isa", "gpu_arch", "threads"}));
+  KTX_RETURN_IF_ERROR(f.check_object({"cpu_isa", "gpu_arch", "threads"}, {"gpu"}));
   KTX_RETURN_IF_ERROR(f.str_array("cpu_isa", &out->cpu_isa));
   KTX_RETURN_IF_ERROR(f.str("gpu_arch", &out->gpu_arch));
   int64_t threads = 0;
   KTX_RETURN_IF_ERROR(f.integer("threads", 0, 1 << 20, &threads));
   out->threads = int(threads);
+  out->gpu = GpuMemoryPlan{};
+  if (j.contains("gpu")) {
+    Fields g(j.at("gpu"), "gpu");
+    KTX_RETURN_IF_ERROR(g.check_object({"name", "budget_bytes", "placed_bytes", "arena_bytes",
+                                        "staging_bytes", "ctx"}));
+    KTX_RETURN_IF_ERROR(g.str("name", &out->gpu.name));
+    constexpr int64_t kMax = int64_t{1} << 50;
+    KTX_RETURN_IF_ERROR(g.integer("budget_bytes", 0, kMax, &out->gpu.budget_bytes));
+    KTX_RETURN_IF_ERROR(g.integer("placed_bytes", 0, kMax, &out->gpu.placed_bytes));
+    KTX_RETURN_IF_ERROR(g.integer("arena_bytes", 0, kMax, &out->gpu.arena_bytes));
+    KTX_RETURN_IF_ERROR(g.integer("staging_bytes", 0, kMax, &out->gpu.staging_bytes));
+    KTX_RETURN_IF_ERROR(g.integer("ctx", 0, kMax, &out->gpu.ctx));
+  }
   return Status::ok();
 }
 

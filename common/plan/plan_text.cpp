@@ -47,6 +47,20 @@ std::string plan_to_text(const Plan& plan) {
                    plan.gguf.total_size, val(plan.gguf.hash), plan.gguf.n_splits);
   o += fmt::format("hw cpu_isa={} gpu_arch={} threads={}\n", list(plan.hw.cpu_isa),
                    plan.hw.gpu_arch.empty() ? "none" : val(plan.hw.gpu_arch), plan.hw.threads);
+  if (!plan.hw.gpu_arch.empty()) {
+    const GpuMemoryPlan& g = plan.hw.gpu;
+    int n_gpu = 0;
+    for (const PlanOp& op : plan.program) n_gpu += op.device == "gpu";
+    auto gib = [](int64_t b) {
+      if (b >= (int64_t{1} << 30)) return fmt::format("{:.2f}GiB", double(b) / double(1ull << 30));
+      if (b >= (int64_t{1} << 20)) return fmt::format("{:.1f}MiB", double(b) / double(1ull << 20));
+      return fmt::format("{:.1f}KiB", double(b) / 1024.0);
+    };
+    o += fmt::format("gpu name={} ops={} budget={} placed={} arena={} staging={} ctx={} free={}\n",
+                     val(g.name), n_gpu, gib(g.budget_bytes), gib(g.placed_bytes),
+                     gib(g.arena_bytes), gib(g.staging_bytes), g.ctx,
+                     gib(g.budget_bytes - g.placed_bytes - g.arena_bytes));
+  }
   o += model_line(plan.model) + "\n";
   o += fmt::format("program ops={}\n", plan.program.size());
   if (!plan.buffers.empty()) {

@@ -142,6 +142,47 @@ Status assign_buffers(llvm::ArrayRef<mlir::Operation*> ops, std::vector<PlanOp>&
   return Status::ok();
 }
 
+// The GPU's share (the module's kt.gpu attribute from --kt-place) when any op is on the GPU.
+// Hand-edited IR (an op moved to the GPU by hand) has no kt.gpu: the profile's first GPU
+// gives the arch, if it has one; without one the plan names no arch and ktx-run refuses the op.
+Status gpu_memory_plan(mlir::ModuleOp module, const HwProfile& hw, Plan& plan) {
+  int64_t placed = 0;
+  int n_gpu = 0;
+  for (const PlanOp& op : plan.program) {
+    if (op.device != "gpu") continue;
+    ++n_gpu;
+    auto it = op.attrs.find("gpu_bytes");
+    if (it != op.attrs.end()) placed += std::stoll(it->second);
+  }
+  if (n_gpu == 0) return Status::ok();
+  auto g = module->getAttrOfType<mlir::DictionaryAttr>("kt.gpu");
+  if (!g) {
+    if (hw.gpus.empty()) return Status::ok();
+    plan.hw.gpu_arch = hw.gpus.front().arch;
+    plan.hw.gpu.name = hw.gpus.front().name;
+    plan.hw.gpu.placed_bytes = placed;
+    return Status::ok();
+  }
+  auto str = [&](const char* k) {
+    auto a = g.getAs<mlir::StringAttr>(k);
+    return a ? a.getValue().str() : std::string();
+  };
+  auto num = [&](const char* k) {
+    auto a = g.getAs<mlir::IntegerAttr>(k);
+    return a ? a.getInt() : int64_t{0};
+  };
+  plan.hw.gpu_arch = str("arch");
+  if (plan.hw.gpu_arch.empty()) return Error("kt.gpu has no arch");
+  plan.hw.gpu.name = str("name");
+  plan.hw.gpu.budget_bytes = num("budget_bytes");
+  plan.hw.gpu.arena_bytes = num("arena_bytes");
+  plan.hw.gpu.ctx = num("ctx");
+  plan.hw.gpu.placed_bytes = placed;
+  // Pinned host buffers for the routed experts' input and output of a 512-token call.
+  plan.hw.gpu.staging_bytes = 2 * 512 * 4 * plan.model.n_embd;
+  return Status::ok();
+}
+
 }  // namespace
 
 Expected<Plan> emit_plan(mlir::ModuleOp module, const HwProfile& hw, const std::string& producer) {
@@ -166,6 +207,7 @@ Expected<Plan> emit_plan(mlir::ModuleOp module, const HwProfile& hw, const std::
   if (plan.program.empty()) return Error("function @{} has no kt ops", kPlanProgram);
   KTX_RETURN_IF_ERROR(assign_buffers(ops, plan.program, plan.buffers));
   KTX_ASSIGN_OR_RETURN(plan.hw.cpu_isa, kernel_isa(plan.program));
+  KTX_RETURN_IF_ERROR(gpu_memory_plan(module, hw, plan));
   return plan;
 }
 

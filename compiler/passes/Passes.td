@@ -7,13 +7,24 @@ include "mlir/Pass/PassBase.td"
 def KtPlace : Pass<"kt-place", "::mlir::ModuleOp"> {
   let summary = "Place every kt op on a device of the host profile";
   let description = [{
-    Reads the host profile (`hw=host.toml`) and records `device` on every kt op. This walking
-    skeleton places everything on the CPU; an op whose weights have a ggml type no CPU kernel
-    supports is an error at that op, with a note naming the host's CPU features.
+    Reads the host profile (`hw=host.toml`) and records `device` on every kt op. Without a GPU
+    (or with gpu=off) everything goes to the CPU. With one, attention (with its KV cache for
+    `ctx` positions), norms, residual adds, routers, shared experts, dense FFNs and the lm_head
+    go to the GPU in that priority order while the VRAM budget holds (the profile's GPU memory
+    less its reserve, or `vram-budget`); routed experts and the embedding lookup stay on the
+    CPU. GPU ops get `gpu_bytes` (weights + KV cache). What does not fit, or has a weight type
+    no GPU kernel reads, stays on the CPU with one remark saying how much and why. An op whose
+    weights no CPU kernel reads is an error at that op, with a note naming the host's CPU.
   }];
   let options = [
     Option<"hwPath", "hw", "std::string", /*default=*/"\"\"",
            "host profile (TOML, as written by `ktx-run probe`)">,
+    Option<"gpu", "gpu", "std::string", /*default=*/"\"auto\"",
+           "auto (use the profile's first GPU if it has one), on (require one) or off">,
+    Option<"vramBudget", "vram-budget", "int64_t", /*default=*/"0",
+           "bytes of GPU memory the plan may use (0: the GPU's memory less the profile's reserve)">,
+    Option<"ctx", "ctx", "int64_t", /*default=*/"0",
+           "context the KV cache is provisioned for (0: the profile's budgets.context)">,
   ];
 }
 

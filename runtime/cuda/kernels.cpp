@@ -7,7 +7,7 @@ namespace ktx::cuda {
 namespace {
 
 constexpr GGMLType kGemvTypes[] = {GGMLType::F32,  GGMLType::F16,  GGMLType::BF16,
-                                   GGMLType::Q4_0, GGMLType::Q8_0, GGMLType::Q4_K,
+                                   GGMLType::Q4_0, GGMLType::Q5_0, GGMLType::Q8_0, GGMLType::Q4_K,
                                    GGMLType::Q5_K, GGMLType::Q6_K};
 constexpr int kGemvWarps = 4;       // KTX_GEMV_WARPS
 constexpr int kNormThreads = 256;   // KTX_NORM_THREADS

@@ -67,8 +67,9 @@ Expected<Program> build_program(const std::vector<PlanOp>& ops,
       if (op.device == b->device()) backend = b;
     if (!backend)
       return Error("plan op '{}' ({}) is placed on device '{}', which this ktx-run cannot run "
-                   "here (no {} backend: this build or host has none); re-plan with this host's "
-                   "profile (ktx-run probe -o host.toml; ktc plan --hw host.toml ...)",
+                   "here (no {} backend: this build or host has none, and the CUDA backend does "
+                   "not run plan ops yet); re-plan for the CPU (ktc plan --gpu off ...) or with "
+                   "this host's profile (ktx-run probe -o host.toml; ktc plan --hw host.toml ...)",
                    op.name, op.kind, op.device, op.device);
     KTX_RETURN_IF_ERROR(backend->supports(op, k->kind)
                             .with_context(fmt::format("plan op '{}' on {}", op.name, op.device)));

@@ -70,11 +70,22 @@ int cmd_import(int argc, char** argv) {
 
 int cmd_plan(int argc, char** argv) {
   CLI::App app("Compile a GGUF model into an execution plan for a host", "ktc plan");
-  std::string model, hw_path, out, emit_ir, kernels = "fast", kv_cache = "f16";
-  int64_t context = 0;
+  std::string model, hw_path, out, emit_ir, kernels = "fast", kv_cache = "f16", gpu = "auto";
+  int64_t context = 0, vram_budget = 0;
   app.add_option("model", model, "GGUF model file")->required();
   app.add_option("--hw", hw_path, "host profile (TOML, from 'ktx-run probe')")->required();
   app.add_option("-o,--output", out, "plan file to write")->required();
+  app.add_option("--gpu", gpu,
+                 "auto: attention, dense layers, shared experts, routers, norms and lm_head on the "
+                 "profile's GPU when it has one (routed experts stay on the CPU); on: require a "
+                 "GPU; off: everything on the CPU (what ktx-run runs today)")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
+  app.add_option("--vram-budget", vram_budget,
+                 "GPU memory the plan may use, e.g. 20GiB (default: the GPU's memory less the "
+                 "profile's vram_reserve_bytes)")
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--emit-ir", emit_ir, "also write the placed kt IR to this file");
   app.add_option("--context", context, "KV-cache length (default: the profile's budget)")
       ->check(CLI::PositiveNumber);
@@ -107,7 +118,7 @@ int cmd_plan(int argc, char** argv) {
                                                                          : hw->cpu.model_name,
                        hw_path));
   mlir::PassManager pm(&ctx);
-  kt::build_plan_pipeline(pm, {hw_path, kernels, kv_cache});
+  kt::build_plan_pipeline(pm, {hw_path, kernels, kv_cache, gpu, vram_budget, context});
   if (mlir::failed(pm.run(**module)))
     return fail("placement or kernel selection failed (see the errors above)");
   if (!emit_ir.empty())

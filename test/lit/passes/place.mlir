@@ -1,8 +1,9 @@
-// Mirrors compiler/passes/Place.cpp: every kt op gets device = "cpu"; an op whose weights no
+// Mirrors compiler/passes/Place.cpp on a host without a GPU: every kt op gets device = "cpu"; an op whose weights no
 // CPU kernel reads is an error at the op, with a note naming the host.
 // RUN: ktc opt %s --split-input-file --verify-diagnostics --kt-place --hw=%host | FileCheck %s
-// The long form of the option works too.
-// RUN: ktc opt %s --split-input-file --verify-diagnostics --kt-place=hw=%inputs/spr-4090.toml | FileCheck %s
+// The long form of the options works too; gpu=off keeps a GPU host's ops on the CPU
+// (place-gpu.mlir has the GPU placement).
+// RUN: ktc opt %s --split-input-file --verify-diagnostics --kt-place="hw=%inputs/spr-4090.toml gpu=off" | FileCheck %s
 
 // One MoE layer with every op kind: all of them land on the CPU.
 // CHECK-LABEL: func.func @decode

@@ -6,7 +6,7 @@
 // RUN: ktc opt %s --split-input-file --kt-place --kt-select-kernels --hw=%host | FileCheck %s
 // RUN: ktc opt %s --split-input-file --kt-place --kt-select-kernels=kernels=reference --hw=%host | FileCheck %s --check-prefix=REF
 // An AMX host gets the amx tier.
-// RUN: ktc opt %s --split-input-file --kt-place --kt-select-kernels --hw=%inputs/spr-4090.toml | FileCheck %s --check-prefix=SPR
+// RUN: ktc opt %s --split-input-file --kt-place=gpu=off --kt-select-kernels --hw=%inputs/spr-4090.toml | FileCheck %s --check-prefix=SPR
 // Bad options: an error at the op they would apply to.
 // RUN: not ktc opt %s --split-input-file --kt-select-kernels=kernels=fastest --hw=%host 2>&1 | FileCheck %s --check-prefix=BADOPT
 // RUN: not ktc opt %s --split-input-file --kt-select-kernels 2>&1 | FileCheck %s --check-prefix=NOHW

@@ -100,7 +100,7 @@ TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
   const Case cases[] = {
       {GGMLType::Q4_K, 256, 5},   {GGMLType::Q4_K, 7168, 37}, {GGMLType::Q5_K, 1536, 9},
       {GGMLType::Q6_K, 2048, 66}, {GGMLType::Q8_0, 96, 3},    {GGMLType::Q8_0, 1056, 130},
-      {GGMLType::Q4_0, 512, 7},   {GGMLType::F16, 160, 11},   {GGMLType::BF16, 64, 4},
+      {GGMLType::Q4_0, 512, 7},   {GGMLType::Q5_0, 128, 70},   {GGMLType::F16, 160, 11},   {GGMLType::BF16, 64, 4},
       {GGMLType::F32, 2080, 17},
   };
   for (const Case& c : cases) {

@@ -14,6 +14,7 @@ typedef long long ktx_i64;
 #define KTX_F32 0
 #define KTX_F16 1
 #define KTX_Q4_0 2
+#define KTX_Q5_0 6
 #define KTX_Q8_0 8
 #define KTX_Q4_K 12
 #define KTX_Q5_K 13
@@ -35,6 +36,7 @@ template <> struct BlockInfo<KTX_F32> { static constexpr int elems = 32, bytes =
 template <> struct BlockInfo<KTX_F16> { static constexpr int elems = 32, bytes = 64; };
 template <> struct BlockInfo<KTX_BF16> { static constexpr int elems = 32, bytes = 64; };
 template <> struct BlockInfo<KTX_Q4_0> { static constexpr int elems = 32, bytes = 18; };
+template <> struct BlockInfo<KTX_Q5_0> { static constexpr int elems = 32, bytes = 22; };
 template <> struct BlockInfo<KTX_Q8_0> { static constexpr int elems = 32, bytes = 34; };
 template <> struct BlockInfo<KTX_Q4_K> { static constexpr int elems = 256, bytes = 144; };
 template <> struct BlockInfo<KTX_Q5_K> { static constexpr int elems = 256, bytes = 176; };
@@ -76,6 +78,19 @@ __device__ __forceinline__ void decode8<KTX_Q4_0>(const ktx_u8* b, int, int part
   const ktx_u8* q = b + 2 + 8 * (part % 2);
   const int shift = (part / 2) * 4;
   for (int i = 0; i < 8; ++i) out[i] = static_cast<float>(((q[i] >> shift) & 0x0F) - 8) * d;
+}
+// Q5_0: d, qh (32 bits, little-endian), qs[16]; element e: nibble of qs[e % 16] (low for
+// e < 16) with bit e of qh as its fifth bit, minus 16.
+template <>
+__device__ __forceinline__ void decode8<KTX_Q5_0>(const ktx_u8* b, int, int part, float* out) {
+  const float d = ktx_half(ktx_load_u16(b));
+  const unsigned qh = b[2] | (b[3] << 8) | (b[4] << 16) | (static_cast<unsigned>(b[5]) << 24);
+  const ktx_u8* q = b + 6 + 8 * (part % 2);
+  const int shift = (part / 2) * 4;
+  for (int i = 0; i < 8; ++i) {
+    const int v = ((q[i] >> shift) & 0x0F) | (((qh >> (8 * part + i)) & 1u) << 4);
+    out[i] = static_cast<float>(v - 16) * d;
+  }
 }
 template <>
 __device__ __forceinline__ void decode8<KTX_Q8_0>(const ktx_u8* b, int, int part, float* out) {

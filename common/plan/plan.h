@@ -74,6 +74,9 @@ struct Plan {
   ModelConfig model;
   std::vector<PlanOp> program;
   std::vector<PlanBuffer> buffers;  // the program's arena (empty in older plans)
+  // GPU kernels compiled by ktc (NVRTC) for hw.gpu_arch: one cubin holding every kernel family
+  // (runtime/cuda/kernels). Empty when no op is on the GPU.
+  std::vector<uint8_t> gpu_code;
 };
 
 Status write_plan(const Plan& plan, const std::string& path);

@@ -30,6 +30,9 @@ constexpr const char* kSectionGguf = "gguf";
 constexpr const char* kSectionHw = "hw";
 constexpr const char* kSectionModel = "model";
 constexpr const char* kSectionProgram = "program";
+// Optional, but required when present (a reader that cannot load GPU code must not run the
+// plan): the raw cubin bytes of Plan::gpu_code, not JSON.
+constexpr const char* kSectionGpuCode = "gpu_code";
 
 // Payload codecs. Decoders name the offending field ("ops[3].device: expected \"cpu\" or
 // \"gpu\", found \"tpu\""); the caller prefixes the section.

@@ -142,6 +142,11 @@ Status check_sections(const std::string& b, const std::vector<Section>& sections
 }
 
 Status decode_section(const std::string& name, const std::string& payload, Plan* plan) {
+  if (name == kSectionGpuCode) {
+    if (payload.empty()) return Error("empty GPU code");
+    plan->gpu_code.assign(payload.begin(), payload.end());
+    return Status::ok();
+  }
   const json j = json::parse(payload, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Error("payload is not valid JSON");
   // The decoders check types before every access; the catch is a backstop so that no payload
@@ -165,12 +170,13 @@ Expected<Plan> parse_plan(const std::string& b) {
   Plan plan;
   std::vector<std::string> seen;
   for (const Section& s : sections) {
-    const bool known = std::find(std::begin(kKnownSections), std::end(kKnownSections), s.name) !=
-                       std::end(kKnownSections);
+    const bool known = s.name == kSectionGpuCode ||
+                       std::find(std::begin(kKnownSections), std::end(kKnownSections), s.name) !=
+                           std::end(kKnownSections);
     if (!known) {
       if (s.flags & kFlagRequired) {
         return Error("unknown required section '{}' (this ktx-run knows gguf, hw, model, "
-                     "program); the plan needs a newer ktx-run", s.name);
+                     "program, gpu_code); the plan needs a newer ktx-run", s.name);
       }
       continue;  // optional: written by a newer ktc, safe to ignore
     }
@@ -204,13 +210,15 @@ uint64_t fnv1a64(const void* data, size_t n) {
 }  // namespace plan_detail
 
 Status write_plan(const Plan& plan, const std::string& path) {
-  const std::pair<const char*, std::string> payloads[] = {
+  std::vector<std::pair<const char*, std::string>> payloads = {
       {kSectionGguf, encode_gguf(plan.gguf).dump(1)},
       {kSectionHw, encode_hw(plan.hw).dump(1)},
       {kSectionModel, plan.model.to_json().dump(1)},
       {kSectionProgram, encode_program(plan).dump(1)},
   };
-  const size_t n = std::size(payloads);
+  if (!plan.gpu_code.empty())
+    payloads.emplace_back(kSectionGpuCode, std::string(plan.gpu_code.begin(), plan.gpu_code.end()));
+  const size_t n = payloads.size();
   std::string b(kMagic, sizeof(kMagic));
   put_u32(b, kPlanVersion);
   put_u32(b, uint32_t(n));

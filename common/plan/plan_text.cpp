@@ -56,10 +56,11 @@ std::string plan_to_text(const Plan& plan) {
       if (b >= (int64_t{1} << 20)) return fmt::format("{:.1f}MiB", double(b) / double(1ull << 20));
       return fmt::format("{:.1f}KiB", double(b) / 1024.0);
     };
-    o += fmt::format("gpu name={} ops={} budget={} placed={} arena={} staging={} ctx={} free={}\n",
+    o += fmt::format("gpu name={} ops={} budget={} placed={} arena={} staging={} ctx={} free={} code={}\n",
                      val(g.name), n_gpu, gib(g.budget_bytes), gib(g.placed_bytes),
                      gib(g.arena_bytes), gib(g.staging_bytes), g.ctx,
-                     gib(g.budget_bytes - g.placed_bytes - g.arena_bytes));
+                     gib(g.budget_bytes - g.placed_bytes - g.arena_bytes),
+                     plan.gpu_code.empty() ? std::string("none") : gib(static_cast<int64_t>(plan.gpu_code.size())));
   }
   o += model_line(plan.model) + "\n";
   o += fmt::format("program ops={}\n", plan.program.size());

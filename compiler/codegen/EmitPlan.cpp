@@ -6,6 +6,10 @@
 // strongest tier recorded by --kt-select-kernels), so a plan of reference kernels runs anywhere.
 #include "compiler/codegen/EmitPlan.h"
 
+#if KTX_HAVE_NVRTC
+#include "common/cuda/nvrtc.h"
+#endif
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -183,6 +187,23 @@ Status gpu_memory_plan(mlir::ModuleOp module, const HwProfile& hw, Plan& plan) {
   return Status::ok();
 }
 
+// The GPU kernels for the plan's arch (NVRTC), when any op is on the GPU.
+Status gpu_code(Plan& plan) {
+  int n_gpu = 0;
+  for (const PlanOp& op : plan.program) n_gpu += op.device == "gpu";
+  if (n_gpu == 0 || plan.hw.gpu_arch.empty()) return Status::ok();
+#if KTX_HAVE_NVRTC
+  auto cubin = cuda::compile_kernels(plan.hw.gpu_arch);
+  if (!cubin) return cubin.status();
+  plan.gpu_code = std::move(*cubin);
+  return Status::ok();
+#else
+  return Error("the plan puts {} op(s) on the GPU ({}), but this ktc was built without the CUDA "
+               "toolkit (no NVRTC) and cannot compile their kernels; rebuild ktc where the "
+               "toolkit is installed, or plan for the CPU with --gpu off", n_gpu, plan.hw.gpu_arch);
+#endif
+}
+
 }  // namespace
 
 Expected<Plan> emit_plan(mlir::ModuleOp module, const HwProfile& hw, const std::string& producer) {
@@ -208,6 +229,7 @@ Expected<Plan> emit_plan(mlir::ModuleOp module, const HwProfile& hw, const std::
   KTX_RETURN_IF_ERROR(assign_buffers(ops, plan.program, plan.buffers));
   KTX_ASSIGN_OR_RETURN(plan.hw.cpu_isa, kernel_isa(plan.program));
   KTX_RETURN_IF_ERROR(gpu_memory_plan(module, hw, plan));
+  KTX_RETURN_IF_ERROR(gpu_code(plan));
   return plan;
 }
 

@@ -40,3 +40,7 @@ except OSError:
     cpu_flags = set()
 if "amx_tile" not in cpu_flags:
     config.available_features.add("no-amx")
+# GPU plans carry their kernels, compiled by ktc with NVRTC: a ktc built without the CUDA
+# toolkit refuses to write them, so those tests need this.
+if getattr(config, "ktc_has_nvrtc", False):
+    config.available_features.add("nvrtc")

@@ -80,6 +80,41 @@ TEST_F(PlanFormat, RoundTrip) {
   EXPECT_EQ(plan_to_text(*back), plan_to_text(plan_));
 }
 
+// A GPU plan: the memory plan in the hw section and the kernels' cubin in its own section come
+// back exactly; a damaged cubin byte is caught by the section checksum, naming the section.
+TEST_F(PlanFormat, GpuSectionsRoundTrip) {
+  plan_.hw.gpu_arch = "sm_90a";
+  plan_.hw.gpu = GpuMemoryPlan{"NVIDIA H100", 80ll << 30, 5ll << 20, 4ll << 20, 1ll << 20, 4096};
+  plan_.program[1].device = "gpu";
+  plan_.gpu_code.resize(4099);
+  for (size_t i = 0; i < plan_.gpu_code.size(); ++i) plan_.gpu_code[i] = static_cast<uint8_t>(i * 7);
+  ASSERT_TRUE(write_plan(plan_, path_).is_ok());
+  auto back = read_plan(path_);
+  ASSERT_TRUE(back.has_value()) << back.status().message();
+  EXPECT_EQ(back->hw.gpu_arch, "sm_90a");
+  EXPECT_EQ(back->hw.gpu, plan_.hw.gpu);
+  EXPECT_EQ(back->gpu_code, plan_.gpu_code);
+  EXPECT_NE(plan_to_text(*back).find("gpu name=\"NVIDIA H100\" ops=2 budget=80.00GiB placed=5.0MiB "
+                                     "arena=4.0MiB staging=1.0MiB ctx=4096 free=79.99GiB code=4.0KiB"),
+            std::string::npos)
+      << plan_to_text(*back);
+  // Flip the cubin's last byte: the file ends with that section.
+  std::string bytes;
+  {
+    std::ifstream in(path_, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  bytes.back() = static_cast<char>(bytes.back() ^ 0x40);
+  {
+    std::ofstream out(path_, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  auto bad = read_plan(path_);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.status().message().find("section 'gpu_code': checksum mismatch"), std::string::npos)
+      << bad.status().message();
+}
+
 TEST_F(PlanFormat, TextDumpLayout) {
   const std::string t = plan_to_text(plan_);
   EXPECT_EQ(t.rfind("ktx-plan version=1 producer=\"ktc 0.1.0 (test)\"\n", 0), 0u) << t;

@@ -11,6 +11,7 @@ void build_plan_pipeline(mlir::PassManager& pm, const PipelineOptions& options) 
   place.gpu = options.gpu;
   place.vramBudget = options.vram_budget;
   place.ctx = options.ctx;
+  place.gpuOps = options.gpu_ops;
   pm.addPass(createKtPlace(place));
   pm.addPass(createKtVerifyPlaced());
   KtSelectKernelsOptions select;

@@ -10,6 +10,12 @@
 #                   bandwidth of this lease), `ktx-run bench`, then ik_llama.cpp's llama-bench
 #                   with its best CPU flags on the same file.
 #   stage "linear": ktx-linear-bench, the non-expert linear ops at DeepSeek-V3 shapes.
+#   stage "gpu":    the runtime with CUDA (build dir /tmp/ktx-gpu, test models from .devshared/
+#                   carried with -DKTX_SHARED_DIR), the GPU kernel and backend tests, then
+#                   `ktx-run eval` of every .devplans/gpu-STEM.plan (made with ktc plan --hw
+#                   plans/spr-h100.toml) on .devshared/models/STEM.gguf.
+#   stage "gpubench": ktx-run bench of .devplans/dsv3-l5-gpu.plan and dsv3-l5.plan on the
+#                   generated DeepSeek-V3 --layers 5 file (GPU plan vs CPU plan, same run).
 # Usage (repo root): scripts/device-bench.sh build dsv3   (stages in order; logs to $OUT)
 # Models: dsv3 = deepseek-v3 --layers 5 --type Q4_K, q3 = qwen3-30b-a3b --type Q4_K.
 set -uo pipefail
@@ -59,6 +65,41 @@ model() {
   fi
 }
 
+gb=/tmp/ktx-gpu
+gpu() {
+  cmake -S . -B "$gb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTX_WITH_COMPILER=OFF \
+    -DKTX_SHARED_DIR="$PWD/.devshared" >"$out/gpu-build.log" 2>&1 &&
+    cmake --build "$gb" -j "$jobs" >>"$out/gpu-build.log" 2>&1 || { tail -30 "$out/gpu-build.log"; return 1; }
+  echo "ktx (cuda) built"
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+  for t in "$gb"/test/unit/cuda/cuda_test_* "$gb"/test/unit/engine/engine_test_step_plan; do
+    "$t" >"$out/$(basename "$t").log" 2>&1
+    echo "$(basename "$t"): rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$out/$(basename "$t").log" | tr '\n' ' ')"
+    grep -E "Failure|error:|FAILED  \]" "$out/$(basename "$t").log" | head -12
+  done
+  for plan in .devplans/gpu-*.plan; do
+    [[ -f "$plan" ]] || continue
+    local stem=${plan#.devplans/gpu-}; stem=${stem%.plan}
+    KTX_CUDA_GRAPH=${KTX_CUDA_GRAPH:-1} "$gb"/tools/ktx-run eval "$plan" --gguf ".devshared/models/$stem.gguf" \
+      --ref ".devshared/models/$stem.ref.gguf" >"$out/eval-$stem.txt" 2>&1
+    echo "eval gpu $stem: rc=$? $(grep -E 'PASS|FAIL|mean KL|error' "$out/eval-$stem.txt" | head -4 | tr '\n' ' ')"
+  done
+}
+
+gpubench() {
+  local gguf=/tmp/gen/dsv3-l5.gguf
+  mkdir -p /tmp/gen
+  [[ -f "$gguf" ]] || "$gb"/tools/ktx-run gen deepseek-v3 --layers 5 --type Q4_K -o "$gguf" >"$out/gen-dsv3.log" 2>&1 ||
+    { tail -5 "$out/gen-dsv3.log"; return 1; }
+  for plan in .devplans/dsv3-l5-gpu.plan .devplans/dsv3-l5.plan; do
+    [[ -f "$plan" ]] || continue
+    echo "== $plan"
+    "$gb"/tools/ktx-run bench "$plan" --gguf "$gguf" -p 512 -n 64 -r 2 2>"$out/bench-$(basename "$plan").err" |
+      tee "$out/bench-$(basename "$plan").txt"
+    tail -3 "$out/bench-$(basename "$plan").err"
+  done
+}
+
 for stage in "$@"; do
   case $stage in
     build) build || exit 1 ;;
@@ -67,6 +108,8 @@ for stage in "$@"; do
       "$kb"/bench/ktx-linear-bench --model dsv3 --tokens 1,512,2048 --threads "$jobs" | tee "$out/linear-dsv3.txt"
       "$kb"/bench/ktx-linear-bench --model dsv3 --tokens 512 --threads "$jobs" --precision bf16 | tee "$out/linear-dsv3-bf16.txt" ;;
     q3) model q3-30b qwen3-30b-a3b "--type Q4_K" "-p 512 -n 128 -r 2" ;;
-    *) echo "unknown stage '$stage' (build, linear, dsv3, q3)"; exit 2 ;;
+    gpu) gpu || exit 1 ;;
+    gpubench) gpubench ;;
+    *) echo "unknown stage '$stage' (build, linear, dsv3, q3, gpu, gpubench)"; exit 2 ;;
   esac
 done

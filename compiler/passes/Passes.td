@@ -25,6 +25,9 @@ def KtPlace : Pass<"kt-place", "::mlir::ModuleOp"> {
            "bytes of GPU memory the plan may use (0: the GPU's memory less the profile's reserve)">,
     Option<"ctx", "ctx", "int64_t", /*default=*/"0",
            "context the KV cache is provisioned for (0: the profile's budgets.context)">,
+    Option<"gpuOps", "gpu-ops", "std::string", /*default=*/"\"\"",
+           "comma-separated op kinds the GPU may take (rms_norm, add, router, attention, "
+           "shared_experts, dense_ffn, lm_head); empty: all of them">,
   ];
 }
 

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -157,7 +158,36 @@ struct PlacePass : impl::KtPlaceBase<PlacePass> {
       mlir::emitError(unknown, "kt-place: gpu=on but ") << hwPath << " lists no [[gpu]]";
       return signalPassFailure();
     }
+    if (mlir::failed(parse_gpu_ops(unknown))) return signalPassFailure();
     if (mlir::failed(place_gpu(module, *hw))) signalPassFailure();
+  }
+
+  // gpu-ops: the op kinds the GPU may take (all GPU-capable kinds when empty).
+  std::set<std::string> gpu_kinds_;
+  mlir::LogicalResult parse_gpu_ops(mlir::Location loc) {
+    static const std::set<std::string> kKinds = {"rms_norm", "add", "router", "attention",
+                                                 "shared_experts", "dense_ffn", "lm_head"};
+    gpu_kinds_.clear();
+    if (gpuOps.empty()) {
+      gpu_kinds_ = kKinds;
+      return mlir::success();
+    }
+    std::string list = gpuOps;
+    size_t pos = 0;
+    while (pos <= list.size()) {
+      const size_t comma = std::min(list.find(',', pos), list.size());
+      const std::string kind = list.substr(pos, comma - pos);
+      if (!kKinds.count(kind)) {
+        std::string known;
+        for (const std::string& k : kKinds) known += (known.empty() ? "" : ", ") + k;
+        mlir::emitError(loc, "kt-place: gpu-ops: '") << kind << "' is not an op kind the GPU "
+                                                     << "takes (" << known << ")";
+        return mlir::failure();
+      }
+      gpu_kinds_.insert(kind);
+      pos = comma + 1;
+    }
+    return mlir::success();
   }
 
   mlir::LogicalResult place_gpu(mlir::ModuleOp module, const HwProfile& hw) {
@@ -201,6 +231,7 @@ struct PlacePass : impl::KtPlaceBase<PlacePass> {
       if (!is_kt_op(op)) return;
       const int pr = gpu_priority(op);
       if (pr < 0) return;
+      if (!gpu_kinds_.count(op->getName().getStringRef().drop_front(3).str())) return;
       const KtOpView v = view_kt_op(op);
       const std::string name = v.name.str();
       if (auto it = by_name.find(name); it != by_name.end()) {

@@ -19,6 +19,8 @@
 #include "common/plan/plan.h"
 #include "common/util/status.h"
 
+#include "runtime/engine/program.h"
+
 namespace ktx {
 
 // The fast routed-expert kernels a plan chose for one layer: the attributes kernel_decode,
@@ -63,6 +65,10 @@ struct EngineOptions {
   // reference_program(cfg), the op list ktc would emit with reference kernels.
   std::vector<PlanOp> program;
   std::vector<PlanBuffer> buffers;
+  // GPU code of the plan (ktc's NVRTC cubin) and the arch it was made for: needed when the
+  // program places ops on the GPU.
+  std::vector<uint8_t> gpu_code;
+  std::string gpu_arch;
   // Load-time progress lines (weight repacking, NUMA placement); may be empty.
   std::function<void(const std::string&)> progress;
 };
@@ -117,6 +123,7 @@ using TraceHook = std::function<void(const std::string& name, const float* data,
                                      int64_t width)>;
 
 struct SessionCache;
+struct ProgramOp;
 
 // Where a Session's time went, by op kind ("attention", "routed_experts", "lm_head", ...), and
 // how many tokens each routed expert received (the expert-load spread `ktx-run bench --profile`
@@ -161,6 +168,9 @@ class Session {
   uint64_t kv_cache_bytes() const;
   uint64_t arena_bytes() const;
 
+  // What the driving backend (the GPU's) measured over this session's calls; zeros without one.
+  DeviceStats device_stats() const;
+
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return n_ctx_; }
   void reset() { n_past_ = 0; }
@@ -174,6 +184,11 @@ class Session {
   void set_route_replay(RouteLog* log) { route_replay_ = log; }
 
  private:
+  // One call of at most the driving backend's max_call_tokens.
+  Expected<std::vector<float>> forward_chunk(std::span<const int32_t> tokens, bool all_logits);
+  // The hooks' view of an op's output.
+  void observe(const ProgramOp& op, const float* out, int64_t n_tok);
+
   const Model& model_;
   int64_t n_ctx_ = 0;
   int64_t n_past_ = 0;

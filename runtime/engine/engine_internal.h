@@ -42,6 +42,9 @@ struct ModelImpl {
   // What Session::forward runs, and the backends its ops are bound to.
   std::vector<std::unique_ptr<Backend>> backends;
   Program program;
+  // The backend that drives whole calls (the GPU's, when the plan places ops there); null:
+  // Session::forward walks the ops itself.
+  Backend* driver = nullptr;
   ModelImpl();
   ~ModelImpl();
 
@@ -74,6 +77,9 @@ struct LayerCache {
 struct SessionCache {
   std::vector<LayerCache> layers;
   Arena arena;  // the program's buffers, kept between calls
+  // The driving backend's state for this session (declared after the arena: it may hold the
+  // arena's host memory registered, and goes first).
+  std::unique_ptr<BackendState> driver_state;
 };
 
 // What a layer function needs about the current call.

@@ -52,13 +52,22 @@ Expected<std::unique_ptr<Model>> Model::load(const ModelConfig& cfg,
   }
   impl->moe_oracle = opt.moe_oracle;
   impl->backends.push_back(make_cpu_backend());
+  // The GPU backend only when the program places ops there (its absence is then named).
+  std::string why_no_gpu;
+  if (std::any_of(opt.program.begin(), opt.program.end(),
+                  [](const PlanOp& op) { return op.device == "gpu"; })) {
+    auto gpu = make_cuda_backend(opt.gpu_code, opt.gpu_arch, cfg);
+    if (gpu) impl->backends.push_back(std::move(*gpu));
+    else why_no_gpu = gpu.status().message();
+  }
   std::vector<Backend*> backends;
   for (auto& b : impl->backends) backends.push_back(b.get());
   if (opt.program.empty()) {
     ReferenceProgram ref = reference_program(cfg);
     KTX_ASSIGN_OR_RETURN(impl->program, build_program(ref.ops, ref.buffers, backends));
   } else {
-    KTX_ASSIGN_OR_RETURN(impl->program, build_program(opt.program, opt.buffers, backends));
+    KTX_ASSIGN_OR_RETURN(impl->program,
+                         build_program(opt.program, opt.buffers, backends, why_no_gpu));
   }
   impl->attn_fast.assign(static_cast<size_t>(cfg.n_layer), false);
   std::string kv_type = opt.kv_cache_type;  // the caller's override, else the plan's
@@ -74,6 +83,15 @@ Expected<std::unique_ptr<Model>> Model::load(const ModelConfig& cfg,
   impl->kv_type = *kv;
   KTX_RETURN_IF_ERROR(load_linears(*impl, opt));
   KTX_RETURN_IF_ERROR(load_fast_moe(*impl, opt));
+  for (auto& b : impl->backends) {
+    const bool used = std::any_of(impl->program.ops.begin(), impl->program.ops.end(),
+                                  [&](const ProgramOp& op) { return op.backend == b.get(); });
+    if (!used) continue;
+    if (opt.progress && b.get() != impl->backends.front().get())
+      opt.progress(fmt::format("preparing the {} backend (uploading its weights)", b->device()));
+    KTX_RETURN_IF_ERROR(b->prepare(*impl, impl->program).with_context(b->device()));
+    if (b->drives_calls() && !impl->driver) impl->driver = b.get();
+  }
   return std::unique_ptr<Model>(new Model(std::move(impl)));
 }
 
@@ -120,6 +138,8 @@ Expected<LoadedModel> load_from_plan(const std::string& plan_path, const std::st
   KTX_ASSIGN_OR_RETURN(o.linear_kernels, linear_kernels_from_plan(lm.plan));
   o.program = lm.plan.program;
   o.buffers = lm.plan.buffers;
+  o.gpu_code = lm.plan.gpu_code;
+  o.gpu_arch = lm.plan.hw.gpu_arch;
   KTX_ASSIGN_OR_RETURN(lm.model, Model::load(lm.plan.model, lm.gguf, o));
   return lm;
 }

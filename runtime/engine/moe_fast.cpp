@@ -238,6 +238,15 @@ std::string Model::kernel_summary() const {
     for (const auto& [kernel, n] : by_kernel) out += fmt::format(" {} ({})", kernel, n);
     out += "\n";
   }
+  // Ops the plan placed on the GPU, by kind (a decode step replays them as one CUDA graph).
+  std::map<std::string, int> on_gpu;
+  for (const ProgramOp& op : impl_->program.ops)
+    if (op.backend && std::string(op.backend->device()) == "gpu") ++on_gpu[op_kind_name(op.kind)];
+  if (!on_gpu.empty()) {
+    out += "gpu:";
+    for (const auto& [kind, n] : on_gpu) out += fmt::format(" {} ({})", kind, n);
+    out += "\n";
+  }
   return out.empty() ? "reference (float32) for every layer\n" : out;
 }
 

@@ -38,7 +38,8 @@ const char* op_kind_name(OpKind kind) {
 
 Expected<Program> build_program(const std::vector<PlanOp>& ops,
                                 const std::vector<PlanBuffer>& buffers,
-                                const std::vector<Backend*>& backends) {
+                                const std::vector<Backend*>& backends,
+                                const std::string& why_no_gpu) {
   Program p;
   p.buffers = buffers;
   std::vector<bool> written(buffers.size(), false);
@@ -67,10 +68,12 @@ Expected<Program> build_program(const std::vector<PlanOp>& ops,
       if (op.device == b->device()) backend = b;
     if (!backend)
       return Error("plan op '{}' ({}) is placed on device '{}', which this ktx-run cannot run "
-                   "here (no {} backend: this build or host has none, and the CUDA backend does "
-                   "not run plan ops yet); re-plan for the CPU (ktc plan --gpu off ...) or with "
-                   "this host's profile (ktx-run probe -o host.toml; ktc plan --hw host.toml ...)",
-                   op.name, op.kind, op.device, op.device);
+                   "here ({}); re-plan for the CPU (ktc plan --gpu off ...) or with this host's "
+                   "profile (ktx-run probe -o host.toml; ktc plan --hw host.toml ...)",
+                   op.name, op.kind, op.device,
+                   op.device == "gpu" && !why_no_gpu.empty()
+                       ? why_no_gpu
+                       : fmt::format("no {} backend: this build or host has none", op.device));
     KTX_RETURN_IF_ERROR(backend->supports(op, k->kind)
                             .with_context(fmt::format("plan op '{}' on {}", op.name, op.device)));
     written[op.out] = true;

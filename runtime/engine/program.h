@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -54,6 +55,28 @@ struct OpCall {
   SessionCache& cache;
   Arena& arena;
   int64_t first_logit = 0;  // lm_head computes rows [first_logit, n_tok) only
+  int64_t n_ctx = 0;        // the session's context (KV cache positions)
+};
+
+struct Program;
+
+// Called after each op of a call with the op's output on the host ([n_tok][width] floats; the
+// lm_head's rows from first_logit): trace and hidden-state hooks.
+using OpObserver = std::function<void(const ProgramOp& op, const float* out)>;
+
+// What the driving backend saw of a session's calls (Session::device_stats).
+struct DeviceStats {
+  int64_t calls = 0;           // calls it ran
+  int64_t graph_launches = 0;  // of those, replays of a captured CUDA graph
+  double call_seconds = 0.0;   // wall time of the calls
+  double host_seconds = 0.0;   // time the host steps (the CPU's ops) took inside them
+};
+
+// What a backend keeps per session besides the host arena (the GPU's device buffers, KV
+// cache, streams and captured graphs). SessionCache owns it.
+struct BackendState {
+  virtual ~BackendState() = default;
+  virtual DeviceStats stats() const { return {}; }
 };
 
 // A device's executor of ops (ggml-backend's shape: supports, then compute).
@@ -64,10 +87,32 @@ class Backend {
   // Ok when this backend can run the op; otherwise why not.
   virtual Status supports(const PlanOp& op, OpKind kind) const = 0;
   virtual Status run(const ProgramOp& op, OpCall& call) = 0;
+  // Once at load, after the program is bound: weight uploads and the like.
+  virtual Status prepare(const ModelImpl& m, const Program& prog) { return Status::ok(); }
+  // A backend that drives whole calls (the GPU's) runs every op of the program itself: its
+  // own on its streams, the others' (through their run()) as host steps ordered with them, so
+  // that a decode step can be one replayed CUDA graph. Without one, Session::forward walks
+  // the ops.
+  virtual bool drives_calls() const { return false; }
+  // Tokens one run_call takes at most (Session::forward splits longer calls).
+  virtual int64_t max_call_tokens() const { return INT64_MAX; }
+  // Whether attention of `layer` keeps its KV cache here (the session allocates none on the
+  // host for it).
+  virtual bool owns_kv_cache(int64_t layer) const { return false; }
+  virtual Status run_call(const Program& prog, OpCall& call, const OpObserver& observer) {
+    return Error("backend '{}' does not drive calls", device());
+  }
 };
 
 // The CPU backend over a loaded model (runtime/engine/cpu_backend.cpp).
 std::unique_ptr<Backend> make_cpu_backend();
+// The GPU backend (runtime/engine/cuda_backend.cpp) for a plan's GPU code; errors say why this
+// host or build cannot run it and how to re-plan.
+Expected<std::unique_ptr<Backend>> make_cuda_backend(const std::vector<uint8_t>& gpu_code,
+                                                     const std::string& plan_arch,
+                                                     const ModelConfig& cfg);
+// Whether this ktx-run has the CUDA backend at all.
+bool cuda_backend_built();
 
 struct Program {
   std::vector<ProgramOp> ops;
@@ -79,9 +124,11 @@ struct Program {
 // claims (a gpu op on a host or build without a GPU backend: re-plan for this host), an op a
 // backend does not support, a plan without buffers (made by an older ktc), an input read
 // before any op wrote it, a program without exactly one lm_head at its end.
+// why_no_gpu: why no GPU backend is among `backends` (named in the error of a gpu op).
 Expected<Program> build_program(const std::vector<PlanOp>& ops,
                                 const std::vector<PlanBuffer>& buffers,
-                                const std::vector<Backend*>& backends);
+                                const std::vector<Backend*>& backends,
+                                const std::string& why_no_gpu = "");
 
 // The op list and buffers ktc emits for `cfg` with reference kernels on the CPU: the program
 // of plan-less callers (unit tests, `eval --oracle`'s float32 model).

@@ -22,6 +22,7 @@ Session::Session(const Model& m, int64_t n_ctx)
   cache_->layers.resize(static_cast<size_t>(c.n_layer));
   const ModelImpl& impl = m.impl();
   for (int64_t il = 0; il < c.n_layer; ++il) {
+    if (impl.driver && impl.driver->owns_kv_cache(il)) continue;  // kept on its device
     LayerCache& l = cache_->layers[static_cast<size_t>(il)];
     l.type = impl.attn_fast[static_cast<size_t>(il)] ? impl.kv_type : cpu::KvType::f32;
     const size_t eb = cpu::kv_elem_bytes(l.type);
@@ -38,6 +39,10 @@ uint64_t Session::kv_cache_bytes() const {
   return n;
 }
 
+DeviceStats Session::device_stats() const {
+  return cache_->driver_state ? cache_->driver_state->stats() : DeviceStats{};
+}
+
 uint64_t Session::arena_bytes() const {
   uint64_t n = 0;
   for (const auto& b : cache_->arena.act) n += b.capacity() * sizeof(float);
@@ -49,7 +54,7 @@ uint64_t Session::arena_bytes() const {
 Expected<std::vector<float>> Session::forward(std::span<const int32_t> tokens, bool all_logits) {
   const ModelImpl& m = model_.impl();
   const ModelConfig& c = m.cfg;
-  const int64_t T = static_cast<int64_t>(tokens.size()), D = c.n_embd;
+  const int64_t T = static_cast<int64_t>(tokens.size());
   if (T == 0) return Error("engine: forward called with no tokens");
   if (n_past_ + T > n_ctx_)
     return Error("engine: context overflow: {} cached + {} new tokens exceed n_ctx = {}", n_past_,
@@ -57,7 +62,45 @@ Expected<std::vector<float>> Session::forward(std::span<const int32_t> tokens, b
   for (int64_t t = 0; t < T; ++t)
     if (tokens[t] < 0 || tokens[t] >= c.n_vocab)
       return Error("engine: token id {} at index {} is out of range [0, {})", tokens[t], t, c.n_vocab);
+  const int64_t chunk = m.driver ? m.driver->max_call_tokens() : T;
+  if (T <= chunk) return forward_chunk(tokens, all_logits);
+  // Longer calls in chunks: a prefill of T tokens computes what T decode steps compute, so the
+  // split changes nothing but the size of the buffers.
+  std::vector<float> logits;
+  const int64_t n_past0 = n_past_;
+  for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+    const int64_t n = std::min(chunk, T - t0);
+    auto part = forward_chunk(tokens.subspan(static_cast<size_t>(t0), static_cast<size_t>(n)),
+                              all_logits);
+    if (!part) {
+      n_past_ = n_past0;
+      return part.status();
+    }
+    if (all_logits || t0 + n == T) logits.insert(logits.end(), part->begin(), part->end());
+  }
+  return logits;
+}
 
+void Session::observe(const ProgramOp& op, const float* out, int64_t T) {
+  const ModelConfig& c = model_.impl().cfg;
+  const int64_t D = c.n_embd;
+  if (op.kind == OpKind::router) return;
+  if (trace_hook_ && op.kind != OpKind::lm_head) trace_hook_(op.name, out, T, D);
+  if (!hidden_hook_) return;
+  // HF's hidden_states: the embeddings, each layer's output, the final norm's output.
+  if (op.kind == OpKind::embed) hidden_hook_(0, std::span<const float>(out, T * D), T);
+  if (op.kind == OpKind::add && op.layer + 1 < c.n_layer &&
+      op.name == fmt::format("blk.{}.ffn_residual", op.layer))
+    hidden_hook_(op.layer + 1, std::span<const float>(out, T * D), T);
+  if (op.kind == OpKind::rms_norm && op.layer < 0)
+    hidden_hook_(c.n_layer, std::span<const float>(out, T * D), T);
+}
+
+Expected<std::vector<float>> Session::forward_chunk(std::span<const int32_t> tokens,
+                                                    bool all_logits) {
+  const ModelImpl& m = model_.impl();
+  const ModelConfig& c = m.cfg;
+  const int64_t T = static_cast<int64_t>(tokens.size()), D = c.n_embd;
   StepCtx s{m, *m.pool, n_past_, T, &trace_hook_, profile_, route_record_, route_replay_};
   const Program& prog = m.program;
   const int64_t first = all_logits ? 0 : T - 1, n_out = T - first;
@@ -78,24 +121,20 @@ Expected<std::vector<float>> Session::forward(std::span<const int32_t> tokens, b
     }
   }
 
-  OpCall call{s, tokens, *cache_, arena, first};
-  for (const ProgramOp& op : prog.ops) {
-    {
-      OpTimer timer(profile_, op_kind_name(op.kind));
-      KTX_RETURN_IF_ERROR(op.backend->run(op, call).with_context(op.name));
+  OpCall call{s, tokens, *cache_, arena, first, n_ctx_};
+  const bool hooks = trace_hook_ || hidden_hook_;
+  if (m.driver) {
+    OpObserver obs;
+    if (hooks) obs = [&](const ProgramOp& op, const float* out) { observe(op, out, T); };
+    KTX_RETURN_IF_ERROR(m.driver->run_call(prog, call, obs));
+  } else {
+    for (const ProgramOp& op : prog.ops) {
+      {
+        OpTimer timer(profile_, op_kind_name(op.kind));
+        KTX_RETURN_IF_ERROR(op.backend->run(op, call).with_context(op.name));
+      }
+      if (hooks) observe(op, arena.act[static_cast<size_t>(op.out)].data(), T);
     }
-    const float* out = arena.act[static_cast<size_t>(op.out)].data();
-    if (op.kind == OpKind::router) continue;
-    const int64_t width = op.kind == OpKind::lm_head ? c.n_vocab : D;
-    if (trace_hook_ && op.kind != OpKind::lm_head) trace_hook_(op.name, out, T, width);
-    if (!hidden_hook_) continue;
-    // HF's hidden_states: the embeddings, each layer's output, the final norm's output.
-    if (op.kind == OpKind::embed) hidden_hook_(0, std::span<const float>(out, T * D), T);
-    if (op.kind == OpKind::add && op.layer + 1 < c.n_layer &&
-        op.name == fmt::format("blk.{}.ffn_residual", op.layer))
-      hidden_hook_(op.layer + 1, std::span<const float>(out, T * D), T);
-    if (op.kind == OpKind::rms_norm && op.layer < 0)
-      hidden_hook_(c.n_layer, std::span<const float>(out, T * D), T);
   }
   const float* logits = arena.act[static_cast<size_t>(prog.logits_buffer)].data();
   n_past_ += T;

@@ -70,7 +70,7 @@ int cmd_import(int argc, char** argv) {
 
 int cmd_plan(int argc, char** argv) {
   CLI::App app("Compile a GGUF model into an execution plan for a host", "ktc plan");
-  std::string model, hw_path, out, emit_ir, kernels = "fast", kv_cache = "f16", gpu = "auto";
+  std::string model, hw_path, out, emit_ir, kernels = "fast", kv_cache = "f16", gpu = "auto", gpu_ops;
   int64_t context = 0, vram_budget = 0;
   app.add_option("model", model, "GGUF model file")->required();
   app.add_option("--hw", hw_path, "host profile (TOML, from 'ktx-run probe')")->required();
@@ -86,6 +86,10 @@ int cmd_plan(int argc, char** argv) {
                  "profile's vram_reserve_bytes)")
       ->transform(CLI::AsSizeValue(false))
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--gpu-ops", gpu_ops,
+                 "op kinds the GPU may take, comma-separated, from rms_norm, add, router, "
+                 "attention, shared_experts, dense_ffn, lm_head (default: all; the rest stay on "
+                 "the CPU)");
   app.add_option("--emit-ir", emit_ir, "also write the placed kt IR to this file");
   app.add_option("--context", context, "KV-cache length (default: the profile's budget)")
       ->check(CLI::PositiveNumber);
@@ -118,7 +122,7 @@ int cmd_plan(int argc, char** argv) {
                                                                          : hw->cpu.model_name,
                        hw_path));
   mlir::PassManager pm(&ctx);
-  kt::build_plan_pipeline(pm, {hw_path, kernels, kv_cache, gpu, vram_budget, context});
+  kt::build_plan_pipeline(pm, {hw_path, kernels, kv_cache, gpu, vram_budget, context, gpu_ops});
   if (mlir::failed(pm.run(**module)))
     return fail("placement or kernel selection failed (see the errors above)");
   if (!emit_ir.empty())

@@ -99,9 +99,24 @@ Expected<double> run_once(const Model& model, int64_t n_ctx, const BenchTest& t,
   KTX_RETURN_IF_ERROR(s.forward(std::span(ids).first(1), false).status());
   s.set_profile(profile);
   const auto t0 = Clock::now();
+  const DeviceStats before = s.device_stats();
   for (int64_t i = 1; i <= t.n_gen; ++i)
     KTX_RETURN_IF_ERROR(s.forward(std::span(ids).subspan(static_cast<size_t>(i), 1), false).status());
-  return std::chrono::duration<double>(Clock::now() - t0).count();
+  const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+  const DeviceStats after = s.device_stats();
+  if (after.calls > before.calls) {
+    // The GPU-driven step: how many steps replayed a graph, and the CPU's share of a step (the
+    // GPU's work that does not overlap it is the rest).
+    const double steps = static_cast<double>(after.calls - before.calls);
+    const double step_ms = 1e3 * (after.call_seconds - before.call_seconds) / steps;
+    const double host_ms = 1e3 * (after.host_seconds - before.host_seconds) / steps;
+    std::fprintf(stderr, "ktx-run: bench %s: %lld graph launches for %lld decode steps; a step "
+                 "takes %.3f ms, the CPU's ops %.3f ms of it (%.0f%%)\n", t.name.c_str(),
+                 static_cast<long long>(after.graph_launches - before.graph_launches),
+                 static_cast<long long>(after.calls - before.calls), step_ms, host_ms,
+                 step_ms > 0 ? 100.0 * host_ms / step_ms : 0.0);
+  }
+  return sec;
 }
 
 Status run_test(const Model& model, const BenchArgs& a, int64_t n_ctx, BenchTest& t) {

@@ -21,6 +21,18 @@
 // CHECK: kt.attention "blk.0.attn"{{.*}}device = "gpu"{{.*}}gpu_bytes = 2187776 : i64
 // CHECK: kt.routed_experts "blk.0.ffn_moe"{{.*}}device = "cpu"
 
+// gpu-ops limits the kinds the GPU takes; the others stay on the CPU without a remark, and an
+// unknown kind is an error naming the known ones.
+// RUN: ktc opt %s --kt-place="gpu-ops=rms_norm,lm_head" --hw=%inputs/spr-4090.toml 2>&1 | FileCheck %s --check-prefix=OPS
+// OPS-LABEL: func.func @prefill
+// OPS: kt.rms_norm "blk.0.attn_norm"{{.*}}device = "gpu"
+// OPS: kt.attention "blk.0.attn"{{.*}}device = "cpu"
+// OPS: kt.router "blk.0.ffn_router"{{.*}}device = "cpu"
+// OPS: kt.shared_experts "blk.0.ffn_shexp"{{.*}}device = "cpu"
+// OPS: kt.lm_head "output"{{.*}}device = "gpu"
+// RUN: not ktc opt %s --kt-place="gpu-ops=rms_norm,experts" --hw=%inputs/spr-4090.toml 2>&1 | FileCheck %s --check-prefix=BADOPS
+// BADOPS: error: kt-place: gpu-ops: 'experts' is not an op kind the GPU takes (add, attention, dense_ffn, lm_head, rms_norm, router, shared_experts)
+
 // A budget that holds the arena and the small ops but not the attention's KV cache: attention
 // stays on the CPU and one remark says so, with the sizes; the rest still goes to the GPU.
 // RUN: ktc opt %s --kt-place="vram-budget=5242880" --hw=%inputs/spr-4090.toml 2>&1 | FileCheck %s --check-prefix=BUDGET

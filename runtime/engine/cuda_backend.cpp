@@ -1,0 +1,282 @@
+// The CUDA backend: runs the plan's gpu ops with the kernels of its gpu_code and drives whole
+// calls (step_plan.h): device ops on a device stream, the CPU's ops (embedding, routed experts,
+// whatever the plan left there) as host functions on a host stream with the copies they need,
+// so the CPU's routed experts overlap the GPU's shared experts. Activations live in a device
+// arena (one buffer per plan buffer, sized for max_call_tokens) and move to the host arena only
+// where a CPU op reads them. A decode call (up to kGraphTokens tokens) is captured once per
+// size into a CUDA graph and replayed: the position comes from device memory, the host steps
+// read the current call through the session state, so one cudaGraphLaunch runs the whole step.
+//
+// Weights of gpu ops are uploaded at load as stored in the GGUF (the kernels read the blocks in
+// place); one-row tensors (norm weights, biases) as F32. Calls with hooks or a profile run the
+// same steps eagerly, synchronizing after each op (outputs downloaded for the hooks, times
+// measured per op kind); KTX_CUDA_GRAPH=0 turns graphs off, KTX_CUDA_DEBUG=1 too.
+#include "runtime/engine/cuda_exec.h"
+
+#if KTX_HAVE_CUDA
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+
+namespace ktx {
+namespace {
+
+using cuda::DevTensor;
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(cuda::Library lib, cuda::Kernels k, const ModelConfig& cfg)
+      : lib_(std::move(lib)), k_(std::move(k)), cfg_(cfg) {}
+
+  const char* device() const override { return "gpu"; }
+  bool drives_calls() const override { return true; }
+  int64_t max_call_tokens() const override { return kMaxCallTokens; }
+  bool owns_kv_cache(int64_t layer) const override { return false; }
+
+  Status supports(const PlanOp& op, OpKind kind) const override {
+    switch (kind) {
+      case OpKind::rms_norm: case OpKind::add: case OpKind::dense_ffn: case OpKind::lm_head:
+        return Status::ok();
+      case OpKind::shared_experts:
+        if (cfg_.shexp_gate)
+          return Error("the CUDA backend does not run gated shared experts (Qwen2-MoE) yet; "
+                       "re-plan with ktc plan --gpu-ops rms_norm,add,dense_ffn,lm_head");
+        return Status::ok();
+      default:
+        return Error("the CUDA backend runs rms_norm, add, dense_ffn, shared_experts and lm_head "
+                     "ops so far, not {}; re-plan with ktc plan --gpu-ops "
+                     "rms_norm,add,dense_ffn,shared_experts,lm_head (or --gpu off)",
+                     op.kind);
+    }
+  }
+
+  Status run(const ProgramOp& op, OpCall&) override {
+    return Error("op '{}': gpu ops run inside the CUDA backend's calls only", op.name);
+  }
+
+  Status prepare(const ModelImpl& m, const Program& prog) override {
+    int64_t n_up = 0;
+    uint64_t bytes = 0;
+    for (const ProgramOp& op : prog.ops) {
+      if (op.backend != this) continue;
+      for (const std::string& name : op.tensors) {
+        if (weights_.count(name)) continue;
+        KTX_RETURN_IF_ERROR(upload(m, name));
+        bytes += weights_.at(name).buf.size();
+        ++n_up;
+      }
+    }
+    steps_ = plan_steps(prog, [&](const ProgramOp& op) { return op.backend == this; });
+    for (const ProgramOp& op : prog.ops)
+      if (op.backend == this && (op.kind == OpKind::dense_ffn || op.kind == OpKind::shared_experts))
+        max_ff_ = std::max(max_ff_, m.w(op.tensors.at(0)).n_rows());
+    if (cuda::cuda_debug())
+      fmt::print(stderr, "ktx-run: cuda: {} tensors uploaded ({:.1f} MiB); call steps:\n{}", n_up,
+                 bytes / 1048576.0, describe_steps(prog, steps_));
+    return Status::ok();
+  }
+
+  Status run_call(const Program& prog, OpCall& call, const OpObserver& observer) override;
+
+ private:
+  struct Uploaded {
+    cuda::DeviceBuffer buf;
+    DevTensor t;
+  };
+
+  Status upload(const ModelImpl& m, const std::string& name) {
+    const Weight* w = m.find(name);
+    if (!w) return Error("gpu op tensor '{}' is not in the GGUF", name);
+    const GGUFTensorInfo& info = w->info();
+    Uploaded u;
+    u.t.row_len = w->row_len();
+    u.t.n_rows = w->n_rows();
+    if (w->n_rows() == 1) {  // norm weights, biases: F32 for the kernels
+      std::vector<float> row(static_cast<size_t>(w->row_len()));
+      const float* p = w->row(0, row.data());
+      KTX_ASSIGN_OR_RETURN(u.buf, cuda::DeviceBuffer::alloc(row.size() * sizeof(float)));
+      KTX_RETURN_IF_ERROR(u.buf.upload(p, row.size() * sizeof(float)).with_context(name));
+      u.t.type = GGMLType::F32;
+      u.t.row_bytes = w->row_len() * 4;
+    } else {
+      KTX_ASSIGN_OR_RETURN(u.buf, cuda::DeviceBuffer::alloc(info.n_bytes));
+      KTX_RETURN_IF_ERROR(u.buf.upload(info.data, info.n_bytes).with_context("uploading " + name));
+      u.t.type = static_cast<GGMLType>(info.type);
+      KTX_ASSIGN_OR_RETURN(uint64_t rb, ggml_row_bytes(u.t.type, u.t.row_len));
+      u.t.row_bytes = static_cast<int64_t>(rb);
+    }
+    u.t.data = u.buf.get();
+    weights_.emplace(name, std::move(u));
+    return Status::ok();
+  }
+
+  Expected<DevTensor> tensor(const std::string& name) const {
+    auto it = weights_.find(name);
+    if (it == weights_.end()) return Error("cuda backend: tensor '{}' was not uploaded", name);
+    return it->second.t;
+  }
+
+  // y [n_tok][rows] = x [n_tok][k] · Wᵀ, kGemvMaxTokens tokens per launch.
+  Status gemv(const DevTensor& w, const float* x, int64_t n_tok, float* y, cudaStream_t st) const {
+    for (int64_t t0 = 0; t0 < n_tok; t0 += cuda::kGemvMaxTokens) {
+      const int64_t nt = std::min<int64_t>(cuda::kGemvMaxTokens, n_tok - t0);
+      KTX_RETURN_IF_ERROR(k_.gemv(w.type, w.data, w.row_bytes, x + t0 * w.row_len, w.row_len,
+                                  y + t0 * w.n_rows, w.n_rows, w.n_rows, w.row_len, nt, st));
+    }
+    return Status::ok();
+  }
+
+  // One gpu op of a call (device buffers of the session's arena).
+  Status run_device_op(const ProgramOp& op, GpuSession& gs, int64_t T, int64_t first,
+                       cudaStream_t st) const;
+  Status enqueue(const Program& prog, GpuSession& gs, int64_t T, int64_t first, bool step_sync,
+                 const OpObserver& observer, OpCall& call);
+
+  cuda::Library lib_;
+  cuda::Kernels k_;
+  ModelConfig cfg_;
+  std::map<std::string, Uploaded> weights_;
+  std::vector<Step> steps_;
+  int64_t max_ff_ = 0;  // widest FFN hidden layer of the gpu ops (scratch per token)
+};
+
+Status CudaBackend::run_device_op(const ProgramOp& op, GpuSession& gs, int64_t T, int64_t first,
+                                  cudaStream_t st) const {
+  const int64_t D = cfg_.n_embd;
+  float* out = gs.act(op.out);
+  switch (op.kind) {
+    case OpKind::rms_norm: {
+      KTX_ASSIGN_OR_RETURN(DevTensor w, tensor(op.tensors.at(0)));
+      return k_.rms_norm(gs.act(op.in[0]), D, static_cast<const float*>(w.data), out, D, T, D,
+                         cfg_.rms_eps, st);
+    }
+    case OpKind::add:
+      return k_.add(gs.act(op.in[0]), gs.act(op.in[1]), out, T * D, st);
+    case OpKind::dense_ffn:
+    case OpKind::shared_experts: {
+      KTX_ASSIGN_OR_RETURN(DevTensor gate, tensor(op.tensors.at(0)));
+      KTX_ASSIGN_OR_RETURN(DevTensor up, tensor(op.tensors.at(1)));
+      KTX_ASSIGN_OR_RETURN(DevTensor down, tensor(op.tensors.at(2)));
+      KTX_ASSIGN_OR_RETURN(float* g, gs.scratch(0, T * gate.n_rows));
+      KTX_ASSIGN_OR_RETURN(float* u, gs.scratch(1, T * up.n_rows));
+      const float* x = gs.act(op.in[0]);
+      KTX_RETURN_IF_ERROR(gemv(gate, x, T, g, st));
+      KTX_RETURN_IF_ERROR(gemv(up, x, T, u, st));
+      KTX_RETURN_IF_ERROR(k_.silu_mul(g, u, g, T * gate.n_rows, st));
+      return gemv(down, g, T, out, st);
+    }
+    case OpKind::lm_head: {
+      KTX_ASSIGN_OR_RETURN(DevTensor w, tensor(op.tensors.at(0)));
+      return gemv(w, gs.act(op.in[0]) + first * D, T - first, out, st);
+    }
+    default:
+      return Error("op '{}': the CUDA backend does not run {} ops", op.name, op_kind_name(op.kind));
+  }
+}
+
+// The steps of one call on the session's two streams (step_plan.h). step_sync: synchronize
+// after every op, time it into the call's profile and hand its output to the observer.
+Status CudaBackend::enqueue(const Program& prog, GpuSession& gs, int64_t T, int64_t first,
+                            bool step_sync, const OpObserver& observer, OpCall& call) {
+  cudaStream_t streams[2] = {gs.device_stream(), gs.host_stream()};
+  KTX_RETURN_IF_ERROR(gs.begin());
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const Step& stp = steps_[i];
+    cudaStream_t st = streams[stp.stream];
+    for (int w : stp.waits) KTX_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(st, gs.event(w), 0));
+    const ProgramOp* op = stp.op >= 0 ? &prog.ops[static_cast<size_t>(stp.op)] : nullptr;
+    OpTimer timer(step_sync && op ? call.s.profile : nullptr, op ? op_kind_name(op->kind) : "");
+    switch (stp.kind) {
+      case Step::Kind::device_op:
+        KTX_RETURN_IF_ERROR(run_device_op(*op, gs, T, first, st).with_context(op->name));
+        break;
+      case Step::Kind::host_op:
+        KTX_RETURN_IF_ERROR(gs.host_op(stp.op, st));
+        break;
+      case Step::Kind::to_device:
+      case Step::Kind::to_host:
+        KTX_RETURN_IF_ERROR(gs.copy(prog, stp.buffer, T, first, stp.kind == Step::Kind::to_device, st));
+        break;
+    }
+    if (stp.signals) KTX_CUDA_RETURN_IF_ERROR(cudaEventRecord(gs.event(static_cast<int>(i)), st));
+    if (!step_sync || !op) continue;
+    KTX_RETURN_IF_ERROR(gs.sync());
+    timer.stop();
+    if (!observer || op->kind == OpKind::router || op->kind == OpKind::lm_head) continue;
+    float* host = call.arena.act[static_cast<size_t>(op->out)].data();
+    if (stp.kind == Step::Kind::device_op)
+      KTX_RETURN_IF_ERROR(gs.download_act(op->out, T * prog.buffers[static_cast<size_t>(op->out)].width, host));
+    observer(*op, host);
+  }
+  return gs.end();
+}
+
+Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver& observer) {
+  SessionCache& cache = call.cache;
+  if (!cache.driver_state) {
+    KTX_ASSIGN_OR_RETURN(std::unique_ptr<GpuSession> gs,
+                         GpuSession::create(prog, steps_, kMaxCallTokens, cfg_.n_embd,
+                                            kMaxCallTokens * max_ff_));
+    cache.driver_state = std::move(gs);
+  }
+  GpuSession& gs = static_cast<GpuSession&>(*cache.driver_state);
+  const int64_t T = call.s.n_tok, first = call.first_logit;
+  if (T > kMaxCallTokens)
+    return Error("cuda backend: a call of {} tokens (at most {})", T, kMaxCallTokens);
+  KTX_RETURN_IF_ERROR(gs.bind_host(prog, call.arena));
+  const auto t0 = std::chrono::steady_clock::now();
+  gs.set_call(&call);
+  const bool step_sync = observer || call.s.profile;
+  Status st = Status::ok();
+  if (step_sync || T > kGraphTokens || !graphs_enabled()) {
+    st = enqueue(prog, gs, T, first, step_sync, observer, call);
+    if (st) st = gs.sync();
+  } else {
+    st = gs.replay(T, first, [&]() { return enqueue(prog, gs, T, first, false, observer, call); });
+  }
+  gs.set_call(nullptr);
+  gs.add_call(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  KTX_RETURN_IF_ERROR(st);
+  return gs.take_host_error();
+}
+
+}  // namespace
+
+Expected<std::unique_ptr<Backend>> make_cuda_backend(const std::vector<uint8_t>& gpu_code,
+                                                     const std::string& plan_arch,
+                                                     const ModelConfig& cfg) {
+  if (cuda::device_count() == 0)
+    return Error("the plan runs ops on a GPU ({}), and this host has none", plan_arch);
+  KTX_ASSIGN_OR_RETURN(std::string arch, cuda::device_arch(0));
+  if (arch != plan_arch)
+    return Error("the plan's GPU code is for {}, this host's GPU 0 is {}", plan_arch, arch);
+  if (gpu_code.empty())
+    return Error("the plan runs ops on the GPU but carries no GPU code (made by an older ktc)");
+  KTX_ASSIGN_OR_RETURN(cuda::Library lib, cuda::Library::load(gpu_code));
+  KTX_ASSIGN_OR_RETURN(cuda::Kernels k, cuda::Kernels::bind(lib));
+  return std::unique_ptr<Backend>(new CudaBackend(std::move(lib), std::move(k), cfg));
+}
+
+bool cuda_backend_built() { return true; }
+
+}  // namespace ktx
+
+#else  // no CUDA toolkit at build time
+
+namespace ktx {
+
+Expected<std::unique_ptr<Backend>> make_cuda_backend(const std::vector<uint8_t>&,
+                                                     const std::string& plan_arch,
+                                                     const ModelConfig&) {
+  return Error("the plan runs ops on a GPU ({}), and this ktx-run was built without CUDA",
+               plan_arch);
+}
+
+bool cuda_backend_built() { return false; }
+
+}  // namespace ktx
+
+#endif

@@ -1,0 +1,232 @@
+// runtime/engine/cuda_exec.h.
+#include "runtime/engine/cuda_exec.h"
+
+#if KTX_HAVE_CUDA
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+namespace ktx {
+
+bool graphs_enabled() {
+  static const bool on = [] {
+    const char* g = std::getenv("KTX_CUDA_GRAPH");
+    return !(g && std::strcmp(g, "0") == 0) && !cuda::cuda_debug();
+  }();
+  return on;
+}
+
+namespace {
+
+// Floats a buffer holds for max_tok tokens (the logits buffer may hold [T][n_embd] earlier).
+int64_t buffer_floats(const Program& prog, size_t b, int64_t max_tok, int64_t n_embd) {
+  return max_tok * std::max<int64_t>(prog.buffers[b].width, n_embd);
+}
+
+}  // namespace
+
+Expected<std::unique_ptr<GpuSession>> GpuSession::create(const Program& prog,
+                                                        const std::vector<Step>& steps,
+                                                        int64_t max_tok, int64_t n_embd,
+                                                        int64_t scratch_floats) {
+  std::unique_ptr<GpuSession> gs(new GpuSession());
+  gs->prog_ = &prog;
+  gs->max_tok_ = max_tok;
+  gs->n_embd_ = n_embd;
+  for (cudaStream_t& s : gs->streams_)
+    KTX_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  gs->events_.assign(steps.size(), nullptr);
+  for (size_t i = 0; i < steps.size(); ++i)
+    if (steps[i].signals)
+      KTX_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&gs->events_[i], cudaEventDisableTiming));
+  KTX_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&gs->fork_, cudaEventDisableTiming));
+  KTX_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&gs->join_, cudaEventDisableTiming));
+
+  // Device buffers for what device steps and copies touch.
+  const size_t nb = prog.buffers.size();
+  std::vector<bool> on_device(nb, false);
+  for (const Step& st : steps) {
+    if (st.kind == Step::Kind::to_device || st.kind == Step::Kind::to_host) on_device[st.buffer] = true;
+    if (st.kind == Step::Kind::device_op) {
+      const ProgramOp& op = prog.ops[static_cast<size_t>(st.op)];
+      on_device[op.out] = true;
+      for (int b : op.in) on_device[b] = true;
+    }
+  }
+  gs->act_.resize(nb);
+  gs->ids_.resize(nb);
+  gs->weights_.resize(nb);
+  for (size_t b = 0; b < nb; ++b) {
+    if (!on_device[b]) continue;
+    if (prog.buffers[b].kind == "route") {
+      const size_t n = static_cast<size_t>(max_tok * prog.buffers[b].width);
+      KTX_ASSIGN_OR_RETURN(gs->ids_[b], cuda::DeviceBuffer::alloc(n * sizeof(int32_t)));
+      KTX_ASSIGN_OR_RETURN(gs->weights_[b], cuda::DeviceBuffer::alloc(n * sizeof(float)));
+    } else {
+      const size_t n = static_cast<size_t>(buffer_floats(prog, b, max_tok, n_embd));
+      KTX_ASSIGN_OR_RETURN(gs->act_[b], cuda::DeviceBuffer::alloc(n * sizeof(float)));
+    }
+  }
+  for (int i = 0; i < 2 && scratch_floats > 0; ++i) {
+    KTX_ASSIGN_OR_RETURN(cuda::DeviceBuffer s,
+                         cuda::DeviceBuffer::alloc(static_cast<size_t>(scratch_floats) * sizeof(float)));
+    gs->scratch_.push_back(std::move(s));
+  }
+  KTX_ASSIGN_OR_RETURN(gs->pos_dev_, cuda::DeviceBuffer::alloc(sizeof(int32_t)));
+  KTX_CUDA_RETURN_IF_ERROR(cudaMallocHost(reinterpret_cast<void**>(&gs->pos_host_), sizeof(int32_t)));
+  *gs->pos_host_ = 0;
+  gs->host_args_.resize(prog.ops.size());
+  for (size_t i = 0; i < prog.ops.size(); ++i) gs->host_args_[i] = {gs.get(), static_cast<int>(i)};
+  return gs;
+}
+
+GpuSession::~GpuSession() {
+  if (streams_[0]) cudaStreamSynchronize(streams_[0]);
+  if (streams_[1]) cudaStreamSynchronize(streams_[1]);
+  for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g);
+  for (void* p : registered_)
+    if (p) cudaHostUnregister(p);
+  for (cudaEvent_t e : events_)
+    if (e) cudaEventDestroy(e);
+  if (fork_) cudaEventDestroy(fork_);
+  if (join_) cudaEventDestroy(join_);
+  if (pos_host_) cudaFreeHost(pos_host_);
+  for (cudaStream_t s : streams_)
+    if (s) cudaStreamDestroy(s);
+}
+
+Expected<float*> GpuSession::scratch(int slot, int64_t n) const {
+  if (slot < 0 || slot >= static_cast<int>(scratch_.size()) ||
+      scratch_[static_cast<size_t>(slot)].size() < static_cast<size_t>(n) * sizeof(float))
+    return Error("cuda backend: scratch slot {} holds fewer than {} floats", slot, n);
+  return scratch_[static_cast<size_t>(slot)].as<float>();
+}
+
+Status GpuSession::bind_host(const Program& prog, Arena& arena) {
+  // The host arrays copies touch, in a fixed order: act buffers, then route ids and weights.
+  std::vector<std::pair<void*, size_t>> want;
+  for (size_t b = 0; b < prog.buffers.size(); ++b) {
+    if (prog.buffers[b].kind == "route") {
+      if (!ids_[b].get()) continue;
+      const size_t n = static_cast<size_t>(max_tok_ * prog.buffers[b].width);
+      arena.route_ids[b].reserve(n);
+      arena.route_weights[b].reserve(n);
+      want.emplace_back(arena.route_ids[b].data(), n * sizeof(int32_t));
+      want.emplace_back(arena.route_weights[b].data(), n * sizeof(float));
+    } else {
+      if (!act_[b].get()) continue;
+      const size_t n = static_cast<size_t>(buffer_floats(prog, b, max_tok_, n_embd_));
+      arena.act[b].reserve(n);
+      want.emplace_back(arena.act[b].data(), n * sizeof(float));
+    }
+  }
+  bool same = want.size() == registered_.size();
+  for (size_t i = 0; same && i < want.size(); ++i) same = want[i].first == registered_[i];
+  if (same) return Status::ok();
+  for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g);
+  graphs_.clear();
+  for (void* p : registered_)
+    if (p) cudaHostUnregister(p);
+  registered_.clear();
+  for (const auto& [p, bytes] : want) {
+    KTX_CUDA_RETURN_IF_ERROR(cudaHostRegister(p, bytes, cudaHostRegisterPortable));
+    registered_.push_back(p);
+  }
+  return Status::ok();
+}
+
+void GpuSession::set_call(OpCall* call) {
+  call_ = call;
+  if (call) *pos_host_ = static_cast<int32_t>(call->s.n_past);
+}
+
+Status GpuSession::begin() {
+  KTX_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pos_dev_.get(), pos_host_, sizeof(int32_t),
+                                           cudaMemcpyHostToDevice, device_stream()));
+  KTX_CUDA_RETURN_IF_ERROR(cudaEventRecord(fork_, device_stream()));
+  KTX_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(host_stream(), fork_, 0));
+  return Status::ok();
+}
+
+Status GpuSession::end() {
+  KTX_CUDA_RETURN_IF_ERROR(cudaEventRecord(join_, host_stream()));
+  KTX_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(device_stream(), join_, 0));
+  return Status::ok();
+}
+
+void GpuSession::run_host(void* arg) {
+  const HostArg* a = static_cast<const HostArg*>(arg);
+  GpuSession& gs = *a->gs;
+  if (!gs.host_error_ || !gs.call_) return;  // an earlier step failed: skip the rest
+  const ProgramOp& op = gs.prog_->ops[static_cast<size_t>(a->op)];
+  const auto t0 = std::chrono::steady_clock::now();
+  Status st = op.backend->run(op, *gs.call_);
+  gs.stats_.host_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!st) gs.host_error_ = st.with_context(op.name);
+}
+
+Status GpuSession::host_op(int op, cudaStream_t st) {
+  KTX_CUDA_RETURN_IF_ERROR(cudaLaunchHostFunc(st, &GpuSession::run_host, &host_args_[static_cast<size_t>(op)]));
+  return Status::ok();
+}
+
+Status GpuSession::copy(const Program& prog, int b, int64_t T, int64_t first, bool to_device,
+                        cudaStream_t st) {
+  const PlanBuffer& pb = prog.buffers[static_cast<size_t>(b)];
+  const cudaMemcpyKind kind = to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
+  Arena& arena = call_->arena;
+  auto move = [&](void* dev, void* host, size_t bytes) -> Status {
+    if (to_device) KTX_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dev, host, bytes, kind, st));
+    else KTX_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host, dev, bytes, kind, st));
+    return Status::ok();
+  };
+  if (pb.kind == "route") {
+    const size_t n = static_cast<size_t>(T * pb.width);
+    KTX_RETURN_IF_ERROR(move(ids_[b].get(), arena.route_ids[b].data(), n * sizeof(int32_t)));
+    return move(weights_[b].get(), arena.route_weights[b].data(), n * sizeof(float));
+  }
+  const int64_t rows = b == prog.logits_buffer ? T - first : T;
+  return move(act_[b].get(), arena.act[b].data(), static_cast<size_t>(rows * pb.width) * sizeof(float));
+}
+
+Status GpuSession::download_act(int b, int64_t n_floats, float* dst) const {
+  return act_[static_cast<size_t>(b)].download(dst, static_cast<size_t>(n_floats) * sizeof(float));
+}
+
+Status GpuSession::sync() const {
+  KTX_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(device_stream()));
+  KTX_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(host_stream()));
+  return Status::ok();
+}
+
+Status GpuSession::replay(int64_t T, int64_t first, const std::function<Status()>& enqueue) {
+  auto key = std::make_pair(T, first);
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    KTX_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(device_stream(), cudaStreamCaptureModeThreadLocal));
+    Status st = enqueue();
+    cudaGraph_t graph = nullptr;
+    const cudaError_t end = cudaStreamEndCapture(device_stream(), &graph);
+    KTX_RETURN_IF_ERROR(st.with_context("capturing the call's CUDA graph"));
+    if (end != cudaSuccess) return cuda::cuda_error(end, __FILE__, __LINE__, "cudaStreamEndCapture");
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (inst != cudaSuccess) return cuda::cuda_error(inst, __FILE__, __LINE__, "cudaGraphInstantiate");
+    it = graphs_.emplace(key, exec).first;
+  }
+  KTX_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(it->second, device_stream()));
+  ++stats_.graph_launches;
+  return sync();
+}
+
+Status GpuSession::take_host_error() {
+  Status st = host_error_;
+  host_error_ = Status::ok();
+  return st;
+}
+
+}  // namespace ktx
+
+#endif  // KTX_HAVE_CUDA

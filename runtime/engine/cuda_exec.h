@@ -1,0 +1,100 @@
+// A session's state in the CUDA backend (cuda_backend.cpp): the device arena (one buffer per
+// plan buffer, for kMaxCallTokens tokens), the device and host streams with the events of the
+// call's step plan (step_plan.h), the host arena registered (pinned) so copies are
+// asynchronous and capturable, the position of the call in device memory, the CPU ops' host
+// functions, and the CUDA graphs captured per call size. Nothing here allocates while a call
+// is enqueued, so a call can be captured.
+#pragma once
+
+#include "runtime/engine/engine_internal.h"
+#include "runtime/engine/step_plan.h"
+
+#if KTX_HAVE_CUDA
+
+#include <cuda_runtime_api.h>
+
+#include <map>
+
+#include "runtime/cuda/cuda_check.h"
+#include "runtime/cuda/dev_tensor.h"
+#include "runtime/cuda/kernels.h"
+#include "runtime/cuda/library.h"
+
+namespace ktx {
+
+inline constexpr int64_t kMaxCallTokens = 512;  // one call's tokens (longer calls are split)
+inline constexpr int64_t kGraphTokens = 8;      // calls up to this size replay a graph
+
+// KTX_CUDA_GRAPH=0 or KTX_CUDA_DEBUG=1 turn graphs off (read once).
+bool graphs_enabled();
+
+class GpuSession final : public BackendState {
+ public:
+  // Device buffers for every buffer a device step touches, `scratch_floats` per scratch slot.
+  static Expected<std::unique_ptr<GpuSession>> create(const Program& prog,
+                                                      const std::vector<Step>& steps,
+                                                      int64_t max_tok, int64_t n_embd,
+                                                      int64_t scratch_floats);
+  ~GpuSession() override;
+
+  cudaStream_t device_stream() const { return streams_[kDeviceStream]; }
+  cudaStream_t host_stream() const { return streams_[kHostStream]; }
+  cudaEvent_t event(int step) const { return events_[static_cast<size_t>(step)]; }
+  float* act(int b) const { return act_[static_cast<size_t>(b)].as<float>(); }
+  int32_t* route_ids(int b) const { return ids_[static_cast<size_t>(b)].as<int32_t>(); }
+  float* route_weights(int b) const { return weights_[static_cast<size_t>(b)].as<float>(); }
+  const int32_t* position() const { return pos_dev_.as<int32_t>(); }
+  // Scratch slot of at least n floats (sized at create: an error, never an allocation).
+  Expected<float*> scratch(int slot, int64_t n) const;
+
+  // Registers the host arena's buffers (grown to max_tok first) so copies can be async; drops
+  // the graphs when a buffer moved since they were captured.
+  Status bind_host(const Program& prog, Arena& arena);
+  // The call host steps run for (null between calls); sets the position the call starts at.
+  void set_call(OpCall* call);
+
+  // Enqueue pieces: the call's start (position upload, host stream forked) and end (joined).
+  Status begin();
+  Status end();
+  Status host_op(int op, cudaStream_t st);
+  // Buffer b between the arenas: T rows (the logits buffer: rows first..T of n_vocab).
+  Status copy(const Program& prog, int b, int64_t T, int64_t first, bool to_device, cudaStream_t st);
+  Status download_act(int b, int64_t n_floats, float* dst) const;
+  Status sync() const;
+  // Runs the call as a graph: captured from `enqueue` the first time a (T, first) is seen.
+  Status replay(int64_t T, int64_t first, const std::function<Status()>& enqueue);
+  // The first error of a host step since the last take.
+  Status take_host_error();
+  DeviceStats stats() const override { return stats_; }
+  void add_call(double seconds) {
+    ++stats_.calls;
+    stats_.call_seconds += seconds;
+  }
+
+ private:
+  GpuSession() = default;
+  static void run_host(void* arg);
+
+  struct HostArg {
+    GpuSession* gs;
+    int op;
+  };
+  const Program* prog_ = nullptr;
+  int64_t max_tok_ = 0, n_embd_ = 0;
+  cudaStream_t streams_[2] = {nullptr, nullptr};
+  std::vector<cudaEvent_t> events_;
+  cudaEvent_t fork_ = nullptr, join_ = nullptr;
+  std::vector<cuda::DeviceBuffer> act_, ids_, weights_, scratch_;
+  cuda::DeviceBuffer pos_dev_;
+  int32_t* pos_host_ = nullptr;          // pinned
+  std::vector<void*> registered_;        // host arena pointers registered, in bind order
+  std::vector<HostArg> host_args_;       // per op index
+  OpCall* call_ = nullptr;
+  Status host_error_ = Status::ok();
+  std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> graphs_;
+  DeviceStats stats_;
+};
+
+}  // namespace ktx
+
+#endif  // KTX_HAVE_CUDA

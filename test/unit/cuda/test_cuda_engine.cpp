@@ -1,0 +1,151 @@
+// The CUDA backend end to end on the shipped tiny models: the op list ktc would emit with
+// reference kernels, with every op kind the GPU backend runs moved to the GPU (the plan's
+// placement, done here by hand), must give the logits the all-CPU program gives: a prefill of
+// a whole sequence, then decode steps (replayed CUDA graphs) on top of it, and prefill ==
+// decode. Both sides compute in float32 on the same dequantized values (the GPU's GEMVs read
+// the GGUF blocks in place; their sums run in another order), so the bound is the float32 one
+// of ../shared/models/README.md: relative L2 error per position <= 1e-4. The GPU's attention
+// keeps an f16 cache where it runs attention, and the bound then is that of the f16 KV cache
+// on the CPU (kGpuAttentionBound). Skipped without a CUDA device.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+
+#include "common/cuda/nvrtc.h"
+#include "common/gguf/gguf.h"
+#include "common/model/config.h"
+#include "runtime/cuda/library.h"
+#include "runtime/engine/engine.h"
+#include "runtime/engine/program.h"
+
+namespace ktx {
+namespace {
+
+double rel_l2(const float* a, const float* b, int64_t n) {
+  double num = 0.0, den = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+struct Pair {
+  std::shared_ptr<const GGUFFile> gguf;
+  std::unique_ptr<Model> cpu, gpu;
+};
+
+// The GPU-capable kinds of this backend stage.
+bool gpu_kind(const ModelConfig& c, const std::string& kind) {
+  if (kind == "shared_experts") return !c.shexp_gate;
+  return kind == "rms_norm" || kind == "add" || kind == "dense_ffn" || kind == "lm_head";
+}
+
+std::unique_ptr<Pair> load_pair(const std::string& stem, const std::vector<uint8_t>& cubin,
+                                const std::string& arch) {
+  auto p = std::make_unique<Pair>();
+  auto f = GGUFFile::open(std::string(KTX_SHARED_DIR) + "/models/" + stem + ".gguf");
+  EXPECT_TRUE(f) << f.status().message();
+  if (!f) return nullptr;
+  p->gguf = std::shared_ptr<const GGUFFile>(std::move(f).value());
+  auto cfg = ModelConfig::from_gguf(*p->gguf);
+  EXPECT_TRUE(cfg) << cfg.status().message();
+  if (!cfg) return nullptr;
+  ReferenceProgram ref = reference_program(*cfg);
+  EngineOptions opt;
+  opt.threads = 2;
+  opt.program = ref.ops;
+  opt.buffers = ref.buffers;
+  auto cpu = Model::load(*cfg, p->gguf, opt);
+  EXPECT_TRUE(cpu) << cpu.status().message();
+  if (!cpu) return nullptr;
+  p->cpu = std::move(cpu).value();
+  int moved = 0;
+  for (PlanOp& op : opt.program)
+    if (gpu_kind(*cfg, op.kind)) op.device = "gpu", ++moved;
+  EXPECT_GT(moved, 0);
+  opt.gpu_code = cubin;
+  opt.gpu_arch = arch;
+  auto gpu = Model::load(*cfg, p->gguf, opt);
+  EXPECT_TRUE(gpu) << gpu.status().message();
+  if (!gpu) return nullptr;
+  p->gpu = std::move(gpu).value();
+  return p;
+}
+
+class CudaEngine : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaEngine, GpuProgramMatchesTheCpuProgram) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: the CUDA backend is not run";
+  auto arch = cuda::device_arch(0);
+  ASSERT_TRUE(arch) << arch.status().message();
+  auto cubin = cuda::compile_kernels(*arch);
+  ASSERT_TRUE(cubin) << cubin.status().message();
+  auto p = load_pair(GetParam(), *cubin, *arch);
+  ASSERT_TRUE(p);
+  const int64_t V = p->cpu->config().n_vocab;
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 37; ++i) prompt.push_back((i * 97 + 11) % static_cast<int>(V));
+
+  Session sc(*p->cpu), sg(*p->gpu);
+  auto lc = sc.forward(prompt, true);
+  auto lg = sg.forward(prompt, true);
+  ASSERT_TRUE(lc) << lc.status().message();
+  ASSERT_TRUE(lg) << lg.status().message();
+  ASSERT_EQ(lc->size(), lg->size());
+  for (size_t t = 0; t < prompt.size(); ++t)
+    EXPECT_LE(rel_l2(lg->data() + t * V, lc->data() + t * V, V), 1e-4) << "prefill position " << t;
+
+  // Decode: one token at a time (graph replays after the first capture).
+  Session dg(*p->gpu);
+  for (size_t t = 0; t < prompt.size(); ++t) {
+    auto step = dg.forward(std::span<const int32_t>(&prompt[t], 1), false);
+    ASSERT_TRUE(step) << step.status().message();
+    EXPECT_LE(rel_l2(step->data(), lc->data() + t * V, V), 1e-4) << "decode position " << t;
+  }
+  for (int i = 0; i < 8; ++i) {
+    const int32_t tok = (i * 31 + 5) % static_cast<int32_t>(V);
+    auto c = sc.forward(std::span<const int32_t>(&tok, 1), false);
+    auto g = sg.forward(std::span<const int32_t>(&tok, 1), false);
+    ASSERT_TRUE(c && g);
+    EXPECT_LE(rel_l2(g->data(), c->data(), V), 1e-4) << "decode after prefill, step " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(SharedModels, CudaEngine,
+                         ::testing::Values("dsv3.Q4_K_M", "dsv3.Q8_0", "qwen3moe.Q4_K_M",
+                                           "qwen2moe.Q4_K_M", "mixtral.Q4_K_M"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n)
+                             if (c == '.') c = '_';
+                           return n;
+                         });
+
+TEST(CudaEngineLoad, GpuPlanOnAHostWithoutTheGpuNamesTheOpAndTheWayOut) {
+  if (cuda::device_count() != 0) GTEST_SKIP() << "a CUDA device is present";
+  auto f = GGUFFile::open(std::string(KTX_SHARED_DIR) + "/models/qwen3moe.Q8_0.gguf");
+  ASSERT_TRUE(f) << f.status().message();
+  std::shared_ptr<const GGUFFile> g(std::move(f).value());
+  auto cfg = ModelConfig::from_gguf(*g);
+  ASSERT_TRUE(cfg);
+  ReferenceProgram ref = reference_program(*cfg);
+  EngineOptions opt;
+  opt.threads = 1;
+  opt.program = ref.ops;
+  opt.buffers = ref.buffers;
+  for (PlanOp& op : opt.program)
+    if (op.kind == "lm_head") op.device = "gpu";
+  opt.gpu_arch = "sm_90a";
+  auto m = Model::load(*cfg, g, opt);
+  ASSERT_FALSE(m);
+  const std::string msg = m.status().message();
+  EXPECT_NE(msg.find("plan op 'output' (lm_head) is placed on device 'gpu'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("this host has none"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("ktc plan --gpu off"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace ktx

@@ -94,7 +94,7 @@ gpubench() {
   for plan in .devplans/dsv3-l5-gpu.plan .devplans/dsv3-l5.plan; do
     [[ -f "$plan" ]] || continue
     echo "== $plan"
-    "$gb"/tools/ktx-run bench "$plan" --gguf "$gguf" -p 512 -n 64 -r 2 2>"$out/bench-$(basename "$plan").err" |
+    "$gb"/tools/ktx-run bench "$plan" --gguf "$gguf" ${BENCH:--p 512 -n 64 -r 2} 2>"$out/bench-$(basename "$plan").err" |
       tee "$out/bench-$(basename "$plan").txt"
     tail -3 "$out/bench-$(basename "$plan").err"
   done

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <set>
 
 namespace ktx {
 namespace {
@@ -28,28 +29,31 @@ using cuda::DevTensor;
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(cuda::Library lib, cuda::Kernels k, const ModelConfig& cfg)
-      : lib_(std::move(lib)), k_(std::move(k)), cfg_(cfg) {}
+  CudaBackend(cuda::Library lib, cuda::Kernels k, cuda::AttnKernels attn, cuda::RouterKernels rk,
+              const ModelConfig& cfg)
+      : lib_(std::move(lib)), k_(std::move(k)), attn_(std::move(attn)), router_(std::move(rk)),
+        cfg_(cfg), lookup_([this](const std::string& name) { return tensor(name); }) {}
 
   const char* device() const override { return "gpu"; }
   bool drives_calls() const override { return true; }
   int64_t max_call_tokens() const override { return kMaxCallTokens; }
-  bool owns_kv_cache(int64_t layer) const override { return false; }
+  bool owns_kv_cache(int64_t layer) const override { return attn_layers_.count(layer) > 0; }
 
   Status supports(const PlanOp& op, OpKind kind) const override {
     switch (kind) {
       case OpKind::rms_norm: case OpKind::add: case OpKind::dense_ffn: case OpKind::lm_head:
+      case OpKind::shared_experts: case OpKind::router:
         return Status::ok();
-      case OpKind::shared_experts:
-        if (cfg_.shexp_gate)
-          return Error("the CUDA backend does not run gated shared experts (Qwen2-MoE) yet; "
-                       "re-plan with ktc plan --gpu-ops rms_norm,add,dense_ffn,lm_head");
+      case OpKind::attention: {
+        auto it = op.attrs.find("kv_cache");
+        if (it != op.attrs.end() && it->second != "f16")
+          return Error("the CUDA backend keeps an f16 KV cache, the plan asks for {}; re-plan "
+                       "with ktc plan --kv-cache f16", it->second);
         return Status::ok();
+      }
       default:
-        return Error("the CUDA backend runs rms_norm, add, dense_ffn, shared_experts and lm_head "
-                     "ops so far, not {}; re-plan with ktc plan --gpu-ops "
-                     "rms_norm,add,dense_ffn,shared_experts,lm_head (or --gpu off)",
-                     op.kind);
+        return Error("the CUDA backend does not run {} ops; re-plan (ktc plan --gpu-ops, or "
+                     "--gpu off)", op.kind);
     }
   }
 
@@ -70,6 +74,16 @@ class CudaBackend final : public Backend {
       }
     }
     steps_ = plan_steps(prog, [&](const ProgramOp& op) { return op.backend == this; });
+    for (const ProgramOp& op : prog.ops) {
+      if (op.backend != this) continue;
+      if (op.kind == OpKind::attention) attn_layers_.insert(op.layer);
+      if (op.kind == OpKind::router) gpu_router_ = true;
+    }
+    if (!attn_layers_.empty()) {
+      std::vector<float> f(m.rope_inv_freq.begin(), m.rope_inv_freq.end());
+      KTX_ASSIGN_OR_RETURN(inv_freq_, cuda::DeviceBuffer::alloc(std::max<size_t>(f.size(), 1) * 4));
+      KTX_RETURN_IF_ERROR(inv_freq_.upload(f.data(), f.size() * sizeof(float)));
+    }
     for (const ProgramOp& op : prog.ops)
       if (op.backend == this && (op.kind == OpKind::dense_ffn || op.kind == OpKind::shared_experts))
         max_ff_ = std::max(max_ff_, m.w(op.tensors.at(0)).n_rows());
@@ -135,9 +149,18 @@ class CudaBackend final : public Backend {
   Status enqueue(const Program& prog, GpuSession& gs, int64_t T, int64_t first, bool step_sync,
                  const OpObserver& observer, OpCall& call);
 
+  // The session's device state: arena, KV caches of GPU attention layers, workspaces.
+  Expected<std::unique_ptr<GpuSession>> new_session(const Program& prog, int64_t n_ctx) const;
+
   cuda::Library lib_;
   cuda::Kernels k_;
+  cuda::AttnKernels attn_;
+  cuda::RouterKernels router_;
   ModelConfig cfg_;
+  cuda::TensorLookup lookup_;
+  cuda::DeviceBuffer inv_freq_;  // RoPE frequencies (YaRN applied) as float
+  std::set<int64_t> attn_layers_;
+  bool gpu_router_ = false;
   std::map<std::string, Uploaded> weights_;
   std::vector<Step> steps_;
   int64_t max_ff_ = 0;  // widest FFN hidden layer of the gpu ops (scratch per token)
@@ -166,7 +189,20 @@ Status CudaBackend::run_device_op(const ProgramOp& op, GpuSession& gs, int64_t T
       KTX_RETURN_IF_ERROR(gemv(gate, x, T, g, st));
       KTX_RETURN_IF_ERROR(gemv(up, x, T, u, st));
       KTX_RETURN_IF_ERROR(k_.silu_mul(g, u, g, T * gate.n_rows, st));
-      return gemv(down, g, T, out, st);
+      KTX_RETURN_IF_ERROR(gemv(down, g, T, out, st));
+      if (op.kind == OpKind::shared_experts && cfg_.shexp_gate)  // Qwen2-MoE's sigmoid gate
+        return cuda::shexp_gate(k_, router_, cfg_, op.layer, lookup_, x, T, out, *gs.router_ws, st);
+      return Status::ok();
+    }
+    case OpKind::router:
+      return cuda::router_layer(k_, router_, cfg_, op.layer, lookup_, gs.act(op.in[0]), T,
+                                gs.route_ids(op.out), gs.route_weights(op.out), *gs.router_ws, st);
+    case OpKind::attention: {
+      GpuSession::LayerKv& kv = gs.kv.at(op.layer);
+      const auto layer = cfg_.attn == AttnKind::MLA ? cuda::mla_attention_layer
+                                                    : cuda::gqa_attention_layer;
+      return layer(k_, attn_, cfg_, op.layer, lookup_, inv_freq_.as<float>(), gs.act(op.in[0]),
+                   out, kv.k.get(), kv.v.get(), gs.position(), T, *gs.attn_ws, st);
     }
     case OpKind::lm_head: {
       KTX_ASSIGN_OR_RETURN(DevTensor w, tensor(op.tensors.at(0)));
@@ -217,13 +253,18 @@ Status CudaBackend::enqueue(const Program& prog, GpuSession& gs, int64_t T, int6
 Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver& observer) {
   SessionCache& cache = call.cache;
   if (!cache.driver_state) {
-    KTX_ASSIGN_OR_RETURN(std::unique_ptr<GpuSession> gs,
-                         GpuSession::create(prog, steps_, kMaxCallTokens, cfg_.n_embd,
-                                            kMaxCallTokens * max_ff_));
+    KTX_ASSIGN_OR_RETURN(std::unique_ptr<GpuSession> gs, new_session(prog, call.n_ctx));
     cache.driver_state = std::move(gs);
   }
   GpuSession& gs = static_cast<GpuSession&>(*cache.driver_state);
   const int64_t T = call.s.n_tok, first = call.first_logit;
+  if (gpu_router_ && (call.s.route_record || call.s.route_replay))
+    return Error("the plan routes on the GPU, and recording or replaying expert choices (eval "
+                 "--oracle) needs the routers on the CPU; re-plan with ktc plan --gpu-ops "
+                 "leaving out router");
+  if (call.s.n_past + T > gs.n_ctx)
+    return Error("cuda backend: positions {}..{} past the GPU KV cache of {} positions",
+                 call.s.n_past, call.s.n_past + T, gs.n_ctx);
   if (T > kMaxCallTokens)
     return Error("cuda backend: a call of {} tokens (at most {})", T, kMaxCallTokens);
   KTX_RETURN_IF_ERROR(gs.bind_host(prog, call.arena));
@@ -243,6 +284,30 @@ Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver
   return gs.take_host_error();
 }
 
+Expected<std::unique_ptr<GpuSession>> CudaBackend::new_session(const Program& prog,
+                                                              int64_t n_ctx) const {
+  KTX_ASSIGN_OR_RETURN(std::unique_ptr<GpuSession> gs,
+                       GpuSession::create(prog, steps_, kMaxCallTokens, cfg_.n_embd,
+                                          kMaxCallTokens * max_ff_));
+  gs->n_ctx = n_ctx;
+  int64_t kw = 0, vw = 0;
+  if (cfg_.attn == AttnKind::MLA) kw = cfg_.kv_lora_rank, vw = cfg_.qk_rope_dim;
+  else kw = cfg_.n_head_kv * cfg_.head_dim_k, vw = cfg_.n_head_kv * cfg_.head_dim_v;
+  for (int64_t layer : attn_layers_) {
+    GpuSession::LayerKv& kv = gs->kv[layer];
+    KTX_ASSIGN_OR_RETURN(kv.k, cuda::DeviceBuffer::alloc(static_cast<size_t>(n_ctx * kw) * 2));
+    KTX_ASSIGN_OR_RETURN(kv.v, cuda::DeviceBuffer::alloc(static_cast<size_t>(n_ctx * vw) * 2));
+  }
+  if (!attn_layers_.empty()) {
+    KTX_ASSIGN_OR_RETURN(cuda::AttnWorkspace ws,
+                         cuda::AttnWorkspace::create(cfg_, kMaxCallTokens, n_ctx));
+    gs->attn_ws = std::make_unique<cuda::AttnWorkspace>(std::move(ws));
+  }
+  KTX_ASSIGN_OR_RETURN(cuda::RouterWorkspace rws, cuda::RouterWorkspace::create(cfg_, kMaxCallTokens));
+  gs->router_ws = std::make_unique<cuda::RouterWorkspace>(std::move(rws));
+  return gs;
+}
+
 }  // namespace
 
 Expected<std::unique_ptr<Backend>> make_cuda_backend(const std::vector<uint8_t>& gpu_code,
@@ -257,7 +322,10 @@ Expected<std::unique_ptr<Backend>> make_cuda_backend(const std::vector<uint8_t>&
     return Error("the plan runs ops on the GPU but carries no GPU code (made by an older ktc)");
   KTX_ASSIGN_OR_RETURN(cuda::Library lib, cuda::Library::load(gpu_code));
   KTX_ASSIGN_OR_RETURN(cuda::Kernels k, cuda::Kernels::bind(lib));
-  return std::unique_ptr<Backend>(new CudaBackend(std::move(lib), std::move(k), cfg));
+  KTX_ASSIGN_OR_RETURN(cuda::AttnKernels attn, cuda::AttnKernels::bind(lib));
+  KTX_ASSIGN_OR_RETURN(cuda::RouterKernels rk, cuda::RouterKernels::bind(lib));
+  return std::unique_ptr<Backend>(
+      new CudaBackend(std::move(lib), std::move(k), std::move(attn), std::move(rk), cfg));
 }
 
 bool cuda_backend_built() { return true; }

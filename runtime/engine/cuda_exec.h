@@ -15,10 +15,12 @@
 
 #include <map>
 
+#include "runtime/cuda/attention.h"
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/dev_tensor.h"
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/library.h"
+#include "runtime/cuda/router.h"
 
 namespace ktx {
 
@@ -65,6 +67,16 @@ class GpuSession final : public BackendState {
   Status replay(int64_t T, int64_t first, const std::function<Status()>& enqueue);
   // The first error of a host step since the last take.
   Status take_host_error();
+  // The session's KV caches of GPU attention layers (f16 rows, [n_ctx][width]) and the
+  // workspaces of the attention and router layer functions, made by the backend at create.
+  struct LayerKv {
+    cuda::DeviceBuffer k, v;
+  };
+  std::map<int64_t, LayerKv> kv;
+  std::unique_ptr<cuda::AttnWorkspace> attn_ws;
+  std::unique_ptr<cuda::RouterWorkspace> router_ws;
+  int64_t n_ctx = 0;
+
   DeviceStats stats() const override { return stats_; }
   void add_call(double seconds) {
     ++stats_.calls;

@@ -4,12 +4,14 @@
 // a whole sequence, then decode steps (replayed CUDA graphs) on top of it, and prefill ==
 // decode. Both sides compute in float32 on the same dequantized values (the GPU's GEMVs read
 // the GGUF blocks in place; their sums run in another order), so the bound is the float32 one
-// of ../shared/models/README.md: relative L2 error per position <= 1e-4. The GPU's attention
-// keeps an f16 cache where it runs attention, and the bound then is that of the f16 KV cache
-// on the CPU (kGpuAttentionBound). Skipped without a CUDA device.
+// of ../shared/models/README.md, relative L2 error per position <= 1e-4, loosened to kBound =
+// 1e-3 because both sides round keys and values to an f16 cache: a value a hair from a
+// rounding boundary may round the other way on one side (one f16 ulp, 5e-4 relative, in one
+// element). Skipped without a CUDA device.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -37,11 +39,8 @@ struct Pair {
   std::unique_ptr<Model> cpu, gpu;
 };
 
-// The GPU-capable kinds of this backend stage.
-bool gpu_kind(const ModelConfig& c, const std::string& kind) {
-  if (kind == "shared_experts") return !c.shexp_gate;
-  return kind == "rms_norm" || kind == "add" || kind == "dense_ffn" || kind == "lm_head";
-}
+// Every kind the plan's placement puts on the GPU (routed experts and the embedding stay).
+bool gpu_kind(const std::string& kind) { return kind != "routed_experts" && kind != "embed"; }
 
 std::unique_ptr<Pair> load_pair(const std::string& stem, const std::vector<uint8_t>& cubin,
                                 const std::string& arch) {
@@ -58,13 +57,17 @@ std::unique_ptr<Pair> load_pair(const std::string& stem, const std::vector<uint8
   opt.threads = 2;
   opt.program = ref.ops;
   opt.buffers = ref.buffers;
+  // The CPU side keeps an f16 cache too (its fast attention kernels, float32 linears), so
+  // both sides round the same keys and values.
+  for (PlanOp& op : opt.program)
+    if (op.kind == "attention") op.attrs["kernel"] = "gemv", op.attrs["kv_cache"] = "f16";
   auto cpu = Model::load(*cfg, p->gguf, opt);
   EXPECT_TRUE(cpu) << cpu.status().message();
   if (!cpu) return nullptr;
   p->cpu = std::move(cpu).value();
   int moved = 0;
   for (PlanOp& op : opt.program)
-    if (gpu_kind(*cfg, op.kind)) op.device = "gpu", ++moved;
+    if (gpu_kind(op.kind)) op.device = "gpu", ++moved;
   EXPECT_GT(moved, 0);
   opt.gpu_code = cubin;
   opt.gpu_arch = arch;
@@ -74,6 +77,8 @@ std::unique_ptr<Pair> load_pair(const std::string& stem, const std::vector<uint8
   p->gpu = std::move(gpu).value();
   return p;
 }
+
+constexpr double kBound = 1e-3;
 
 class CudaEngine : public ::testing::TestWithParam<std::string> {};
 
@@ -95,23 +100,36 @@ TEST_P(CudaEngine, GpuProgramMatchesTheCpuProgram) {
   ASSERT_TRUE(lc) << lc.status().message();
   ASSERT_TRUE(lg) << lg.status().message();
   ASSERT_EQ(lc->size(), lg->size());
-  for (size_t t = 0; t < prompt.size(); ++t)
-    EXPECT_LE(rel_l2(lg->data() + t * V, lc->data() + t * V, V), 1e-4) << "prefill position " << t;
+  double worst = 0.0;
+  for (size_t t = 0; t < prompt.size(); ++t) {
+    const double e = rel_l2(lg->data() + t * V, lc->data() + t * V, V);
+    worst = std::max(worst, e);
+    EXPECT_LE(e, kBound) << "prefill position " << t;
+  }
 
   // Decode: one token at a time (graph replays after the first capture).
   Session dg(*p->gpu);
   for (size_t t = 0; t < prompt.size(); ++t) {
     auto step = dg.forward(std::span<const int32_t>(&prompt[t], 1), false);
     ASSERT_TRUE(step) << step.status().message();
-    EXPECT_LE(rel_l2(step->data(), lc->data() + t * V, V), 1e-4) << "decode position " << t;
+    const double e = rel_l2(step->data(), lc->data() + t * V, V);
+    worst = std::max(worst, e);
+    EXPECT_LE(e, kBound) << "decode position " << t;
   }
+  // Every decode step replayed a graph (captured at the first), one launch each.
+  const DeviceStats ds = dg.device_stats();
+  EXPECT_EQ(ds.calls, static_cast<int64_t>(prompt.size()));
+  EXPECT_EQ(ds.graph_launches, static_cast<int64_t>(prompt.size()));
   for (int i = 0; i < 8; ++i) {
     const int32_t tok = (i * 31 + 5) % static_cast<int32_t>(V);
     auto c = sc.forward(std::span<const int32_t>(&tok, 1), false);
     auto g = sg.forward(std::span<const int32_t>(&tok, 1), false);
     ASSERT_TRUE(c && g);
-    EXPECT_LE(rel_l2(g->data(), c->data(), V), 1e-4) << "decode after prefill, step " << i;
+    const double e = rel_l2(g->data(), c->data(), V);
+    worst = std::max(worst, e);
+    EXPECT_LE(e, kBound) << "decode after prefill, step " << i;
   }
+  std::printf("%s: worst relative L2 GPU vs CPU %.3e\n", GetParam().c_str(), worst);
 }
 
 INSTANTIATE_TEST_SUITE_P(SharedModels, CudaEngine,

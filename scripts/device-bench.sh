@@ -68,8 +68,10 @@ model() {
 gb=/tmp/ktx-gpu
 gpu() {
   cmake -S . -B "$gb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTX_WITH_COMPILER=OFF \
-    -DKTX_SHARED_DIR="$PWD/.devshared" >"$out/gpu-build.log" 2>&1 &&
-    cmake --build "$gb" -j "$jobs" >>"$out/gpu-build.log" 2>&1 || { tail -30 "$out/gpu-build.log"; return 1; }
+    -DKTX_SHARED_DIR="$PWD/.devshared" >"$out/gpu-build.log" 2>&1 || { tail -30 "$out/gpu-build.log"; return 1; }
+  local targets
+  targets=$(cd "$gb" && ninja -t targets all | grep -oE '^(cuda_test_[a-z_]+|engine_test_step_plan|ktx-run):' | tr -d : | sort -u)
+  cmake --build "$gb" -j "$jobs" --target $targets >>"$out/gpu-build.log" 2>&1 || { grep -B2 -A8 "error" "$out/gpu-build.log" | head -60; return 1; }
   echo "ktx (cuda) built"
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
   for t in "$gb"/test/unit/cuda/cuda_test_* "$gb"/test/unit/engine/engine_test_step_plan; do
@@ -96,8 +98,12 @@ gpubench() {
     echo "== $plan"
     "$gb"/tools/ktx-run bench "$plan" --gguf "$gguf" ${BENCH:--p 512 -n 64 -r 2} 2>"$out/bench-$(basename "$plan").err" |
       tee "$out/bench-$(basename "$plan").txt"
-    tail -3 "$out/bench-$(basename "$plan").err"
+    grep -E "error|graph|step" "$out/bench-$(basename "$plan").err" | tail -4
   done
+  if [[ -f .devplans/dsv3-l5-gpu.plan ]]; then  # the same decode without graphs
+    echo "== dsv3-l5-gpu.plan, KTX_CUDA_GRAPH=0"
+    KTX_CUDA_GRAPH=0 "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" -p 0 -n 32 -r 1 2>&1 | grep -vE "^ktx-run: (load|prep|repack)" | tail -6
+  fi
 }
 
 for stage in "$@"; do

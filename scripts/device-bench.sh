@@ -100,7 +100,7 @@ gpubench() {
       tee "$out/bench-$(basename "$plan").txt"
     grep -E "error|graph|step" "$out/bench-$(basename "$plan").err" | tail -4
   done
-  if [[ -f .devplans/dsv3-l5-gpu.plan ]]; then  # the same decode without graphs
+  if [[ -f .devplans/dsv3-l5-gpu.plan && ${GRAPH_OFF:-1} == 1 ]]; then  # the same decode without graphs
     echo "== dsv3-l5-gpu.plan, KTX_CUDA_GRAPH=0"
     KTX_CUDA_GRAPH=0 "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" -p 0 -n 32 -r 1 2>&1 | grep -vE "^ktx-run: (load|prep|repack)" | tail -6
   fi

@@ -15,7 +15,8 @@ constexpr GGMLType kHeadTypes[] = {GGMLType::F32,  GGMLType::F16,  GGMLType::BF1
                                    GGMLType::Q4_0, GGMLType::Q5_0, GGMLType::Q8_0,
                                    GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K};
 constexpr std::pair<int64_t, int64_t> kGqaDims[] = {{64, 64}, {128, 128}, {192, 128}, {192, 192}, {256, 256}};
-constexpr std::pair<int64_t, int64_t> kMlaDims[] = {{512, 64}, {512, 16}, {64, 64}, {64, 16}};
+constexpr std::pair<int64_t, int64_t> kMlaDims[] = {{512, 64}, {512, 16}, {64, 64}, {64, 16},
+                                                    {128, 32}};
 
 // Kernel constants (the #defines of the kernel families).
 constexpr int kRopeThreads = 128, kRopeMaxRot = 256;  // rope/kernel.cuh
@@ -248,7 +249,7 @@ Status AttnKernels::mla(const MlaCoreDesc& d, const float* q_abs, int64_t ld_q_a
                         cudaStream_t stream, int64_t n_split) const {
   auto it = mla_.find({d.kv_lora, d.rope});
   if (it == mla_.end())
-    return Error("cuda mla: no kernel for kv_lora {} rope {} (512/64, 512/16, 64/64, 64/16)",
+    return Error("cuda mla: no kernel for kv_lora {} rope {} (512/64, 512/16, 64/64, 64/16, 128/32)",
                  d.kv_lora, d.rope);
   if (d.n_head <= 0 || ld_q_abs < d.n_head * d.kv_lora || ld_out < d.n_head * d.kv_lora)
     return Error("cuda mla: {} heads with row strides q_abs {} / out {} (need {})", d.n_head,

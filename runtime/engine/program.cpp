@@ -119,6 +119,43 @@ class RefBuilder {
 
 }  // namespace
 
+namespace {
+
+// The GGUF tensors of a layer's ops, as ktc lists them (backends upload what ops name).
+std::vector<std::string> attention_tensors(const ModelConfig& c, const std::string& pre) {
+  std::vector<std::string> t;
+  if (c.attn == AttnKind::MLA) {
+    if (c.q_lora_rank > 0) t = {pre + "attn_q_a.weight", pre + "attn_q_a_norm.weight", pre + "attn_q_b.weight"};
+    else t = {pre + "attn_q.weight"};
+    t.push_back(pre + "attn_kv_a_mqa.weight");
+    t.push_back(pre + "attn_kv_a_norm.weight");
+    if (c.mla_layout == MlaLayout::KvB) {
+      t.push_back(pre + "attn_kv_b.weight");
+    } else {
+      t.push_back(pre + "attn_k_b.weight");
+      t.push_back(pre + "attn_v_b.weight");
+    }
+  } else {
+    for (const char* m : {"q", "k", "v"}) {
+      t.push_back(fmt::format("{}attn_{}.weight", pre, m));
+      if (c.qkv_bias) t.push_back(fmt::format("{}attn_{}.bias", pre, m));
+    }
+    if (c.qk_norm) {
+      t.push_back(pre + "attn_q_norm.weight");
+      t.push_back(pre + "attn_k_norm.weight");
+    }
+  }
+  t.push_back(pre + "attn_output.weight");
+  return t;
+}
+
+std::vector<std::string> ffn_tensors(const std::string& pre, const std::string& suffix) {
+  return {pre + "ffn_gate" + suffix + ".weight", pre + "ffn_up" + suffix + ".weight",
+          pre + "ffn_down" + suffix + ".weight"};
+}
+
+}  // namespace
+
 ReferenceProgram reference_program(const ModelConfig& c) {
   ReferenceProgram p;
   RefBuilder b(p);
@@ -127,19 +164,23 @@ ReferenceProgram reference_program(const ModelConfig& c) {
   for (int il = 0; il < c.n_layer; ++il) {
     const std::string pre = fmt::format("blk.{}.", il);
     int n = b.op("rms_norm", pre + "attn_norm", il, {pre + "attn_norm.weight"}, {h}, "act", D, {});
-    int a = b.op("attention", pre + "attn", il, {}, {n}, "act", D, {n});
+    int a = b.op("attention", pre + "attn", il, attention_tensors(c, pre), {n}, "act", D, {n});
     int h1 = b.op("add", pre + "attn_residual", il, {}, {h, a}, "act", D, {h, a});
     int m = b.op("rms_norm", pre + "ffn_norm", il, {pre + "ffn_norm.weight"}, {h1}, "act", D, {});
     int f;
     if (c.layer_is_dense(il)) {
-      f = b.op("dense_ffn", pre + "ffn", il, {}, {m}, "act", D, {m});
+      f = b.op("dense_ffn", pre + "ffn", il, ffn_tensors(pre, ""), {m}, "act", D, {m});
     } else {
-      int r = b.op("router", pre + "ffn_router", il, {}, {m}, "route", c.n_expert_used, {});
+      std::vector<std::string> rt = {pre + "ffn_gate_inp.weight"};
+      if (c.exp_probs_bias) rt.push_back(pre + "exp_probs_b.bias");
+      int r = b.op("router", pre + "ffn_router", il, rt, {m}, "route", c.n_expert_used, {});
       const bool shared = c.n_ff_shexp > 0;
       std::vector<int> rel = shared ? std::vector<int>{r} : std::vector<int>{r, m};
-      f = b.op("routed_experts", pre + "ffn_moe", il, {}, {m, r}, "act", D, rel);
+      f = b.op("routed_experts", pre + "ffn_moe", il, ffn_tensors(pre, "_exps"), {m, r}, "act", D, rel);
       if (shared) {
-        int s = b.op("shared_experts", pre + "ffn_shexp", il, {}, {m}, "act", D, {m});
+        std::vector<std::string> st = ffn_tensors(pre, "_shexp");
+        if (c.shexp_gate) st.push_back(pre + "ffn_gate_inp_shexp.weight");
+        int s = b.op("shared_experts", pre + "ffn_shexp", il, st, {m}, "act", D, {m});
         f = b.op("add", pre + "ffn_moe_shexp", il, {}, {f, s}, "act", D, {f, s});
       }
     }

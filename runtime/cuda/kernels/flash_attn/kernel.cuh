@@ -211,6 +211,7 @@ KTX_FLASH_MLA_ENTRY(ktx_flash_mla_l512_r64, 512, 64)
 KTX_FLASH_MLA_ENTRY(ktx_flash_mla_l512_r16, 512, 16)
 KTX_FLASH_MLA_ENTRY(ktx_flash_mla_l64_r64, 64, 64)
 KTX_FLASH_MLA_ENTRY(ktx_flash_mla_l64_r16, 64, 16)
+KTX_FLASH_MLA_ENTRY(ktx_flash_mla_l128_r32, 128, 32)  // the shipped tiny DeepSeek-V3 files
 
 // Merges the splits of ktx_flash_*: one block per (head, token), threads over the dv columns.
 extern "C" __global__ void __launch_bounds__(KTX_FLASH_COMBINE_THREADS)

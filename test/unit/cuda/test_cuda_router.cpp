@@ -126,7 +126,7 @@ ModelConfig router_config(const RouterCase& rc) {
 }
 
 // Token t's logits, one of several kinds: random, exact ties from coarse quantization, all
-// equal, adjacent-float near-ties, saturating magnitudes, identical groups.
+// equal, adjacent-float near-ties, saturating magnitudes, identical groups, a tied top third.
 std::vector<float> router_logits(int64_t n, int64_t groups, int kind, std::mt19937& rng) {
   std::normal_distribution<float> nd(0.0f, 1.5f);
   std::vector<float> l(static_cast<size_t>(n));
@@ -152,7 +152,7 @@ std::vector<float> router_logits(int64_t n, int64_t groups, int kind, std::mt199
       for (int64_t e = per; e < n; ++e) l[static_cast<size_t>(e)] = l[static_cast<size_t>(e % per)];
       break;
     }
-    case 6:  // -inf/+large mix with ties at the top
+    case 6:  // a third of the experts tied at the top
       for (size_t i = 0; i < l.size(); i += 3) l[i] = 4.0f;
       break;
     default:

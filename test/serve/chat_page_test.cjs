@@ -16,14 +16,15 @@ const KEY = "page-key";
 async function main() {
   const srv = await startServer(ktxRun, plan, ["--parallel", "4", "--ctx", "512", "--api-key", KEY, "-t", "2"]);
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "ktx-chromium-"));
-  const browser = await chromium.launch({
+  // A fresh profile directory (playwright passes it as --user-data-dir).
+  const browser = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.KTX_CHROMIUM || "/usr/bin/chromium",
+    headless: true,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run",
-           `--user-data-dir=${profile}`],
+           "--disable-component-update", "--disable-sync", "--no-first-run"],
   });
   try {
-    const page = await browser.newPage();
+    const page = browser.pages()[0] || (await browser.newPage());
     const errors = [];
     page.on("pageerror", (e) => errors.push(String(e)));
     await page.goto(srv.base + "/");

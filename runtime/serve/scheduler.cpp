@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <malloc.h>
 #include <random>
 #include <unordered_map>
 
@@ -135,10 +136,19 @@ Gauges Scheduler::gauges() const {
 }
 
 void Scheduler::loop() {
+  bool was_busy = false;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       const bool busy = std::any_of(slots_.begin(), slots_.end(), [](auto& s) { return s->job != nullptr; });
+      if (!busy && queue_.empty() && was_busy) {
+        // The batch just drained: give freed heap pages back to the system (glibc), so the
+        // resident size follows the load instead of its peak.
+        lock.unlock();
+        malloc_trim(0);
+        lock.lock();
+      }
+      was_busy = busy || !queue_.empty();
       if (!busy) cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return stop_ || !queue_.empty(); });
       if (stop_) return;
     }

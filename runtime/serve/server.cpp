@@ -296,7 +296,10 @@ void Server::Impl::routes() {
       const std::string prefix = "Bearer ";
       const std::string given = auth.rfind(prefix, 0) == 0 ? auth.substr(prefix.size()) : "";
       if (!constant_time_equal(given, opt.api_key)) {
-        metrics.count_request(req.path, 401);
+        // Labels come from a fixed set: a client must not grow the metrics with made-up paths.
+        const bool known = req.path == "/v1/chat/completions" || req.path == "/v1/completions" ||
+                           req.path == "/v1/models" || req.path == "/metrics";
+        metrics.count_request(known ? req.path : "other", 401);
         send_error(res, ApiError{401, auth.empty() ? "an API key is required (Authorization: Bearer KEY)"
                                                    : "the API key is not valid",
                                  "invalid_request_error", "", "invalid_api_key"});

@@ -57,7 +57,11 @@ async function main() {
     await sleep(1000);
     const rssWarm = srv.rssKb();
     stopAt = Date.now() + SECONDS * 1000;
+    const samples = [];
+    const sampler = setInterval(() => samples.push(srv.rssKb()), 5000);
     await Promise.all(Array.from({ length: CLIENTS }, (_, i) => client(i)));
+    clearInterval(sampler);
+    console.log(`RSS every 5 s under load (kB): ${samples.join(" ")}`);
     await sleep(1000);
     const rssEnd = srv.rssKb();
     console.log(`soak ${SECONDS} s, ${CLIENTS} clients: ${JSON.stringify(stats)}; RSS after warm-up ` +

@@ -85,16 +85,24 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, SchedulerOptions 
   thread_ = std::thread([this] { loop(); });
 }
 
-Scheduler::~Scheduler() {
+Scheduler::~Scheduler() { shutdown(); }
+
+void Scheduler::shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> lock(mu_);
   for (auto& j : queue_) j->out->finish("", {}, "the server is shutting down");
+  queue_.clear();
   for (auto& s : slots_)
-    if (s->job) s->job->out->finish("", {}, "the server is shutting down");
+    if (s->job) {
+      s->job->out->finish("", {}, "the server is shutting down");
+      s->job.reset();
+    }
+  active_ = 0;
 }
 
 std::variant<std::shared_ptr<RequestStream>, ApiError> Scheduler::submit(SubmitSpec spec) {
@@ -111,6 +119,8 @@ std::variant<std::shared_ptr<RequestStream>, ApiError> Scheduler::submit(SubmitS
   std::shared_ptr<RequestStream> out = job->out;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (stop_)
+      return ApiError{503, "the server is shutting down", "server_error", "", "shutting_down"};
     if (static_cast<int>(queue_.size()) >= opt_.max_queue)
       return ApiError{503, fmt::format("the server is busy: {} requests are waiting (--max-queue)",
                                        queue_.size()),

@@ -77,7 +77,10 @@ struct SubmitSpec {
 class Scheduler {
  public:
   Scheduler(const Model& model, const Tokenizer& tok, SchedulerOptions opt, Metrics& metrics);
-  ~Scheduler();  // finishes waiting and running requests with an error, joins the thread
+  ~Scheduler();  // shutdown()
+  // Finishes waiting and running requests with an error and stops the engine thread; later
+  // submissions are refused with 503.
+  void shutdown();
 
   // Queues a request. Errors: an empty prompt, a prompt longer than the context (400 naming
   // both lengths), a full queue (503).

@@ -70,14 +70,26 @@ struct Server::Impl {
   std::unique_ptr<Scheduler> sched;
   std::string model_id;
   std::atomic<uint64_t> next_id{0};
+  std::atomic<int> open_streams{0};  // SSE responses not yet released
   uint64_t id_salt = std::random_device{}();
   std::time_t started = std::time(nullptr);
 
   std::string new_id(const char* prefix) {
     return fmt::format("{}-{:08x}{:06x}", prefix, static_cast<uint32_t>(id_salt), ++next_id);
   }
+  // What every response of one request repeats.
+  struct Reply {
+    bool chat = true;
+    std::string id, model;
+    std::time_t created = 0;
+    bool include_usage = false;
+    std::string event(nlohmann::json delta, nlohmann::json finish) const;
+    std::string events(const RequestStream::Chunk& c) const;
+  };
   void routes();
   void completion(ApiRequest::Kind kind, const httplib::Request& req, httplib::Response& res);
+  void reply_whole(const Reply& rp, RequestStream& stream, httplib::Response& res);
+  void reply_stream(Reply rp, std::shared_ptr<RequestStream> stream, httplib::Response& res);
   std::optional<ApiError> prompt_of(const ApiRequest& r, SubmitSpec& spec);
 };
 
@@ -126,6 +138,15 @@ Status Server::attach(const Model& model, const Tokenizer& tok) {
 
 void Server::stop() {
   Impl& m = *impl_;
+  // Running streams end first (with an error event), so the HTTP workers are free to stop.
+  // httplib stops calling content providers once it is stopping, so let the streams write
+  // their last events (the error, [DONE]) first, for at most two seconds.
+  if (m.sched) {
+    m.sched->shutdown();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (m.open_streams > 0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   m.http.stop();
   if (m.listener.joinable()) m.listener.join();
   m.sched.reset();
@@ -185,65 +206,100 @@ void Server::Impl::completion(ApiRequest::Kind kind, const httplib::Request& req
     return send_error(res, *err);
   }
   metrics.count_request(route, 200);
-  const std::string id = new_id(chat ? "chatcmpl" : "cmpl");
-  const std::time_t created = std::time(nullptr);
-  const std::string model_name = model_id;
-  auto usage_json = [](const Usage& u) {
-    return json{{"prompt_tokens", u.prompt}, {"completion_tokens", u.completion},
-                {"total_tokens", u.prompt + u.completion},
-                {"prompt_tokens_details", {{"cached_tokens", u.cached}}}};
-  };
-  auto finish_of = [](const std::string& f) { return f == "length" ? json("length") : json("stop"); };
+  Reply reply{chat, new_id(chat ? "chatcmpl" : "cmpl"), model_id, std::time(nullptr),
+              r.gen.include_usage};
+  if (r.gen.stream) reply_stream(std::move(reply), std::move(stream), res);
+  else reply_whole(reply, *stream, res);
+}
 
-  if (!r.gen.stream) {
-    std::string content, reasoning;
-    RequestStream::Chunk c;
-    while (!c.done) {
-      c = stream->take(std::chrono::milliseconds(1000));
-      content += c.content;
-      reasoning += c.reasoning;
-    }
-    if (!c.error.empty())
-      return send_error(res, ApiError{500, c.error, "server_error", "", "engine_error"});
-    json choice;
-    if (chat) {
-      json msg = {{"role", "assistant"}, {"content", content}};
-      if (!reasoning.empty()) msg["reasoning_content"] = reasoning;
-      choice = {{"index", 0}, {"message", msg}, {"logprobs", nullptr},
-                {"finish_reason", finish_of(c.finish_reason)}};
-    } else {
-      choice = {{"index", 0}, {"text", content}, {"logprobs", nullptr},
-                {"finish_reason", finish_of(c.finish_reason)}};
-    }
-    json body = {{"id", id}, {"object", chat ? "chat.completion" : "text_completion"},
-                 {"created", created}, {"model", model_name}, {"choices", json::array({choice})},
-                 {"usage", usage_json(c.usage)}};
-    res.set_content(dump(body), "application/json");
-    return;
+namespace {
+
+json usage_json(const Usage& u) {
+  return json{{"prompt_tokens", u.prompt}, {"completion_tokens", u.completion},
+              {"total_tokens", u.prompt + u.completion},
+              {"prompt_tokens_details", {{"cached_tokens", u.cached}}}};
+}
+
+json finish_json(const std::string& f) { return f == "length" ? json("length") : json("stop"); }
+
+}  // namespace
+
+// The whole answer at once (non-streaming). The client's disconnect is not noticed here:
+// the request runs to its end (max_tokens, an end token, or the context).
+void Server::Impl::reply_whole(const Reply& rp, RequestStream& stream, httplib::Response& res) {
+  std::string content, reasoning;
+  RequestStream::Chunk c;
+  while (!c.done) {
+    c = stream.take(std::chrono::milliseconds(1000));
+    content += c.content;
+    reasoning += c.reasoning;
   }
+  if (!c.error.empty())
+    return send_error(res, ApiError{500, c.error, "server_error", "", "engine_error"});
+  json choice;
+  if (rp.chat) {
+    json msg = {{"role", "assistant"}, {"content", content}};
+    if (!reasoning.empty()) msg["reasoning_content"] = reasoning;
+    choice = {{"index", 0}, {"message", msg}, {"logprobs", nullptr},
+              {"finish_reason", finish_json(c.finish_reason)}};
+  } else {
+    choice = {{"index", 0}, {"text", content}, {"logprobs", nullptr},
+              {"finish_reason", finish_json(c.finish_reason)}};
+  }
+  json body = {{"id", rp.id}, {"object", rp.chat ? "chat.completion" : "text_completion"},
+               {"created", rp.created}, {"model", rp.model}, {"choices", json::array({choice})},
+               {"usage", usage_json(c.usage)}};
+  res.set_content(dump(body), "application/json");
+}
 
-  // Streaming: one SSE event per batch of new text; the releaser runs however the stream
-  // ends, so a client that went away cancels its sequence.
+// One SSE event: a chunk with one choice (chat: a delta; completions: text).
+std::string Server::Impl::Reply::event(json delta, json finish) const {
+  json choice = chat ? json{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr},
+                            {"finish_reason", std::move(finish)}}
+                     : json{{"index", 0}, {"text", delta.value("content", "")},
+                            {"logprobs", nullptr}, {"finish_reason", std::move(finish)}};
+  json j = {{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"},
+            {"created", created}, {"model", model}, {"choices", json::array({choice})}};
+  return "data: " + dump(j) + "\n\n";
+}
+
+// What to send after a take(): text events, and at the end the finish chunk, the usage chunk
+// (include_usage) and [DONE].
+std::string Server::Impl::Reply::events(const RequestStream::Chunk& c) const {
+  std::string out;
+  if (!c.reasoning.empty()) out += event(json{{"reasoning_content", c.reasoning}}, nullptr);
+  if (!c.content.empty()) out += event(json{{"content", c.content}}, nullptr);
+  if (!c.done) return out;
+  if (!c.error.empty()) {
+    out += "data: " + error_body(ApiError{500, c.error, "server_error", "", "engine_error"}) + "\n\n";
+  } else {
+    out += event(json::object(), finish_json(c.finish_reason));
+    if (include_usage) {
+      json u = {{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                {"created", created}, {"model", model}, {"choices", json::array()},
+                {"usage", usage_json(c.usage)}};
+      out += "data: " + dump(u) + "\n\n";
+    }
+  }
+  return out + "data: [DONE]\n\n";
+}
+
+// Streaming: httplib calls the provider until it says done; a failed write (the client went
+// away) or the end of the response runs the releaser, which cancels the request, so its
+// sequence leaves the batch at the next step.
+void Server::Impl::reply_stream(Reply rp, std::shared_ptr<RequestStream> stream,
+                                httplib::Response& res) {
   struct State {
     bool sent_role = false, finished = false;
     std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
   };
   auto st = std::make_shared<State>();
-  const bool include_usage = r.gen.include_usage;
-  auto chunk = [=](json delta, json finish) {
-    json choice = chat ? json{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr},
-                              {"finish_reason", std::move(finish)}}
-                       : json{{"index", 0}, {"text", delta.value("content", "")},
-                              {"logprobs", nullptr}, {"finish_reason", std::move(finish)}};
-    json j = {{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"},
-              {"created", created}, {"model", model_name}, {"choices", json::array({choice})}};
-    return "data: " + dump(j) + "\n\n";
-  };
+  ++open_streams;
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [=](size_t, httplib::DataSink& sink) {
+      [rp = std::move(rp), st, stream](size_t, httplib::DataSink& sink) {
         if (st->finished) {
           sink.done();
           return true;
@@ -252,37 +308,24 @@ void Server::Impl::completion(ApiRequest::Kind kind, const httplib::Request& req
           st->last_write = std::chrono::steady_clock::now();
           return sink.write(s.data(), s.size());
         };
-        if (chat && !st->sent_role) {
+        if (rp.chat && !st->sent_role) {
           st->sent_role = true;
-          if (!write(chunk(json{{"role", "assistant"}, {"content", ""}}, nullptr))) return false;
+          if (!write(rp.event(json{{"role", "assistant"}, {"content", ""}}, nullptr))) return false;
         }
         RequestStream::Chunk c = stream->take(std::chrono::milliseconds(500));
-        std::string out;
-        if (!c.reasoning.empty()) out += chunk(json{{"reasoning_content", c.reasoning}}, nullptr);
-        if (!c.content.empty()) out += chunk(json{{"content", c.content}}, nullptr);
-        if (c.done) {
-          if (!c.error.empty()) {
-            out += "data: " + error_body(ApiError{500, c.error, "server_error", "", "engine_error"}) + "\n\n";
-          } else {
-            out += chunk(json::object(), finish_of(c.finish_reason));
-            if (include_usage) {
-              json u = {{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"},
-                        {"created", created}, {"model", model_name}, {"choices", json::array()},
-                        {"usage", usage_json(c.usage)}};
-              out += "data: " + dump(u) + "\n\n";
-            }
-          }
-          out += "data: [DONE]\n\n";
-          st->finished = true;
-        } else if (out.empty() &&
-                   std::chrono::steady_clock::now() - st->last_write > std::chrono::seconds(2)) {
+        std::string out = rp.events(c);
+        st->finished = c.done;
+        if (out.empty() &&
+            std::chrono::steady_clock::now() - st->last_write > std::chrono::seconds(2))
           out = ": keep-alive\n\n";  // a comment: finds clients that went away while we wait
-        }
         if (!out.empty() && !write(out)) return false;
         if (st->finished) sink.done();
         return true;
       },
-      [stream](bool) { stream->cancel(); });
+      [this, stream](bool) {
+        stream->cancel();
+        --open_streams;
+      });
 }
 
 void Server::Impl::routes() {

@@ -85,10 +85,12 @@ struct Server::Impl {
     bool include_usage = false;
     std::string event(nlohmann::json delta, nlohmann::json finish) const;
     std::string events(const RequestStream::Chunk& c) const;
+    std::pair<int, std::string> whole(const std::string& content, const std::string& reasoning,
+                                      const RequestStream::Chunk& end) const;
   };
   void routes();
   void completion(ApiRequest::Kind kind, const httplib::Request& req, httplib::Response& res);
-  void reply_whole(const Reply& rp, RequestStream& stream, httplib::Response& res);
+  void reply_whole(const Reply& rp, std::shared_ptr<RequestStream> stream, httplib::Response& res);
   void reply_stream(Reply rp, std::shared_ptr<RequestStream> stream, httplib::Response& res);
   std::optional<ApiError> prompt_of(const ApiRequest& r, SubmitSpec& spec);
 };
@@ -209,7 +211,7 @@ void Server::Impl::completion(ApiRequest::Kind kind, const httplib::Request& req
   Reply reply{chat, new_id(chat ? "chatcmpl" : "cmpl"), model_id, std::time(nullptr),
               r.gen.include_usage};
   if (r.gen.stream) reply_stream(std::move(reply), std::move(stream), res);
-  else reply_whole(reply, *stream, res);
+  else reply_whole(reply, std::move(stream), res);
 }
 
 namespace {
@@ -224,32 +226,75 @@ json finish_json(const std::string& f) { return f == "length" ? json("length") :
 
 }  // namespace
 
-// The whole answer at once (non-streaming). The client's disconnect is not noticed here:
-// the request runs to its end (max_tokens, an end token, or the context).
-void Server::Impl::reply_whole(const Reply& rp, RequestStream& stream, httplib::Response& res) {
-  std::string content, reasoning;
-  RequestStream::Chunk c;
-  while (!c.done) {
-    c = stream.take(std::chrono::milliseconds(1000));
-    content += c.content;
-    reasoning += c.reasoning;
-  }
-  if (!c.error.empty())
-    return send_error(res, ApiError{500, c.error, "server_error", "", "engine_error"});
+// The whole answer as one JSON body (non-streaming): status and body of a finished request.
+std::pair<int, std::string> Server::Impl::Reply::whole(const std::string& content,
+                                                       const std::string& reasoning,
+                                                       const RequestStream::Chunk& end) const {
+  if (!end.error.empty())
+    return {500, error_body(ApiError{500, end.error, "server_error", "", "engine_error"})};
   json choice;
-  if (rp.chat) {
+  if (chat) {
     json msg = {{"role", "assistant"}, {"content", content}};
     if (!reasoning.empty()) msg["reasoning_content"] = reasoning;
     choice = {{"index", 0}, {"message", msg}, {"logprobs", nullptr},
-              {"finish_reason", finish_json(c.finish_reason)}};
+              {"finish_reason", finish_json(end.finish_reason)}};
   } else {
     choice = {{"index", 0}, {"text", content}, {"logprobs", nullptr},
-              {"finish_reason", finish_json(c.finish_reason)}};
+              {"finish_reason", finish_json(end.finish_reason)}};
   }
-  json body = {{"id", rp.id}, {"object", rp.chat ? "chat.completion" : "text_completion"},
-               {"created", rp.created}, {"model", rp.model}, {"choices", json::array({choice})},
-               {"usage", usage_json(c.usage)}};
-  res.set_content(dump(body), "application/json");
+  json body = {{"id", id}, {"object", chat ? "chat.completion" : "text_completion"},
+               {"created", created}, {"model", model}, {"choices", json::array({choice})},
+               {"usage", usage_json(end.usage)}};
+  return {200, dump(body)};
+}
+
+// Non-streaming. A request that ends within a few seconds gets its body with the right status.
+// A longer one is answered 200 with a chunked body that starts with a space every two seconds
+// (JSON allows leading whitespace): a write to a client that went away fails, which cancels the
+// request as for streams. An engine failure after that point is an error body under 200.
+void Server::Impl::reply_whole(const Reply& rp, std::shared_ptr<RequestStream> stream,
+                               httplib::Response& res) {
+  struct Acc {
+    std::string content, reasoning;
+    RequestStream::Chunk last;
+    std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
+    bool pull(RequestStream& s, int ms) {
+      last = s.take(std::chrono::milliseconds(ms));
+      content += last.content;
+      reasoning += last.reasoning;
+      return last.done;
+    }
+  };
+  auto acc = std::make_shared<Acc>();
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  bool done = false;
+  while (!done && std::chrono::steady_clock::now() < until) done = acc->pull(*stream, 500);
+  if (done) {
+    auto [status, body] = rp.whole(acc->content, acc->reasoning, acc->last);
+    res.status = status;
+    res.set_content(body, "application/json");
+    return;
+  }
+  ++open_streams;
+  res.set_chunked_content_provider(
+      "application/json",
+      [rp, acc, stream](size_t, httplib::DataSink& sink) {
+        if (acc->pull(*stream, 1000)) {
+          const std::string body = rp.whole(acc->content, acc->reasoning, acc->last).second;
+          if (!sink.write(body.data(), body.size())) return false;
+          sink.done();
+          return true;
+        }
+        if (std::chrono::steady_clock::now() - acc->last_write > std::chrono::seconds(2)) {
+          acc->last_write = std::chrono::steady_clock::now();
+          if (!sink.write(" ", 1)) return false;
+        }
+        return true;
+      },
+      [this, stream](bool) {
+        stream->cancel();
+        --open_streams;
+      });
 }
 
 // One SSE event: a chunk with one choice (chat: a delta; completions: text).

@@ -174,6 +174,9 @@ class Session {
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return n_ctx_; }
   void reset() { n_past_ = 0; }
+  // Forgets every cached position from n on (0 <= n <= n_past()); the rows before n stay, so
+  // a new prompt sharing its first n tokens with what was evaluated skips their prefill.
+  void truncate(int64_t n) { n_past_ = n < 0 ? 0 : (n < n_past_ ? n : n_past_); }
   void set_hidden_hook(HiddenHook hook) { hidden_hook_ = std::move(hook); }
   void set_trace_hook(TraceHook hook) { trace_hook_ = std::move(hook); }
   // Times every op into *profile (null: off, the default; profiling adds a clock read per op).
@@ -189,6 +192,7 @@ class Session {
   // The hooks' view of an op's output.
   void observe(const ProgramOp& op, const float* out, int64_t n_tok);
 
+  friend class BatchStep;
   const Model& model_;
   int64_t n_ctx_ = 0;
   int64_t n_past_ = 0;
@@ -198,6 +202,38 @@ class Session {
   OpProfile* profile_ = nullptr;
   RouteLog* route_record_ = nullptr;
   RouteLog* route_replay_ = nullptr;
+};
+
+// One sequence's share of a batched step: its session, the tokens it advances by (at positions
+// session->n_past()..), and whether the step returns the logits of its last token.
+struct BatchEntry {
+  Session* session = nullptr;
+  std::span<const int32_t> tokens;
+  bool want_logits = true;
+};
+
+// Advances several sequences in one pass through the program (continuous batching): the
+// entries' tokens are concatenated, so every per-token op (norms, projections, router, experts,
+// lm_head) runs once over all of them and the MoE layers see all tokens of the step together;
+// attention runs per entry over that session's own KV cache and positions. Each entry computes
+// what its session's own forward() of the same tokens computes (the float32 reference exactly;
+// fast kernels that switch to a GEMM above some token count round differently). The workspace
+// (the concatenated activations) is kept between steps. Not thread-safe: one step at a time,
+// and the sessions must not be used elsewhere during it.
+class BatchStep {
+ public:
+  explicit BatchStep(const Model& m);
+  ~BatchStep();
+  // Returns logits [n_want][n_vocab], one row per entry with want_logits, in entry order.
+  // Errors (no session changes): no entries, an empty token list, two entries of one session,
+  // a session of another model, a context overflow or a token id out of range (naming the
+  // entry).
+  Expected<std::vector<float>> run(std::span<const BatchEntry> entries);
+  uint64_t arena_bytes() const;
+
+ private:
+  const Model& model_;
+  std::unique_ptr<SessionCache> work_;
 };
 
 // Everything a ktx-run command needs from a plan path: read the plan, open and validate the

@@ -17,6 +17,7 @@ inline int fail(std::string_view msg, int code = 1) {
 int cmd_chat(int argc, char** argv);      // ktx-run PLAN [-p TEXT -n N] (chat or one-shot)
 int cmd_eval(int argc, char** argv);      // ktx-run eval PLAN --ref FILE.ref.gguf [--dump DIR]
 int cmd_bench(int argc, char** argv);     // ktx-run bench PLAN [-p 512,2048 -n 128 -r 3 --json]
+int cmd_serve(int argc, char** argv);     // ktx-run serve PLAN [--host --port --api-key ...]
 int cmd_tokenize(int argc, char** argv);  // ktx-run tokenize --gguf FILE < text
 int cmd_probe(int argc, char** argv);     // ktx-run probe -o host.toml
 int cmd_gen(int argc, char** argv);       // ktx-run gen PRESET -o model.gguf [--type Q4_K ...]

@@ -1,5 +1,5 @@
 // ktx-run: the runtime's one binary. `ktx-run PLAN` chats; the first argument may instead name a
-// subcommand (eval, bench, tokenize, probe, tune, gen).
+// subcommand (eval, bench, serve, tokenize, probe, tune, gen).
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -13,6 +13,7 @@ void print_usage() {
       "usage: ktx-run PLAN [options]            chat (interactive), or one-shot with -p TEXT\n"
       "       ktx-run eval PLAN --ref FILE      compare logits with a reference file\n"
       "       ktx-run bench PLAN -p N,M -n N    prefill and decode tokens per second\n"
+      "       ktx-run serve PLAN [--port 8080]  OpenAI-compatible HTTP server\n"
       "       ktx-run tokenize --gguf FILE      print token ids of stdin's text\n"
       "       ktx-run probe -o host.toml        write this machine's hardware profile\n"
       "       ktx-run tune --hw host.toml       time kernel configs, record the winners\n"
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   using namespace ktx::cli;
   if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
   if (cmd == "bench") return cmd_bench(argc - 1, argv + 1);
+  if (cmd == "serve") return cmd_serve(argc - 1, argv + 1);
   if (cmd == "tokenize") return cmd_tokenize(argc - 1, argv + 1);
   if (cmd == "probe") return cmd_probe(argc - 1, argv + 1);
   if (cmd == "gen") return cmd_gen(argc - 1, argv + 1);

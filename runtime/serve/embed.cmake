@@ -1,0 +1,17 @@
+# Writes OUT, a C++ file defining ktx::serve::kChatPageHtml with the bytes of IN, as a raw
+# string literal (split in pieces: compilers limit the length of one literal).
+file(READ "${IN}" text)
+string(FIND "${text}" ")ktxpage\"" clash)
+if(NOT clash EQUAL -1)
+  message(FATAL_ERROR "${IN} contains the raw-string delimiter )ktxpage\"")
+endif()
+string(LENGTH "${text}" n)
+set(out "// Generated from ${IN} by embed.cmake; do not edit.\n#include \"runtime/serve/chat_page.h\"\nnamespace ktx::serve {\nconst char* const kChatPageHtml =\n")
+set(pos 0)
+while(pos LESS n)
+  string(SUBSTRING "${text}" ${pos} 8000 piece)
+  string(APPEND out "R\"ktxpage(${piece})ktxpage\"\n")
+  math(EXPR pos "${pos} + 8000")
+endwhile()
+string(APPEND out ";\n}  // namespace ktx::serve\n")
+file(WRITE "${OUT}" "${out}")

@@ -1,0 +1,313 @@
+// Scheduler (scheduler.h): the engine thread's loop is admit -> step -> sample, one BatchStep
+// per iteration. Slots, sessions and jobs belong to the engine thread; submit() and gauges()
+// touch only the queue (under mu_) and atomics.
+#include "runtime/serve/scheduler.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <malloc.h>
+#include <random>
+#include <unordered_map>
+
+#include "runtime/serve/text_filter.h"
+
+namespace ktx::serve {
+
+using Clock = std::chrono::steady_clock;
+
+RequestStream::Chunk RequestStream::take(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [&] {
+    return pending_.done || !pending_.content.empty() || !pending_.reasoning.empty();
+  });
+  Chunk out = std::move(pending_);
+  pending_ = Chunk{};
+  pending_.done = out.done;  // done stays observable
+  if (out.done) pending_.finish_reason = out.finish_reason, pending_.usage = out.usage,
+                pending_.error = out.error;
+  return out;
+}
+
+void RequestStream::emit(const std::string& content, const std::string& reasoning) {
+  if (content.empty() && reasoning.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.content += content;
+    pending_.reasoning += reasoning;
+  }
+  cv_.notify_all();
+}
+
+void RequestStream::finish(const std::string& reason, const Usage& usage, const std::string& error) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.done = true;
+    pending_.finish_reason = reason;
+    pending_.usage = usage;
+    pending_.error = error;
+  }
+  cv_.notify_all();
+}
+
+struct Scheduler::Job {
+  SubmitSpec spec;
+  std::shared_ptr<RequestStream> out = std::make_shared<RequestStream>();
+  Clock::time_point arrived = Clock::now(), last_token;
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<TextFilter> filter;
+  std::unique_ptr<StreamDecoder> decoder;
+  std::unordered_map<int32_t, int> generated;  // token -> count (presence/frequency penalty)
+  size_t pos = 0;       // prompt tokens in the KV cache
+  int64_t cached = 0;   // of those, taken from the prefix cache
+  int64_t n_gen = 0;
+  int32_t next = -1;    // the sampled token to feed at the next step (decoding)
+};
+
+struct Scheduler::Slot {
+  std::unique_ptr<Session> session;
+  std::vector<int32_t> history;  // the tokens in its KV cache, in order
+  uint64_t last_used = 0;
+  std::unique_ptr<Job> job;      // null: idle
+};
+
+Scheduler::Scheduler(const Model& model, const Tokenizer& tok, SchedulerOptions opt,
+                     Metrics& metrics)
+    : model_(model), tok_(tok), opt_(opt), metrics_(metrics),
+      n_ctx_(opt.n_ctx > 0 ? opt.n_ctx : model.n_ctx()), batch_(model) {
+  opt_.parallel = std::max(1, opt_.parallel);
+  opt_.chunk = std::max(1, opt_.chunk);
+  for (int i = 0; i < opt_.parallel; ++i) {
+    auto s = std::make_unique<Slot>();
+    s->session = std::make_unique<Session>(model, n_ctx_);
+    slots_.push_back(std::move(s));
+  }
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() { shutdown(); }
+
+void Scheduler::shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& j : queue_) j->out->finish("", {}, "the server is shutting down");
+  queue_.clear();
+  for (auto& s : slots_)
+    if (s->job) {
+      s->job->out->finish("", {}, "the server is shutting down");
+      s->job.reset();
+    }
+  active_ = 0;
+}
+
+std::variant<std::shared_ptr<RequestStream>, ApiError> Scheduler::submit(SubmitSpec spec) {
+  const int64_t n = static_cast<int64_t>(spec.prompt.size());
+  if (n == 0) return ApiError{400, "the prompt is empty", "invalid_request_error", "", "invalid_value"};
+  if (n > n_ctx_)
+    return ApiError{400,
+                    fmt::format("the prompt has {} tokens, more than the context of {} tokens",
+                                n, n_ctx_),
+                    "invalid_request_error", spec.prompt.empty() ? "" : "messages",
+                    "context_length_exceeded"};
+  auto job = std::make_unique<Job>();
+  job->spec = std::move(spec);
+  std::shared_ptr<RequestStream> out = job->out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_)
+      return ApiError{503, "the server is shutting down", "server_error", "", "shutting_down"};
+    if (static_cast<int>(queue_.size()) >= opt_.max_queue)
+      return ApiError{503, fmt::format("the server is busy: {} requests are waiting (--max-queue)",
+                                       queue_.size()),
+                      "server_error", "", "queue_full"};
+    queue_.push_back(std::move(job));
+  }
+  cv_.notify_all();
+  return out;
+}
+
+Gauges Scheduler::gauges() const {
+  Gauges g;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    g.queue_depth = static_cast<int64_t>(queue_.size());
+  }
+  g.active = active_;
+  g.slots = opt_.parallel;
+  g.kv_used_tokens = kv_used_;
+  g.kv_capacity_tokens = n_ctx_ * opt_.parallel;
+  g.prefix_cached_tokens = kv_cached_;
+  return g;
+}
+
+void Scheduler::loop() {
+  bool was_busy = false;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      const bool busy = std::any_of(slots_.begin(), slots_.end(), [](auto& s) { return s->job != nullptr; });
+      if (!busy && queue_.empty() && was_busy) {
+        // The batch just drained: give freed heap pages back to the system (glibc), so the
+        // resident size follows the load instead of its peak.
+        lock.unlock();
+        malloc_trim(0);
+        lock.lock();
+      }
+      was_busy = busy || !queue_.empty();
+      if (!busy) cv_.wait_for(lock, std::chrono::milliseconds(50), [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+    }
+    admit();
+    step();
+    int64_t active = 0, used = 0, cached = 0;
+    for (auto& s : slots_) {
+      (s->job ? used : cached) += static_cast<int64_t>(s->history.size());
+      active += s->job != nullptr;
+    }
+    active_ = active, kv_used_ = used, kv_cached_ = cached;
+  }
+}
+
+// Moves waiting requests into idle slots: the slot whose history shares the longest prefix
+// with the prompt, the least recently used among equals.
+void Scheduler::admit() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if ((*it)->out->cancelled()) {
+      ++metrics_.aborted;
+      (*it)->out->finish("cancelled", Usage{static_cast<int64_t>((*it)->spec.prompt.size()), 0, 0});
+      it = queue_.erase(it);
+      continue;
+    }
+    Slot* best = nullptr;
+    size_t best_match = 0;
+    const std::vector<int32_t>& prompt = (*it)->spec.prompt;
+    for (auto& s : slots_) {
+      if (s->job) continue;
+      size_t m = 0;
+      while (m < s->history.size() && m < prompt.size() && s->history[m] == prompt[m]) ++m;
+      if (!best || m > best_match || (m == best_match && s->last_used < best->last_used))
+        best = s.get(), best_match = m;
+    }
+    if (!best) break;
+    std::unique_ptr<Job> job = std::move(*it);
+    it = queue_.erase(it);
+    // Keep at least one prompt token to evaluate: its logits give the first token.
+    const size_t keep = std::min(best_match, prompt.size() - 1);
+    best->session->truncate(static_cast<int64_t>(keep));
+    best->history.resize(keep);
+    best->last_used = ++clock_;
+    job->pos = keep;
+    job->cached = static_cast<int64_t>(keep);
+    (keep > 0 ? metrics_.prefix_hits : metrics_.prefix_misses)++;
+    metrics_.prompt_tokens += prompt.size();
+    metrics_.cached_tokens += keep;
+    SamplerParams sp = job->spec.gen.sampling;
+    if (!job->spec.gen.seed_given) sp.seed = std::random_device{}() * 0x9E3779B97F4A7C15ull + clock_;
+    job->sampler = std::make_unique<Sampler>(sp);
+    const size_t look = std::min<size_t>(prompt.size(), std::max(0, sp.repeat_last_n));
+    for (size_t i = prompt.size() - look; i < prompt.size(); ++i) job->sampler->accept(prompt[i]);
+    job->filter = std::make_unique<TextFilter>(job->spec.gen.stop, job->spec.split_reasoning,
+                                               job->spec.in_think);
+    job->decoder = std::make_unique<StreamDecoder>(tok_);
+    best->job = std::move(job);
+  }
+}
+
+void Scheduler::step() {
+  // Cancelled sequences leave first; their slot keeps what is cached.
+  for (auto& s : slots_)
+    if (s->job && s->job->out->cancelled()) {
+      ++metrics_.aborted;
+      finish(*s, "cancelled");
+    }
+  // Decode tokens first (one per running stream), then prefill chunks in slot order within
+  // what is left of the budget (at least a few tokens, so prefill always advances).
+  std::vector<BatchEntry> entries;
+  std::vector<Slot*> owners;
+  std::vector<int32_t> decode_tok(slots_.size());
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Slot& s = *slots_[i];
+    if (!s.job || s.job->next < 0) continue;
+    decode_tok[i] = s.job->next;
+    entries.push_back({s.session.get(), std::span<const int32_t>(&decode_tok[i], 1), true});
+    owners.push_back(&s);
+  }
+  int64_t budget = std::max<int64_t>(opt_.chunk - static_cast<int64_t>(entries.size()),
+                                     std::min(16, opt_.chunk));
+  for (auto& sp : slots_) {
+    Slot& s = *sp;
+    if (!s.job || s.job->next >= 0 || budget <= 0) continue;
+    const std::vector<int32_t>& prompt = s.job->spec.prompt;
+    const int64_t n = std::min<int64_t>(budget, static_cast<int64_t>(prompt.size() - s.job->pos));
+    const bool last = s.job->pos + n == prompt.size();
+    entries.push_back({s.session.get(), std::span<const int32_t>(prompt.data() + s.job->pos, n), last});
+    owners.push_back(&s);
+    budget -= n;
+  }
+  if (entries.empty()) return;
+  auto r = batch_.run(entries);
+  if (!r) {
+    for (Slot* s : owners) {
+      s->session->reset();
+      s->history.clear();
+      finish(*s, "", r.status().message());
+    }
+    return;
+  }
+  std::vector<float>& logits = *r;
+  size_t row = 0;
+  for (size_t e = 0; e < entries.size(); ++e) {
+    Slot& s = *owners[e];
+    s.history.insert(s.history.end(), entries[e].tokens.begin(), entries[e].tokens.end());
+    if (s.job->next < 0) s.job->pos += entries[e].tokens.size();
+    if (entries[e].want_logits) sample(s, logits, row++);
+  }
+}
+
+// Picks the next token of a slot from its logits row and decides whether it ends there.
+void Scheduler::sample(Slot& s, std::vector<float>& logits, size_t row) {
+  Job& j = *s.job;
+  const int32_t V = static_cast<int32_t>(model_.config().n_vocab);
+  float* l = logits.data() + row * static_cast<size_t>(V);
+  const GenParams& g = j.spec.gen;
+  if (g.presence_penalty != 0 || g.frequency_penalty != 0)
+    for (const auto& [t, n] : j.generated)
+      l[t] -= g.presence_penalty + g.frequency_penalty * static_cast<float>(n);
+  const int32_t t = j.sampler->sample(l, V);
+  const auto now = Clock::now();
+  if (j.n_gen == 0) metrics_.ttft.observe(std::chrono::duration<double>(now - j.arrived).count());
+  else metrics_.itl.observe(std::chrono::duration<double>(now - j.last_token).count());
+  j.last_token = now;
+  if (t < 0 || tok_.is_end_of_generation(t)) return finish(s, "stop");
+  j.sampler->accept(t);
+  ++j.generated[t];
+  ++j.n_gen;
+  ++metrics_.completion_tokens;
+  const std::string piece = tok_.is_control(t) ? std::string() : j.decoder->push(t);
+  TextFilter::Out o = j.filter->push(piece);
+  j.out->emit(o.content, o.reasoning);
+  if (o.stopped) return finish(s, "stop");
+  if (g.max_tokens > 0 && j.n_gen >= g.max_tokens) return finish(s, "length");
+  if (s.session->n_past() >= s.session->n_ctx()) return finish(s, "length");
+  j.next = t;
+}
+
+void Scheduler::finish(Slot& s, const std::string& reason, const std::string& error) {
+  Job& j = *s.job;
+  if (error.empty() && reason != "cancelled") {
+    TextFilter::Out o = j.filter->push(j.decoder->flush());
+    TextFilter::Out f = j.filter->flush();
+    j.out->emit(o.content + f.content, o.reasoning + f.reasoning);
+  }
+  Usage u{static_cast<int64_t>(j.spec.prompt.size()), j.n_gen, j.cached};
+  j.out->finish(reason, u, error);
+  s.job.reset();
+}
+
+}  // namespace ktx::serve

@@ -1,0 +1,117 @@
+// The batching queue of `ktx-run serve`: requests wait in a bounded queue for one of
+// --parallel sequence slots (each a Session with its own KV cache); one engine thread runs
+// steps of the engine's BatchStep, each advancing every active sequence together: the next
+// token of every decoding sequence, plus prefill chunks of newly admitted ones within the
+// --chunk token budget, so running streams keep flowing while a long prompt is read. Requests
+// join and leave at any step. A finished sequence's slot keeps its KV cache and token history:
+// a new request takes the idle slot sharing the longest prefix with its prompt (multi-turn
+// chats and shared system prompts skip that prefill), otherwise the least recently used one.
+// The HTTP side only submits and drains RequestStreams; a cancelled stream (client gone) frees
+// its slot at the next step.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "runtime/engine/engine.h"
+#include "runtime/serve/metrics.h"
+#include "runtime/serve/protocol.h"
+#include "runtime/text/tokenizer.h"
+
+namespace ktx::serve {
+
+struct Usage {
+  int64_t prompt = 0, completion = 0, cached = 0;
+};
+
+// One request's output: written by the engine thread, drained by the HTTP thread.
+class RequestStream {
+ public:
+  struct Chunk {
+    std::string content, reasoning;  // new text since the last take
+    bool done = false;
+    std::string finish_reason;       // "stop", "length" (when done)
+    std::string error;               // engine failure (when done)
+    Usage usage;                     // when done
+  };
+  // Waits up to `timeout` for output and returns what arrived (empty when nothing did).
+  Chunk take(std::chrono::milliseconds timeout);
+  // The client went away: the scheduler frees the sequence at its next step.
+  void cancel() { cancelled_ = true; }
+  bool cancelled() const { return cancelled_; }
+
+  // Engine side.
+  void emit(const std::string& content, const std::string& reasoning);
+  void finish(const std::string& reason, const Usage& usage, const std::string& error = "");
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Chunk pending_;
+  std::atomic<bool> cancelled_{false};
+};
+
+struct SchedulerOptions {
+  int parallel = 4;       // sequence slots
+  int64_t n_ctx = 0;      // context per slot (0: the model's)
+  int max_queue = 64;     // waiting requests beyond this are refused with 503
+  int chunk = 256;        // token budget of one step (decode tokens + prefill chunks)
+};
+
+struct SubmitSpec {
+  std::vector<int32_t> prompt;
+  GenParams gen;
+  bool split_reasoning = true;  // <think> blocks to reasoning_content
+  bool in_think = false;        // the prompt ends inside an opened <think>
+};
+
+class Scheduler {
+ public:
+  Scheduler(const Model& model, const Tokenizer& tok, SchedulerOptions opt, Metrics& metrics);
+  ~Scheduler();  // shutdown()
+  // Finishes waiting and running requests with an error and stops the engine thread; later
+  // submissions are refused with 503.
+  void shutdown();
+
+  // Queues a request. Errors: an empty prompt, a prompt longer than the context (400 naming
+  // both lengths), a full queue (503).
+  std::variant<std::shared_ptr<RequestStream>, ApiError> submit(SubmitSpec spec);
+  int64_t n_ctx() const { return n_ctx_; }
+  Gauges gauges() const;
+
+ private:
+  struct Job;
+  struct Slot;
+  void loop();
+  void admit();
+  void step();
+  void finish(Slot& slot, const std::string& reason, const std::string& error = "");
+  void sample(Slot& slot, std::vector<float>& logits, size_t row);
+
+  const Model& model_;
+  const Tokenizer& tok_;
+  SchedulerOptions opt_;
+  Metrics& metrics_;
+  int64_t n_ctx_ = 0;
+  BatchStep batch_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  uint64_t clock_ = 0;  // admission counter for LRU
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Job>> queue_;
+  bool stop_ = false;
+  std::atomic<int64_t> active_{0}, kv_used_{0}, kv_cached_{0};
+  std::thread thread_;
+};
+
+}  // namespace ktx::serve

@@ -1,0 +1,148 @@
+// The scheduler on a shipped tiny model (float32 reference program): greedy requests give the
+// same text alone or batched with others (joining at different steps, prefill chunked), the
+// prefix cache reuses a finished slot's prompt, cancelled requests free their slot, a full
+// queue is a 503, a prompt longer than the context a 400 naming both lengths, max_tokens ends
+// with "length".
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "common/gguf/gguf.h"
+#include "runtime/serve/scheduler.h"
+
+namespace ktx::serve {
+namespace {
+
+const std::string kModels = std::string(KTX_SHARED_DIR) + "/models/";
+
+struct Fixture {
+  std::shared_ptr<const GGUFFile> gguf;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tok;
+  Metrics metrics;
+  Fixture() {
+    auto f = GGUFFile::open(kModels + "qwen3moe.Q8_0.gguf");
+    EXPECT_TRUE(f.has_value());
+    gguf = std::move(f).value();
+    auto cfg = ModelConfig::from_gguf(*gguf);
+    EngineOptions opt;
+    opt.threads = 2;
+    opt.n_ctx = 96;
+    model = std::move(Model::load(*cfg, gguf, opt).value());
+    tok = std::move(Tokenizer::from_gguf(*gguf).value());
+  }
+};
+
+SubmitSpec greedy(std::vector<int32_t> prompt, int64_t max_tokens) {
+  SubmitSpec s;
+  s.prompt = std::move(prompt);
+  s.gen.max_tokens = max_tokens;
+  s.gen.sampling.temperature = 0;
+  s.split_reasoning = false;
+  return s;
+}
+
+struct Result {
+  std::string text, finish;
+  Usage usage;
+};
+
+Result drain(const std::shared_ptr<RequestStream>& s) {
+  Result r;
+  while (true) {
+    auto c = s->take(std::chrono::milliseconds(2000));
+    r.text += c.content;
+    if (c.done) {
+      r.finish = c.finish_reason;
+      r.usage = c.usage;
+      EXPECT_EQ(c.error, "");
+      return r;
+    }
+  }
+}
+
+std::shared_ptr<RequestStream> submit(Scheduler& s, SubmitSpec spec) {
+  auto r = s.submit(std::move(spec));
+  EXPECT_TRUE(std::holds_alternative<std::shared_ptr<RequestStream>>(r))
+      << std::get<ApiError>(r).message;
+  return std::get<std::shared_ptr<RequestStream>>(r);
+}
+
+std::vector<int32_t> prompt_of(int i) {
+  std::vector<int32_t> p;
+  for (int j = 0; j < 5 + (i * 7) % 23; ++j) p.push_back((i * 31 + j * 17) % 380 + 10);
+  return p;
+}
+
+TEST(Scheduler, BatchedGreedyEqualsLone) {
+  Fixture fx;
+  std::vector<Result> lone;
+  {
+    Scheduler s(*fx.model, *fx.tok, {1, 96, 64, 256}, fx.metrics);
+    for (int i = 0; i < 6; ++i) lone.push_back(drain(submit(s, greedy(prompt_of(i), 12))));
+  }
+  // Four slots, a small step budget (prefill chunked and interleaved with decode), requests
+  // arriving while others run.
+  Scheduler s(*fx.model, *fx.tok, {4, 96, 64, 8}, fx.metrics);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 6; ++i) {
+    streams.push_back(submit(s, greedy(prompt_of(i), 12)));
+    if (i == 2) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (int i = 0; i < 6; ++i) {
+    Result r = drain(streams[i]);
+    EXPECT_EQ(r.text, lone[i].text) << i;
+    EXPECT_EQ(r.finish, lone[i].finish) << i;
+    EXPECT_EQ(r.usage.completion, lone[i].usage.completion) << i;
+    EXPECT_EQ(r.usage.prompt, static_cast<int64_t>(prompt_of(i).size()));
+  }
+}
+
+TEST(Scheduler, PrefixCacheReusesAFinishedPrompt) {
+  Fixture fx;
+  Scheduler s(*fx.model, *fx.tok, {2, 96, 64, 256}, fx.metrics);
+  const std::vector<int32_t> p = prompt_of(3);
+  Result a = drain(submit(s, greedy(p, 8)));
+  EXPECT_EQ(a.usage.cached, 0);
+  EXPECT_EQ(a.finish, "length");
+  EXPECT_EQ(a.usage.completion, 8);
+  Result b = drain(submit(s, greedy(p, 8)));
+  EXPECT_EQ(b.usage.cached, static_cast<int64_t>(p.size()) - 1);
+  EXPECT_EQ(b.text, a.text);
+  std::vector<int32_t> longer = p;
+  longer.push_back(77);
+  Result c = drain(submit(s, greedy(longer, 4)));
+  EXPECT_EQ(c.usage.cached, static_cast<int64_t>(p.size()));
+  EXPECT_GE(fx.metrics.prefix_hits.load(), 2u);
+}
+
+TEST(Scheduler, RefusesLongPromptsAndAFullQueueAndFreesCancelledSlots) {
+  Fixture fx;
+  Scheduler s(*fx.model, *fx.tok, {1, 32, 1, 256}, fx.metrics);
+  auto r = s.submit(greedy(std::vector<int32_t>(40, 12), 4));
+  ASSERT_TRUE(std::holds_alternative<ApiError>(r));
+  const ApiError& e = std::get<ApiError>(r);
+  EXPECT_EQ(e.status, 400);
+  EXPECT_NE(e.message.find("40 tokens"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("32 tokens"), std::string::npos) << e.message;
+  // A cancelled stream ends at the next step and its slot serves the next request.
+  auto busy = submit(s, greedy(prompt_of(1), 0));
+  busy->cancel();
+  auto c = busy->take(std::chrono::milliseconds(5000));
+  EXPECT_TRUE(c.done);
+  Result w = drain(submit(s, greedy(prompt_of(2), 4)));
+  EXPECT_EQ(w.usage.completion, 4);
+  // A generation without max_tokens ends when the context is full (or at an end token).
+  Result full_ctx = drain(submit(s, greedy(prompt_of(4), 0)));
+  if (full_ctx.finish == "length") {
+    EXPECT_EQ(full_ctx.usage.prompt + full_ctx.usage.completion, 33);
+  }
+  // No room in the queue: 503.
+  Scheduler none(*fx.model, *fx.tok, {1, 32, 0, 256}, fx.metrics);
+  auto full = none.submit(greedy(prompt_of(3), 4));
+  ASSERT_TRUE(std::holds_alternative<ApiError>(full));
+  EXPECT_EQ(std::get<ApiError>(full).status, 503);
+}
+
+}  // namespace
+}  // namespace ktx::serve

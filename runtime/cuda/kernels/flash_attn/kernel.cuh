@@ -85,6 +85,7 @@ __device__ void flash_attn_block(const KtxFlashParams& p) {
     l_s[r] = 0.0f;
   }
   float2 acc[NP];
+#pragma unroll
   for (int k = 0; k < NP; ++k) acc[k] = make_float2(0.0f, 0.0f);
 
   for (int kt0 = ks; kt0 < ke; kt0 += KT) {
@@ -150,7 +151,8 @@ __device__ void flash_attn_block(const KtxFlashParams& p) {
       }
     }
     __syncthreads();
-    // 4. weighted values
+    // 4. weighted values (unrolled: acc stays in registers)
+#pragma unroll
     for (int k = 0; k < NP; ++k) {
       const int idx = tid + k * NT, r = idx / (DV / 2), c = idx % (DV / 2);
       const float a = a_s[r];
@@ -165,6 +167,7 @@ __device__ void flash_attn_block(const KtxFlashParams& p) {
     }
   }
   __syncthreads();
+#pragma unroll
   for (int k = 0; k < NP; ++k) {
     const int idx = tid + k * NT, r = idx / (DV / 2), c = idx % (DV / 2);
     if (!row_ok(r)) continue;

@@ -1,0 +1,51 @@
+// CPU emulation of the CUDA execution model, so the GPU unit tests run without a GPU (a lab
+// tool: dev/cuda_emu/build.sh). One block at a time, its threads as ucontext fibers on one OS
+// thread; __shared__ = static (one block at a time), __syncthreads / __syncwarp / shuffles are
+// barriers that switch fibers (a divergent barrier aborts, naming it). It checks indexing,
+// masking and barrier logic; not timing, memory ordering races, alignment or shared-memory limits.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <algorithm>
+
+struct EmuDim { unsigned x = 1, y = 1, z = 1; };
+extern EmuDim threadIdx, blockIdx, blockDim, gridDim;
+
+void emu_block_barrier();
+void emu_warp_barrier();
+float* emu_warp_slots();  // per thread slot array [blockDim.x]
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(x)
+#define __shared__ static
+
+struct float2 { float x, y; };
+inline float2 make_float2(float a, float b) { return {a, b}; }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+template <typename T> inline T __ldg(const T* p) { return *p; }
+inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline float __int_as_float(int u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline void sincos(double x, double* s, double* c) { *s = std::sin(x); *c = std::cos(x); }
+#include <math.h>
+
+inline void __syncthreads() { emu_block_barrier(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu_warp_barrier(); }
+inline float emu_shfl(float v, int src_lane) {
+  float* s = emu_warp_slots();
+  const unsigned tid = threadIdx.x, base = tid / 32 * 32;
+  s[tid] = v;
+  emu_warp_barrier();
+  const float r = s[base + src_lane];
+  emu_warp_barrier();
+  return r;
+}
+inline float __shfl_xor_sync(unsigned, float v, int o) { return emu_shfl(v, (threadIdx.x % 32) ^ o); }
+inline float __shfl_down_sync(unsigned, float v, int o) {
+  const int l = threadIdx.x % 32;
+  return emu_shfl(v, l + o < 32 ? l + o : l);
+}

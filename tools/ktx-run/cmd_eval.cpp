@@ -1,7 +1,8 @@
 // `ktx-run eval PLAN --ref FILE.ref.gguf`: runs the plan's model on every sequence of a
 // transformers reference file and prints how close it comes (see tools/ktx-run/eval/eval.h).
-// The bounds depend on the kernels the plan chose (float32 or activation-quantizing; see
-// EvalOptions), and the kernels that ran are listed first. Exit 0 when every bound holds, 1 when one does not, 2 for usage or input errors.
+// The bounds depend on the kernels the plan chose (float32, or activation-quantizing: the
+// reference file's row of the per-file table, printed with the result; see EvalOptions), and
+// the kernels that ran are listed first. Exit 0 when every bound holds, 1 when one does not, 2 for usage or input errors.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>

@@ -34,12 +34,16 @@ struct Options {
   bool ref = false;
 };
 
-std::vector<uint8_t> random_cache(KvType t, int64_t n, uint64_t seed) {
+// rows cache rows of cols random elements.
+std::vector<uint8_t> random_cache(KvType t, int64_t rows, int64_t cols, uint64_t seed) {
   Xoshiro256 rng(seed);
-  std::vector<float> f(static_cast<size_t>(n));
-  for (float& x : f) x = static_cast<float>(2.0 * rng.next_unit() - 1.0);
-  std::vector<uint8_t> c(f.size() * kv_elem_bytes(t));
-  kv_store_row(t, f.data(), c.data(), n);
+  std::vector<float> f(static_cast<size_t>(cols));
+  const size_t rb = kv_row_bytes(t, cols);
+  std::vector<uint8_t> c(static_cast<size_t>(rows) * rb);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (float& x : f) x = static_cast<float>(2.0 * rng.next_unit() - 1.0);
+    kv_store_row(t, f.data(), c.data() + r * rb, cols);
+  }
   return c;
 }
 
@@ -81,10 +85,10 @@ void report(const char* model, const char* tier, KvType kv, const char* phase, i
 void bench_gqa(ThreadPool& pool, const Options& o, KvType kv, int64_t n_past, int64_t n_tok) {
   const GqaAttnDesc d{32, 4, 128, 128, 0.08838835f, kv};
   const int64_t n_pos = n_past + n_tok, row = d.n_head_kv * d.head_dim_k;
-  const auto k = random_cache(kv, n_pos * row, 1), v = random_cache(kv, n_pos * row, 2);
+  const auto k = random_cache(kv, n_pos, row, 1), v = random_cache(kv, n_pos, row, 2);
   const auto q = random_f32(n_tok * d.n_head * d.head_dim_k, 3);
   std::vector<float> out(n_tok * d.n_head * d.head_dim_v);
-  const double bytes = 2.0 * n_pos * row * kv_elem_bytes(kv);
+  const double bytes = 2.0 * n_pos * kv_row_bytes(kv, row);
   const double flops = call_flops(n_past, n_tok, 2.0 * d.n_head * (d.head_dim_k + d.head_dim_v));
   const char* phase = n_tok == 1 ? "decode" : "prefill";
   const CpuIsa isa = detect_cpu_isa();
@@ -109,11 +113,12 @@ void bench_gqa(ThreadPool& pool, const Options& o, KvType kv, int64_t n_past, in
 void bench_mla(ThreadPool& pool, const Options& o, KvType kv, int64_t n_past, int64_t n_tok) {
   const MlaAttnDesc d{128, 512, 64, 0.0721688f, kv};  // 1/sqrt(128 + 64)
   const int64_t n_pos = n_past + n_tok;
-  const auto c = random_cache(kv, n_pos * d.kv_lora, 1), kpe = random_cache(kv, n_pos * d.rope, 2);
+  const auto c = random_cache(kv, n_pos, d.kv_lora, 1), kpe = random_cache(kv, n_pos, d.rope, 2);
   const auto q_abs = random_f32(n_tok * d.n_head * d.kv_lora, 3);
   const auto q_pe = random_f32(n_tok * d.n_head * d.rope, 4);
   std::vector<float> out(n_tok * d.n_head * d.kv_lora);
-  const double bytes = static_cast<double>(n_pos) * (d.kv_lora + d.rope) * kv_elem_bytes(kv);
+  const double bytes =
+      static_cast<double>(n_pos) * (kv_row_bytes(kv, d.kv_lora) + kv_row_bytes(kv, d.rope));
   const double flops = call_flops(n_past, n_tok, 2.0 * d.n_head * (2 * d.kv_lora + d.rope));
   const char* phase = n_tok == 1 ? "decode" : "prefill";
   const CpuIsa isa = detect_cpu_isa();
@@ -142,7 +147,7 @@ int main(int argc, char** argv) {
   CLI::App app{"ktx-attention-bench: GQA and MLA attention kernels on this CPU"};
   app.add_option("--threads", o.threads, "threads (0: one per physical core)");
   app.add_option("--iters", o.iters, "timed calls per point (median printed)");
-  app.add_option("--kv", o.kv, "KV cache types: f32, f16, bf16")->delimiter(',');
+  app.add_option("--kv", o.kv, "KV cache types: f32, f16, bf16, q8_0")->delimiter(',');
   app.add_option("--ctx", o.ctx, "decode context lengths")->delimiter(',');
   app.add_option("--prefill", o.prefill, "prefill tokens from an empty cache (0: none)");
   app.add_flag("--ref", o.ref, "also time the plain twin (scalar, slow)");

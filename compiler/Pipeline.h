@@ -11,7 +11,7 @@ namespace ktx::kt {
 struct PipelineOptions {
   std::string hw_path;             // host profile (TOML)
   std::string kernels = "fast";    // fast | reference (--kt-select-kernels)
-  std::string kv_cache = "f16";    // f16 | bf16 | f32: KV cache of fast attention ops
+  std::string kv_cache = "f16";    // f16 | bf16 | f32 | q8_0: KV cache of fast attention ops
   std::string gpu = "auto";        // auto | on | off (--kt-place)
   int64_t vram_budget = 0;         // bytes; 0 = the GPU's memory less the profile's reserve
   int64_t ctx = 0;                 // KV positions to provision; 0 = the module's kt.context

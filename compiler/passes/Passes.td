@@ -59,7 +59,7 @@ def KtSelectKernels : Pass<"kt-select-kernels", "::mlir::ModuleOp"> {
     Option<"kernels", "kernels", "std::string", /*default=*/"\"fast\"",
            "fast (generated/int8 kernels) or reference (exact float32)">,
     Option<"kvCache", "kv-cache", "std::string", /*default=*/"\"f16\"",
-           "KV cache element type of fast attention ops: f16, bf16 or f32">,
+           "KV cache element type of fast attention ops: f16, bf16, f32 or q8_0">,
   ];
 }
 

@@ -128,9 +128,9 @@ struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
                      << ": expected 'fast' or 'reference'";
       return signalPassFailure();
     }
-    if (kvCache != "f16" && kvCache != "bf16" && kvCache != "f32") {
+    if (kvCache != "f16" && kvCache != "bf16" && kvCache != "f32" && kvCache != "q8_0") {
       option_error() << "kt-select-kernels: kv-cache=" << std::string(kvCache)
-                     << ": expected f16, bf16 or f32";
+                     << ": expected f16, bf16, f32 or q8_0";
       return signalPassFailure();
     }
     if (kernels == "reference") {

@@ -1,4 +1,4 @@
-// CPU attention over a KV cache of f32, f16 or bf16 rows: grouped-query attention (qwen3moe,
+// CPU attention over a KV cache of f32, f16, bf16 or q8_0 rows: grouped-query attention (qwen3moe,
 // qwen2moe, Mixtral) and absorbed multi-head latent attention (deepseek2). The math is the
 // engine's scalar float32 attention (runtime/engine/attention.cpp, attention_mla.cpp): token t
 // of a call attends to cache positions [0, n_past + t], softmax over the scaled scores, output
@@ -21,15 +21,25 @@
 
 namespace ktx::cpu {
 
-// Element type of the KV cache. bf16 is the default: same exponent range as f32 (no overflow
-// on large activations), half the bytes. f32 keeps the exact path of the scalar engine.
-enum class KvType : uint8_t { f32, f16, bf16 };
+// Element type of the KV cache. f16 is what plans ask for by default (ktc plan --kv-cache);
+// bf16 has f32's exponent range, half the bytes; f32 keeps the exact path of the scalar engine;
+// q8_0 is ggml's Q8_0 (an f16 scale and 32 int8 per block, 34 bytes: 1.06 bytes an element),
+// for long contexts. A q8_0 row of n elements is ceil(n / 32) blocks over the row's elements in
+// order, the last one zero-padded when n is not a multiple of 32; a row holds all KV heads of
+// one position, so with head widths that are multiples of 32 (every real model) no block spans
+// two heads.
+enum class KvType : uint8_t { f32, f16, bf16, q8_0 };
 
-const char* kv_type_name(KvType t);                          // "f32", "f16", "bf16"
+inline constexpr int64_t kKvQ8Block = 32;        // elements of a q8_0 block
+inline constexpr size_t kKvQ8BlockBytes = 34;    // its f16 scale, then 32 int8
+
+const char* kv_type_name(KvType t);                          // "f32", "f16", "bf16", "q8_0"
 Expected<KvType> parse_kv_type(const std::string& name);     // error names the text
-size_t kv_elem_bytes(KvType t);                               // 4, 2, 2
+size_t kv_row_bytes(KvType t, int64_t n);                    // one cache row of n elements
 
-// n floats to the cache type (round to nearest, ties to even), and back (exact widening).
+// n floats to one cache row (f16/bf16: round to nearest, ties to even; q8_0: ggml's
+// quantize_row_q8_0, scale max|x| / 127 stored as f16, values rounded to nearest), and back
+// (exact: widening, or q * scale as ggml's dequantize_row_q8_0).
 void kv_store_row(KvType t, const float* src, void* dst, int64_t n);
 void kv_load_row(KvType t, const void* src, float* dst, int64_t n);
 
@@ -48,8 +58,8 @@ struct GqaAttnDesc {
 };
 
 // q:       [n_tok][n_head * head_dim_k] f32 (roped), row stride q_stride floats.
-// k_cache: [n_past + n_tok][n_head_kv * head_dim_k] of type d.kv.
-// v_cache: [n_past + n_tok][n_head_kv * head_dim_v] of type d.kv.
+// k_cache: [n_past + n_tok] rows of n_head_kv * head_dim_k elements of type d.kv.
+// v_cache: [n_past + n_tok] rows of n_head_kv * head_dim_v elements of type d.kv.
 // out:     [n_tok][n_head * head_dim_v] f32, dense.
 void gqa_attention(ThreadPool& pool, const GqaAttnDesc& d, const float* q, int64_t q_stride,
                    const void* k_cache, const void* v_cache, int64_t n_past, int64_t n_tok,
@@ -69,7 +79,7 @@ struct MlaAttnDesc {
 
 // q_abs:  [n_tok][n_head * kv_lora] f32 (W_k^T q_nope per head), dense.
 // q_pe:   rope part of head h of token t at q_pe + t * q_pe_stride + h * q_pe_head_stride.
-// latent: [n_past + n_tok][kv_lora] of type d.kv;  k_pe: [n_past + n_tok][rope] of type d.kv.
+// latent: [n_past + n_tok] rows of kv_lora elements of type d.kv; k_pe: rows of rope elements.
 // score(t,h,j) = (q_abs·c_j + q_pe·kpe_j) * scale;  o_lat[t][h] = sum_j softmax_j(score) c_j.
 // o_lat:  [n_tok][n_head * kv_lora] f32, dense.
 void mla_attention(ThreadPool& pool, const MlaAttnDesc& d, const float* q_abs, const float* q_pe,

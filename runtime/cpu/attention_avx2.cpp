@@ -39,6 +39,9 @@ struct V256 {
     const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
   }
+  static reg widen_i8(const int8_t* q) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
+  }
   // dst[0..4) = horizontal sums of a, b, c, d (three hadds, then fold the 128-bit halves).
   static void sum4(reg a, reg b, reg c, reg d, float* dst) {
     const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));

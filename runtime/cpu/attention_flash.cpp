@@ -57,19 +57,23 @@ struct Dims {
 // Widens keys [j0, j0 + n) of the item into kb (and vb unless V lives in the K rows).
 void load_block(const Kernels& kern, KvType t, const ItemSetup& it, const Dims& dm, int64_t j0,
                 int64_t n, float* kb, float* vb, int64_t dk) {
-  const size_t eb = kv_elem_bytes(t);
+  auto first_row = [&](const CacheSlice& c, size_t* row_bytes) {
+    *row_bytes = kv_row_bytes(t, c.row_stride);
+    return static_cast<const uint8_t*>(c.base) + static_cast<size_t>(j0) * *row_bytes;
+  };
+  size_t rb = 0;
   for (int s = 0; s < it.n_k; ++s) {
     const CacheSlice& c = it.k[s];
-    const auto* src = static_cast<const uint8_t*>(c.base) + (j0 * c.row_stride + c.col0) * eb;
-    kern.widen_rows(t, src, c.row_stride, n, c.width, kb + c.dst_col, dm.k_ld);
+    const uint8_t* src = first_row(c, &rb);
+    kern.widen_rows(t, src, rb, c.col0, n, c.width, kb + c.dst_col, dm.k_ld);
   }
   // Pad columns of K must be finite (they meet q's zero padding); rows are reused per block.
   if (dk < dm.dk_pad)
     for (int64_t r = 0; r < n; ++r) std::fill(kb + r * dm.k_ld + dk, kb + (r + 1) * dm.k_ld, 0.0f);
   if (!it.v_in_k) {
     const CacheSlice& c = it.v;
-    const auto* src = static_cast<const uint8_t*>(c.base) + (j0 * c.row_stride + c.col0) * eb;
-    kern.widen_rows(t, src, c.row_stride, n, c.width, vb, dm.dv_pad);
+    const uint8_t* src = first_row(c, &rb);
+    kern.widen_rows(t, src, rb, c.col0, n, c.width, vb, dm.dv_pad);
   }
 }
 

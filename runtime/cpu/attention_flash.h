@@ -32,9 +32,10 @@ inline int64_t round_up(int64_t x, int64_t q) { return (x + q - 1) / q * q; }
 // kWidthQuant; leading dimensions (ld) are in floats.
 struct Kernels {
   const char* name;
-  // dst[r][0..n) = cache row r (src + r * src_stride elements) widened to f32, r < rows.
-  void (*widen_rows)(KvType t, const void* src, int64_t src_stride, int64_t rows, int64_t n,
-                     float* dst, int64_t dst_ld);
+  // dst[r][0..n) = elements [col0, col0 + n) of cache row r (at src + r * row_bytes) widened
+  // to f32, r < rows; the values kv_load_row gives, bit for bit.
+  void (*widen_rows)(KvType t, const void* src, size_t row_bytes, int64_t col0, int64_t rows,
+                     int64_t n, float* dst, int64_t dst_ld);
   // s[m][j] = q[m] · k[j] over d floats; m < rows, j < keys (keys a multiple of kKeyQuant).
   void (*qk)(const float* q, int64_t q_ld, const float* k, int64_t k_ld, int64_t rows,
              int64_t keys, int64_t d, float* s, int64_t s_ld);
@@ -54,8 +55,9 @@ const Kernels* kernels_for(IsaTier tier, const CpuIsa& isa);
 // The best on this CPU (detect_cpu_isa, once); nullptr: use the references.
 const Kernels* best_kernels();
 
-// One segment of a cache row: `width` elements from column col0 of rows `row_stride` apart,
-// placed at column dst_col of the widened row.
+// One segment of a cache row: `width` elements from column col0 of rows of `row_stride`
+// elements (kv_row_bytes(type, row_stride) bytes apart), placed at column dst_col of the
+// widened row.
 struct CacheSlice {
   const void* base = nullptr;
   int64_t row_stride = 0, col0 = 0, width = 0, dst_col = 0;

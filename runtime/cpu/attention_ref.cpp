@@ -1,7 +1,7 @@
 // The plain twins of the attention kernels (attention.h) and the KV element conversions. The
 // references widen the whole cache to f32 first and then follow the engine's scalar attention
 // step by step (scores, max-subtracted softmax with a double sum, weighted sum of values), so
-// with an f32 cache they are the engine's numbers and with f16/bf16 they read exactly the
+// with an f32 cache they are the engine's numbers and with f16/bf16/q8_0 they read exactly the
 // values the fast kernels read.
 #include <algorithm>
 #include <cmath>
@@ -18,18 +18,28 @@ const char* kv_type_name(KvType t) {
     case KvType::f32: return "f32";
     case KvType::f16: return "f16";
     case KvType::bf16: return "bf16";
+    case KvType::q8_0: return "q8_0";
   }
   return "?";
 }
 
 Expected<KvType> parse_kv_type(const std::string& name) {
-  for (KvType t : {KvType::f32, KvType::f16, KvType::bf16}) {
+  for (KvType t : {KvType::f32, KvType::f16, KvType::bf16, KvType::q8_0}) {
     if (name == kv_type_name(t)) return t;
   }
-  return Error("unknown KV cache type '{}' (expected f32, f16 or bf16)", name);
+  return Error("unknown KV cache type '{}' (expected f32, f16, bf16 or q8_0)", name);
 }
 
-size_t kv_elem_bytes(KvType t) { return t == KvType::f32 ? 4 : 2; }
+size_t kv_row_bytes(KvType t, int64_t n) {
+  const auto un = static_cast<size_t>(n);
+  switch (t) {
+    case KvType::f32: return un * 4;
+    case KvType::f16:
+    case KvType::bf16: return un * 2;
+    case KvType::q8_0: return static_cast<size_t>((n + kKvQ8Block - 1) / kKvQ8Block) * kKvQ8BlockBytes;
+  }
+  return 0;
+}
 
 void kv_store_row(KvType t, const float* src, void* dst, int64_t n) {
   switch (t) {
@@ -42,6 +52,17 @@ void kv_store_row(KvType t, const float* src, void* dst, int64_t n) {
     case KvType::bf16: {
       auto* h = static_cast<uint16_t*>(dst);
       for (int64_t i = 0; i < n; ++i) h[i] = fp32_to_bf16(src[i]);
+      return;
+    }
+    case KvType::q8_0: {
+      const int64_t full = n / kKvQ8Block * kKvQ8Block;
+      if (full > 0) quantize_row(GGMLType::Q8_0, src, dst, full);
+      if (full < n) {  // the zero-padded last block
+        float tail[kKvQ8Block] = {};
+        std::memcpy(tail, src + full, static_cast<size_t>(n - full) * sizeof(float));
+        quantize_row(GGMLType::Q8_0, tail,
+                     static_cast<uint8_t*>(dst) + full / kKvQ8Block * kKvQ8BlockBytes, kKvQ8Block);
+      }
       return;
     }
   }
@@ -60,15 +81,29 @@ void kv_load_row(KvType t, const void* src, float* dst, int64_t n) {
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(h[i]);
       return;
     }
+    case KvType::q8_0: {
+      const int64_t full = n / kKvQ8Block * kKvQ8Block;
+      if (full > 0) dequantize_row(GGMLType::Q8_0, src, dst, full);
+      if (full < n) {
+        float tail[kKvQ8Block];
+        dequantize_row(GGMLType::Q8_0,
+                       static_cast<const uint8_t*>(src) + full / kKvQ8Block * kKvQ8BlockBytes,
+                       tail, kKvQ8Block);
+        std::memcpy(dst + full, tail, static_cast<size_t>(n - full) * sizeof(float));
+      }
+      return;
+    }
   }
 }
 
 namespace {
 
-// rows x cols cache elements of type t, widened to f32.
+// rows cache rows of cols elements of type t, widened to f32.
 std::vector<float> widen(KvType t, const void* src, int64_t rows, int64_t cols) {
   std::vector<float> f(static_cast<size_t>(rows * cols));  // [rows, cols]
-  kv_load_row(t, src, f.data(), rows * cols);
+  const size_t rb = kv_row_bytes(t, cols);
+  for (int64_t r = 0; r < rows; ++r)
+    kv_load_row(t, static_cast<const uint8_t*>(src) + r * rb, f.data() + r * cols, cols);
   return f;
 }
 

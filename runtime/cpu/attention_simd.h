@@ -7,7 +7,8 @@
 //
 // V provides: W (lanes), kQkRows (rows per QK register block), kPvVecs (vectors per PV
 // register block), reg, load/store/set1/zero/add/mul/fmadd/max, hsum/hmax, sum4 (four
-// horizontal sums at once), exp_neg (e^x for x <= 0, exactly 0 below -87), widen_f16/bf16.
+// horizontal sums at once), exp_neg (e^x for x <= 0, exactly 0 below -87), widen_f16/bf16
+// (W cache elements to floats), widen_i8 (W int8 to floats).
 #pragma once
 
 #include <cmath>
@@ -19,23 +20,55 @@
 
 namespace ktx::cpu::attn::simd {
 
+// Elements [col0, col0 + n) of one q8_0 row: the part of a block before a block boundary and
+// after the last whole block element by element, whole blocks W lanes at a time. q * scale is
+// one rounding either way, so both give dequantize_row_q8_0's bits.
 template <class V>
-void widen_rows(KvType t, const void* src, int64_t src_stride, int64_t rows, int64_t n,
-                float* dst, int64_t dst_ld) {
+void widen_q8_0(const uint8_t* row, int64_t col0, int64_t n, float* d) {
+  auto scale = [row](int64_t blk) {
+    uint16_t h;
+    std::memcpy(&h, row + blk * kKvQ8BlockBytes, sizeof(h));
+    return fp16_to_fp32(h);
+  };
+  auto elem = [&](int64_t e) {
+    const auto q = static_cast<int8_t>(row[e / kKvQ8Block * kKvQ8BlockBytes + 2 + e % kKvQ8Block]);
+    return static_cast<float>(q) * scale(e / kKvQ8Block);
+  };
+  int64_t i = 0;
+  for (; i < n && (col0 + i) % kKvQ8Block != 0; ++i) d[i] = elem(col0 + i);
+  for (; i + kKvQ8Block <= n; i += kKvQ8Block) {
+    const int64_t blk = (col0 + i) / kKvQ8Block;
+    const auto* qs = reinterpret_cast<const int8_t*>(row + blk * kKvQ8BlockBytes + 2);
+    const typename V::reg vd = V::set1(scale(blk));
+    for (int64_t j = 0; j < kKvQ8Block; j += V::W) V::store(d + i + j, V::mul(V::widen_i8(qs + j), vd));
+  }
+  for (; i < n; ++i) d[i] = elem(col0 + i);
+}
+
+template <class V>
+void widen_rows(KvType t, const void* src, size_t row_bytes, int64_t col0, int64_t rows,
+                int64_t n, float* dst, int64_t dst_ld) {
   const int64_t nv = n / V::W * V::W;
   for (int64_t r = 0; r < rows; ++r) {
     float* d = dst + r * dst_ld;
-    if (t == KvType::f32) {
-      std::memcpy(d, static_cast<const float*>(src) + r * src_stride, sizeof(float) * n);
-      continue;
-    }
-    const uint16_t* h = static_cast<const uint16_t*>(src) + r * src_stride;
-    if (t == KvType::f16) {
-      for (int64_t i = 0; i < nv; i += V::W) V::store(d + i, V::widen_f16(h + i));
-      for (int64_t i = nv; i < n; ++i) d[i] = fp16_to_fp32(h[i]);
-    } else {
-      for (int64_t i = 0; i < nv; i += V::W) V::store(d + i, V::widen_bf16(h + i));
-      for (int64_t i = nv; i < n; ++i) d[i] = bf16_to_fp32(h[i]);
+    const uint8_t* row = static_cast<const uint8_t*>(src) + r * row_bytes;
+    switch (t) {
+      case KvType::f32:
+        std::memcpy(d, reinterpret_cast<const float*>(row) + col0, sizeof(float) * n);
+        break;
+      case KvType::f16: {
+        const uint16_t* h = reinterpret_cast<const uint16_t*>(row) + col0;
+        for (int64_t i = 0; i < nv; i += V::W) V::store(d + i, V::widen_f16(h + i));
+        for (int64_t i = nv; i < n; ++i) d[i] = fp16_to_fp32(h[i]);
+        break;
+      }
+      case KvType::bf16: {
+        const uint16_t* h = reinterpret_cast<const uint16_t*>(row) + col0;
+        for (int64_t i = 0; i < nv; i += V::W) V::store(d + i, V::widen_bf16(h + i));
+        for (int64_t i = nv; i < n; ++i) d[i] = bf16_to_fp32(h[i]);
+        break;
+      }
+      case KvType::q8_0: widen_q8_0<V>(row, col0, n, d); break;
     }
   }
 }

@@ -115,13 +115,13 @@ void attention_expanded(const StepCtx& s, const std::string& b, const float* q,
   const int64_t T = s.n_tok, H = c.n_head, kvl = c.kv_lora_rank, rope = c.qk_rope_dim;
   const int64_t nope = c.qk_nope_dim, vd = c.v_head_dim, dq = nope + rope;
   const int64_t n_kv = s.n_past + T;
-  const size_t eb = cpu::kv_elem_bytes(cache.type);
+  const size_t lat_rb = cpu::kv_row_bytes(cache.type, kvl), kpe_rb = cpu::kv_row_bytes(cache.type, rope);
   float* lat = scratch(Scratch::mla_lat_f32, n_kv * kvl);  // [n_kv, kv_lora]
   float* kpe = scratch(Scratch::mla_kpe_f32, n_kv * rope);  // [n_kv, rope]
   cpu::parallel_range(s.pool, n_kv, 16, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
-      cpu::kv_load_row(cache.type, cache.k.data() + static_cast<size_t>(j * kvl) * eb, lat + j * kvl, kvl);
-      cpu::kv_load_row(cache.type, cache.v.data() + static_cast<size_t>(j * rope) * eb, kpe + j * rope, rope);
+      cpu::kv_load_row(cache.type, cache.k.data() + static_cast<size_t>(j) * lat_rb, lat + j * kvl, kvl);
+      cpu::kv_load_row(cache.type, cache.v.data() + static_cast<size_t>(j) * kpe_rb, kpe + j * rope, rope);
     }
   });
   const int64_t G = std::min(H, kHeadGroup);

@@ -58,7 +58,7 @@ struct EngineOptions {
   // environment variable KTX_NUMA_PLACE=0 turns it off too.
   bool numa_place = true;
   // Element type of the KV cache of layers whose attention runs the fast kernels: "f16",
-  // "bf16" or "f32"; empty: what the plan's attention op says (its kv_cache attribute), f16
+  // "bf16", "f32" or "q8_0" (cpu::KvType); empty: what the plan's attention op says (its kv_cache attribute), f16
   // when it says nothing. Reference attention always keeps an f32 cache.
   std::string kv_cache_type;
   // The program to run (a plan's op list and arena, as load_from_plan passes them); empty:

@@ -56,7 +56,7 @@ struct ModelImpl {
   }
 };
 
-// Per-layer cache rows, [n_ctx][width] elements of `type`. GQA: k and v after RoPE. MLA: the
+// Per-layer cache rows, n_ctx rows of `width` elements of `type` (cpu::kv_row_bytes each). GQA: k and v after RoPE. MLA: the
 // normalized latent (k = [kv_lora]) and the roped shared key part (v = [rope dim]); heads are
 // expanded from them at attention time (the "absorbed" form), which keeps the cache small.
 // The float32 reference reads f32 caches only; the fast kernels (cpu/attention.h) read any.
@@ -68,10 +68,9 @@ struct LayerCache {
   // Writes n_rows rows of `width` floats at row `pos` of k (or v), converting to `type`.
   void store(std::vector<uint8_t>& dst, int64_t pos, int64_t width, const float* src,
              int64_t n_rows) {
-    const size_t eb = cpu::kv_elem_bytes(type);
+    const size_t rb = cpu::kv_row_bytes(type, width);
     for (int64_t r = 0; r < n_rows; ++r)
-      cpu::kv_store_row(type, src + r * width, dst.data() + static_cast<size_t>((pos + r) * width) * eb,
-                        width);
+      cpu::kv_store_row(type, src + r * width, dst.data() + static_cast<size_t>(pos + r) * rb, width);
   }
 };
 struct SessionCache {

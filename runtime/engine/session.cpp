@@ -25,9 +25,8 @@ Session::Session(const Model& m, int64_t n_ctx)
     if (impl.driver && impl.driver->owns_kv_cache(il)) continue;  // kept on its device
     LayerCache& l = cache_->layers[static_cast<size_t>(il)];
     l.type = impl.attn_fast[static_cast<size_t>(il)] ? impl.kv_type : cpu::KvType::f32;
-    const size_t eb = cpu::kv_elem_bytes(l.type);
-    l.k.resize(static_cast<size_t>(n_ctx_ * k_width) * eb);
-    l.v.resize(static_cast<size_t>(n_ctx_ * v_width) * eb);
+    l.k.resize(static_cast<size_t>(n_ctx_) * cpu::kv_row_bytes(l.type, k_width));
+    l.v.resize(static_cast<size_t>(n_ctx_) * cpu::kv_row_bytes(l.type, v_width));
   }
 }
 

@@ -98,8 +98,9 @@ int cmd_plan(int argc, char** argv) {
                  "flash attention) or reference (exact float32)")
       ->check(CLI::IsMember({"fast", "reference"}));
   app.add_option("--kv-cache", kv_cache,
-                 "KV cache element type of fast attention ops (reference plans keep f32)")
-      ->check(CLI::IsMember({"f16", "bf16", "f32"}))
+                 "KV cache element type of fast attention ops: f16, bf16, f32, or q8_0 (ggml's "
+                 "8-bit blocks, 53% of f16's bytes); reference plans keep f32")
+      ->check(CLI::IsMember({"f16", "bf16", "f32", "q8_0"}))
       ->capture_default_str();
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
 

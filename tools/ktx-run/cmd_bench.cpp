@@ -167,8 +167,8 @@ int parse_args(int argc, char** argv, BenchArgs& a, bool& done) {
   app.add_option("--gguf", a.gguf_override, "use this GGUF instead of the path in the plan");
   app.add_option("--cache-type", a.cache_type,
                  "KV cache element type of fast-kernel attention, overriding the plan's (default: the "
-                 "plan's kv_cache, f16; reference plans keep f32)")
-      ->check(CLI::IsMember({"f16", "bf16", "f32"}));
+                 "plan's kv_cache, f16; f16, bf16, f32 or q8_0; reference plans keep f32)")
+      ->check(CLI::IsMember({"f16", "bf16", "f32", "q8_0"}));
   app.add_flag("--json", a.json, "print the results as one JSON document on stdout");
   app.add_flag("--profile", a.profile, "time each op kind and report the expert-load spread");
   app.add_flag("--no-warmup", a.no_warmup, "skip the untimed warm-up run");

@@ -227,8 +227,8 @@ int cmd_chat(int argc, char** argv) {
   app.add_option("-t,--threads", args.threads, "CPU threads (0 = all cores)")->capture_default_str();
   app.add_option("--cache-type", args.cache_type,
                  "KV cache element type of fast-kernel attention, overriding the plan's (default: the "
-                 "plan's kv_cache, f16; reference plans keep f32)")
-      ->check(CLI::IsMember({"f16", "bf16", "f32"}));
+                 "plan's kv_cache, f16; f16, bf16, f32 or q8_0; reference plans keep f32)")
+      ->check(CLI::IsMember({"f16", "bf16", "f32", "q8_0"}));
   app.add_option("-c,--ctx", args.n_ctx, "Context length (0 = min(trained, 4096))")->capture_default_str();
   app.add_flag("--stats", args.show_stats,
                "Print prefill/decode speed and the resident memory (GGUF mapping, repacks, KV "

@@ -1,7 +1,8 @@
 // `ktx-run eval PLAN --ref FILE.ref.gguf`: runs the plan's model on every sequence of a
 // transformers reference file and prints how close it comes (see tools/ktx-run/eval/eval.h).
-// The bounds depend on the kernels the plan chose (float32 or activation-quantizing; see
-// EvalOptions), and the kernels that ran are listed first. Exit 0 when every bound holds, 1 when one does not, 2 for usage or input errors.
+// The bounds depend on the kernels the plan chose (float32, or activation-quantizing: the
+// reference file's row of the per-file table, printed with the result; see EvalOptions), and
+// the kernels that ran are listed first. Exit 0 when every bound holds, 1 when one does not, 2 for usage or input errors.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -25,8 +26,8 @@ int cmd_eval(int argc, char** argv) {
   std::string cache_type;
   app.add_option("--cache-type", cache_type,
                  "KV cache element type of fast-kernel attention, overriding the plan's (default: the "
-                 "plan's kv_cache, f16; reference plans keep f32)")
-      ->check(CLI::IsMember({"f16", "bf16", "f32"}));
+                 "plan's kv_cache, f16; f16, bf16, f32 or q8_0; reference plans keep f32)")
+      ->check(CLI::IsMember({"f16", "bf16", "f32", "q8_0"}));
   app.add_option("--threads", threads, "CPU threads (0 = the plan's choice, else all)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--gguf", gguf_override, "use this GGUF instead of the path in the plan");

@@ -3,6 +3,7 @@
 
   patch_gguf.py truncate SRC DST FRACTION     keep the first FRACTION of the bytes
   patch_gguf.py set-arch SRC DST NAME         replace general.architecture (same length)
+  patch_gguf.py set-string SRC DST KEY VALUE  replace a string value (same length)
   patch_gguf.py set-type SRC DST TENSOR ID    set one tensor's ggml type id
   patch_gguf.py bad-magic SRC DST             overwrite the magic
 
@@ -73,13 +74,16 @@ def main(argv):
         data = data[: int(len(data) * float(argv[4]))]
     elif cmd == "bad-magic":
         data[0:4] = b"GGUX"
-    elif cmd == "set-arch":
+    elif cmd in ("set-arch", "set-string"):
+        key, value = ("general.architecture", argv[4]) if cmd == "set-arch" else (argv[4], argv[5])
         kvs, _ = walk(data)
-        vtype, off = kvs["general.architecture"]
+        if key not in kvs:
+            raise SystemExit(f"patch_gguf: no key {key}")
+        vtype, off = kvs[key]
         old_len = struct.unpack_from("<Q", data, off)[0]
-        new = argv[4].encode()
+        new = value.encode()
         if vtype != 8 or len(new) != old_len:
-            raise SystemExit(f"patch_gguf: new name must have {old_len} bytes")
+            raise SystemExit(f"patch_gguf: new value of {key} must be a string of {old_len} bytes")
         data[off + 8: off + 8 + old_len] = new
     elif cmd == "set-type":
         _, tensors = walk(data)

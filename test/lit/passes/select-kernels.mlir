@@ -11,7 +11,7 @@
 // RUN: not ktc opt %s --split-input-file --kt-select-kernels=kernels=fastest --hw=%host 2>&1 | FileCheck %s --check-prefix=BADOPT
 // RUN: not ktc opt %s --split-input-file --kt-select-kernels 2>&1 | FileCheck %s --check-prefix=NOHW
 // RUN: not ktc opt %s --split-input-file --kt-select-kernels=kv-cache=f8 --hw=%host 2>&1 | FileCheck %s --check-prefix=BADKV
-// BADKV: kt-select-kernels: kv-cache=f8: expected f16, bf16 or f32
+// BADKV: kt-select-kernels: kv-cache=f8: expected f16, bf16, f32 or q8_0
 
 // Q4_K gate/up and Q8_0 down: decode kernels; the AVX2 host has no prefill GEMM (only AMX
 // does), so prefill is "reference" there. Attributes print sorted by name.

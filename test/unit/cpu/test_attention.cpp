@@ -4,7 +4,7 @@
 // register block, partial key blocks, causal limits inside a block, and decode calls that take
 // the split-K path. The twin itself is checked, with an f32 cache, against softmax attention in
 // double. Separate cases cover large-magnitude keys (softmax stability), thread-count
-// independence and the KV element conversions.
+// independence, the KV element conversions and q8_0 rows (ggml blocks, widening, error).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,7 +21,7 @@
 namespace ktx::cpu {
 namespace {
 
-constexpr KvType kTypes[] = {KvType::f32, KvType::f16, KvType::bf16};
+constexpr KvType kTypes[] = {KvType::f32, KvType::f16, KvType::bf16, KvType::q8_0};
 
 std::vector<float> random_floats(int64_t n, uint64_t seed, float amp = 1.0f) {
   Xoshiro256 rng(seed);
@@ -30,10 +30,12 @@ std::vector<float> random_floats(int64_t n, uint64_t seed, float amp = 1.0f) {
   return v;
 }
 
-// Cache of `rows` x `cols` elements of type t holding the rounded values of f.
-std::vector<uint8_t> make_cache(KvType t, const std::vector<float>& f) {
-  std::vector<uint8_t> c(f.size() * kv_elem_bytes(t));
-  kv_store_row(t, f.data(), c.data(), static_cast<int64_t>(f.size()));
+// Cache of f.size() / cols rows of cols elements of type t holding the rounded values of f.
+std::vector<uint8_t> make_cache(KvType t, const std::vector<float>& f, int64_t cols) {
+  const int64_t rows = static_cast<int64_t>(f.size()) / cols;
+  const size_t rb = kv_row_bytes(t, cols);
+  std::vector<uint8_t> c(static_cast<size_t>(rows) * rb);
+  for (int64_t r = 0; r < rows; ++r) kv_store_row(t, f.data() + r * cols, c.data() + r * rb, cols);
   return c;
 }
 
@@ -78,15 +80,18 @@ GqaData gqa_data(const GqaCase& c, uint64_t seed, float k_amp = 1.0f) {
   GqaData g;
   g.q_stride = d.n_head * d.head_dim_k + 5;  // not dense: the stride is honoured
   g.q = random_floats(c.n_tok * g.q_stride, seed);
-  g.k = make_cache(d.kv, random_floats(n_pos * d.n_head_kv * d.head_dim_k, seed + 1, k_amp));
-  g.v = make_cache(d.kv, random_floats(n_pos * d.n_head_kv * d.head_dim_v, seed + 2));
+  g.k = make_cache(d.kv, random_floats(n_pos * d.n_head_kv * d.head_dim_k, seed + 1, k_amp),
+                   d.n_head_kv * d.head_dim_k);
+  g.v = make_cache(d.kv, random_floats(n_pos * d.n_head_kv * d.head_dim_v, seed + 2),
+                   d.n_head_kv * d.head_dim_v);
   return g;
 }
 
 TEST(Attention, GqaFastMatchesTwin) {
   ThreadPool pool(2, 100);
   // (n_head, n_head_kv, head_dim_k, head_dim_v); the last two have widths that are not whole
-  // vectors (widening tails, zero-padded K columns, the single-vector PV loop).
+  // vectors (widening tails, zero-padded K columns, the single-vector PV loop) nor whole q8_0
+  // blocks (heads that start and end inside a block, padded last blocks).
   const int64_t shapes[][4] = {{4, 2, 64, 64},  {32, 4, 128, 128}, {16, 16, 80, 80},
                                {8, 1, 64, 64},  {6, 3, 72, 40},    {5, 5, 36, 20}};
   int n_cases = 0;
@@ -140,8 +145,8 @@ MlaData mla_data(const MlaCase& m, uint64_t seed, float k_amp = 1.0f) {
   g.q_stride = d.n_head * g.head_stride;
   g.q_abs = random_floats(m.n_tok * d.n_head * d.kv_lora, seed);
   g.q = random_floats(m.n_tok * g.q_stride, seed + 1);
-  g.c = make_cache(d.kv, random_floats(n_pos * d.kv_lora, seed + 2, k_amp));
-  g.kpe = make_cache(d.kv, random_floats(n_pos * d.rope, seed + 3, k_amp));
+  g.c = make_cache(d.kv, random_floats(n_pos * d.kv_lora, seed + 2, k_amp), d.kv_lora);
+  g.kpe = make_cache(d.kv, random_floats(n_pos * d.rope, seed + 3, k_amp), d.rope);
   return g;
 }
 
@@ -162,7 +167,7 @@ void run_mla_fast(const attn::Kernels& k, ThreadPool& pool, const MlaCase& m, co
 TEST(Attention, MlaFastMatchesTwin) {
   ThreadPool pool(2, 100);
   // (n_head, kv_lora, rope): DeepSeek-V3's and smaller ones, then widths off the vector grid
-  // (k_pe lands mid-vector, latent and rope widths leave widening tails).
+  // (k_pe lands mid-vector, latent and rope widths leave widening tails and part q8_0 blocks).
   const int64_t shapes[][3] = {{4, 64, 32}, {1, 64, 32},  {3, 48, 16}, {16, 512, 64},
                                {128, 512, 64}, {5, 40, 12}, {2, 24, 4}};
   int n_cases = 0;
@@ -354,9 +359,16 @@ TEST(Attention, KvTypesConvertAndParse) {
     ASSERT_TRUE(parsed.has_value());
     EXPECT_EQ(*parsed, t);
   }
-  EXPECT_FALSE(parse_kv_type("q8_0").has_value());
-  EXPECT_EQ(kv_elem_bytes(KvType::f32), 4u);
-  EXPECT_EQ(kv_elem_bytes(KvType::bf16), 2u);
+  const auto bad = parse_kv_type("q4_0");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.status().message(), "unknown KV cache type 'q4_0' (expected f32, f16, bf16 or q8_0)");
+  EXPECT_EQ(kv_row_bytes(KvType::f32, 7), 28u);
+  EXPECT_EQ(kv_row_bytes(KvType::bf16, 7), 14u);
+  EXPECT_EQ(kv_row_bytes(KvType::f16, 64), 128u);
+  EXPECT_EQ(kv_row_bytes(KvType::q8_0, 1), 34u);
+  EXPECT_EQ(kv_row_bytes(KvType::q8_0, 32), 34u);
+  EXPECT_EQ(kv_row_bytes(KvType::q8_0, 33), 68u);
+  EXPECT_EQ(kv_row_bytes(KvType::q8_0, 512), 16u * 34u);
   const std::vector<float> x = {0.0f, -1.5f, 1.0f + 0x1p-9f, 3.14159f, 65504.0f, 1e-6f, 1e30f};
   std::vector<uint16_t> h(x.size());
   std::vector<float> back(x.size());
@@ -367,6 +379,88 @@ TEST(Attention, KvTypesConvertAndParse) {
   for (size_t i = 0; i < x.size(); ++i) {
     EXPECT_EQ(h[i], fp32_to_bf16(x[i])) << i;
     EXPECT_EQ(back[i], bf16_to_fp32(h[i])) << i;
+  }
+}
+
+// q8_0 rows are ggml's Q8_0 blocks: whole blocks byte for byte what quantize_row writes, a
+// partial last block that of the zero-padded values; loading gives dequantize_row's values, and
+// every element is within half a quantization step of the input.
+TEST(Attention, Q8_0RowsAreGgmlBlocks) {
+  for (int64_t n : {32, 64, 40, 7, 100}) {
+    const std::vector<float> x = random_floats(n, 300 + n, 3.0f);
+    std::vector<uint8_t> row(kv_row_bytes(KvType::q8_0, n), 0xAA);
+    kv_store_row(KvType::q8_0, x.data(), row.data(), n);
+    const int64_t padded = (n + 31) / 32 * 32;
+    std::vector<float> xp(x);
+    xp.resize(static_cast<size_t>(padded), 0.0f);
+    std::vector<uint8_t> want(static_cast<size_t>(padded / 32 * 34));
+    quantize_row(GGMLType::Q8_0, xp.data(), want.data(), padded);
+    EXPECT_EQ(row, want) << n;
+    std::vector<float> back(static_cast<size_t>(n)), deq(static_cast<size_t>(padded));
+    kv_load_row(KvType::q8_0, row.data(), back.data(), n);
+    dequantize_row(GGMLType::Q8_0, want.data(), deq.data(), padded);
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_EQ(back[i], deq[i]) << n << " " << i;
+      float amax = 0;
+      for (int64_t j = i / 32 * 32; j < std::min(n, i / 32 * 32 + 32); ++j) amax = std::max(amax, std::fabs(x[j]));
+      // Half a step of amax / 127, the step itself rounded to f16 (relative 2^-11).
+      EXPECT_LE(std::fabs(back[i] - x[i]), 0.5f * amax / 127 * (1 + 1e-3f) + 127 * amax / 127 * 0x1p-11f)
+          << n << " " << i;
+    }
+  }
+}
+
+// The block kernels' widening of q8_0 slices (any start column: inside a block, at a boundary,
+// spanning several blocks) gives kv_load_row's bits.
+TEST(Attention, Q8_0WideningMatchesLoadRow) {
+  const int64_t cols = 200, rows = 3;
+  const std::vector<float> f = random_floats(rows * cols, 41, 2.0f);
+  const std::vector<uint8_t> c = make_cache(KvType::q8_0, f, cols);
+  const size_t rb = kv_row_bytes(KvType::q8_0, cols);
+  std::vector<float> full(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) kv_load_row(KvType::q8_0, c.data() + r * rb, full.data() + r * cols, cols);
+  int n_checked = 0;
+  for (const attn::Kernels* k : tiers())
+    for (int64_t col0 : {0, 5, 31, 32, 37, 64, 160})
+      for (int64_t n : {1, 8, 27, 32, 33, 64, 100})
+        if (col0 + n <= cols) {
+          std::vector<float> out(static_cast<size_t>(rows * 128), NAN);
+          k->widen_rows(KvType::q8_0, c.data(), rb, col0, rows, n, out.data(), 128);
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t i = 0; i < n; ++i)
+              ASSERT_EQ(out[r * 128 + i], full[r * cols + col0 + i])
+                  << k->name << " col0 " << col0 << " n " << n << " row " << r << " i " << i;
+          ++n_checked;
+        }
+  EXPECT_GT(n_checked, 0) << "no tier on this CPU";
+}
+
+// Attention over a q8_0 cache stays near the same attention over the unrounded f32 cache:
+// a wrong scale or block address moves the output by O(1).
+TEST(Attention, Q8_0CacheStaysNearF32) {
+  ThreadPool pool(2, 100);
+  for (int64_t n_tok : {1, 9}) {
+    GqaCase c{{8, 2, 64, 64, 0.125f, KvType::f32}, 150, n_tok};
+    const GqaData g32 = gqa_data(c, 61);
+    c.d.kv = KvType::q8_0;
+    const GqaData g8 = gqa_data(c, 61);  // the same floats, rounded to q8_0
+    std::vector<float> a(n_tok * 8 * 64), b(a.size());
+    gqa_attention(pool, {8, 2, 64, 64, 0.125f, KvType::f32}, g32.q.data(), g32.q_stride,
+                  g32.k.data(), g32.v.data(), 150, n_tok, a.data());
+    gqa_attention(pool, c.d, g8.q.data(), g8.q_stride, g8.k.data(), g8.v.data(), 150, n_tok,
+                  b.data());
+    EXPECT_LE(rel_err(b, a), 1e-2) << "gqa n_tok " << n_tok;
+
+    MlaCase m{{4, 64, 32, 0.1f, KvType::f32}, 150, n_tok};
+    const MlaData m32 = mla_data(m, 62);
+    std::vector<float> x, y;
+    run_mla_ref(m, m32, x);
+    m.d.kv = KvType::q8_0;
+    const MlaData m8 = mla_data(m, 62);
+    std::vector<float> fast(x.size());
+    mla_attention(pool, m.d, m8.q_abs.data(), m8.q.data() + m8.pe_off, m8.q_stride,
+                  m8.head_stride, m8.c.data(), m8.kpe.data(), 150, n_tok, fast.data());
+    EXPECT_LE(rel_err(fast, x), 1e-2) << "mla n_tok " << n_tok;
   }
 }
 

@@ -67,7 +67,7 @@ void add_options(CLI::App& app, ServeArgs& a) {
   app.add_option("--gguf", a.gguf_override, "Use this GGUF instead of the path in the plan");
   app.add_option("-t,--threads", a.threads, "CPU threads of the engine (0 = all cores)")->capture_default_str();
   app.add_option("--cache-type", a.cache_type, "KV cache element type of fast-kernel attention "
-                 "(default: the plan's)")->check(CLI::IsMember({"f16", "bf16", "f32"}));
+                 "(default: the plan's)")->check(CLI::IsMember({"f16", "bf16", "f32", "q8_0"}));
 }
 
 // Loads the plan behind a running server, then serves until SIGINT or SIGTERM.

@@ -8,6 +8,7 @@
 //  - lm_head computes only the rows that want logits: those rows are moved (in order) to the
 //    end of its input buffer, so the op's "rows [first_logit, n_tok)" contract covers them.
 // A step with one entry runs its attention in place (no copies).
+// Session::copy_prefix (the serving prefix cache across sequences) lives here too.
 #include <algorithm>
 #include <cstring>
 #include <set>
@@ -36,6 +37,28 @@ void size_arena(const Program& prog, int64_t n_tok, int64_t n_out, int64_t n_emb
 }
 
 }  // namespace
+
+Status Session::copy_prefix(const Session& src, int64_t n) {
+  if (&src.model_ != &model_) return Error("engine: copy_prefix from a session of another model");
+  if (n < 0 || n > src.n_past_ || n > n_ctx_)
+    return Error("engine: copy_prefix of {} positions: the source holds {}, this context {}", n,
+                 src.n_past_, n_ctx_);
+  if (&src == this) {
+    n_past_ = n;
+    return Status::ok();
+  }
+  // Each layer's rows are [n_ctx][width] of one element type, so a prefix is a leading range.
+  for (size_t il = 0; il < cache_->layers.size(); ++il) {
+    const LayerCache& from = src.cache_->layers[il];
+    LayerCache& to = cache_->layers[il];
+    const size_t k_bytes = from.k.size() / static_cast<size_t>(src.n_ctx_) * static_cast<size_t>(n);
+    const size_t v_bytes = from.v.size() / static_cast<size_t>(src.n_ctx_) * static_cast<size_t>(n);
+    std::memcpy(to.k.data(), from.k.data(), k_bytes);
+    std::memcpy(to.v.data(), from.v.data(), v_bytes);
+  }
+  n_past_ = n;
+  return Status::ok();
+}
 
 BatchStep::BatchStep(const Model& m) : model_(m), work_(std::make_unique<SessionCache>()) {}
 BatchStep::~BatchStep() = default;

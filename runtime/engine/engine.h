@@ -177,6 +177,10 @@ class Session {
   // Forgets every cached position from n on (0 <= n <= n_past()); the rows before n stay, so
   // a new prompt sharing its first n tokens with what was evaluated skips their prefill.
   void truncate(int64_t n) { n_past_ = n < 0 ? 0 : (n < n_past_ ? n : n_past_); }
+  // Replaces this session's cache with the first n positions of `src` (a session of the same
+  // model): a prompt sharing its first n tokens with what src evaluated skips their prefill.
+  // Errors: another model, n > src.n_past() or n > n_ctx(). (batch.cpp)
+  Status copy_prefix(const Session& src, int64_t n);
   void set_hidden_hook(HiddenHook hook) { hidden_hook_ = std::move(hook); }
   void set_trace_hook(TraceHook hook) { trace_hook_ = std::move(hook); }
   // Times every op into *profile (null: off, the default; profiling adds a clock read per op).

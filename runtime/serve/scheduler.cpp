@@ -184,13 +184,22 @@ void Scheduler::admit() {
       it = queue_.erase(it);
       continue;
     }
-    Slot* best = nullptr;
-    size_t best_match = 0;
+    // The idle slot to take: the one whose own history matches longest (least recently used
+    // among equals). Any slot, running ones included, may hold a longer match: then the
+    // least recently used idle slot takes a copy of that prefix instead.
     const std::vector<int32_t>& prompt = (*it)->spec.prompt;
-    for (auto& s : slots_) {
-      if (s->job) continue;
+    auto match = [&](const Slot& s) {
       size_t m = 0;
-      while (m < s->history.size() && m < prompt.size() && s->history[m] == prompt[m]) ++m;
+      while (m < s.history.size() && m < prompt.size() && s.history[m] == prompt[m]) ++m;
+      return m;
+    };
+    Slot *best = nullptr, *lru = nullptr, *donor = nullptr;
+    size_t best_match = 0, donor_match = 0;
+    for (auto& s : slots_) {
+      const size_t m = match(*s);
+      if (m > donor_match) donor = s.get(), donor_match = m;
+      if (s->job) continue;
+      if (!lru || s->last_used < lru->last_used) lru = s.get();
       if (!best || m > best_match || (m == best_match && s->last_used < best->last_used))
         best = s.get(), best_match = m;
     }
@@ -198,9 +207,17 @@ void Scheduler::admit() {
     std::unique_ptr<Job> job = std::move(*it);
     it = queue_.erase(it);
     // Keep at least one prompt token to evaluate: its logits give the first token.
-    const size_t keep = std::min(best_match, prompt.size() - 1);
-    best->session->truncate(static_cast<int64_t>(keep));
-    best->history.resize(keep);
+    size_t keep = std::min(best_match, prompt.size() - 1);
+    const size_t donor_keep = std::min(donor_match, prompt.size() - 1);
+    if (donor_keep > keep && donor != best &&
+        lru->session->copy_prefix(*donor->session, static_cast<int64_t>(donor_keep)).is_ok()) {
+      best = lru;
+      keep = donor_keep;
+      best->history.assign(prompt.begin(), prompt.begin() + static_cast<std::ptrdiff_t>(keep));
+    } else {
+      best->session->truncate(static_cast<int64_t>(keep));
+      best->history.resize(keep);
+    }
     best->last_used = ++clock_;
     job->pos = keep;
     job->cached = static_cast<int64_t>(keep);

@@ -124,6 +124,22 @@ TEST_P(Batch, GreedyContinuationsDoNotDependOnBatching) {
   for (int i = 0; i < kSeqs; ++i) EXPECT_EQ(got[i], greedy_alone(*m, prompts[i], kGen)) << i;
 }
 
+TEST_P(Batch, CopiedPrefixContinuesLikeTheSource) {
+  auto m = load_model(GetParam(), 2);
+  const std::vector<int32_t> prompt = {1, 17, 33, 90, 4, 12, 8, 200, 3};
+  Session whole(*m), src(*m), dst(*m, 64);
+  auto want = whole.forward(prompt, false);
+  ASSERT_TRUE(want.has_value());
+  ASSERT_TRUE(src.forward(std::span<const int32_t>(prompt.data(), 7), false).has_value());
+  ASSERT_TRUE(dst.forward(std::vector<int32_t>{5, 5, 5}, false).has_value());  // replaced
+  ASSERT_TRUE(dst.copy_prefix(src, 6).is_ok());
+  EXPECT_EQ(dst.n_past(), 6);
+  auto got = dst.forward(std::span<const int32_t>(prompt.data() + 6, 3), false);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, *want);
+  EXPECT_FALSE(dst.copy_prefix(src, 8).is_ok());  // src holds 7
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, Batch, ::testing::Values("qwen3moe.Q8_0", "dsv3.Q4_K_M"),
                          [](const auto& info) {
                            std::string n = info.param;

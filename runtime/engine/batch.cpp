@@ -47,6 +47,8 @@ Status Session::copy_prefix(const Session& src, int64_t n) {
     n_past_ = n;
     return Status::ok();
   }
+  if (model_.impl().driver)
+    return Error("engine: copy_prefix: the KV cache lives in the GPU backend's session state");
   // Each layer's rows are [n_ctx][width] of one element type, so a prefix is a leading range.
   for (size_t il = 0; il < cache_->layers.size(); ++il) {
     const LayerCache& from = src.cache_->layers[il];

@@ -17,53 +17,14 @@
 #include "runtime/cuda/dev_tensor.h"
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/library.h"
+#include "test/unit/cuda/gpu_test_util.h"
 
 namespace ktx::cuda::attn_test {
 
-inline std::vector<float> random_floats(size_t n, float scale, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
+using gpu_test::Gpu;
+using gpu_test::open_gpu;
+using gpu_test::random_floats;
 
-struct Gpu {
-  Library lib;
-  Kernels k;
-  AttnKernels a;
-};
-
-inline std::unique_ptr<Gpu> open_gpu() {
-  if (device_count() == 0) return nullptr;
-  auto arch = device_arch(0);
-  if (!arch) return nullptr;
-  auto cubin = compile_kernels(*arch);
-  if (!cubin) {
-    ADD_FAILURE() << cubin.status().message();
-    return nullptr;
-  }
-  auto lib = Library::load(*cubin);
-  if (!lib) {
-    ADD_FAILURE() << lib.status().message();
-    return nullptr;
-  }
-  auto g = std::make_unique<Gpu>();
-  g->lib = std::move(*lib);
-  auto k = Kernels::bind(g->lib);
-  auto a = AttnKernels::bind(g->lib);
-  if (!k || !a) {
-    ADD_FAILURE() << (k ? a.status().message() : k.status().message());
-    return nullptr;
-  }
-  g->k = std::move(*k);
-  g->a = std::move(*a);
-  return g;
-}
-
-#define KTX_NEED_GPU(g)                                                          \
-  auto g = ::ktx::cuda::attn_test::open_gpu();                                   \
-  if (!g) GTEST_SKIP() << "no CUDA device: GPU attention test skipped";
 
 template <typename T>
 DeviceBuffer upload(const std::vector<T>& v) {

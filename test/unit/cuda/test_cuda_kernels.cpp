@@ -16,17 +16,13 @@
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/library.h"
+#include "test/unit/cuda/gpu_test_util.h"
 
 namespace ktx::cuda {
 namespace {
 
-std::vector<float> random_floats(size_t n, float scale, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
+using gpu_test::open_gpu;
+using gpu_test::random_floats;
 
 TEST(CudaKernels, NvrtcCompilesEveryFamilyForPlanArchs) {
   for (const char* arch : {"sm_80", "sm_89", "sm_90a"}) {
@@ -52,39 +48,6 @@ TEST(CudaKernels, ErrorsNameTheCallAndPlace) {
   EXPECT_FALSE(empty);
 }
 
-// A device, its arch's cubin, bound kernels; skips the test when there is no device.
-struct Gpu {
-  Library lib;
-  Kernels k;
-};
-std::unique_ptr<Gpu> open_gpu() {
-  if (device_count() == 0) return nullptr;
-  auto arch = device_arch(0);
-  if (!arch) return nullptr;
-  auto cubin = compile_kernels(*arch);
-  if (!cubin) {
-    ADD_FAILURE() << cubin.status().message();
-    return nullptr;
-  }
-  auto lib = Library::load(*cubin);
-  if (!lib) {
-    ADD_FAILURE() << lib.status().message();
-    return nullptr;
-  }
-  auto g = std::make_unique<Gpu>();
-  g->lib = std::move(*lib);
-  auto k = Kernels::bind(g->lib);
-  if (!k) {
-    ADD_FAILURE() << k.status().message();
-    return nullptr;
-  }
-  g->k = std::move(*k);
-  return g;
-}
-
-#define KTX_NEED_GPU(g)                                               \
-  auto g = open_gpu();                                                \
-  if (!g) GTEST_SKIP() << "no CUDA device: GPU kernel test skipped";
 
 template <typename T>
 DeviceBuffer upload(const std::vector<T>& v) {

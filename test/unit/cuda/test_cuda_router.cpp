@@ -26,49 +26,16 @@
 #include "runtime/cuda/router.h"
 #include "runtime/engine/engine_internal.h"
 #include "runtime/engine/sampler.h"
+#include "test/unit/cuda/gpu_test_util.h"
 
 namespace ktx::cuda {
 namespace {
 
+using gpu_test::open_gpu;
+
 // ---------------------------------------------------------------------------------------------
 // Harness.
 
-struct Gpu {
-  Library lib;
-  Kernels k;
-  RouterKernels rk;
-};
-
-std::unique_ptr<Gpu> open_gpu() {
-  if (device_count() == 0) return nullptr;
-  auto arch = device_arch(0);
-  if (!arch) return nullptr;
-  auto cubin = compile_kernels(*arch);
-  if (!cubin) {
-    ADD_FAILURE() << cubin.status().message();
-    return nullptr;
-  }
-  auto lib = Library::load(*cubin);
-  if (!lib) {
-    ADD_FAILURE() << lib.status().message();
-    return nullptr;
-  }
-  auto g = std::make_unique<Gpu>();
-  g->lib = std::move(*lib);
-  auto k = Kernels::bind(g->lib);
-  auto rk = RouterKernels::bind(g->lib);
-  if (!k || !rk) {
-    ADD_FAILURE() << (k ? rk.status().message() : k.status().message());
-    return nullptr;
-  }
-  g->k = std::move(*k);
-  g->rk = std::move(*rk);
-  return g;
-}
-
-#define KTX_NEED_GPU(g)                                               \
-  auto g = open_gpu();                                                \
-  if (!g) GTEST_SKIP() << "no CUDA device: GPU kernel test skipped";
 
 template <typename T>
 DeviceBuffer upload(const std::vector<T>& v) {

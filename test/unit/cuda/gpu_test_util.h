@@ -1,0 +1,69 @@
+// What every GPU test opens: device 0 with its arch's cubin (compiled here with NVRTC, as ktc
+// does for a plan) and every kernel family bound; null without a device, so the test skips
+// saying so (KTX_NEED_GPU). Also the tests' random data.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "common/cuda/nvrtc.h"
+#include "runtime/cuda/attention.h"
+#include "runtime/cuda/kernels.h"
+#include "runtime/cuda/library.h"
+#include "runtime/cuda/router.h"
+
+namespace ktx::cuda::gpu_test {
+
+inline std::vector<float> random_floats(size_t n, float scale, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+struct Gpu {
+  Library lib;
+  Kernels k;        // GEMV, norm, element-wise
+  AttnKernels a;    // attention families
+  RouterKernels rk; // router, shared-expert gate, sampler
+};
+
+inline std::unique_ptr<Gpu> open_gpu() {
+  if (device_count() == 0) return nullptr;
+  auto arch = device_arch(0);
+  if (!arch) return nullptr;
+  auto cubin = compile_kernels(*arch);
+  if (!cubin) {
+    ADD_FAILURE() << cubin.status().message();
+    return nullptr;
+  }
+  auto lib = Library::load(*cubin);
+  if (!lib) {
+    ADD_FAILURE() << lib.status().message();
+    return nullptr;
+  }
+  auto g = std::make_unique<Gpu>();
+  g->lib = std::move(*lib);
+  auto k = Kernels::bind(g->lib);
+  auto a = AttnKernels::bind(g->lib);
+  auto rk = RouterKernels::bind(g->lib);
+  for (const Status& st : {k.status(), a.status(), rk.status()})
+    if (!st) {
+      ADD_FAILURE() << st.message();
+      return nullptr;
+    }
+  g->k = std::move(*k);
+  g->a = std::move(*a);
+  g->rk = std::move(*rk);
+  return g;
+}
+
+}  // namespace ktx::cuda::gpu_test
+
+#define KTX_NEED_GPU(g)                                  \
+  auto g = ::ktx::cuda::gpu_test::open_gpu();            \
+  if (!g) GTEST_SKIP() << "no CUDA device: GPU test skipped";

@@ -16,27 +16,6 @@
 #include "runtime/engine/engine_internal.h"
 
 namespace ktx {
-namespace {
-
-// Sizes every program buffer for an n_tok-token call with n_out logit rows (as forward does).
-void size_arena(const Program& prog, int64_t n_tok, int64_t n_out, int64_t n_embd, Arena& arena) {
-  arena.act.resize(prog.buffers.size());
-  arena.route_ids.resize(prog.buffers.size());
-  arena.route_weights.resize(prog.buffers.size());
-  for (size_t b = 0; b < prog.buffers.size(); ++b) {
-    const int64_t width = prog.buffers[b].width;
-    if (prog.buffers[b].kind == "route") {
-      arena.route_ids[b].resize(static_cast<size_t>(n_tok * width));
-      arena.route_weights[b].resize(static_cast<size_t>(n_tok * width));
-    } else if (static_cast<int>(b) == prog.logits_buffer) {
-      arena.act[b].resize(static_cast<size_t>(std::max(n_out * width, n_tok * n_embd)));
-    } else {
-      arena.act[b].resize(static_cast<size_t>(n_tok * width));
-    }
-  }
-}
-
-}  // namespace
 
 Status Session::copy_prefix(const Session& src, int64_t n) {
   if (&src.model_ != &model_) return Error("engine: copy_prefix from a session of another model");

@@ -81,6 +81,10 @@ struct SessionCache {
   std::unique_ptr<BackendState> driver_state;
 };
 
+// Sizes every program buffer for an n_tok-token call with n_out logit rows (session.cpp;
+// Session::forward and BatchStep).
+void size_arena(const Program& prog, int64_t n_tok, int64_t n_out, int64_t n_embd, Arena& arena);
+
 // What a layer function needs about the current call.
 struct StepCtx {
   const ModelImpl& m;

@@ -38,6 +38,24 @@ uint64_t Session::kv_cache_bytes() const {
   return n;
 }
 
+void size_arena(const Program& prog, int64_t n_tok, int64_t n_out, int64_t n_embd, Arena& arena) {
+  arena.act.resize(prog.buffers.size());
+  arena.route_ids.resize(prog.buffers.size());
+  arena.route_weights.resize(prog.buffers.size());
+  for (size_t b = 0; b < prog.buffers.size(); ++b) {
+    const int64_t width = prog.buffers[b].width;
+    if (prog.buffers[b].kind == "route") {
+      arena.route_ids[b].resize(static_cast<size_t>(n_tok * width));
+      arena.route_weights[b].resize(static_cast<size_t>(n_tok * width));
+    } else if (static_cast<int>(b) == prog.logits_buffer) {
+      // Only the rows asked for are computed; the buffer may hold [T][n_embd] values earlier.
+      arena.act[b].resize(static_cast<size_t>(std::max(n_out * width, n_tok * n_embd)));
+    } else {
+      arena.act[b].resize(static_cast<size_t>(n_tok * width));
+    }
+  }
+}
+
 DeviceStats Session::device_stats() const {
   return cache_->driver_state ? cache_->driver_state->stats() : DeviceStats{};
 }
@@ -104,21 +122,7 @@ Expected<std::vector<float>> Session::forward_chunk(std::span<const int32_t> tok
   const Program& prog = m.program;
   const int64_t first = all_logits ? 0 : T - 1, n_out = T - first;
   Arena& arena = cache_->arena;
-  arena.act.resize(prog.buffers.size());
-  arena.route_ids.resize(prog.buffers.size());
-  arena.route_weights.resize(prog.buffers.size());
-  for (size_t b = 0; b < prog.buffers.size(); ++b) {
-    const int64_t width = prog.buffers[b].width;
-    if (prog.buffers[b].kind == "route") {
-      arena.route_ids[b].resize(static_cast<size_t>(T * width));
-      arena.route_weights[b].resize(static_cast<size_t>(T * width));
-    } else if (static_cast<int>(b) == prog.logits_buffer) {
-      // Only the rows asked for are computed; the buffer may hold [T][n_embd] values earlier.
-      arena.act[b].resize(static_cast<size_t>(std::max(n_out * width, T * D)));
-    } else {
-      arena.act[b].resize(static_cast<size_t>(T * width));
-    }
-  }
+  size_arena(prog, T, n_out, D, arena);
 
   OpCall call{s, tokens, *cache_, arena, first, n_ctx_};
   const bool hooks = trace_hook_ || hidden_hook_;

@@ -290,13 +290,11 @@ Expected<std::unique_ptr<GpuSession>> CudaBackend::new_session(const Program& pr
                        GpuSession::create(prog, steps_, kMaxCallTokens, cfg_.n_embd,
                                           kMaxCallTokens * max_ff_));
   gs->n_ctx = n_ctx;
-  int64_t kw = 0, vw = 0;
-  if (cfg_.attn == AttnKind::MLA) kw = cfg_.kv_lora_rank, vw = cfg_.qk_rope_dim;
-  else kw = cfg_.n_head_kv * cfg_.head_dim_k, vw = cfg_.n_head_kv * cfg_.head_dim_v;
+  const KvWidths w = kv_widths(cfg_);
   for (int64_t layer : attn_layers_) {
     GpuSession::LayerKv& kv = gs->kv[layer];
-    KTX_ASSIGN_OR_RETURN(kv.k, cuda::DeviceBuffer::alloc(static_cast<size_t>(n_ctx * kw) * 2));
-    KTX_ASSIGN_OR_RETURN(kv.v, cuda::DeviceBuffer::alloc(static_cast<size_t>(n_ctx * vw) * 2));
+    KTX_ASSIGN_OR_RETURN(kv.k, cuda::DeviceBuffer::alloc(static_cast<size_t>(n_ctx * w.k) * 2));
+    KTX_ASSIGN_OR_RETURN(kv.v, cuda::DeviceBuffer::alloc(static_cast<size_t>(n_ctx * w.v) * 2));
   }
   if (!attn_layers_.empty()) {
     KTX_ASSIGN_OR_RETURN(cuda::AttnWorkspace ws,
@@ -328,7 +326,6 @@ Expected<std::unique_ptr<Backend>> make_cuda_backend(const std::vector<uint8_t>&
       new CudaBackend(std::move(lib), std::move(k), std::move(attn), std::move(rk), cfg));
 }
 
-bool cuda_backend_built() { return true; }
 
 }  // namespace ktx
 
@@ -343,7 +340,6 @@ Expected<std::unique_ptr<Backend>> make_cuda_backend(const std::vector<uint8_t>&
                plan_arch);
 }
 
-bool cuda_backend_built() { return false; }
 
 }  // namespace ktx
 

@@ -73,6 +73,16 @@ struct LayerCache {
       cpu::kv_store_row(type, src + r * width, dst.data() + static_cast<size_t>(pos + r) * rb, width);
   }
 };
+// Elements per position of a layer's KV cache rows (LayerCache): GQA k and v after RoPE; MLA
+// the normalized latent (k) and the roped shared key part (v).
+struct KvWidths {
+  int64_t k = 0, v = 0;
+};
+inline KvWidths kv_widths(const ModelConfig& c) {
+  if (c.attn == AttnKind::MLA) return {c.kv_lora_rank, c.qk_rope_dim};
+  return {c.n_head_kv * c.head_dim_k, c.n_head_kv * c.head_dim_v};
+}
+
 struct SessionCache {
   std::vector<LayerCache> layers;
   Arena arena;  // the program's buffers, kept between calls

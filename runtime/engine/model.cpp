@@ -124,9 +124,8 @@ std::string memory_summary(const Model& model, const Session* session) {
     int64_t n_dev = 0;
     for (int64_t il = 0; il < c.n_layer; ++il) n_dev += impl.driver && impl.driver->owns_kv_cache(il);
     if (n_dev > 0) {
-      const int64_t width = c.attn == AttnKind::MLA
-                                ? c.kv_lora_rank + c.qk_rope_dim
-                                : c.n_head_kv * (c.head_dim_k + c.head_dim_v);
+      const KvWidths w = kv_widths(c);
+      const int64_t width = w.k + w.v;
       s += fmt::format("; GPU KV cache {} (f16, {} layers)",
                        gb(static_cast<uint64_t>(session->n_ctx() * width * 2 * n_dev)), n_dev);
     }

@@ -111,8 +111,6 @@ std::unique_ptr<Backend> make_cpu_backend();
 Expected<std::unique_ptr<Backend>> make_cuda_backend(const std::vector<uint8_t>& gpu_code,
                                                      const std::string& plan_arch,
                                                      const ModelConfig& cfg);
-// Whether this ktx-run has the CUDA backend at all.
-bool cuda_backend_built();
 
 struct Program {
   std::vector<ProgramOp> ops;

@@ -11,22 +11,15 @@ namespace ktx {
 Session::Session(const Model& m, int64_t n_ctx)
     : model_(m), n_ctx_(n_ctx > 0 ? n_ctx : m.n_ctx()), cache_(std::make_unique<SessionCache>()) {
   const ModelConfig& c = m.config();
-  int64_t k_width, v_width;
-  if (c.attn == AttnKind::MLA) {
-    k_width = c.kv_lora_rank;  // normalized latent
-    v_width = c.qk_rope_dim;   // roped shared key part
-  } else {
-    k_width = c.n_head_kv * c.head_dim_k;
-    v_width = c.n_head_kv * c.head_dim_v;
-  }
+  const KvWidths kw = kv_widths(c);
   cache_->layers.resize(static_cast<size_t>(c.n_layer));
   const ModelImpl& impl = m.impl();
   for (int64_t il = 0; il < c.n_layer; ++il) {
     if (impl.driver && impl.driver->owns_kv_cache(il)) continue;  // kept on its device
     LayerCache& l = cache_->layers[static_cast<size_t>(il)];
     l.type = impl.attn_fast[static_cast<size_t>(il)] ? impl.kv_type : cpu::KvType::f32;
-    l.k.resize(static_cast<size_t>(n_ctx_) * cpu::kv_row_bytes(l.type, k_width));
-    l.v.resize(static_cast<size_t>(n_ctx_) * cpu::kv_row_bytes(l.type, v_width));
+    l.k.resize(static_cast<size_t>(n_ctx_) * cpu::kv_row_bytes(l.type, kw.k));
+    l.v.resize(static_cast<size_t>(n_ctx_) * cpu::kv_row_bytes(l.type, kw.v));
   }
 }
 

@@ -16,6 +16,15 @@
 #                   plans/spr-h100.toml) on .devshared/models/STEM.gguf.
 #   stage "gpubench": ktx-run bench of .devplans/dsv3-l5-gpu.plan and dsv3-l5.plan on the
 #                   generated DeepSeek-V3 --layers 5 file (GPU plan vs CPU plan, same run).
+#   stage "unpack": .carry/devdata.tar.xz (the .devplans and .devshared folders, xz-packed to
+#                   fit the device's 64 MiB transfer: make it with `tar -cJf .carry/devdata.tar.xz
+#                   .devplans .devshared` after scripts/make-devplans.sh) into the repo root.
+#   stage "ikcuda": ik_llama.cpp's CUDA llama-bench from .carry/ik.tar.xz (its source tree,
+#                   `git archive` of ggml src common include cmake examples vendor ...), built in
+#                   /tmp/ik-cuda in the background (setsid: it outlives the call while the
+#                   machine stays warm); stage "ikhybrid" waits for it and runs its best hybrid
+#                   flags on the generated DeepSeek-V3 slice, then KTX's GPU plan on the same file.
+#   stage "gemvbench": ktx-cuda-gemv-bench (float and integer GEMV paths, Q4_K and Q6_K).
 # Usage (repo root): scripts/device-bench.sh build dsv3   (stages in order; logs to $OUT)
 # Models: dsv3 = deepseek-v3 --layers 5 --type Q4_K, q3 = qwen3-30b-a3b --type Q4_K.
 set -uo pipefail
@@ -66,19 +75,23 @@ model() {
 }
 
 gb=/tmp/ktx-gpu
-gpu() {
+gpubuild() {
   cmake -S . -B "$gb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTX_WITH_COMPILER=OFF \
     -DKTX_SHARED_DIR="$PWD/.devshared" >"$out/gpu-build.log" 2>&1 || { tail -30 "$out/gpu-build.log"; return 1; }
   local targets
-  targets=$(cd "$gb" && ninja -t targets all | grep -oE '^(cuda_test_[a-z_]+|engine_test_step_plan|ktx-run):' | tr -d : | sort -u)
+  targets=$(cd "$gb" && ninja -t targets all | grep -oE '^(cuda_test_[a-z_]+|engine_test_step_plan|ktx-run|ktx-cuda-gemv-bench):' | tr -d : | sort -u)
   cmake --build "$gb" -j "$jobs" --target $targets >>"$out/gpu-build.log" 2>&1 || { grep -B2 -A8 "error" "$out/gpu-build.log" | head -60; return 1; }
   echo "ktx (cuda) built"
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
+}
+gputest() {
   for t in "$gb"/test/unit/cuda/cuda_test_* "$gb"/test/unit/engine/engine_test_step_plan; do
     "$t" >"$out/$(basename "$t").log" 2>&1
     echo "$(basename "$t"): rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$out/$(basename "$t").log" | tr '\n' ' ')"
-    grep -E "Failure|error:|FAILED  \]" "$out/$(basename "$t").log" | head -12
+    grep -E "Failure|error:|FAILED  \]" -A3 "$out/$(basename "$t").log" | head -16
   done
+}
+gpueval() {
   for plan in .devplans/gpu-*.plan; do
     [[ -f "$plan" ]] || continue
     local stem=${plan#.devplans/gpu-}; stem=${stem%.plan}
@@ -87,10 +100,19 @@ gpu() {
     echo "eval gpu $stem: rc=$? $(grep -E 'PASS|FAIL|mean KL|error' "$out/eval-$stem.txt" | head -4 | tr '\n' ' ')"
   done
 }
+# The benchmark file, generated in the background (setsid) while other stages run.
+genbg() {
+  mkdir -p /tmp/gen
+  [[ -f /tmp/gen/dsv3-l5.gguf ]] && return 0
+  setsid bash -c "$gb/tools/ktx-run gen deepseek-v3 --layers 5 --type Q4_K -o /tmp/gen/dsv3-l5.part.gguf \
+    >/tmp/gen-dsv3.log 2>&1 && mv /tmp/gen/dsv3-l5.part.gguf /tmp/gen/dsv3-l5.gguf" </dev/null >/dev/null 2>&1 &
+  echo "generating /tmp/gen/dsv3-l5.gguf in the background"
+}
 
 gpubench() {
-  local gguf=/tmp/gen/dsv3-l5.gguf
+  local gguf=/tmp/gen/dsv3-l5.gguf waited=0
   mkdir -p /tmp/gen
+  while pgrep -f "ktx-run gen deepseek-v3" >/dev/null && [[ $waited -lt 400 ]]; do sleep 3; waited=$((waited + 3)); done
   [[ -f "$gguf" ]] || "$gb"/tools/ktx-run gen deepseek-v3 --layers 5 --type Q4_K -o "$gguf" >"$out/gen-dsv3.log" 2>&1 ||
     { tail -5 "$out/gen-dsv3.log"; return 1; }
   for plan in .devplans/dsv3-l5-gpu.plan .devplans/dsv3-l5.plan; do
@@ -106,6 +128,31 @@ gpubench() {
   fi
 }
 
+ikb=/tmp/ik-cuda
+ikcuda() {
+  [[ -f .carry/ik.tar.xz ]] || { echo "no .carry/ik.tar.xz"; return 1; }
+  mkdir -p /tmp/ik-src && tar -xJf .carry/ik.tar.xz -C /tmp/ik-src
+  setsid bash -c "(cmake -S /tmp/ik-src -B $ikb -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DGGML_NATIVE=ON \
+      -DCMAKE_BUILD_TYPE=Release && cmake --build $ikb --target llama-bench -j ${IK_JOBS:-10}) \
+      >/tmp/ik-cuda.log 2>&1; echo done >/tmp/ik-cuda.done" </dev/null >/dev/null 2>&1 &
+  echo "ik_llama.cpp CUDA build started in the background (/tmp/ik-cuda.log)"
+}
+
+ikhybrid() {
+  local gguf=/tmp/gen/dsv3-l5.gguf waited=0
+  while [[ ! -f /tmp/ik-cuda.done && $waited -lt ${IK_WAIT:-420} ]]; do sleep 5; waited=$((waited + 5)); done
+  cp /tmp/ik-cuda.log "$out/ik-cuda.log" 2>/dev/null
+  [[ -x $ikb/bin/llama-bench ]] || { echo "ik_llama.cpp CUDA build not ready after ${waited}s"; tail -5 /tmp/ik-cuda.log; return 1; }
+  echo "== ik_llama.cpp hybrid: -ngl 99 -ot exps=CPU -fmoe 1 -mla 3 -fa 1 -t $jobs"
+  "$ikb/bin/llama-bench" -m "$gguf" -ngl 99 -ot exps=CPU -fmoe 1 -mla 3 -fa 1 -t "$jobs" \
+    ${IK_BENCH:--p 512 -n 128 -r 2} 2>"$out/ik-hybrid.err" | tee "$out/ik-hybrid.txt"
+  echo "== ktx GPU plan, same file"
+  "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" ${BENCH:--p 512 -n 128 -r 2} \
+    2>"$out/ktx-hybrid.err" | tee "$out/ktx-hybrid.txt"
+  grep -E "graph|step" "$out/ktx-hybrid.err" | tail -3
+}
+
 for stage in "$@"; do
   case $stage in
     build) build || exit 1 ;;
@@ -114,8 +161,17 @@ for stage in "$@"; do
       "$kb"/bench/ktx-linear-bench --model dsv3 --tokens 1,512,2048 --threads "$jobs" | tee "$out/linear-dsv3.txt"
       "$kb"/bench/ktx-linear-bench --model dsv3 --tokens 512 --threads "$jobs" --precision bf16 | tee "$out/linear-dsv3-bf16.txt" ;;
     q3) model q3-30b qwen3-30b-a3b "--type Q4_K" "-p 512 -n 128 -r 2" ;;
-    gpu) gpu || exit 1 ;;
+    gpu) { gpubuild && gputest && gpueval; } || exit 1 ;;
+    gpubuild) gpubuild || exit 1 ;;
+    gputest) gputest ;;
+    gpueval) gpueval ;;
+    genbg) genbg ;;
     gpubench) gpubench ;;
-    *) echo "unknown stage '$stage' (build, linear, dsv3, q3, gpu, gpubench)"; exit 2 ;;
+    unpack) tar -xJf .carry/devdata.tar.xz && echo "unpacked .devplans .devshared" ;;
+    ikcuda) ikcuda ;;
+    ikhybrid) ikhybrid ;;
+    gemvbench)
+      for t in Q4_K Q6_K; do "$gb"/bench/ktx-cuda-gemv-bench --type $t --tokens 1,8 | tee "$out/gemv-$t.txt"; done ;;
+    *) echo "unknown stage '$stage' (build, linear, dsv3, q3, gpu = gpubuild gputest gpueval, genbg, gpubench, unpack, ikcuda, ikhybrid, gemvbench)"; exit 2 ;;
   esac
 done

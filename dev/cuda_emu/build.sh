@@ -17,6 +17,6 @@ libs="common/libktx_quant.a runtime/libktx_engine.a common/libktx_plan.a common/
 cu=runtime/cuda/CMakeFiles/ktx_cuda.dir
 for t in test_cuda_attention test_cuda_attention_layers test_cuda_kernels; do
   g++ -o "$out/$t" test/unit/cuda/CMakeFiles/cuda_$t.dir/$t.cpp.o $cu/kernels.cpp.o $cu/attention.cpp.o \
-    $cu/attention_layers.cpp.o "$out/library_emu.o" "$out/kernels_emu.o" "$out/emu.o" -lgtest -lgtest_main $libs
+    $cu/attention_layers.cpp.o $cu/router.cpp.o "$out/library_emu.o" "$out/kernels_emu.o" "$out/emu.o" -lgtest -lgtest_main $libs
 done
 echo "built $out/test_cuda_{attention,attention_layers,kernels}"

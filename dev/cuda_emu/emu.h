@@ -49,3 +49,14 @@ inline float __shfl_down_sync(unsigned, float v, int o) {
   const int l = threadIdx.x % 32;
   return emu_shfl(v, l + o < 32 ? l + o : l);
 }
+struct int4 { int x, y, z, w; };
+inline int __float2int_rn(float f) { return static_cast<int>(std::nearbyint(f)); }
+// dp2a: two int16 lanes of a times two signed bytes of b (lo: bytes 0, 1; hi: bytes 2, 3).
+inline int emu_dp2a(int a, int b, int c, int byte0) {
+  const int a0 = static_cast<short>(a & 0xFFFF), a1 = static_cast<short>((a >> 16) & 0xFFFF);
+  const int b0 = static_cast<signed char>((b >> (8 * byte0)) & 0xFF);
+  const int b1 = static_cast<signed char>((b >> (8 * byte0 + 8)) & 0xFF);
+  return c + a0 * b0 + a1 * b1;
+}
+inline int __dp2a_lo(int a, int b, int c) { return emu_dp2a(a, b, c, 0); }
+inline int __dp2a_hi(int a, int b, int c) { return emu_dp2a(a, b, c, 2); }

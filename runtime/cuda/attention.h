@@ -136,7 +136,10 @@ class AttnWorkspace {
   float* q_abs = nullptr;     // [chunk][n_head * kv_lora]            (MLA)
   float* o_lat = nullptr;     // [chunk][n_head * kv_lora]            (MLA)
   FlashScratch part;          // split partials for up to `chunk` queries
-  size_t bytes() const { return buf_.size(); }
+  XQuant xq;                  // the projections' rounded inputs (integer GEMVs)
+  bool float_gemv = false;    // projections through the float GEMVs instead
+  XQuant* gemv_xq() { return float_gemv ? nullptr : &xq; }
+  size_t bytes() const { return buf_.size() + xq.bytes(); }
 
  private:
   DeviceBuffer buf_;

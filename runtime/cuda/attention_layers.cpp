@@ -38,12 +38,13 @@ Expected<const float*> need_f32(const TensorLookup& tensors, const std::string& 
   return static_cast<const float*>(t.data);
 }
 
-// y [n_tok][ld_y] = x [n_tok][ld_x] · Wᵀ, kGemvMaxTokens tokens per launch.
+// y [n_tok][ld_y] = x [n_tok][ld_x] · Wᵀ, kGemvMaxTokens tokens per launch (integer GEMVs on
+// the workspace's rounded x where the weight type has one).
 Status linear(const Kernels& k, const DevTensor& w, const float* x, int64_t ld_x, float* y,
-              int64_t ld_y, int64_t n_tok, cudaStream_t stream) {
+              int64_t ld_y, int64_t n_tok, cudaStream_t stream, XQuant* xq) {
   for (int64_t t0 = 0; t0 < n_tok; t0 += kTok) {
     KTX_RETURN_IF_ERROR(k.gemv(w.type, w.data, w.row_bytes, x + t0 * ld_x, ld_x, y + t0 * ld_y,
-                               ld_y, w.n_rows, w.row_len, std::min(kTok, n_tok - t0), stream));
+                               ld_y, w.n_rows, w.row_len, std::min(kTok, n_tok - t0), stream, xq));
   }
   return Status::ok();
 }
@@ -87,10 +88,18 @@ int64_t padded(int64_t floats) { return (floats * 4 + 255) / 256 * 256; }  // by
 
 }  // namespace
 
+// The widest input of the layer's projections (hidden state, q_lora latent, heads' output).
+int64_t xq_cap(const ModelConfig& c) {
+  const int64_t w = std::max({c.n_embd, c.q_lora_rank, c.n_head * c.head_dim_v,
+                              c.n_head * c.v_head_dim});
+  return (w + 31) / 32 * 32;
+}
+
 int64_t AttnWorkspace::bytes_for(const ModelConfig& cfg, int64_t max_tokens, int64_t n_ctx) {
   const Sizes s = sizes(cfg, std::clamp<int64_t>(max_tokens, 1, kAttnChunk), n_ctx);
   return padded(s.q) + padded(s.k) + padded(s.v) + padded(s.heads_out) + padded(s.qa) +
-         padded(s.kv) + padded(s.latent) + padded(s.q_abs) + padded(s.o_lat) + padded(s.part);
+         padded(s.kv) + padded(s.latent) + padded(s.q_abs) + padded(s.o_lat) + padded(s.part) +
+         XQuant::bytes_for(xq_cap(cfg));
 }
 
 Expected<AttnWorkspace> AttnWorkspace::create(const ModelConfig& cfg, int64_t max_tokens,
@@ -103,7 +112,8 @@ Expected<AttnWorkspace> AttnWorkspace::create(const ModelConfig& cfg, int64_t ma
   ws.max_tokens = max_tokens;
   ws.chunk = std::min(max_tokens, kAttnChunk);
   const Sizes s = sizes(cfg, ws.chunk, n_ctx);
-  KTX_ASSIGN_OR_RETURN(ws.buf_, DeviceBuffer::alloc(static_cast<size_t>(bytes_for(cfg, max_tokens, n_ctx))));
+  KTX_ASSIGN_OR_RETURN(ws.buf_, DeviceBuffer::alloc(static_cast<size_t>(
+                                    bytes_for(cfg, max_tokens, n_ctx) - XQuant::bytes_for(xq_cap(cfg)))));
   auto* base = static_cast<uint8_t*>(ws.buf_.get());
   int64_t off = 0;
   auto take = [&](int64_t floats) {
@@ -121,6 +131,7 @@ Expected<AttnWorkspace> AttnWorkspace::create(const ModelConfig& cfg, int64_t ma
   ws.q_abs = take(s.q_abs);
   ws.o_lat = take(s.o_lat);
   ws.part = {take(s.part), s.part};
+  KTX_ASSIGN_OR_RETURN(ws.xq, XQuant::alloc(xq_cap(cfg)));
   return ws;
 }
 
@@ -152,8 +163,8 @@ Status gqa_attention_layer(const Kernels& kern, const AttnKernels& attn, const M
   // 1. keys and values of every token: projection, bias, per-head norm, RoPE (k), cache rows.
   for (int64_t t0 = 0; t0 < n_tok; t0 += kTok) {
     const int64_t nt = std::min(kTok, n_tok - t0);
-    KTX_RETURN_IF_ERROR(linear(kern, wk, h + t0 * E, E, ws.k, nk, nt, stream));  // [nt, nk]
-    KTX_RETURN_IF_ERROR(linear(kern, wv, h + t0 * E, E, ws.v, nv, nt, stream));  // [nt, nv]
+    KTX_RETURN_IF_ERROR(linear(kern, wk, h + t0 * E, E, ws.k, nk, nt, stream, ws.gemv_xq()));  // [nt, nk]
+    KTX_RETURN_IF_ERROR(linear(kern, wv, h + t0 * E, E, ws.v, nv, nt, stream, ws.gemv_xq()));  // [nt, nv]
     if (c.qkv_bias) {
       KTX_RETURN_IF_ERROR(attn.add_bias(ws.k, nk, bk, nk, nt, stream));
       KTX_RETURN_IF_ERROR(attn.add_bias(ws.v, nv, bv, nv, nt, stream));
@@ -168,7 +179,7 @@ Status gqa_attention_layer(const Kernels& kern, const AttnKernels& attn, const M
   // 2. queries a chunk at a time: projection, bias, norm, RoPE, core, output projection.
   for (int64_t q0 = 0; q0 < n_tok; q0 += ws.chunk) {
     const int64_t nt = std::min(ws.chunk, n_tok - q0);
-    KTX_RETURN_IF_ERROR(linear(kern, wq, h + q0 * E, E, ws.q, nq, nt, stream));  // [nt, nq]
+    KTX_RETURN_IF_ERROR(linear(kern, wq, h + q0 * E, E, ws.q, nq, nt, stream, ws.gemv_xq()));  // [nt, nq]
     if (c.qkv_bias) KTX_RETURN_IF_ERROR(attn.add_bias(ws.q, nq, bq, nq, nt, stream));
     if (c.qk_norm)
       KTX_RETURN_IF_ERROR(kern.rms_norm(ws.q, hd, qn, ws.q, hd, nt * c.n_head, hd, c.rms_eps, stream));
@@ -176,7 +187,7 @@ Status gqa_attention_layer(const Kernels& kern, const AttnKernels& attn, const M
                                   d_pos, q0, nt, stream));
     KTX_RETURN_IF_ERROR(attn.gqa(gqa_desc(c), ws.q, nq, k_cache, v_cache, ws.n_ctx, d_pos, q0, nt,
                                  ws.heads_out, no, ws.part, stream));  // [nt, no]
-    KTX_RETURN_IF_ERROR(linear(kern, wo, ws.heads_out, no, out + q0 * E, E, nt, stream));
+    KTX_RETURN_IF_ERROR(linear(kern, wo, ws.heads_out, no, out + q0 * E, E, nt, stream, ws.gemv_xq()));
   }
   return Status::ok();
 }
@@ -213,7 +224,7 @@ Status mla_attention_layer(const Kernels& kern, const AttnKernels& attn, const M
   // 1. latents and roped k_pe of every token into the caches.
   for (int64_t t0 = 0; t0 < n_tok; t0 += kTok) {
     const int64_t nt = std::min(kTok, n_tok - t0);
-    KTX_RETURN_IF_ERROR(linear(kern, wkva, h + t0 * E, E, ws.kv, kvl + rope, nt, stream));  // [nt, kvl + rope]
+    KTX_RETURN_IF_ERROR(linear(kern, wkva, h + t0 * E, E, ws.kv, kvl + rope, nt, stream, ws.gemv_xq()));  // [nt, kvl + rope]
     KTX_RETURN_IF_ERROR(kern.rms_norm(ws.kv, kvl + rope, kva_norm, ws.latent, kvl, nt, kvl,
                                       c.rms_eps, stream));  // [nt, kvl]
     KTX_RETURN_IF_ERROR(attn.rope(ws.kv + kvl, kvl + rope, 1, rope, 0, rope, c.rope_style,
@@ -230,11 +241,11 @@ Status mla_attention_layer(const Kernels& kern, const AttnKernels& attn, const M
       const float* x = h + (q0 + t0) * E;
       float* q = ws.q + t0 * H * dq;
       if (ql > 0) {
-        KTX_RETURN_IF_ERROR(linear(kern, wqa, x, E, ws.qa, ql, n8, stream));  // [n8, ql]
+        KTX_RETURN_IF_ERROR(linear(kern, wqa, x, E, ws.qa, ql, n8, stream, ws.gemv_xq()));  // [n8, ql]
         KTX_RETURN_IF_ERROR(kern.rms_norm(ws.qa, ql, qa_norm, ws.qa, ql, n8, ql, c.rms_eps, stream));
-        KTX_RETURN_IF_ERROR(linear(kern, wqb, ws.qa, ql, q, H * dq, n8, stream));
+        KTX_RETURN_IF_ERROR(linear(kern, wqb, ws.qa, ql, q, H * dq, n8, stream, ws.gemv_xq()));
       } else {
-        KTX_RETURN_IF_ERROR(linear(kern, wq, x, E, q, H * dq, n8, stream));
+        KTX_RETURN_IF_ERROR(linear(kern, wq, x, E, q, H * dq, n8, stream, ws.gemv_xq()));
       }
       KTX_RETURN_IF_ERROR(attn.rope(q, H * dq, H, dq, nope, rope, c.rope_style, d_inv_freq, d_pos,
                                     q0 + t0, n8, stream));
@@ -265,7 +276,7 @@ Status mla_attention_layer(const Kernels& kern, const AttnKernels& attn, const M
                                             kvl, n8, stream));
       }
     }
-    KTX_RETURN_IF_ERROR(linear(kern, wo, ws.heads_out, H * vd, out + q0 * E, E, nt, stream));
+    KTX_RETURN_IF_ERROR(linear(kern, wo, ws.heads_out, H * vd, out + q0 * E, E, nt, stream, ws.gemv_xq()));
   }
   return Status::ok();
 }

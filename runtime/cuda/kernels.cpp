@@ -9,7 +9,11 @@ namespace {
 constexpr GGMLType kGemvTypes[] = {GGMLType::F32,  GGMLType::F16,  GGMLType::BF16,
                                    GGMLType::Q4_0, GGMLType::Q5_0, GGMLType::Q8_0, GGMLType::Q4_K,
                                    GGMLType::Q5_K, GGMLType::Q6_K};
+constexpr GGMLType kGemv16Types[] = {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K,
+                                     GGMLType::Q8_0};
 constexpr int kGemvWarps = 4;       // KTX_GEMV_WARPS
+constexpr int kGemv16Warps = 4;     // KTX_Q16_WARPS
+constexpr int kGemv16Tokens[4] = {1, 2, 4, 8};
 constexpr int kNormThreads = 256;   // KTX_NORM_THREADS
 constexpr int kElementThreads = 256;
 
@@ -27,11 +31,46 @@ std::string gemv_kernel_name(GGMLType type) {
   return "ktx_gemv_" + n;
 }
 
+bool gemv16_supported(GGMLType type) {
+  for (GGMLType t : kGemv16Types)
+    if (t == type) return true;
+  return false;
+}
+
+int64_t XQuant::bytes_for(int64_t k_cap) {
+  const int64_t q = (kGemvMaxTokens * k_cap * 2 + 255) / 256 * 256;
+  return q + kGemvMaxTokens * (k_cap / 32) * 8;
+}
+
+Expected<XQuant> XQuant::alloc(int64_t k_cap) {
+  if (k_cap <= 0 || k_cap % 32 != 0) return Error("cuda XQuant: k_cap {} is not a positive multiple of 32", k_cap);
+  XQuant x;
+  KTX_ASSIGN_OR_RETURN(x.buf_, DeviceBuffer::alloc(static_cast<size_t>(bytes_for(k_cap))));
+  x.k_cap_ = k_cap;
+  x.s_offset_ = static_cast<size_t>((kGemvMaxTokens * k_cap * 2 + 255) / 256 * 256);
+  return x;
+}
+
+bool Kernels::gemv16_fits(GGMLType type, const void* w, int64_t row_bytes) {
+  if (!gemv16_supported(type)) return false;
+  const int64_t align = (type == GGMLType::Q4_K || type == GGMLType::Q5_K) ? 16 : 2;
+  return reinterpret_cast<uintptr_t>(w) % align == 0 && row_bytes % align == 0;
+}
+
 Expected<Kernels> Kernels::bind(const Library& lib) {
   Kernels k;
   for (GGMLType t : kGemvTypes) {
     KTX_ASSIGN_OR_RETURN(k.gemv_[t], lib.kernel(gemv_kernel_name(t)));
   }
+  for (GGMLType t : kGemv16Types) {
+    std::string n = gemv_kernel_name(t);  // ktx_gemv_q4_k -> ktx_gemv16_q4_k_<tokens>
+    n.replace(0, 9, "ktx_gemv16_");
+    for (int i = 0; i < 4; ++i) {
+      KTX_ASSIGN_OR_RETURN(k.gemv16_[t][static_cast<size_t>(i)],
+                           lib.kernel(fmt::format("{}_{}", n, kGemv16Tokens[i])));
+    }
+  }
+  KTX_ASSIGN_OR_RETURN(k.quantize_x16_, lib.kernel("ktx_quantize_x16"));
   KTX_ASSIGN_OR_RETURN(k.rms_norm_, lib.kernel("ktx_rms_norm"));
   KTX_ASSIGN_OR_RETURN(k.silu_mul_, lib.kernel("ktx_silu_mul"));
   KTX_ASSIGN_OR_RETURN(k.add_, lib.kernel("ktx_add"));
@@ -40,7 +79,7 @@ Expected<Kernels> Kernels::bind(const Library& lib) {
 
 Status Kernels::gemv(GGMLType type, const void* w, int64_t row_bytes, const float* x,
                      int64_t ld_x, float* y, int64_t ld_y, int64_t n_rows, int64_t k,
-                     int64_t n_tok, cudaStream_t stream) const {
+                     int64_t n_tok, cudaStream_t stream, XQuant* xq) const {
   auto it = gemv_.find(type);
   if (it == gemv_.end())
     return Error("cuda gemv: no kernel for {}", ggml_type_name(static_cast<uint32_t>(type)));
@@ -52,6 +91,10 @@ Status Kernels::gemv(GGMLType type, const void* w, int64_t row_bytes, const floa
   if (n_tok < 1 || n_tok > kGemvMaxTokens)
     return Error("cuda gemv: {} tokens (1..{} per call)", n_tok, kGemvMaxTokens);
   if (n_rows <= 0) return Status::ok();
+  if (xq && k <= xq->k_cap() && gemv16_fits(type, w, row_bytes)) {
+    KTX_RETURN_IF_ERROR(quantize_x(x, ld_x, k, n_tok, *xq, stream));
+    return gemv16(type, w, row_bytes, *xq, y, ld_y, n_rows, k, n_tok, stream);
+  }
   int rows = static_cast<int>(n_rows), kk = static_cast<int>(k), nt = static_cast<int>(n_tok);
   const void* wp = w;
   const float* xp = x;
@@ -60,6 +103,50 @@ Status Kernels::gemv(GGMLType type, const void* w, int64_t row_bytes, const floa
   void* args[] = {&wp, &rb, &xp, &lx, &yp, &ly, &rows, &kk, &nt};
   const dim3 grid(static_cast<unsigned>((n_rows + kGemvWarps - 1) / kGemvWarps));
   return launch(it->second, grid, dim3(32 * kGemvWarps), args, 0, stream);
+}
+
+Status Kernels::quantize_x(const float* x, int64_t ld_x, int64_t k, int64_t n_tok, XQuant& xq,
+                           cudaStream_t stream) const {
+  if (k <= 0 || k % 32 != 0 || k > xq.k_cap())
+    return Error("cuda quantize_x: k = {} (a multiple of 32, at most the scratch's {})", k, xq.k_cap());
+  if (n_tok < 1 || n_tok > kGemvMaxTokens)
+    return Error("cuda quantize_x: {} tokens (1..{} per call)", n_tok, kGemvMaxTokens);
+  long long lx = ld_x;
+  int kk = static_cast<int>(k);
+  short* q = xq.q();
+  float* s = xq.s();
+  void* args[] = {&x, &lx, &kk, &q, &s};
+  const dim3 grid(static_cast<unsigned>((k + 255) / 256), static_cast<unsigned>(n_tok));
+  return launch(quantize_x16_, grid, dim3(256), args, 0, stream);
+}
+
+Status Kernels::gemv16(GGMLType type, const void* w, int64_t row_bytes, const XQuant& xq,
+                       float* y, int64_t ld_y, int64_t n_rows, int64_t k, int64_t n_tok,
+                       cudaStream_t stream) const {
+  auto it = gemv16_.find(type);
+  if (it == gemv16_.end())
+    return Error("cuda gemv16: no integer GEMV for {}", ggml_type_name(static_cast<uint32_t>(type)));
+  if (!gemv16_fits(type, w, row_bytes))
+    return Error("cuda gemv16: {} rows at {} ({} bytes apart) are not aligned for its loads",
+                 ggml_type_name(static_cast<uint32_t>(type)), w, row_bytes);
+  int64_t be = 0, bb = 0;
+  ggml_type_block(static_cast<uint32_t>(type), &be, &bb);
+  if (k <= 0 || k % be != 0 || k % 32 != 0 || k > xq.k_cap())
+    return Error("cuda gemv16: k = {} is not whole {} blocks within the scratch's {}", k,
+                 ggml_type_name(static_cast<uint32_t>(type)), xq.k_cap());
+  if (n_tok < 1 || n_tok > kGemvMaxTokens)
+    return Error("cuda gemv16: {} tokens (1..{} per call)", n_tok, kGemvMaxTokens);
+  if (n_rows <= 0) return Status::ok();
+  size_t v = 0;
+  while (kGemv16Tokens[v] < n_tok) ++v;
+  int rows = static_cast<int>(n_rows), kk = static_cast<int>(k), nt = static_cast<int>(n_tok);
+  const void* wp = w;
+  const short* q = xq.q();
+  const float* s = xq.s();
+  long long rb = row_bytes, ly = ld_y;
+  void* args[] = {&wp, &rb, &q, &s, &y, &ly, &rows, &kk, &nt};
+  const dim3 grid(static_cast<unsigned>((n_rows + kGemv16Warps - 1) / kGemv16Warps));
+  return launch(it->second[v], grid, dim3(32 * kGemv16Warps), args, 0, stream);
 }
 
 Status Kernels::rms_norm(const float* x, int64_t ld_x, const float* w, float* y, int64_t ld_y,

@@ -5,6 +5,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <array>
 #include <cstdint>
 #include <map>
 
@@ -19,6 +20,27 @@ inline constexpr int kGemvMaxTokens = 8;  // KTX_GEMV_MAX_TOKENS in gemv/kernel.
 bool gemv_supported(GGMLType type);
 // The entry point name of a type's GEMV ("ktx_gemv_q4_k").
 std::string gemv_kernel_name(GGMLType type);
+// Weight types with an integer GEMV over int16-rounded activations (gemv_q16/kernel.cuh):
+// Q4_K, Q5_K, Q6_K, Q8_0.
+bool gemv16_supported(GGMLType type);
+
+// Activations rounded for the integer GEMVs, per 32-element block: q [kGemvMaxTokens][k] int16
+// and {d, Σx} per block (x ≈ d·q, |error| <= d/2, d = max|x| / 32767). Device scratch, made
+// once per session for rows of up to k_cap elements; one stream uses it at a time.
+class XQuant {
+ public:
+  static int64_t bytes_for(int64_t k_cap);
+  static Expected<XQuant> alloc(int64_t k_cap);
+  int64_t k_cap() const { return k_cap_; }
+  short* q() const { return buf_.as<short>(); }
+  float* s() const { return reinterpret_cast<float*>(buf_.as<char>() + s_offset_); }  // pairs
+  size_t bytes() const { return buf_.size(); }
+
+ private:
+  DeviceBuffer buf_;
+  int64_t k_cap_ = 0;
+  size_t s_offset_ = 0;
+};
 
 class Kernels {
  public:
@@ -27,9 +49,20 @@ class Kernels {
 
   // y[t * ld_y + r] = W[r] · x[t * ld_x] for r < n_rows, t < n_tok <= kGemvMaxTokens; W's rows
   // row_bytes apart, each k elements (a multiple of 32 and of the type's block).
+  // With xq (k <= xq->k_cap) and a gemv16 type whose rows are aligned for it, x is rounded
+  // into xq and the integer GEMV runs; otherwise every weight is decoded to float.
   Status gemv(GGMLType type, const void* w, int64_t row_bytes, const float* x, int64_t ld_x,
               float* y, int64_t ld_y, int64_t n_rows, int64_t k, int64_t n_tok,
-              cudaStream_t stream = nullptr) const;
+              cudaStream_t stream = nullptr, XQuant* xq = nullptr) const;
+  // The two halves of the integer path, for products that share one input (gate and up):
+  // quantize_x rounds x [n_tok][ld_x] (k elements per token) into xq; gemv16 reads it.
+  Status quantize_x(const float* x, int64_t ld_x, int64_t k, int64_t n_tok, XQuant& xq,
+                    cudaStream_t stream = nullptr) const;
+  Status gemv16(GGMLType type, const void* w, int64_t row_bytes, const XQuant& xq, float* y,
+                int64_t ld_y, int64_t n_rows, int64_t k, int64_t n_tok,
+                cudaStream_t stream = nullptr) const;
+  // Whether gemv16 takes these weights (type, and the alignment its loads need).
+  static bool gemv16_fits(GGMLType type, const void* w, int64_t row_bytes);
   // y[r] = x[r] / sqrt(mean(x[r]²) + eps) · w for n_rows rows of n.
   Status rms_norm(const float* x, int64_t ld_x, const float* w, float* y, int64_t ld_y,
                   int64_t n_rows, int64_t n, float eps, cudaStream_t stream = nullptr) const;
@@ -38,6 +71,8 @@ class Kernels {
 
  private:
   std::map<GGMLType, cudaKernel_t> gemv_;
+  std::map<GGMLType, std::array<cudaKernel_t, 4>> gemv16_;  // 1, 2, 4, 8 tokens
+  cudaKernel_t quantize_x16_ = nullptr;
   cudaKernel_t rms_norm_ = nullptr, silu_mul_ = nullptr, add_ = nullptr;
 };
 

@@ -34,6 +34,7 @@ class CudaBackend final : public Backend {
       : lib_(std::move(lib)), k_(std::move(k)), attn_(std::move(attn)), router_(std::move(rk)),
         cfg_(cfg), lookup_([this](const std::string& name) { return tensor(name); }) {}
 
+  void set_float_gemv(bool on) { float_gemv_ = on; }
   const char* device() const override { return "gpu"; }
   bool drives_calls() const override { return true; }
   int64_t max_call_tokens() const override { return kMaxCallTokens; }
@@ -133,12 +134,36 @@ class CudaBackend final : public Backend {
     return it->second.t;
   }
 
-  // y [n_tok][rows] = x [n_tok][k] · Wᵀ, kGemvMaxTokens tokens per launch.
-  Status gemv(const DevTensor& w, const float* x, int64_t n_tok, float* y, cudaStream_t st) const {
+  // y [n_tok][rows] = x [n_tok][k] · Wᵀ, kGemvMaxTokens tokens per launch, through the integer
+  // GEMV on x rounded into xq where the weight type has one.
+  Status gemv(const DevTensor& w, const float* x, int64_t n_tok, float* y, cudaStream_t st,
+              cuda::XQuant& xq) const {
     for (int64_t t0 = 0; t0 < n_tok; t0 += cuda::kGemvMaxTokens) {
       const int64_t nt = std::min<int64_t>(cuda::kGemvMaxTokens, n_tok - t0);
       KTX_RETURN_IF_ERROR(k_.gemv(w.type, w.data, w.row_bytes, x + t0 * w.row_len, w.row_len,
-                                  y + t0 * w.n_rows, w.n_rows, w.n_rows, w.row_len, nt, st));
+                                  y + t0 * w.n_rows, w.n_rows, w.n_rows, w.row_len, nt, st,
+                                  float_gemv_ ? nullptr : &xq));
+    }
+    return Status::ok();
+  }
+  // Gate and up read one input: it is rounded once per token chunk when both take the integer
+  // GEMV.
+  Status gemv_pair(const DevTensor& a, const DevTensor& b, const float* x, int64_t n_tok,
+                   float* ya, float* yb, cudaStream_t st, cuda::XQuant& xq) const {
+    const bool shared = !float_gemv_ && a.row_len == b.row_len && a.row_len <= xq.k_cap() &&
+                        cuda::Kernels::gemv16_fits(a.type, a.data, a.row_bytes) &&
+                        cuda::Kernels::gemv16_fits(b.type, b.data, b.row_bytes);
+    if (!shared) {
+      KTX_RETURN_IF_ERROR(gemv(a, x, n_tok, ya, st, xq));
+      return gemv(b, x, n_tok, yb, st, xq);
+    }
+    for (int64_t t0 = 0; t0 < n_tok; t0 += cuda::kGemvMaxTokens) {
+      const int64_t nt = std::min<int64_t>(cuda::kGemvMaxTokens, n_tok - t0);
+      KTX_RETURN_IF_ERROR(k_.quantize_x(x + t0 * a.row_len, a.row_len, a.row_len, nt, xq, st));
+      KTX_RETURN_IF_ERROR(k_.gemv16(a.type, a.data, a.row_bytes, xq, ya + t0 * a.n_rows, a.n_rows,
+                                    a.n_rows, a.row_len, nt, st));
+      KTX_RETURN_IF_ERROR(k_.gemv16(b.type, b.data, b.row_bytes, xq, yb + t0 * b.n_rows, b.n_rows,
+                                    b.n_rows, b.row_len, nt, st));
     }
     return Status::ok();
   }
@@ -163,6 +188,7 @@ class CudaBackend final : public Backend {
   bool gpu_router_ = false;
   std::map<std::string, Uploaded> weights_;
   std::vector<Step> steps_;
+  bool float_gemv_ = false;  // EngineOptions::gpu_float_gemv
   int64_t max_ff_ = 0;  // widest FFN hidden layer of the gpu ops (scratch per token)
 };
 
@@ -186,10 +212,9 @@ Status CudaBackend::run_device_op(const ProgramOp& op, GpuSession& gs, int64_t T
       KTX_ASSIGN_OR_RETURN(float* g, gs.scratch(0, T * gate.n_rows));
       KTX_ASSIGN_OR_RETURN(float* u, gs.scratch(1, T * up.n_rows));
       const float* x = gs.act(op.in[0]);
-      KTX_RETURN_IF_ERROR(gemv(gate, x, T, g, st));
-      KTX_RETURN_IF_ERROR(gemv(up, x, T, u, st));
+      KTX_RETURN_IF_ERROR(gemv_pair(gate, up, x, T, g, u, st, *gs.xq));
       KTX_RETURN_IF_ERROR(k_.silu_mul(g, u, g, T * gate.n_rows, st));
-      KTX_RETURN_IF_ERROR(gemv(down, g, T, out, st));
+      KTX_RETURN_IF_ERROR(gemv(down, g, T, out, st, *gs.xq));
       if (op.kind == OpKind::shared_experts && cfg_.shexp_gate)  // Qwen2-MoE's sigmoid gate
         return cuda::shexp_gate(k_, router_, cfg_, op.layer, lookup_, x, T, out, *gs.router_ws, st);
       return Status::ok();
@@ -206,7 +231,7 @@ Status CudaBackend::run_device_op(const ProgramOp& op, GpuSession& gs, int64_t T
     }
     case OpKind::lm_head: {
       KTX_ASSIGN_OR_RETURN(DevTensor w, tensor(op.tensors.at(0)));
-      return gemv(w, gs.act(op.in[0]) + first * D, T - first, out, st);
+      return gemv(w, gs.act(op.in[0]) + first * D, T - first, out, st, *gs.xq);
     }
     default:
       return Error("op '{}': the CUDA backend does not run {} ops", op.name, op_kind_name(op.kind));
@@ -300,9 +325,12 @@ Expected<std::unique_ptr<GpuSession>> CudaBackend::new_session(const Program& pr
     KTX_ASSIGN_OR_RETURN(cuda::AttnWorkspace ws,
                          cuda::AttnWorkspace::create(cfg_, kMaxCallTokens, n_ctx));
     gs->attn_ws = std::make_unique<cuda::AttnWorkspace>(std::move(ws));
+    gs->attn_ws->float_gemv = float_gemv_;
   }
   KTX_ASSIGN_OR_RETURN(cuda::RouterWorkspace rws, cuda::RouterWorkspace::create(cfg_, kMaxCallTokens));
   gs->router_ws = std::make_unique<cuda::RouterWorkspace>(std::move(rws));
+  KTX_ASSIGN_OR_RETURN(cuda::XQuant xq, cuda::XQuant::alloc((std::max(cfg_.n_embd, max_ff_) + 31) / 32 * 32));
+  gs->xq = std::make_unique<cuda::XQuant>(std::move(xq));
   return gs;
 }
 
@@ -310,7 +338,7 @@ Expected<std::unique_ptr<GpuSession>> CudaBackend::new_session(const Program& pr
 
 Expected<std::unique_ptr<Backend>> make_cuda_backend(const std::vector<uint8_t>& gpu_code,
                                                      const std::string& plan_arch,
-                                                     const ModelConfig& cfg) {
+                                                     const ModelConfig& cfg, bool float_gemv) {
   if (cuda::device_count() == 0)
     return Error("the plan runs ops on a GPU ({}), and this host has none", plan_arch);
   KTX_ASSIGN_OR_RETURN(std::string arch, cuda::device_arch(0));
@@ -322,8 +350,9 @@ Expected<std::unique_ptr<Backend>> make_cuda_backend(const std::vector<uint8_t>&
   KTX_ASSIGN_OR_RETURN(cuda::Kernels k, cuda::Kernels::bind(lib));
   KTX_ASSIGN_OR_RETURN(cuda::AttnKernels attn, cuda::AttnKernels::bind(lib));
   KTX_ASSIGN_OR_RETURN(cuda::RouterKernels rk, cuda::RouterKernels::bind(lib));
-  return std::unique_ptr<Backend>(
-      new CudaBackend(std::move(lib), std::move(k), std::move(attn), std::move(rk), cfg));
+  auto b = std::make_unique<CudaBackend>(std::move(lib), std::move(k), std::move(attn), std::move(rk), cfg);
+  b->set_float_gemv(float_gemv);
+  return std::unique_ptr<Backend>(std::move(b));
 }
 
 
@@ -335,7 +364,7 @@ namespace ktx {
 
 Expected<std::unique_ptr<Backend>> make_cuda_backend(const std::vector<uint8_t>&,
                                                      const std::string& plan_arch,
-                                                     const ModelConfig&) {
+                                                     const ModelConfig&, bool) {
   return Error("the plan runs ops on a GPU ({}), and this ktx-run was built without CUDA",
                plan_arch);
 }

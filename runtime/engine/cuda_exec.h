@@ -75,6 +75,7 @@ class GpuSession final : public BackendState {
   std::map<int64_t, LayerKv> kv;
   std::unique_ptr<cuda::AttnWorkspace> attn_ws;
   std::unique_ptr<cuda::RouterWorkspace> router_ws;
+  std::unique_ptr<cuda::XQuant> xq;  // rounded inputs of the dense / shared FFNs and lm_head
   int64_t n_ctx = 0;
 
   DeviceStats stats() const override { return stats_; }

@@ -69,6 +69,11 @@ struct EngineOptions {
   // program places ops on the GPU.
   std::vector<uint8_t> gpu_code;
   std::string gpu_arch;
+  // GPU GEMVs decode every weight to float against float activations (the float32 path's
+  // accuracy, slower) instead of the integer GEMVs on activations rounded to int16 per 32
+  // elements (runtime/cuda/kernels/gemv_q16). The environment variable KTX_CUDA_GEMV=float
+  // does the same.
+  bool gpu_float_gemv = false;
   // Load-time progress lines (weight repacking, NUMA placement); may be empty.
   std::function<void(const std::string&)> progress;
 };

@@ -4,6 +4,7 @@
 // report what the model holds in memory. Also load_from_plan, the one entry point ktx-run
 // commands use.
 #include <algorithm>
+#include <cstdlib>
 
 #include "common/hw/cpu_features.h"
 #include "runtime/engine/engine_internal.h"
@@ -56,7 +57,9 @@ Expected<std::unique_ptr<Model>> Model::load(const ModelConfig& cfg,
   std::string why_no_gpu;
   if (std::any_of(opt.program.begin(), opt.program.end(),
                   [](const PlanOp& op) { return op.device == "gpu"; })) {
-    auto gpu = make_cuda_backend(opt.gpu_code, opt.gpu_arch, cfg);
+    const char* env = std::getenv("KTX_CUDA_GEMV");
+    const bool float_gemv = opt.gpu_float_gemv || (env && std::string(env) == "float");
+    auto gpu = make_cuda_backend(opt.gpu_code, opt.gpu_arch, cfg, float_gemv);
     if (gpu) impl->backends.push_back(std::move(*gpu));
     else why_no_gpu = gpu.status().message();
   }

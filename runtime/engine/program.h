@@ -108,9 +108,10 @@ class Backend {
 std::unique_ptr<Backend> make_cpu_backend();
 // The GPU backend (runtime/engine/cuda_backend.cpp) for a plan's GPU code; errors say why this
 // host or build cannot run it and how to re-plan.
+// float_gemv: EngineOptions::gpu_float_gemv.
 Expected<std::unique_ptr<Backend>> make_cuda_backend(const std::vector<uint8_t>& gpu_code,
                                                      const std::string& plan_arch,
-                                                     const ModelConfig& cfg);
+                                                     const ModelConfig& cfg, bool float_gemv);
 
 struct Program {
   std::vector<ProgramOp> ops;

@@ -9,6 +9,10 @@
 // YaRN table and scale); DeepSeek-like MLA with attn_kv_b and q_lora (YaRN), with split
 // attn_k_b/attn_v_b and no q_lora, and a small one (kv_lora 64, rope 16, split, q_lora).
 //
+// Projections whose weights take the integer GEMV (Q8_0, Q4_K here) see x rounded to int16 per
+// 32 elements on the device; the reference rounds its x the same way (project()), so both sides
+// multiply the same values.
+//
 // Bounds (and why): the reference rounds k/v (MLA: latents, k_pe) to f16 exactly as the
 // cache does, so both sides attend over the same cache except where the device's float value
 // and the reference's double value round to neighbouring f16s (a float error straddling a
@@ -82,6 +86,21 @@ Vec matvec(const HostWeight& w, const double* x, int64_t row0 = 0, int64_t n = -
   }
   return y;
 }
+// A projection as the layer runs it: weights of a type with an integer GEMV (Q4_K, Q5_K, Q6_K,
+// Q8_0) see x rounded like ktx_quantize_x16 (per 32 elements, in float: d = max|x| / 32767,
+// q = rint(x · 32767 / max|x|)), the others x itself.
+Vec project(const HostWeight& w, const double* x) {
+  if (!gemv16_supported(w.type)) return matvec(w, x);
+  std::vector<double> r(static_cast<size_t>(w.row_len));
+  for (int64_t b = 0; b < w.row_len; b += 32) {
+    float a = 0.0f;
+    for (int64_t i = b; i < b + 32; ++i) a = std::max(a, std::fabs(static_cast<float>(x[i])));
+    const float inv = a > 0.0f ? 32767.0f / a : 0.0f, d = a / 32767.0f;
+    for (int64_t i = b; i < b + 32; ++i)
+      r[static_cast<size_t>(i)] = double(d) * std::nearbyint(static_cast<float>(x[i]) * inv);
+  }
+  return matvec(w, r.data());
+}
 void rms_norm(double* x, const HostWeight& w, int64_t n, float eps) {
   double ss = 0;
   for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
@@ -130,9 +149,9 @@ std::vector<double> gqa_ref(const Model& m, int64_t il, const std::vector<float>
   std::vector<Vec> qs;
   for (int64_t t = 0; t < n_tok; ++t) {
     const Vec x(h.begin() + t * E, h.begin() + (t + 1) * E);
-    Vec q = matvec(m.at(b + "attn_q.weight"), x.data());
-    Vec k = matvec(m.at(b + "attn_k.weight"), x.data());
-    Vec v = matvec(m.at(b + "attn_v.weight"), x.data());
+    Vec q = project(m.at(b + "attn_q.weight"), x.data());
+    Vec k = project(m.at(b + "attn_k.weight"), x.data());
+    Vec v = project(m.at(b + "attn_v.weight"), x.data());
     if (c.qkv_bias) {
       for (size_t i = 0; i < q.size(); ++i) q[i] += m.at(b + "attn_q.bias").deq[i];
       for (size_t i = 0; i < k.size(); ++i) k[i] += m.at(b + "attn_k.bias").deq[i];
@@ -165,7 +184,7 @@ std::vector<double> gqa_ref(const Model& m, int64_t il, const std::vector<float>
           [&](int64_t j, int64_t i) { return double(fp16_to_fp32(cache.v[j * nv + kvh * hv + i])); });
       o.insert(o.end(), oh.begin(), oh.end());
     }
-    const Vec y = matvec(m.at(b + "attn_output.weight"), o.data());
+    const Vec y = project(m.at(b + "attn_output.weight"), o.data());
     out.insert(out.end(), y.begin(), y.end());
   }
   return out;
@@ -184,14 +203,14 @@ std::vector<double> mla_ref(const Model& m, int64_t il, const std::vector<float>
     const Vec x(h.begin() + t * E, h.begin() + (t + 1) * E);
     Vec q;
     if (c.q_lora_rank > 0) {
-      Vec qa = matvec(m.at(b + "attn_q_a.weight"), x.data());
+      Vec qa = project(m.at(b + "attn_q_a.weight"), x.data());
       rms_norm(qa.data(), m.at(b + "attn_q_a_norm.weight"), c.q_lora_rank, c.rms_eps);
-      q = matvec(m.at(b + "attn_q_b.weight"), qa.data());
+      q = project(m.at(b + "attn_q_b.weight"), qa.data());
     } else {
-      q = matvec(m.at(b + "attn_q.weight"), x.data());
+      q = project(m.at(b + "attn_q.weight"), x.data());
     }
     for (int64_t hh = 0; hh < H; ++hh) rope(m, q.data() + hh * dq + nope, n_past + t);
-    Vec kv = matvec(m.at(b + "attn_kv_a_mqa.weight"), x.data());
+    Vec kv = project(m.at(b + "attn_kv_a_mqa.weight"), x.data());
     rms_norm(kv.data(), m.at(b + "attn_kv_a_norm.weight"), kvl, c.rms_eps);
     rope(m, kv.data() + kvl, n_past + t);
     store(cache.k, n_past + t, kv.data(), kvl);
@@ -221,7 +240,7 @@ std::vector<double> mla_ref(const Model& m, int64_t il, const std::vector<float>
                            : matvec(m.at(b + "attn_kv_b.weight"), ol.data(), hh * (nope + vd) + nope, vd);
       heads.insert(heads.end(), oh.begin(), oh.end());
     }
-    const Vec y = matvec(m.at(b + "attn_output.weight"), heads.data());
+    const Vec y = project(m.at(b + "attn_output.weight"), heads.data());
     out.insert(out.end(), y.begin(), y.end());
   }
   return out;

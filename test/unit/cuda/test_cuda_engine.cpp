@@ -3,7 +3,8 @@
 // placement, done here by hand), must give the logits the all-CPU program gives: a prefill of
 // a whole sequence, then decode steps (replayed CUDA graphs) on top of it, and prefill ==
 // decode. Both sides compute in float32 on the same dequantized values (the GPU's GEMVs read
-// the GGUF blocks in place; their sums run in another order), so the bound is the float32 one
+// the GGUF blocks in place, here on float activations: gpu_float_gemv; their sums run in
+// another order), so the bound is the float32 one
 // of ../shared/models/README.md, relative L2 error per position <= 1e-4, loosened to kBound =
 // 1e-3 because both sides round keys and values to an f16 cache: a value a hair from a
 // rounding boundary may round the other way on one side (one f16 ulp, 5e-4 relative, in one
@@ -71,6 +72,7 @@ std::unique_ptr<Pair> load_pair(const std::string& stem, const std::vector<uint8
   EXPECT_GT(moved, 0);
   opt.gpu_code = cubin;
   opt.gpu_arch = arch;
+  opt.gpu_float_gemv = true;  // the float32 comparison (the integer GEMVs: eval's KL bounds)
   auto gpu = Model::load(*cfg, p->gguf, opt);
   EXPECT_TRUE(gpu) << gpu.status().message();
   if (!gpu) return nullptr;

@@ -5,6 +5,7 @@
 //
 // Bounds: the GEMV's weights decode to dequantize_row's values (same float operations); the
 // sums run in another order, so |got − want| <= 1e-5·S + 1e-6 with S = Σ|w x| (want in double).
+// The integer GEMVs (int16 activations) add the rounding of x: Σ|w|·d/2 per 32-element block.
 // RMSNorm and the element-wise ops: 1e-5 relative.
 #include <gtest/gtest.h>
 
@@ -61,11 +62,14 @@ TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
   KTX_NEED_GPU(g);
   struct Case { GGMLType type; int64_t k, rows; };
   const Case cases[] = {
-      {GGMLType::Q4_K, 256, 5},   {GGMLType::Q4_K, 7168, 37}, {GGMLType::Q5_K, 1536, 9},
-      {GGMLType::Q6_K, 2048, 66}, {GGMLType::Q8_0, 96, 3},    {GGMLType::Q8_0, 1056, 130},
-      {GGMLType::Q4_0, 512, 7},   {GGMLType::Q5_0, 128, 70},   {GGMLType::F16, 160, 11},   {GGMLType::BF16, 64, 4},
-      {GGMLType::F32, 2080, 17},
+      {GGMLType::Q4_K, 256, 5},   {GGMLType::Q4_K, 7168, 37}, {GGMLType::Q4_K, 18432, 9},
+      {GGMLType::Q5_K, 1536, 9},  {GGMLType::Q5_K, 256, 1},   {GGMLType::Q6_K, 2048, 66},
+      {GGMLType::Q6_K, 256, 3},   {GGMLType::Q8_0, 96, 3},    {GGMLType::Q8_0, 1056, 130},
+      {GGMLType::Q8_0, 32, 1},    {GGMLType::Q4_0, 512, 7},   {GGMLType::Q5_0, 128, 70},
+      {GGMLType::F16, 160, 11},   {GGMLType::BF16, 64, 4},    {GGMLType::F32, 2080, 17},
   };
+  auto xq = XQuant::alloc(18432);
+  ASSERT_TRUE(xq) << xq.status().message();
   for (const Case& c : cases) {
     const size_t rb = *ggml_row_bytes(c.type, c.k);
     std::vector<uint8_t> w(rb * c.rows);
@@ -73,30 +77,47 @@ TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
     for (int64_t r = 0; r < c.rows; ++r) quantize_row(c.type, wf.data() + r * c.k, w.data() + r * rb, c.k);
     std::vector<float> deq(static_cast<size_t>(c.k * c.rows));
     for (int64_t r = 0; r < c.rows; ++r) dequantize_row(c.type, w.data() + r * rb, deq.data() + r * c.k, c.k);
-    for (int64_t n_tok : {1, 3, 8}) {
-      SCOPED_TRACE(std::string(ggml_type_name(static_cast<uint32_t>(c.type))) + " k " +
-                   std::to_string(c.k) + " rows " + std::to_string(c.rows) + " tokens " + std::to_string(n_tok));
-      const int64_t ld_x = c.k + 7, ld_y = c.rows + 3;
-      const auto x = random_floats(static_cast<size_t>(n_tok * ld_x), 1.0f, 3 + static_cast<uint32_t>(n_tok));
-      auto dw = upload(w);
-      auto dx = upload(x);
-      std::vector<float> y(static_cast<size_t>(n_tok * ld_y), -5.0f);
-      auto dy = upload(y);
-      ASSERT_TRUE(g->k.gemv(c.type, dw.get(), static_cast<int64_t>(rb), dx.as<float>(), ld_x,
-                            dy.as<float>(), ld_y, c.rows, c.k, n_tok));
-      ASSERT_TRUE(dy.download(y.data(), y.size() * sizeof(float)));
-      for (int64_t t = 0; t < n_tok; ++t) {
-        for (int64_t r = 0; r < ld_y; ++r) {
-          if (r >= c.rows) {
-            ASSERT_EQ(y[t * ld_y + r], -5.0f) << "wrote past n_rows";
-            continue;
+    auto dw = upload(w);
+    // The float path (every weight decoded), then the integer path where the type has one.
+    for (const bool integer : {false, true}) {
+      if (integer && !gemv16_supported(c.type)) continue;
+      for (int64_t n_tok : {1, 2, 3, 5, 8}) {
+        SCOPED_TRACE(std::string(ggml_type_name(static_cast<uint32_t>(c.type))) + " k " +
+                     std::to_string(c.k) + " rows " + std::to_string(c.rows) + " tokens " +
+                     std::to_string(n_tok) + (integer ? " int16 x" : " float x"));
+        const int64_t ld_x = c.k + 7, ld_y = c.rows + 3;
+        const auto x = random_floats(static_cast<size_t>(n_tok * ld_x), 1.0f, 3 + static_cast<uint32_t>(n_tok));
+        auto dx = upload(x);
+        std::vector<float> y(static_cast<size_t>(n_tok * ld_y), -5.0f);
+        auto dy = upload(y);
+        ASSERT_TRUE(g->k.gemv(c.type, dw.get(), static_cast<int64_t>(rb), dx.as<float>(), ld_x,
+                              dy.as<float>(), ld_y, c.rows, c.k, n_tok, nullptr,
+                              integer ? &*xq : nullptr));
+        ASSERT_TRUE(dy.download(y.data(), y.size() * sizeof(float)));
+        for (int64_t t = 0; t < n_tok; ++t) {
+          // The integer path's rounding: |x − d·q| <= d/2 per element, d = max|x| / 32767 of
+          // its 32-element block; so |error| <= Σ|w|·d/2 on top of the float bound.
+          std::vector<double> half_d(static_cast<size_t>(c.k / 32), 0.0);
+          if (integer)
+            for (int64_t b = 0; b < c.k / 32; ++b) {
+              double a = 0;
+              for (int64_t i = 0; i < 32; ++i) a = std::max(a, std::fabs(double(x[t * ld_x + 32 * b + i])));
+              half_d[static_cast<size_t>(b)] = a / 32767.0 / 2.0 * (1 + 1e-5);
+            }
+          for (int64_t r = 0; r < ld_y; ++r) {
+            if (r >= c.rows) {
+              ASSERT_EQ(y[t * ld_y + r], -5.0f) << "wrote past n_rows";
+              continue;
+            }
+            double s = 0, sa = 0, sq = 0;
+            for (int64_t i = 0; i < c.k; ++i) {
+              const double wi = deq[r * c.k + i];
+              s += wi * x[t * ld_x + i];
+              sa += std::fabs(wi * x[t * ld_x + i]);
+              sq += std::fabs(wi) * half_d[static_cast<size_t>(i / 32)];
+            }
+            ASSERT_NEAR(y[t * ld_y + r], s, 1e-5 * sa + sq + 1e-6) << "token " << t << " row " << r;
           }
-          double s = 0, sa = 0;
-          for (int64_t i = 0; i < c.k; ++i) {
-            s += double(deq[r * c.k + i]) * x[t * ld_x + i];
-            sa += std::fabs(double(deq[r * c.k + i]) * x[t * ld_x + i]);
-          }
-          ASSERT_NEAR(y[t * ld_y + r], s, 1e-5 * sa + 1e-6) << "token " << t << " row " << r;
         }
       }
     }
@@ -104,6 +125,14 @@ TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
   auto bad = g->k.gemv(GGMLType::Q4_K, nullptr, 144, nullptr, 256, nullptr, 1, 1, 100, 1);
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.message().find("k = 100"), std::string::npos) << bad.message();
+  // The integer GEMV refuses rows its 16-byte loads cannot read (gemv falls back to float).
+  auto misaligned = g->k.gemv16(GGMLType::Q4_K, reinterpret_cast<const void*>(uintptr_t{2}), 144,
+                                *xq, nullptr, 1, 1, 256, 1);
+  ASSERT_FALSE(misaligned);
+  EXPECT_NE(misaligned.message().find("not aligned"), std::string::npos) << misaligned.message();
+  auto too_long = g->k.quantize_x(nullptr, 1, 18464, 1, *xq);
+  ASSERT_FALSE(too_long);
+  EXPECT_NE(too_long.message().find("18464"), std::string::npos) << too_long.message();
 }
 
 TEST(CudaKernels, RmsNormSiluMulAddMatchReference) {

@@ -1,0 +1,252 @@
+// GEMV on K-quant and Q8_0 blocks in place with the activations rounded to int16, for decode:
+// y[t * ld_y + r] = W[r] · x[t], the products in integer (dp2a: two int16 × int8 pairs).
+//
+// ktx_quantize_x16 rounds x once per call: per 32-element block, d = max|x| / 32767,
+// q = rint(x / d), and the block's exact float sum Σx (the Q4_K/Q5_K min terms use it). The
+// error per element is at most d/2 (2^-16 of the block's largest), the int16 grade of the CPU's
+// decode GEMVs. The GEMVs then read each weight byte once, 16 bytes per lane where the block
+// layout allows (Q4_K, Q5_K), and turn nibbles into dp2a operands with 32-bit masks: two to
+// three integer instructions per weight byte, against seven float ones when every weight is
+// decoded to float (gemv/kernel.cuh, which stays the path of the other types).
+//
+// One warp per row, KTX_Q16_WARPS rows per block; NT tokens per launch (1, 2, 4 or 8; tokens
+// past n_tok are computed from the scratch's spare rows and not stored). Sums: per lane in
+// block order, then a warp shuffle tree.
+#pragma once
+
+#include "common/quant.cuh"
+
+#define KTX_Q16_WARPS 4
+#define KTX_Q16_MAX_TOKENS 8
+
+// x [n_tok][ld_x] -> q [n_tok][k] int16, s [n_tok][k / 32] = {d, Σx}. Grid (ceil(k / 256),
+// n_tok), 256 threads: one warp per 32-element block (k is a multiple of 32).
+extern "C" __global__ void __launch_bounds__(256)
+    ktx_quantize_x16(const float* __restrict__ x, ktx_i64 ld_x, int k, short* __restrict__ q,
+                     float2* __restrict__ s) {
+  const int t = blockIdx.y;
+  const int i = blockIdx.x * 256 + threadIdx.x;
+  if (i >= k) return;  // whole warps: k % 32 == 0
+  const float v = x[t * ld_x + i];
+  float a = fabsf(v), sum = v;
+  for (int o = 16; o > 0; o /= 2) {
+    a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+    sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  }
+  const float inv = a > 0.0f ? 32767.0f / a : 0.0f;
+  q[static_cast<ktx_i64>(t) * k + i] = static_cast<short>(__float2int_rn(v * inv));
+  if (i % 32 == 0) s[static_cast<ktx_i64>(t) * (k / 32) + i / 32] = make_float2(a / 32767.0f, sum);
+}
+
+// Σ over 4 weights (bytes of w, signed) × 4 int16 activations (two pairs: lo = elements 0, 1).
+__device__ __forceinline__ int ktx_dot4(int x01, int x23, int w, int acc) {
+  return __dp2a_hi(x23, w, __dp2a_lo(x01, w, acc));
+}
+// 8 weights (two words) × 8 int16 activations (one int4).
+__device__ __forceinline__ int ktx_dot8(const int4& x, int w0, int w1, int acc) {
+  return ktx_dot4(x.z, x.w, w1, ktx_dot4(x.x, x.y, w0, acc));
+}
+// 4 bytes at a 2-byte aligned address.
+__device__ __forceinline__ int ktx_load_i32_a2(const ktx_u8* p) {
+  const ktx_u16* h = reinterpret_cast<const ktx_u16*>(p);
+  return static_cast<int>(static_cast<unsigned>(h[0]) | (static_cast<unsigned>(h[1]) << 16));
+}
+
+struct Q16Args {
+  const ktx_u8* w;
+  ktx_i64 row_bytes;
+  const short* q;    // [NT][k]
+  const float2* s;   // [NT][k / 32]
+  float* y;
+  ktx_i64 ld_y;
+  int n_rows, k, n_tok;
+};
+
+template <int NT>
+__device__ __forceinline__ void q16_store(const Q16Args& a, int row, float* acc) {
+  const int lane = threadIdx.x % 32;
+  for (int t = 0; t < NT; ++t) {
+    float v = acc[t];
+    for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
+    if (lane == 0 && t < a.n_tok) a.y[t * a.ld_y + row] = v;
+  }
+}
+
+// Q4_K (144-byte super-blocks, 16-byte aligned rows): 8 lanes per super-block, lane (p, h) takes
+// qs bytes [32p + 16h, +16): low nibbles are elements 16h.. of sub-block 2p, high nibbles the
+// same elements of sub-block 2p + 1. A warp step covers 4 super-blocks.
+template <int NT>
+__device__ __forceinline__ void gemv_q4_k_q16(const Q16Args& a) {
+  const int lane = threadIdx.x % 32;
+  const int row = blockIdx.x * KTX_Q16_WARPS + threadIdx.x / 32;
+  if (row >= a.n_rows) return;
+  const int nb = a.k / 256, p = (lane % 8) / 2, h = lane % 2, n32 = a.k / 32;
+  const ktx_u8* wr = a.w + row * a.row_bytes;
+  float acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  for (int b = lane / 8; b < nb; b += 4) {
+    const ktx_u8* blk = wr + b * 144;
+    const int4 qs = *reinterpret_cast<const int4*>(blk + 16 + 32 * p + 16 * h);
+    const unsigned dd = *reinterpret_cast<const unsigned*>(blk);
+    const float d = ktx_half(static_cast<ktx_u16>(dd & 0xFFFFu));
+    const float dmin = ktx_half(static_cast<ktx_u16>(dd >> 16));
+    int sc0, mn0, sc1, mn1;
+    ktx_scale_min_k4(blk + 4, 2 * p, &sc0, &mn0);
+    ktx_scale_min_k4(blk + 4, 2 * p + 1, &sc1, &mn1);
+    const int lo0 = qs.x & 0x0F0F0F0F, lo1 = qs.y & 0x0F0F0F0F, lo2 = qs.z & 0x0F0F0F0F,
+              lo3 = qs.w & 0x0F0F0F0F;
+    const int hi0 = (qs.x >> 4) & 0x0F0F0F0F, hi1 = (qs.y >> 4) & 0x0F0F0F0F,
+              hi2 = (qs.z >> 4) & 0x0F0F0F0F, hi3 = (qs.w >> 4) & 0x0F0F0F0F;
+    const int e0 = b * 256 + 64 * p + 16 * h;  // sub-block 2p; 2p + 1 starts 32 later
+    const float ds0 = d * static_cast<float>(sc0), ds1 = d * static_cast<float>(sc1);
+    const float dm0 = h == 0 ? dmin * static_cast<float>(mn0) : 0.0f;
+    const float dm1 = h == 0 ? dmin * static_cast<float>(mn1) : 0.0f;
+    for (int t = 0; t < NT; ++t) {
+      const int4* x0 = reinterpret_cast<const int4*>(a.q + static_cast<ktx_i64>(t) * a.k + e0);
+      const int4* x1 = x0 + 4;  // 32 int16 later
+      int s0 = ktx_dot8(x0[0], lo0, lo1, 0);
+      s0 = ktx_dot8(x0[1], lo2, lo3, s0);
+      int s1 = ktx_dot8(x1[0], hi0, hi1, 0);
+      s1 = ktx_dot8(x1[1], hi2, hi3, s1);
+      const float2 xs0 = a.s[t * n32 + e0 / 32], xs1 = a.s[t * n32 + e0 / 32 + 1];
+      acc[t] += ds0 * xs0.x * static_cast<float>(s0) + ds1 * xs1.x * static_cast<float>(s1) -
+                (dm0 * xs0.y + dm1 * xs1.y);
+    }
+  }
+  q16_store<NT>(a, row, acc);
+}
+
+// Q5_K (176-byte super-blocks: d, dmin, scales[12], qh[32], qs[128]): as Q4_K, the fifth bit of
+// element l of sub-block j is bit j of qh[l].
+template <int NT>
+__device__ __forceinline__ void gemv_q5_k_q16(const Q16Args& a) {
+  const int lane = threadIdx.x % 32;
+  const int row = blockIdx.x * KTX_Q16_WARPS + threadIdx.x / 32;
+  if (row >= a.n_rows) return;
+  const int nb = a.k / 256, p = (lane % 8) / 2, h = lane % 2, n32 = a.k / 32;
+  const ktx_u8* wr = a.w + row * a.row_bytes;
+  float acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  for (int b = lane / 8; b < nb; b += 4) {
+    const ktx_u8* blk = wr + b * 176;
+    const int4 qs = *reinterpret_cast<const int4*>(blk + 48 + 32 * p + 16 * h);
+    const int4 qh = *reinterpret_cast<const int4*>(blk + 16 + 16 * h);
+    const unsigned dd = *reinterpret_cast<const unsigned*>(blk);
+    const float d = ktx_half(static_cast<ktx_u16>(dd & 0xFFFFu));
+    const float dmin = ktx_half(static_cast<ktx_u16>(dd >> 16));
+    int sc0, mn0, sc1, mn1;
+    ktx_scale_min_k4(blk + 4, 2 * p, &sc0, &mn0);
+    ktx_scale_min_k4(blk + 4, 2 * p + 1, &sc1, &mn1);
+    const int j0 = 2 * p, j1 = 2 * p + 1;
+    const int lo0 = (qs.x & 0x0F0F0F0F) | (((qh.x >> j0) & 0x01010101) << 4);
+    const int lo1 = (qs.y & 0x0F0F0F0F) | (((qh.y >> j0) & 0x01010101) << 4);
+    const int lo2 = (qs.z & 0x0F0F0F0F) | (((qh.z >> j0) & 0x01010101) << 4);
+    const int lo3 = (qs.w & 0x0F0F0F0F) | (((qh.w >> j0) & 0x01010101) << 4);
+    const int hi0 = ((qs.x >> 4) & 0x0F0F0F0F) | (((qh.x >> j1) & 0x01010101) << 4);
+    const int hi1 = ((qs.y >> 4) & 0x0F0F0F0F) | (((qh.y >> j1) & 0x01010101) << 4);
+    const int hi2 = ((qs.z >> 4) & 0x0F0F0F0F) | (((qh.z >> j1) & 0x01010101) << 4);
+    const int hi3 = ((qs.w >> 4) & 0x0F0F0F0F) | (((qh.w >> j1) & 0x01010101) << 4);
+    const int e0 = b * 256 + 64 * p + 16 * h;
+    const float ds0 = d * static_cast<float>(sc0), ds1 = d * static_cast<float>(sc1);
+    const float dm0 = h == 0 ? dmin * static_cast<float>(mn0) : 0.0f;
+    const float dm1 = h == 0 ? dmin * static_cast<float>(mn1) : 0.0f;
+    for (int t = 0; t < NT; ++t) {
+      const int4* x0 = reinterpret_cast<const int4*>(a.q + static_cast<ktx_i64>(t) * a.k + e0);
+      const int4* x1 = x0 + 4;
+      int s0 = ktx_dot8(x0[0], lo0, lo1, 0);
+      s0 = ktx_dot8(x0[1], lo2, lo3, s0);
+      int s1 = ktx_dot8(x1[0], hi0, hi1, 0);
+      s1 = ktx_dot8(x1[1], hi2, hi3, s1);
+      const float2 xs0 = a.s[t * n32 + e0 / 32], xs1 = a.s[t * n32 + e0 / 32 + 1];
+      acc[t] += ds0 * xs0.x * static_cast<float>(s0) + ds1 * xs1.x * static_cast<float>(s1) -
+                (dm0 * xs0.y + dm1 * xs1.y);
+    }
+  }
+  q16_store<NT>(a, row, acc);
+}
+
+// Q6_K (210-byte super-blocks, 2-byte aligned: ql[128], qh[64], scales[16], d): 8 lanes per
+// super-block, lane (hh, m) takes elements 8m.. of the four 32-groups g of half hh: nibbles of
+// ql[64hh + 8m ..] (g = 0 low, 2 high) and ql[64hh + 32 + 8m ..] (g = 1, 3), bits 2g of
+// qh[32hh + 8m ..]. The 6-bit u becomes the signed byte u − 32 as (u + 0x60) ^ 0x80 per byte.
+template <int NT>
+__device__ __forceinline__ void gemv_q6_k_q16(const Q16Args& a) {
+  const int lane = threadIdx.x % 32;
+  const int row = blockIdx.x * KTX_Q16_WARPS + threadIdx.x / 32;
+  if (row >= a.n_rows) return;
+  const int nb = a.k / 256, hh = (lane % 8) / 4, m = lane % 4, n32 = a.k / 32;
+  const ktx_u8* wr = a.w + row * a.row_bytes;
+  float acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  for (int b = lane / 8; b < nb; b += 4) {
+    const ktx_u8* blk = wr + b * 210;
+    const ktx_u8* ql = blk + 64 * hh + 8 * m;
+    const ktx_u8* qh = blk + 128 + 32 * hh + 8 * m;
+    const int a0 = ktx_load_i32_a2(ql), a1 = ktx_load_i32_a2(ql + 4);
+    const int c0 = ktx_load_i32_a2(ql + 32), c1 = ktx_load_i32_a2(ql + 36);
+    const int h0 = ktx_load_i32_a2(qh), h1 = ktx_load_i32_a2(qh + 4);
+    const float d = ktx_half(*reinterpret_cast<const ktx_u16*>(blk + 208));
+    const ktx_i8* sc = reinterpret_cast<const ktx_i8*>(blk + 192) + 8 * hh + m / 2;
+    int wv[4][2];
+    const int src[4][2] = {{a0, a1}, {c0, c1}, {a0 >> 4, a1 >> 4}, {c0 >> 4, c1 >> 4}};
+    for (int g = 0; g < 4; ++g) {
+      const int hs0 = ((h0 >> (2 * g)) & 0x03030303) << 4, hs1 = ((h1 >> (2 * g)) & 0x03030303) << 4;
+      wv[g][0] = (((src[g][0] & 0x0F0F0F0F) | hs0) + 0x60606060) ^ static_cast<int>(0x80808080u);
+      wv[g][1] = (((src[g][1] & 0x0F0F0F0F) | hs1) + 0x60606060) ^ static_cast<int>(0x80808080u);
+    }
+    float dsg[4];
+    for (int g = 0; g < 4; ++g) dsg[g] = d * static_cast<float>(sc[2 * g]);
+    const int e0 = b * 256 + 128 * hh + 8 * m;  // group g at e0 + 32g
+    for (int t = 0; t < NT; ++t) {
+      const short* xq = a.q + static_cast<ktx_i64>(t) * a.k + e0;
+      const float2* xs = a.s + t * n32 + (b * 8 + 4 * hh);
+      float r = 0.0f;
+      for (int g = 0; g < 4; ++g) {
+        const int s = ktx_dot8(*reinterpret_cast<const int4*>(xq + 32 * g), wv[g][0], wv[g][1], 0);
+        r += dsg[g] * xs[g].x * static_cast<float>(s);
+      }
+      acc[t] += r;
+    }
+  }
+  q16_store<NT>(a, row, acc);
+}
+
+// Q8_0 (34-byte blocks, 2-byte aligned): 4 lanes per block, 8 bytes each; a warp step covers 8.
+template <int NT>
+__device__ __forceinline__ void gemv_q8_0_q16(const Q16Args& a) {
+  const int lane = threadIdx.x % 32;
+  const int row = blockIdx.x * KTX_Q16_WARPS + threadIdx.x / 32;
+  if (row >= a.n_rows) return;
+  const int nb = a.k / 32, part = lane % 4;
+  const ktx_u8* wr = a.w + row * a.row_bytes;
+  float acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  for (int b = lane / 4; b < nb; b += 8) {
+    const ktx_u8* blk = wr + b * 34;
+    const int w0 = ktx_load_i32_a2(blk + 2 + 8 * part), w1 = ktx_load_i32_a2(blk + 6 + 8 * part);
+    const float d = ktx_half(*reinterpret_cast<const ktx_u16*>(blk));
+    for (int t = 0; t < NT; ++t) {
+      const int4 x = *reinterpret_cast<const int4*>(a.q + static_cast<ktx_i64>(t) * a.k + 32 * b + 8 * part);
+      acc[t] += d * a.s[t * nb + b].x * static_cast<float>(ktx_dot8(x, w0, w1, 0));
+    }
+  }
+  q16_store<NT>(a, row, acc);
+}
+
+#define KTX_Q16_ENTRY(NAME, FN, NT)                                                           \
+  extern "C" __global__ void __launch_bounds__(32 * KTX_Q16_WARPS)                           \
+      NAME(const ktx_u8* w, ktx_i64 row_bytes, const short* q, const float2* s, float* y,   \
+           ktx_i64 ld_y, int n_rows, int k, int n_tok) {                                    \
+    const Q16Args a{w, row_bytes, q, s, y, ld_y, n_rows, k, n_tok};                          \
+    FN<NT>(a);                                                                               \
+  }
+#define KTX_Q16_TYPE(TNAME, FN)                      \
+  KTX_Q16_ENTRY(ktx_gemv16_##TNAME##_1, FN, 1)       \
+  KTX_Q16_ENTRY(ktx_gemv16_##TNAME##_2, FN, 2)       \
+  KTX_Q16_ENTRY(ktx_gemv16_##TNAME##_4, FN, 4)       \
+  KTX_Q16_ENTRY(ktx_gemv16_##TNAME##_8, FN, 8)
+
+KTX_Q16_TYPE(q4_k, gemv_q4_k_q16)
+KTX_Q16_TYPE(q5_k, gemv_q5_k_q16)
+KTX_Q16_TYPE(q6_k, gemv_q6_k_q16)
+KTX_Q16_TYPE(q8_0, gemv_q8_0_q16)

@@ -25,7 +25,7 @@ std::string gemv_kernel_name(GGMLType type);
 bool gemv16_supported(GGMLType type);
 
 // Activations rounded for the integer GEMVs, per 32-element block: q [kGemvMaxTokens][k] int16
-// and {d, Σx} per block (x ≈ d·q, |error| <= d/2, d = max|x| / 32767). Device scratch, made
+// and {d, d·Σq} per block (x ≈ d·q, |error| <= d/2, d = max|x| / 32767). Device scratch, made
 // once per session for rows of up to k_cap elements; one stream uses it at a time.
 class XQuant {
  public:

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <random>
 #include <vector>
@@ -23,6 +25,20 @@ inline std::vector<float> random_floats(size_t n, float scale, uint32_t seed) {
   std::vector<float> v(n);
   for (auto& x : v) x = nd(rng);
   return v;
+}
+
+// The integer GEMVs' rounding of x (ktx_quantize_x16), on the host: per 32 elements, in float,
+// d = max|x| / 32767 and q = rint(x · 32767 / max|x|); returns d·q per element (as double).
+inline std::vector<double> x16_rounded(const float* x, int64_t k) {
+  std::vector<double> r(static_cast<size_t>(k));
+  for (int64_t b = 0; b < k; b += 32) {
+    float a = 0.0f;
+    for (int64_t i = b; i < b + 32; ++i) a = std::max(a, std::fabs(x[i]));
+    const float inv = a > 0.0f ? 32767.0f / a : 0.0f, d = a / 32767.0f;
+    for (int64_t i = b; i < b + 32; ++i)
+      r[static_cast<size_t>(i)] = double(d) * std::nearbyint(x[i] * inv);
+  }
+  return r;
 }
 
 struct Gpu {

@@ -91,14 +91,8 @@ Vec matvec(const HostWeight& w, const double* x, int64_t row0 = 0, int64_t n = -
 // q = rint(x · 32767 / max|x|)), the others x itself.
 Vec project(const HostWeight& w, const double* x) {
   if (!gemv16_supported(w.type)) return matvec(w, x);
-  std::vector<double> r(static_cast<size_t>(w.row_len));
-  for (int64_t b = 0; b < w.row_len; b += 32) {
-    float a = 0.0f;
-    for (int64_t i = b; i < b + 32; ++i) a = std::max(a, std::fabs(static_cast<float>(x[i])));
-    const float inv = a > 0.0f ? 32767.0f / a : 0.0f, d = a / 32767.0f;
-    for (int64_t i = b; i < b + 32; ++i)
-      r[static_cast<size_t>(i)] = double(d) * std::nearbyint(static_cast<float>(x[i]) * inv);
-  }
+  std::vector<float> xf(x, x + w.row_len);
+  const std::vector<double> r = gpu_test::x16_rounded(xf.data(), w.row_len);
   return matvec(w, r.data());
 }
 void rms_norm(double* x, const HostWeight& w, int64_t n, float eps) {

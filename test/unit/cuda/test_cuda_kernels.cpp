@@ -5,7 +5,7 @@
 //
 // Bounds: the GEMV's weights decode to dequantize_row's values (same float operations); the
 // sums run in another order, so |got − want| <= 1e-5·S + 1e-6 with S = Σ|w x| (want in double).
-// The integer GEMVs (int16 activations) add the rounding of x: Σ|w|·d/2 per 32-element block.
+// The integer GEMVs compare the same way against x rounded as ktx_quantize_x16 rounds it.
 // RMSNorm and the element-wise ops: 1e-5 relative.
 #include <gtest/gtest.h>
 
@@ -95,28 +95,22 @@ TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
                               integer ? &*xq : nullptr));
         ASSERT_TRUE(dy.download(y.data(), y.size() * sizeof(float)));
         for (int64_t t = 0; t < n_tok; ++t) {
-          // The integer path's rounding: |x − d·q| <= d/2 per element, d = max|x| / 32767 of
-          // its 32-element block; so |error| <= Σ|w|·d/2 on top of the float bound.
-          std::vector<double> half_d(static_cast<size_t>(c.k / 32), 0.0);
-          if (integer)
-            for (int64_t b = 0; b < c.k / 32; ++b) {
-              double a = 0;
-              for (int64_t i = 0; i < 32; ++i) a = std::max(a, std::fabs(double(x[t * ld_x + 32 * b + i])));
-              half_d[static_cast<size_t>(b)] = a / 32767.0 / 2.0 * (1 + 1e-5);
-            }
+          // The integer path multiplies the weights with x rounded by ktx_quantize_x16: the
+          // same float bound against that x.
+          std::vector<double> xt(x.begin() + t * ld_x, x.begin() + t * ld_x + c.k);
+          if (integer) xt = gpu_test::x16_rounded(x.data() + t * ld_x, c.k);
           for (int64_t r = 0; r < ld_y; ++r) {
             if (r >= c.rows) {
               ASSERT_EQ(y[t * ld_y + r], -5.0f) << "wrote past n_rows";
               continue;
             }
-            double s = 0, sa = 0, sq = 0;
+            double s = 0, sa = 0;
             for (int64_t i = 0; i < c.k; ++i) {
-              const double wi = deq[r * c.k + i];
-              s += wi * x[t * ld_x + i];
-              sa += std::fabs(wi * x[t * ld_x + i]);
-              sq += std::fabs(wi) * half_d[static_cast<size_t>(i / 32)];
+              const double p = double(deq[r * c.k + i]) * xt[static_cast<size_t>(i)];
+              s += p;
+              sa += std::fabs(p);
             }
-            ASSERT_NEAR(y[t * ld_y + r], s, 1e-5 * sa + sq + 1e-6) << "token " << t << " row " << r;
+            ASSERT_NEAR(y[t * ld_y + r], s, 1e-5 * sa + 1e-6) << "token " << t << " row " << r;
           }
         }
       }

@@ -2,9 +2,10 @@
 // y[t * ld_y + r] = W[r] · x[t], the products in integer (dp2a: two int16 × int8 pairs).
 //
 // ktx_quantize_x16 rounds x once per call: per 32-element block, d = max|x| / 32767,
-// q = rint(x / d), and the block's exact float sum Σx (the Q4_K/Q5_K min terms use it). The
-// error per element is at most d/2 (2^-16 of the block's largest), the int16 grade of the CPU's
-// decode GEMVs. The GEMVs then read each weight byte once, 16 bytes per lane where the block
+// q = rint(x · 32767 / max|x|), and d·Σq (the Q4_K/Q5_K min terms use it), so the product is
+// exactly the dequantized weights times the rounded x, up to float summation. The error per
+// element is at most d/2 (2^-16 of the block's largest), the int16 grade of the CPU's decode
+// GEMVs. The GEMVs then read each weight byte once, 16 bytes per lane where the block
 // layout allows (Q4_K, Q5_K), and turn nibbles into dp2a operands with 32-bit masks: two to
 // three integer instructions per weight byte, against seven float ones when every weight is
 // decoded to float (gemv/kernel.cuh, which stays the path of the other types).
@@ -19,7 +20,7 @@
 #define KTX_Q16_WARPS 4
 #define KTX_Q16_MAX_TOKENS 8
 
-// x [n_tok][ld_x] -> q [n_tok][k] int16, s [n_tok][k / 32] = {d, Σx}. Grid (ceil(k / 256),
+// x [n_tok][ld_x] -> q [n_tok][k] int16, s [n_tok][k / 32] = {d, d·Σq}. Grid (ceil(k / 256),
 // n_tok), 256 threads: one warp per 32-element block (k is a multiple of 32).
 extern "C" __global__ void __launch_bounds__(256)
     ktx_quantize_x16(const float* __restrict__ x, ktx_i64 ld_x, int k, short* __restrict__ q,
@@ -28,14 +29,14 @@ extern "C" __global__ void __launch_bounds__(256)
   const int i = blockIdx.x * 256 + threadIdx.x;
   if (i >= k) return;  // whole warps: k % 32 == 0
   const float v = x[t * ld_x + i];
-  float a = fabsf(v), sum = v;
-  for (int o = 16; o > 0; o /= 2) {
-    a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
-    sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  }
-  const float inv = a > 0.0f ? 32767.0f / a : 0.0f;
-  q[static_cast<ktx_i64>(t) * k + i] = static_cast<short>(__float2int_rn(v * inv));
-  if (i % 32 == 0) s[static_cast<ktx_i64>(t) * (k / 32) + i / 32] = make_float2(a / 32767.0f, sum);
+  float a = fabsf(v);
+  for (int o = 16; o > 0; o /= 2) a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+  const float inv = a > 0.0f ? 32767.0f / a : 0.0f, d = a / 32767.0f;
+  const int qi = __float2int_rn(v * inv);
+  float sum = static_cast<float>(qi);  // integers below 2^24: exact in any order
+  for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  q[static_cast<ktx_i64>(t) * k + i] = static_cast<short>(qi);
+  if (i % 32 == 0) s[static_cast<ktx_i64>(t) * (k / 32) + i / 32] = make_float2(d, d * sum);
 }
 
 // Σ over 4 weights (bytes of w, signed) × 4 int16 activations (two pairs: lo = elements 0, 1).

@@ -42,6 +42,11 @@ Expected<std::unique_ptr<GpuSession>> GpuSession::create(const Program& prog,
       KTX_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&gs->events_[i], cudaEventDisableTiming));
   KTX_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&gs->fork_, cudaEventDisableTiming));
   KTX_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&gs->join_, cudaEventDisableTiming));
+  // The host waits for a call on these, sleeping: a thread spinning in cudaStreamSynchronize
+  // (the runtime's default when CPUs outnumber contexts) would take a core from the expert
+  // workers that run inside the call.
+  for (cudaEvent_t& e : gs->done_)
+    KTX_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming | cudaEventBlockingSync));
 
   // Device buffers for what device steps and copies touch.
   const size_t nb = prog.buffers.size();
@@ -91,6 +96,8 @@ GpuSession::~GpuSession() {
     if (e) cudaEventDestroy(e);
   if (fork_) cudaEventDestroy(fork_);
   if (join_) cudaEventDestroy(join_);
+  for (cudaEvent_t e : done_)
+    if (e) cudaEventDestroy(e);
   if (pos_host_) cudaFreeHost(pos_host_);
   for (cudaStream_t s : streams_)
     if (s) cudaStreamDestroy(s);
@@ -195,8 +202,10 @@ Status GpuSession::download_act(int b, int64_t n_floats, float* dst) const {
 }
 
 Status GpuSession::sync() const {
-  KTX_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(device_stream()));
-  KTX_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(host_stream()));
+  for (int i = 0; i < 2; ++i) {
+    KTX_CUDA_RETURN_IF_ERROR(cudaEventRecord(done_[i], streams_[i]));
+    KTX_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(done_[i]));
+  }
   return Status::ok();
 }
 

@@ -97,6 +97,7 @@ class GpuSession final : public BackendState {
   cudaStream_t streams_[2] = {nullptr, nullptr};
   std::vector<cudaEvent_t> events_;
   cudaEvent_t fork_ = nullptr, join_ = nullptr;
+  cudaEvent_t done_[2] = {nullptr, nullptr};  // blocking-sync events of sync()
   std::vector<cuda::DeviceBuffer> act_, ids_, weights_, scratch_;
   cuda::DeviceBuffer pos_dev_;
   int32_t* pos_host_ = nullptr;          // pinned

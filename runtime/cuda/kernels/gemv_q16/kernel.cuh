@@ -10,7 +10,8 @@
 // three integer instructions per weight byte, against seven float ones when every weight is
 // decoded to float (gemv/kernel.cuh, which stays the path of the other types).
 //
-// One warp per row, KTX_Q16_WARPS rows per block; NT tokens per launch (1, 2, 4 or 8; tokens
+// One warp per row, KTX_Q16_WARPS rows per block; the block loops are unrolled so that each lane
+// has two (Q8_0: four) weight loads in flight. NT tokens per launch (1, 2, 4 or 8; tokens
 // past n_tok are computed from the scratch's spare rows and not stored). Sums: per lane in
 // block order, then a warp shuffle tree.
 #pragma once
@@ -85,6 +86,7 @@ __device__ __forceinline__ void gemv_q4_k_q16(const Q16Args& a) {
   const ktx_u8* wr = a.w + row * a.row_bytes;
   float acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+#pragma unroll 2
   for (int b = lane / 8; b < nb; b += 4) {
     const ktx_u8* blk = wr + b * 144;
     const int4 qs = *reinterpret_cast<const int4*>(blk + 16 + 32 * p + 16 * h);
@@ -128,6 +130,7 @@ __device__ __forceinline__ void gemv_q5_k_q16(const Q16Args& a) {
   const ktx_u8* wr = a.w + row * a.row_bytes;
   float acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+#pragma unroll 2
   for (int b = lane / 8; b < nb; b += 4) {
     const ktx_u8* blk = wr + b * 176;
     const int4 qs = *reinterpret_cast<const int4*>(blk + 48 + 32 * p + 16 * h);
@@ -179,6 +182,7 @@ __device__ __forceinline__ void gemv_q6_k_q16(const Q16Args& a) {
   const ktx_u8* wr = a.w + row * a.row_bytes;
   float acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+#pragma unroll 2
   for (int b = lane / 8; b < nb; b += 4) {
     const ktx_u8* blk = wr + b * 210;
     const ktx_u8* ql = blk + 64 * hh + 8 * m;
@@ -222,6 +226,7 @@ __device__ __forceinline__ void gemv_q8_0_q16(const Q16Args& a) {
   const ktx_u8* wr = a.w + row * a.row_bytes;
   float acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+#pragma unroll 4
   for (int b = lane / 4; b < nb; b += 8) {
     const ktx_u8* blk = wr + b * 34;
     const int w0 = ktx_load_i32_a2(blk + 2 + 8 * part), w1 = ktx_load_i32_a2(blk + 6 + 8 * part);

@@ -74,11 +74,14 @@ __device__ __forceinline__ void q16_store(const Q16Args& a, int row, float* acc)
   }
 }
 
-// Q4_K (144-byte super-blocks, 16-byte aligned rows): 8 lanes per super-block, lane (p, h) takes
-// qs bytes [32p + 16h, +16): low nibbles are elements 16h.. of sub-block 2p, high nibbles the
-// same elements of sub-block 2p + 1. A warp step covers 4 super-blocks.
-template <int NT>
-__device__ __forceinline__ void gemv_q4_k_q16(const Q16Args& a) {
+// Q4_K (144-byte super-blocks: d, dmin, scales[12], qs[128]) and Q5_K (176 bytes: the same with
+// qh[32] before qs; the fifth bit of element l of sub-block j is bit j of qh[l]); both 16-byte
+// aligned. 8 lanes per super-block, lane (p, h) takes qs bytes [32p + 16h, +16): low nibbles are
+// elements 16h.. of sub-block 2p, high nibbles the same elements of sub-block 2p + 1. A warp
+// step covers 4 super-blocks.
+template <int NT, bool Q5>
+__device__ __forceinline__ void gemv_k_q16(const Q16Args& a) {
+  constexpr int kBytes = Q5 ? 176 : 144, kQs = Q5 ? 48 : 16;
   const int lane = threadIdx.x % 32;
   const int row = blockIdx.x * KTX_Q16_WARPS + threadIdx.x / 32;
   if (row >= a.n_rows) return;
@@ -88,18 +91,28 @@ __device__ __forceinline__ void gemv_q4_k_q16(const Q16Args& a) {
   for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
 #pragma unroll 2
   for (int b = lane / 8; b < nb; b += 4) {
-    const ktx_u8* blk = wr + b * 144;
-    const int4 qs = *reinterpret_cast<const int4*>(blk + 16 + 32 * p + 16 * h);
+    const ktx_u8* blk = wr + b * kBytes;
+    const int4 qs = *reinterpret_cast<const int4*>(blk + kQs + 32 * p + 16 * h);
     const unsigned dd = *reinterpret_cast<const unsigned*>(blk);
     const float d = ktx_half(static_cast<ktx_u16>(dd & 0xFFFFu));
     const float dmin = ktx_half(static_cast<ktx_u16>(dd >> 16));
     int sc0, mn0, sc1, mn1;
     ktx_scale_min_k4(blk + 4, 2 * p, &sc0, &mn0);
     ktx_scale_min_k4(blk + 4, 2 * p + 1, &sc1, &mn1);
-    const int lo0 = qs.x & 0x0F0F0F0F, lo1 = qs.y & 0x0F0F0F0F, lo2 = qs.z & 0x0F0F0F0F,
-              lo3 = qs.w & 0x0F0F0F0F;
-    const int hi0 = (qs.x >> 4) & 0x0F0F0F0F, hi1 = (qs.y >> 4) & 0x0F0F0F0F,
-              hi2 = (qs.z >> 4) & 0x0F0F0F0F, hi3 = (qs.w >> 4) & 0x0F0F0F0F;
+    const int q[4] = {qs.x, qs.y, qs.z, qs.w};
+    int lo[4], hi[4];
+    for (int i = 0; i < 4; ++i) {
+      lo[i] = q[i] & 0x0F0F0F0F;
+      hi[i] = (q[i] >> 4) & 0x0F0F0F0F;
+    }
+    if (Q5) {
+      const int4 qh4 = *reinterpret_cast<const int4*>(blk + 16 + 16 * h);
+      const int qh[4] = {qh4.x, qh4.y, qh4.z, qh4.w};
+      for (int i = 0; i < 4; ++i) {
+        lo[i] |= ((qh[i] >> (2 * p)) & 0x01010101) << 4;
+        hi[i] |= ((qh[i] >> (2 * p + 1)) & 0x01010101) << 4;
+      }
+    }
     const int e0 = b * 256 + 64 * p + 16 * h;  // sub-block 2p; 2p + 1 starts 32 later
     const float ds0 = d * static_cast<float>(sc0), ds1 = d * static_cast<float>(sc1);
     const float dm0 = h == 0 ? dmin * static_cast<float>(mn0) : 0.0f;
@@ -107,10 +120,10 @@ __device__ __forceinline__ void gemv_q4_k_q16(const Q16Args& a) {
     for (int t = 0; t < NT; ++t) {
       const int4* x0 = reinterpret_cast<const int4*>(a.q + static_cast<ktx_i64>(t) * a.k + e0);
       const int4* x1 = x0 + 4;  // 32 int16 later
-      int s0 = ktx_dot8(x0[0], lo0, lo1, 0);
-      s0 = ktx_dot8(x0[1], lo2, lo3, s0);
-      int s1 = ktx_dot8(x1[0], hi0, hi1, 0);
-      s1 = ktx_dot8(x1[1], hi2, hi3, s1);
+      int s0 = ktx_dot8(x0[0], lo[0], lo[1], 0);
+      s0 = ktx_dot8(x0[1], lo[2], lo[3], s0);
+      int s1 = ktx_dot8(x1[0], hi[0], hi[1], 0);
+      s1 = ktx_dot8(x1[1], hi[2], hi[3], s1);
       const float2 xs0 = a.s[t * n32 + e0 / 32], xs1 = a.s[t * n32 + e0 / 32 + 1];
       acc[t] += ds0 * xs0.x * static_cast<float>(s0) + ds1 * xs1.x * static_cast<float>(s1) -
                 (dm0 * xs0.y + dm1 * xs1.y);
@@ -118,56 +131,10 @@ __device__ __forceinline__ void gemv_q4_k_q16(const Q16Args& a) {
   }
   q16_store<NT>(a, row, acc);
 }
-
-// Q5_K (176-byte super-blocks: d, dmin, scales[12], qh[32], qs[128]): as Q4_K, the fifth bit of
-// element l of sub-block j is bit j of qh[l].
 template <int NT>
-__device__ __forceinline__ void gemv_q5_k_q16(const Q16Args& a) {
-  const int lane = threadIdx.x % 32;
-  const int row = blockIdx.x * KTX_Q16_WARPS + threadIdx.x / 32;
-  if (row >= a.n_rows) return;
-  const int nb = a.k / 256, p = (lane % 8) / 2, h = lane % 2, n32 = a.k / 32;
-  const ktx_u8* wr = a.w + row * a.row_bytes;
-  float acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
-#pragma unroll 2
-  for (int b = lane / 8; b < nb; b += 4) {
-    const ktx_u8* blk = wr + b * 176;
-    const int4 qs = *reinterpret_cast<const int4*>(blk + 48 + 32 * p + 16 * h);
-    const int4 qh = *reinterpret_cast<const int4*>(blk + 16 + 16 * h);
-    const unsigned dd = *reinterpret_cast<const unsigned*>(blk);
-    const float d = ktx_half(static_cast<ktx_u16>(dd & 0xFFFFu));
-    const float dmin = ktx_half(static_cast<ktx_u16>(dd >> 16));
-    int sc0, mn0, sc1, mn1;
-    ktx_scale_min_k4(blk + 4, 2 * p, &sc0, &mn0);
-    ktx_scale_min_k4(blk + 4, 2 * p + 1, &sc1, &mn1);
-    const int j0 = 2 * p, j1 = 2 * p + 1;
-    const int lo0 = (qs.x & 0x0F0F0F0F) | (((qh.x >> j0) & 0x01010101) << 4);
-    const int lo1 = (qs.y & 0x0F0F0F0F) | (((qh.y >> j0) & 0x01010101) << 4);
-    const int lo2 = (qs.z & 0x0F0F0F0F) | (((qh.z >> j0) & 0x01010101) << 4);
-    const int lo3 = (qs.w & 0x0F0F0F0F) | (((qh.w >> j0) & 0x01010101) << 4);
-    const int hi0 = ((qs.x >> 4) & 0x0F0F0F0F) | (((qh.x >> j1) & 0x01010101) << 4);
-    const int hi1 = ((qs.y >> 4) & 0x0F0F0F0F) | (((qh.y >> j1) & 0x01010101) << 4);
-    const int hi2 = ((qs.z >> 4) & 0x0F0F0F0F) | (((qh.z >> j1) & 0x01010101) << 4);
-    const int hi3 = ((qs.w >> 4) & 0x0F0F0F0F) | (((qh.w >> j1) & 0x01010101) << 4);
-    const int e0 = b * 256 + 64 * p + 16 * h;
-    const float ds0 = d * static_cast<float>(sc0), ds1 = d * static_cast<float>(sc1);
-    const float dm0 = h == 0 ? dmin * static_cast<float>(mn0) : 0.0f;
-    const float dm1 = h == 0 ? dmin * static_cast<float>(mn1) : 0.0f;
-    for (int t = 0; t < NT; ++t) {
-      const int4* x0 = reinterpret_cast<const int4*>(a.q + static_cast<ktx_i64>(t) * a.k + e0);
-      const int4* x1 = x0 + 4;
-      int s0 = ktx_dot8(x0[0], lo0, lo1, 0);
-      s0 = ktx_dot8(x0[1], lo2, lo3, s0);
-      int s1 = ktx_dot8(x1[0], hi0, hi1, 0);
-      s1 = ktx_dot8(x1[1], hi2, hi3, s1);
-      const float2 xs0 = a.s[t * n32 + e0 / 32], xs1 = a.s[t * n32 + e0 / 32 + 1];
-      acc[t] += ds0 * xs0.x * static_cast<float>(s0) + ds1 * xs1.x * static_cast<float>(s1) -
-                (dm0 * xs0.y + dm1 * xs1.y);
-    }
-  }
-  q16_store<NT>(a, row, acc);
-}
+__device__ __forceinline__ void gemv_q4_k_q16(const Q16Args& a) { gemv_k_q16<NT, false>(a); }
+template <int NT>
+__device__ __forceinline__ void gemv_q5_k_q16(const Q16Args& a) { gemv_k_q16<NT, true>(a); }
 
 // Q6_K (210-byte super-blocks, 2-byte aligned: ql[128], qh[64], scales[16], d): 8 lanes per
 // super-block, lane (hh, m) takes elements 8m.. of the four 32-groups g of half hh: nibbles of

@@ -6,4 +6,5 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/build.sh"
 build=${KTX_BUILD_DIR:-$root/build}
 cd "$build"
-ctest --output-on-failure -j "${KTX_JOBS:-$(nproc)}"
+# A hung test fails after 20 minutes instead of running out the CI clock.
+ctest --output-on-failure --timeout 1200 -j "${KTX_JOBS:-$(nproc)}"

@@ -63,6 +63,7 @@ struct Server::Impl {
   httplib::Server http;
   Metrics metrics;
   std::thread listener;
+  std::atomic<bool> listen_done{false};  // listen_after_bind returned
   std::atomic<bool> ready{false};
   const Model* model = nullptr;
   const Tokenizer* tok = nullptr;
@@ -117,7 +118,15 @@ Expected<int> Server::start() {
   } else if (!m.http.bind_to_port(m.opt.host, port)) {
     return Error("serve: cannot bind {}:{} (in use, or not an address of this host)", m.opt.host, port);
   }
-  m.listener = std::thread([&m] { m.http.listen_after_bind(); });
+  m.listener = std::thread([&m] {
+    m.http.listen_after_bind();
+    m.listen_done = true;
+  });
+  // httplib's stop() does nothing until the listen loop has marked itself running, so a
+  // stop() issued in that window (a failed plan load right after start) would leave the
+  // listener running forever. Return only once the loop runs (or has already ended).
+  while (!m.http.is_running() && !m.listen_done)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return port;
 }
 

@@ -25,6 +25,8 @@
 #                   machine stays warm); stage "ikhybrid" waits for it and runs its best hybrid
 #                   flags on the generated DeepSeek-V3 slice, then KTX's GPU plan on the same file.
 #   stage "gemvbench": ktx-cuda-gemv-bench (float and integer GEMV paths, Q4_K and Q6_K).
+#   stage "gpuprofile": the GPU plan's decode with --profile (op kinds per device, GPU idle).
+#   stage "moebench": ktx-moe-bench of the DeepSeek-V3 routed-expert layer alone (1, 8 tokens).
 # Usage (repo root): scripts/device-bench.sh build dsv3   (stages in order; logs to $OUT)
 # Models: dsv3 = deepseek-v3 --layers 5 --type Q4_K, q3 = qwen3-30b-a3b --type Q4_K.
 set -uo pipefail
@@ -79,7 +81,7 @@ gpubuild() {
   cmake -S . -B "$gb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTX_WITH_COMPILER=OFF \
     -DKTX_SHARED_DIR="$PWD/.devshared" >"$out/gpu-build.log" 2>&1 || { tail -30 "$out/gpu-build.log"; return 1; }
   local targets
-  targets=$(cd "$gb" && ninja -t targets all | grep -oE '^(cuda_test_[a-z_]+|engine_test_step_plan|ktx-run|ktx-cuda-gemv-bench):' | tr -d : | sort -u)
+  targets=$(cd "$gb" && ninja -t targets all | grep -oE '^(cuda_test_[a-z_]+|engine_test_step_plan|ktx-run|ktx-cuda-gemv-bench|ktx-moe-bench):' | tr -d : | sort -u)
   cmake --build "$gb" -j "$jobs" --target $targets >>"$out/gpu-build.log" 2>&1 || { grep -B2 -A8 "error" "$out/gpu-build.log" | head -60; return 1; }
   echo "ktx (cuda) built"
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
@@ -128,6 +130,21 @@ gpubench() {
   fi
 }
 
+# The GPU plan's decode with --profile: each op kind's time on its device (timing events in
+# the graph), the GPU's busy and idle time per step; then the routed-expert layer alone.
+gpuprofile() {
+  local gguf=/tmp/gen/dsv3-l5.gguf
+  [[ -f "$gguf" ]] || { echo "no $gguf (run genbg or gpubench first)"; return 1; }
+  echo "== dsv3-l5-gpu.plan --profile"
+  "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" ${PBENCH:--p 128 -n 64 -r 1} --profile \
+    2>"$out/profile-gpu.err" | tee "$out/profile-gpu.txt"
+  grep -E "error|graph|step|idle" "$out/profile-gpu.err" | tail -6
+}
+moebench() {
+  "$gb"/bench/ktx-moe-bench --model deepseek-v3 --types q4_k --tokens 1,8 --threads "$jobs" --iters 20 \
+    2>&1 | tee "$out/moe-alone.txt" | tail -8
+}
+
 ikb=/tmp/ik-cuda
 ikcuda() {
   [[ -f .carry/ik.tar.xz ]] || { echo "no .carry/ik.tar.xz"; return 1; }
@@ -167,11 +184,13 @@ for stage in "$@"; do
     gpueval) gpueval ;;
     genbg) genbg ;;
     gpubench) gpubench ;;
+    gpuprofile) gpuprofile ;;
+    moebench) moebench ;;
     unpack) tar -xJf .carry/devdata.tar.xz && echo "unpacked .devplans .devshared" ;;
     ikcuda) ikcuda ;;
     ikhybrid) ikhybrid ;;
     gemvbench)
       for t in Q4_K Q6_K; do "$gb"/bench/ktx-cuda-gemv-bench --type $t --tokens 1,8 | tee "$out/gemv-$t.txt"; done ;;
-    *) echo "unknown stage '$stage' (build, linear, dsv3, q3, gpu = gpubuild gputest gpueval, genbg, gpubench, unpack, ikcuda, ikhybrid, gemvbench)"; exit 2 ;;
+    *) echo "unknown stage '$stage' (build, linear, dsv3, q3, gpu = gpubuild gputest gpueval, genbg, gpubench, gpuprofile, moebench, unpack, ikcuda, ikhybrid, gemvbench)"; exit 2 ;;
   esac
 done

@@ -146,7 +146,7 @@ void ThreadPool::worker_loop(int index) {
   uint32_t seen = 0;
   const int node = worker_node_[size_t(index)];
   for (;;) {
-    for (int i = 0; i < spin_iterations_; ++i) {
+    for (int i = 0; i < spin_iterations_ || hot_.load(std::memory_order_relaxed) > 0; ++i) {
       if (generation_.load(std::memory_order_acquire) != seen) break;
       _mm_pause();
     }

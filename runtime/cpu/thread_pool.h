@@ -59,6 +59,24 @@ class ThreadPool {
   // when that node has no worker). Error for a node outside [0, n_nodes()).
   Status parallel_for_node(int node, int64_t n_tasks, const std::function<void(int64_t)>& fn);
 
+  // While a Hot exists, idle workers keep spinning instead of sleeping on the futex after
+  // spin_iterations: a caller that issues short jobs with gaps longer than the spin (the CPU
+  // experts of a GPU-driven decode step, one job per MoE layer with the GPU's work between)
+  // then finds every worker awake and on its core, with no futex wake-up or C-state exit on
+  // the critical path. Costs the idle cores' spinning for the scope's life.
+  class Hot {
+   public:
+    explicit Hot(ThreadPool& pool) : pool_(&pool) { pool_->hot_.fetch_add(1, std::memory_order_relaxed); }
+    ~Hot() { pool_->hot_.fetch_sub(1, std::memory_order_relaxed); }
+    Hot(const Hot&) = delete;
+    Hot& operator=(const Hot&) = delete;
+
+   private:
+    ThreadPool* pool_;
+  };
+  // Workers asleep on the futex now (tests, diagnostics).
+  int sleeping_workers() const { return sleeping_workers_.load(std::memory_order_relaxed); }
+
   int n_nodes() const { return n_nodes_; }
   // Threads labelled with `node`, the caller's slot included.
   int node_threads(int node) const;
@@ -95,6 +113,7 @@ class ThreadPool {
   std::atomic<int32_t> active_{0};
   std::atomic<int32_t> sleeping_workers_{0};
   std::atomic<int32_t> caller_sleeping_{0};
+  std::atomic<int32_t> hot_{0};  // live Hot scopes: idle workers do not sleep
   bool stop_ = false;
   // The current job (written by the caller before bumping generation_).
   std::unique_ptr<Queue[]> queues_;   // [n_nodes]; plain parallel_for uses queue 0

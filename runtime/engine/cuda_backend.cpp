@@ -9,8 +9,10 @@
 //
 // Weights of gpu ops are uploaded at load as stored in the GGUF (the kernels read the blocks in
 // place); one-row tensors (norm weights, biases) as F32. Calls with hooks or a profile run the
-// same steps eagerly, synchronizing after each op (outputs downloaded for the hooks, times
-// measured per op kind); KTX_CUDA_GRAPH=0 turns graphs off, KTX_CUDA_DEBUG=1 too.
+// same steps eagerly, synchronizing after each op (outputs downloaded for the hooks); calls
+// with a profile only add timing events around each device op (graph nodes in a replayed
+// call), so the profile shows each op kind's GPU time and the GPU's idle time is measured
+// inside real steps; KTX_CUDA_GRAPH=0 turns graphs off, KTX_CUDA_DEBUG=1 too.
 #include "runtime/engine/cuda_exec.h"
 
 #if KTX_HAVE_CUDA
@@ -20,12 +22,23 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <optional>
 #include <set>
 
 namespace ktx {
 namespace {
 
 using cuda::DevTensor;
+
+// KTX_POOL_HOT=0: let the pool's workers sleep between a call's CPU jobs (for comparisons).
+bool pool_hot_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("KTX_POOL_HOT");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
 
 class CudaBackend final : public Backend {
  public:
@@ -171,8 +184,10 @@ class CudaBackend final : public Backend {
   // One gpu op of a call (device buffers of the session's arena).
   Status run_device_op(const ProgramOp& op, GpuSession& gs, int64_t T, int64_t first,
                        cudaStream_t st) const;
+  // step_sync: synchronize after every op (observer calls); timed: timing events around
+  // every device op (profiled calls), recorded as graph nodes when `capturing`.
   Status enqueue(const Program& prog, GpuSession& gs, int64_t T, int64_t first, bool step_sync,
-                 const OpObserver& observer, OpCall& call);
+                 bool timed, bool capturing, const OpObserver& observer, OpCall& call);
 
   // The session's device state: arena, KV caches of GPU attention layers, workspaces.
   Expected<std::unique_ptr<GpuSession>> new_session(const Program& prog, int64_t n_ctx) const;
@@ -241,7 +256,8 @@ Status CudaBackend::run_device_op(const ProgramOp& op, GpuSession& gs, int64_t T
 // The steps of one call on the session's two streams (step_plan.h). step_sync: synchronize
 // after every op, time it into the call's profile and hand its output to the observer.
 Status CudaBackend::enqueue(const Program& prog, GpuSession& gs, int64_t T, int64_t first,
-                            bool step_sync, const OpObserver& observer, OpCall& call) {
+                            bool step_sync, bool timed, bool capturing,
+                            const OpObserver& observer, OpCall& call) {
   cudaStream_t streams[2] = {gs.device_stream(), gs.host_stream()};
   KTX_RETURN_IF_ERROR(gs.begin());
   for (size_t i = 0; i < steps_.size(); ++i) {
@@ -252,7 +268,9 @@ Status CudaBackend::enqueue(const Program& prog, GpuSession& gs, int64_t T, int6
     OpTimer timer(step_sync && op ? call.s.profile : nullptr, op ? op_kind_name(op->kind) : "");
     switch (stp.kind) {
       case Step::Kind::device_op:
+        if (timed) KTX_RETURN_IF_ERROR(gs.time_mark(static_cast<int>(i), false, st, capturing));
         KTX_RETURN_IF_ERROR(run_device_op(*op, gs, T, first, st).with_context(op->name));
+        if (timed) KTX_RETURN_IF_ERROR(gs.time_mark(static_cast<int>(i), true, st, capturing));
         break;
       case Step::Kind::host_op:
         KTX_RETURN_IF_ERROR(gs.host_op(stp.op, st));
@@ -293,19 +311,36 @@ Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver
   if (T > kMaxCallTokens)
     return Error("cuda backend: a call of {} tokens (at most {})", T, kMaxCallTokens);
   KTX_RETURN_IF_ERROR(gs.bind_host(prog, call.arena));
+  // The call's CPU ops are one pool job per layer with the GPU's work between: keep the
+  // workers spinning for the call so each job finds them awake on their cores.
+  std::optional<cpu::ThreadPool::Hot> hot;
+  if (pool_hot_enabled()) hot.emplace(call.s.pool);
+  const bool step_sync = static_cast<bool>(observer);
+  // A profile without an observer times device ops with events (no host sync between ops,
+  // graphs as usual); with an observer every op is synchronized and timed on the host.
+  const bool timed = call.s.profile && !step_sync;
+  if (timed) KTX_RETURN_IF_ERROR(gs.ensure_timing(steps_));
   const auto t0 = std::chrono::steady_clock::now();
   gs.set_call(&call);
-  const bool step_sync = observer || call.s.profile;
+  gs.set_timing(timed);
   Status st = Status::ok();
   if (step_sync || T > kGraphTokens || !graphs_enabled()) {
-    st = enqueue(prog, gs, T, first, step_sync, observer, call);
+    st = enqueue(prog, gs, T, first, step_sync, timed, false, observer, call);
     if (st) st = gs.sync();
   } else {
-    st = gs.replay(T, first, [&]() { return enqueue(prog, gs, T, first, false, observer, call); });
+    st = gs.replay(T, first, timed, [&]() {
+      return enqueue(prog, gs, T, first, false, timed, true, observer, call);
+    });
   }
   gs.set_call(nullptr);
-  gs.add_call(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  gs.set_timing(false);
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  gs.add_call(sec);
   KTX_RETURN_IF_ERROR(st);
+  if (timed) {
+    KTX_ASSIGN_OR_RETURN(double dev, gs.collect_timing(steps_, call.s.profile));
+    gs.add_timed_call(sec, dev);
+  }
   return gs.take_host_error();
 }
 

@@ -98,6 +98,10 @@ GpuSession::~GpuSession() {
   if (join_) cudaEventDestroy(join_);
   for (cudaEvent_t e : done_)
     if (e) cudaEventDestroy(e);
+  for (cudaEvent_t e : mark_begin_)
+    if (e) cudaEventDestroy(e);
+  for (cudaEvent_t e : mark_end_)
+    if (e) cudaEventDestroy(e);
   if (pos_host_) cudaFreeHost(pos_host_);
   for (cudaStream_t s : streams_)
     if (s) cudaStreamDestroy(s);
@@ -169,13 +173,59 @@ void GpuSession::run_host(void* arg) {
   const ProgramOp& op = gs.prog_->ops[static_cast<size_t>(a->op)];
   const auto t0 = std::chrono::steady_clock::now();
   Status st = op.backend->run(op, *gs.call_);
-  gs.stats_.host_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  gs.stats_.host_seconds += sec;
+  // A profiled call's host ops are timed here; the enqueuing thread touches the profile only
+  // after the call's sync, so the two never write it at once.
+  if (OpProfile* p = gs.call_->s.profile; p && gs.timing_) {
+    OpProfile::Entry& e = p->by_kind[std::string(op_kind_name(op.kind)) + " (cpu)"];
+    e.seconds += sec;
+    ++e.calls;
+  }
   if (!st) gs.host_error_ = st.with_context(op.name);
 }
 
 Status GpuSession::host_op(int op, cudaStream_t st) {
   KTX_CUDA_RETURN_IF_ERROR(cudaLaunchHostFunc(st, &GpuSession::run_host, &host_args_[static_cast<size_t>(op)]));
   return Status::ok();
+}
+
+Status GpuSession::ensure_timing(const std::vector<Step>& steps) {
+  if (!mark_begin_.empty()) return Status::ok();
+  mark_begin_.assign(steps.size(), nullptr);
+  mark_end_.assign(steps.size(), nullptr);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].kind != Step::Kind::device_op) continue;
+    KTX_CUDA_RETURN_IF_ERROR(cudaEventCreate(&mark_begin_[i]));
+    KTX_CUDA_RETURN_IF_ERROR(cudaEventCreate(&mark_end_[i]));
+  }
+  return Status::ok();
+}
+
+Status GpuSession::time_mark(int step, bool after, cudaStream_t st, bool capturing) {
+  cudaEvent_t e = (after ? mark_end_ : mark_begin_)[static_cast<size_t>(step)];
+  // While capturing, a plain record only orders streams; External makes it a node that
+  // records the time at each replay.
+  KTX_CUDA_RETURN_IF_ERROR(cudaEventRecordWithFlags(e, st, capturing ? cudaEventRecordExternal
+                                                                     : cudaEventRecordDefault));
+  return Status::ok();
+}
+
+Expected<double> GpuSession::collect_timing(const std::vector<Step>& steps,
+                                            OpProfile* profile) const {
+  double total = 0;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].kind != Step::Kind::device_op) continue;
+    float ms = 0;
+    KTX_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, mark_begin_[i], mark_end_[i]));
+    total += ms * 1e-3;
+    if (!profile) continue;
+    const ProgramOp& op = prog_->ops[static_cast<size_t>(steps[i].op)];
+    OpProfile::Entry& e = profile->by_kind[std::string(op_kind_name(op.kind)) + " (gpu)"];
+    e.seconds += ms * 1e-3;
+    ++e.calls;
+  }
+  return total;
 }
 
 Status GpuSession::copy(const Program& prog, int b, int64_t T, int64_t first, bool to_device,
@@ -209,8 +259,9 @@ Status GpuSession::sync() const {
   return Status::ok();
 }
 
-Status GpuSession::replay(int64_t T, int64_t first, const std::function<Status()>& enqueue) {
-  auto key = std::make_pair(T, first);
+Status GpuSession::replay(int64_t T, int64_t first, bool timed,
+                          const std::function<Status()>& enqueue) {
+  auto key = std::make_tuple(T, first, timed);
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {
     KTX_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(device_stream(), cudaStreamCaptureModeThreadLocal));

@@ -14,6 +14,7 @@
 #include <cuda_runtime_api.h>
 
 #include <map>
+#include <tuple>
 
 #include "runtime/cuda/attention.h"
 #include "runtime/cuda/cuda_check.h"
@@ -54,17 +55,27 @@ class GpuSession final : public BackendState {
   Status bind_host(const Program& prog, Arena& arena);
   // The call host steps run for (null between calls); sets the position the call starts at.
   void set_call(OpCall* call);
+  // The current call is timed (its host ops add to the call's profile as "KIND (cpu)").
+  void set_timing(bool on) { timing_ = on; }
 
   // Enqueue pieces: the call's start (position upload, host stream forked) and end (joined).
   Status begin();
   Status end();
   Status host_op(int op, cudaStream_t st);
+  // Timing of device ops (profiled calls): events before and after device step `step`,
+  // recorded as graph nodes while capturing. ensure_timing creates them (before a capture);
+  // collect_timing (after the call's sync) adds each device op's time to the profile under
+  // "KIND (gpu)" and returns the call's device-op seconds.
+  Status ensure_timing(const std::vector<Step>& steps);
+  Status time_mark(int step, bool after, cudaStream_t st, bool capturing);
+  Expected<double> collect_timing(const std::vector<Step>& steps, OpProfile* profile) const;
   // Buffer b between the arenas: T rows (the logits buffer: rows first..T of n_vocab).
   Status copy(const Program& prog, int b, int64_t T, int64_t first, bool to_device, cudaStream_t st);
   Status download_act(int b, int64_t n_floats, float* dst) const;
   Status sync() const;
-  // Runs the call as a graph: captured from `enqueue` the first time a (T, first) is seen.
-  Status replay(int64_t T, int64_t first, const std::function<Status()>& enqueue);
+  // Runs the call as a graph: captured from `enqueue` the first time a (T, first, timed) is
+  // seen (timed graphs carry the timing events).
+  Status replay(int64_t T, int64_t first, bool timed, const std::function<Status()>& enqueue);
   // The first error of a host step since the last take.
   Status take_host_error();
   // The session's KV caches of GPU attention layers (f16 rows, [n_ctx][width]) and the
@@ -82,6 +93,11 @@ class GpuSession final : public BackendState {
   void add_call(double seconds) {
     ++stats_.calls;
     stats_.call_seconds += seconds;
+  }
+  void add_timed_call(double seconds, double device_seconds) {
+    ++stats_.timed_calls;
+    stats_.timed_call_seconds += seconds;
+    stats_.device_seconds += device_seconds;
   }
 
  private:
@@ -104,8 +120,10 @@ class GpuSession final : public BackendState {
   std::vector<void*> registered_;        // host arena pointers registered, in bind order
   std::vector<HostArg> host_args_;       // per op index
   OpCall* call_ = nullptr;
+  bool timing_ = false;
   Status host_error_ = Status::ok();
-  std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> graphs_;
+  std::map<std::tuple<int64_t, int64_t, bool>, cudaGraphExec_t> graphs_;
+  std::vector<cudaEvent_t> mark_begin_, mark_end_;  // per step (device ops only), timing
   DeviceStats stats_;
 };
 

@@ -70,6 +70,12 @@ struct DeviceStats {
   int64_t graph_launches = 0;  // of those, replays of a captured CUDA graph
   double call_seconds = 0.0;   // wall time of the calls
   double host_seconds = 0.0;   // time the host steps (the CPU's ops) took inside them
+  // Calls run with a profile: timing events around every device op (inside the graph when
+  // the call replays one), so the GPU's busy time per call is known and its idle time is the
+  // call's wall time minus that.
+  int64_t timed_calls = 0;
+  double timed_call_seconds = 0.0;  // wall time of the timed calls
+  double device_seconds = 0.0;      // device-op time inside them (the GPU busy)
 };
 
 // What a backend keeps per session besides the host arena (the GPU's device buffers, KV

@@ -115,6 +115,15 @@ Expected<double> run_once(const Model& model, int64_t n_ctx, const BenchTest& t,
                  static_cast<long long>(after.graph_launches - before.graph_launches),
                  static_cast<long long>(after.calls - before.calls), step_ms, host_ms,
                  step_ms > 0 ? 100.0 * host_ms / step_ms : 0.0);
+    if (after.timed_calls > before.timed_calls) {
+      // Profiled steps: the GPU's busy time from the timing events around its ops.
+      const double timed = static_cast<double>(after.timed_calls - before.timed_calls);
+      const double wall_ms = 1e3 * (after.timed_call_seconds - before.timed_call_seconds) / timed;
+      const double busy_ms = 1e3 * (after.device_seconds - before.device_seconds) / timed;
+      std::fprintf(stderr, "ktx-run: bench %s: the GPU's ops run %.3f ms of a %.3f ms step; the "
+                   "GPU idles %.3f ms (%.0f%%)\n", t.name.c_str(), busy_ms, wall_ms,
+                   wall_ms - busy_ms, wall_ms > 0 ? 100.0 * (wall_ms - busy_ms) / wall_ms : 0.0);
+    }
   }
   return sec;
 }

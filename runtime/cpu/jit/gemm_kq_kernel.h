@@ -79,11 +79,19 @@ struct GemmKqArgs {
   int64_t n_groups = 0;           // >= 1
 };
 
+// How a kernel reads its activation tiles (both kKqActBytes per group and super-block, the
+// same kKqActFloats floats):
+//   amx_planes: the layout above (two int8 planes as AMX B tiles; kq_pack_acts);
+//   i16_pairs:  v = 255·hi + lo as int16, [element pair p 0..127][token t 0..15][2]: the
+//               16 tokens' values of elements 2p, 2p+1 in one 64-byte row (kq_pack_acts_i16).
+enum class KqActLayout : uint8_t { amx_planes, i16_pairs };
+
 class GemmKqKernel {
  public:
   virtual ~GemmKqKernel() = default;
   virtual std::string name() const = 0;
   virtual GGMLType type() const = 0;
+  virtual KqActLayout act_layout() const { return KqActLayout::amx_planes; }
   virtual void run(const GemmKqArgs& args) const = 0;
 };
 
@@ -91,5 +99,21 @@ class GemmKqKernel {
 Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_ref(GGMLType type);
 // Generated AMX kernel. Errors: the type, the CPU or OS lacks AMX (names it), generation.
 Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_amx(GGMLType type, const CpuIsa& cpu);
+
+// The int16 form for hosts without AMX (gemm_kq_i16.cpp): weights expanded per super-block to
+// int16 w' = sc·q (row-major, no transpose), activations in the i16_pairs layout, products by
+// vpdpwssd (one int16 product per useful multiply-add, where the int8 planes take four).
+// The int32 sums are exact over windows of W elements, W = 64 for Q4_K (|w'| <= 945) and 32
+// for Q5_K (|w'| <= 1953): W·max|w'|·32512 < 2^31. Float order, per weight row n, token t and
+// super-block (the twin repeats it with std::fma):
+//   S = float(I_0); S = S + float(I_w) for the next windows; M as in the AMX kernel;
+//   r = fma(S, d, −M); acc = fma(r, ad, acc).
+void kq_pack_acts_i16(const ActBlockQ16_K* const* tokens, int64_t n_super, int8_t* tiles,
+                      int64_t tiles_stride, float* floats, int64_t floats_stride);
+// Its C++ twin (every CPU); errors: a type without this kernel.
+Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_i16_ref(GGMLType type);
+// The AVX-512 VNNI body (gemm_kq_i16_avx512.cpp). Errors: the type, a CPU without avx512f,
+// avx512bw and avx512_vnni (names what is missing).
+Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_avx512(GGMLType type, const CpuIsa& cpu);
 
 }  // namespace ktx::cpu

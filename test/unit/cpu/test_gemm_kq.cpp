@@ -26,7 +26,8 @@ struct Acts {
   std::vector<float> floats;
 };
 
-Acts make_acts(const std::vector<float>& x, int64_t k, int64_t groups, std::vector<bool> pad) {
+Acts make_acts(const std::vector<float>& x, int64_t k, int64_t groups, std::vector<bool> pad,
+               KqActLayout layout = KqActLayout::amx_planes) {
   Acts a;
   a.k = k, a.groups = groups, a.x = x, a.pad = std::move(pad);
   const int64_t ns = k / kKqSuper, rb = static_cast<int64_t>(act_row_bytes(ActFormat::q16_k, k));
@@ -49,8 +50,9 @@ Acts make_acts(const std::vector<float>& x, int64_t k, int64_t groups, std::vect
       tok[i] = a.pad[t] ? nullptr
                         : reinterpret_cast<const ActBlockQ16_K*>(a.rows.data() + t * rb);
     }
-    kq_pack_acts(tok, ns, a.tiles.data() + g * ns * kKqActBytes, kKqActBytes,
-                 a.floats.data() + g * ns * kKqActFloats, kKqActFloats);
+    (layout == KqActLayout::i16_pairs ? kq_pack_acts_i16 : kq_pack_acts)(
+        tok, ns, a.tiles.data() + g * ns * kKqActBytes, kKqActBytes,
+        a.floats.data() + g * ns * kKqActFloats, kKqActFloats);
   }
   return a;
 }
@@ -166,6 +168,7 @@ std::vector<uint8_t> extreme_panel(GGMLType type, int64_t k) {
 TEST(GemmKq, ExtremeLevelsDoNotWrap) {
   constexpr int64_t k = 2 * kKqSuper;
   for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K}) {
+    SCOPED_TRACE(ggml_type_name(static_cast<uint32_t>(type)));
     auto twin = create_gemm_kq_ref(type);
     ASSERT_TRUE(twin.has_value());
     const auto w = extreme_panel(type, k);
@@ -183,6 +186,83 @@ TEST(GemmKq, ExtremeLevelsDoNotWrap) {
     ASSERT_TRUE(amx.has_value()) << amx.status().message();
     const auto got = run(**amx, w, rb, a);
     for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], out[i]) << "output " << i;
+  }
+}
+
+// The int16 form (hosts without AMX): its twin against the dequantized weights over the shape
+// table, the AVX-512 body against the twin bit for bit, both at the extreme levels (the
+// int32 windows are sized so that W·max|sc·q|·32512 < 2^31), and its refusals.
+TEST(GemmKqI16, TwinMatchesDequantizedWeights) {
+  for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K}) {
+    auto twin = create_gemm_kq_i16_ref(type);
+    ASSERT_TRUE(twin.has_value());
+    EXPECT_EQ((*twin)->act_layout(), KqActLayout::i16_pairs);
+    for (const Shape& s : kShapes) {
+      SCOPED_TRACE(std::string((*twin)->name()) + " super-blocks " + std::to_string(s.n_super) +
+                   " groups " + std::to_string(s.groups));
+      const int64_t k = s.n_super * kKqSuper;
+      const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
+      const auto w = test::random_rows(type, kKqTile, k, 13 + static_cast<uint32_t>(k));
+      const Acts a = make_acts(test::random_floats(s.groups * kKqTile * k, 1.0f, 4), k,
+                               s.groups, padding(s.groups), KqActLayout::i16_pairs);
+      check_against_weights(type, w, rb, a, run(**twin, w, rb, a), 2e-6);
+    }
+  }
+}
+
+TEST(GemmKqI16, ExtremeLevelsDoNotWrap) {
+  constexpr int64_t k = 2 * kKqSuper;
+  const CpuIsa cpu = detect_cpu_isa();
+  for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K}) {
+    SCOPED_TRACE(ggml_type_name(static_cast<uint32_t>(type)));
+    auto twin = create_gemm_kq_i16_ref(type);
+    ASSERT_TRUE(twin.has_value());
+    const auto w = extreme_panel(type, k);
+    const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
+    std::vector<float> x(kKqTile * k);
+    for (int64_t t = 0; t < kKqTile; ++t) {
+      for (int64_t i = 0; i < k; ++i) x[t * k + i] = (t % 2 ? -1.0f : 1.0f) * (i % 7 ? 1.0f : 0.5f);
+    }
+    const Acts a = make_acts(x, k, 1, std::vector<bool>(kKqTile, false), KqActLayout::i16_pairs);
+    const auto out = run(**twin, w, rb, a);
+    check_against_weights(type, w, rb, a, out, 2e-6);
+    auto vec = create_gemm_kq_avx512(type, cpu);
+    if (!vec) continue;  // no AVX-512 VNNI here: EqualsTwinBitForBit reports the skip
+    const auto got = run(**vec, w, rb, a);
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], out[i]) << "output " << i;
+  }
+}
+
+TEST(GemmKqI16, RefusesTypesAndCpusWithoutTheKernel) {
+  auto q6 = create_gemm_kq_i16_ref(GGMLType::Q6_K);
+  ASSERT_FALSE(q6.has_value());
+  EXPECT_NE(q6.status().message().find("Q6_K"), std::string::npos);
+  CpuIsa none;
+  auto vec = create_gemm_kq_avx512(GGMLType::Q4_K, none);
+  ASSERT_FALSE(vec.has_value());
+  EXPECT_NE(vec.status().message().find("avx512_vnni"), std::string::npos);
+}
+
+TEST(GemmKqI16, Avx512EqualsTwinBitForBit) {
+  const CpuIsa cpu = detect_cpu_isa();
+  if (!(cpu.avx512f && cpu.avx512bw && cpu.avx512_vnni))
+    GTEST_SKIP() << "this CPU lacks AVX-512 VNNI";
+  for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K}) {
+    auto twin = create_gemm_kq_i16_ref(type);
+    auto vec = create_gemm_kq_avx512(type, cpu);
+    ASSERT_TRUE(twin.has_value());
+    ASSERT_TRUE(vec.has_value()) << vec.status().message();
+    for (const Shape& s : kShapes) {
+      SCOPED_TRACE(std::string((*vec)->name()) + " super-blocks " + std::to_string(s.n_super) +
+                   " groups " + std::to_string(s.groups));
+      const int64_t k = s.n_super * kKqSuper;
+      const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
+      const auto w = test::random_rows(type, kKqTile, k, 7 + static_cast<uint32_t>(k));
+      const Acts a = make_acts(test::random_floats(s.groups * kKqTile * k, 2.0f, 9), k,
+                               s.groups, padding(s.groups), KqActLayout::i16_pairs);
+      const auto want = run(**twin, w, rb, a), got = run(**vec, w, rb, a);
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "output " << i;
+    }
   }
 }
 

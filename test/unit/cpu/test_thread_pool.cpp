@@ -112,6 +112,29 @@ TEST(ThreadPool, NestedCallsRunInline) {
   expect_each_once(hits);
 }
 
+// Workers sleep once their spin runs out, except while a Hot scope lives; jobs still run
+// exactly once in both states, and they fall asleep again after the scope ends.
+TEST(ThreadPool, HotScopeKeepsWorkersAwake) {
+  ThreadPool pool(3, /*spin_iterations=*/100);
+  std::vector<std::atomic<int>> hits(64);
+  auto all_asleep_within = [&](std::chrono::milliseconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (pool.sleeping_workers() < pool.size() - 1 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return pool.sleeping_workers() == pool.size() - 1;
+  };
+  pool.parallel_for(32, [&](int64_t t) { hits[size_t(t)]++; });
+  ASSERT_TRUE(all_asleep_within(std::chrono::seconds(5)));
+  {
+    ThreadPool::Hot hot(pool);
+    pool.parallel_for(32, [&](int64_t t) { hits[size_t(32 + t)]++; });  // wakes them
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));        // far past 100 pauses
+    EXPECT_EQ(pool.sleeping_workers(), 0);
+  }
+  expect_each_once(hits);
+  EXPECT_TRUE(all_asleep_within(std::chrono::seconds(5)));
+}
+
 TEST(ThreadPool, OneThreadRunsOnTheCaller) {
   ThreadPool pool(1);
   EXPECT_EQ(pool.size(), 1);

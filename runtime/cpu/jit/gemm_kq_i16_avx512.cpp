@@ -1,0 +1,136 @@
+// AVX-512 VNNI body of the int16 K-quant prefill GEMM (gemm_kq_kernel.h, i16_pairs layout;
+// compiled with -mavx512f -mavx512bw -mavx512vnni, entered only after create_gemm_kq_avx512
+// checked the CPU). Per 16-row panel and super-block, each row's super-block is expanded to
+// int16 w' = sc·q in an L1 scratch (row-major, as the GGUF stores it); then per token group
+// and 8-row half, for each pair of elements one 64-byte load brings the 16 tokens' values and
+// every row's pair is broadcast into a vpdpwssd: 8 accumulators of 16 tokens, one int16
+// product per useful multiply-add. Window sums convert to float and add into S; the epilogue
+// per super-block is the twin's, operation for operation (no implicit contraction: the file
+// builds with -ffp-contract=off).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "common/quant/quant_blocks.h"
+#include "runtime/cpu/jit/gemm_kq_i16.h"
+
+namespace ktx::cpu::kq_i16_detail {
+namespace {
+
+constexpr int kRowsPerPass = 8;
+
+float half_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return fp16_to_fp32(h);
+}
+
+// The twin's kq_i16_expand_row with vectors: per 64-element chunk, 32 bytes of nibbles (low:
+// sub-block 2c, high: 2c+1), Q5_K's fifth bits from qh bit j, widened to int16 and scaled.
+template <bool Q5>
+inline void expand_row(const uint8_t* blk, KqI16Row* out) {
+  out->d = half_at(blk);
+  out->dmin = half_at(blk + 2);
+  uint8_t sc[8], mn[8];
+  for (int j = 0; j < 8; ++j) {
+    quant_detail::unpack_scale_min_k4(blk + 4, j, &sc[j], &mn[j]);
+    out->m[j] = static_cast<float>(mn[j]);
+  }
+  const uint8_t* qs = blk + (Q5 ? 48 : 16);
+  const __m256i nib = _mm256_set1_epi8(15);
+  [[maybe_unused]] const __m256i one = _mm256_set1_epi8(1);
+  [[maybe_unused]] const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16));
+  for (int c = 0; c < 4; ++c) {
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
+    __m256i lo = _mm256_and_si256(b, nib);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nib);
+    if constexpr (Q5) {
+      // Bit j of each qh byte to bit 4 (shifts of 16-bit lanes; the mask drops what crosses).
+      const __m256i b0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
+      const __m256i b1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
+      lo = _mm256_or_si256(lo, _mm256_slli_epi16(b0, 4));
+      hi = _mm256_or_si256(hi, _mm256_slli_epi16(b1, 4));
+    }
+    const __m512i wl = _mm512_mullo_epi16(_mm512_cvtepu8_epi16(lo), _mm512_set1_epi16(sc[2 * c]));
+    const __m512i wh = _mm512_mullo_epi16(_mm512_cvtepu8_epi16(hi), _mm512_set1_epi16(sc[2 * c + 1]));
+    _mm512_store_si512(reinterpret_cast<__m512i*>(out->wq + 64 * c), wl);
+    _mm512_store_si512(reinterpret_cast<__m512i*>(out->wq + 64 * c + 32), wh);
+  }
+}
+
+inline int32_t pair_at(const int16_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Rows r0..r0+7 of the panel against one token group's super-block: out rows += the epilogue.
+template <int W>
+inline void pass(const KqI16Row* rows, const int16_t* act, const float* f, float* out) {
+  __m512 S[kRowsPerPass];
+  for (int w0 = 0; w0 < kKqSuper; w0 += W) {
+    __m512i I[kRowsPerPass];
+    for (int r = 0; r < kRowsPerPass; ++r) I[r] = _mm512_setzero_si512();
+    for (int p = w0 / 2; p < (w0 + W) / 2; ++p) {
+      const __m512i x = _mm512_loadu_si512(act + p * 2 * kKqTile);
+      for (int r = 0; r < kRowsPerPass; ++r) {
+        I[r] = _mm512_dpwssd_epi32(I[r], x, _mm512_set1_epi32(pair_at(rows[r].wq + 2 * p)));
+      }
+    }
+    for (int r = 0; r < kRowsPerPass; ++r) {
+      const __m512 fs = _mm512_cvtepi32_ps(I[r]);
+      S[r] = w0 == 0 ? fs : _mm512_add_ps(S[r], fs);
+    }
+  }
+  const __m512 ad = _mm512_loadu_ps(f);
+  for (int r = 0; r < kRowsPerPass; ++r) {
+    __m512 m = _mm512_mul_ps(_mm512_loadu_ps(f + 16), _mm512_set1_ps(rows[r].m[0]));
+    for (int j = 1; j < 8; ++j) {
+      m = _mm512_fmadd_ps(_mm512_loadu_ps(f + 16 * (1 + j)), _mm512_set1_ps(rows[r].m[j]), m);
+    }
+    m = _mm512_mul_ps(m, _mm512_set1_ps(rows[r].dmin));
+    const __m512 res = _mm512_fmsub_ps(S[r], _mm512_set1_ps(rows[r].d), m);
+    float* o = out + r * kKqTile;
+    _mm512_storeu_ps(o, _mm512_fmadd_ps(res, ad, _mm512_loadu_ps(o)));
+  }
+}
+
+template <bool Q5>
+class GemmKqAvx512 final : public GemmKqKernel {
+ public:
+  std::string name() const override { return Q5 ? "gemm_q5_k_avx512" : "gemm_q4_k_avx512"; }
+  GGMLType type() const override { return Q5 ? GGMLType::Q5_K : GGMLType::Q4_K; }
+  KqActLayout act_layout() const override { return KqActLayout::i16_pairs; }
+
+  void run(const GemmKqArgs& a) const override {
+    constexpr int64_t block = Q5 ? 176 : 144;
+    constexpr int W = Q5 ? 32 : 64;
+    for (int64_t g = 0; g < a.n_groups; ++g) {
+      std::memset(a.out + g * a.out_group_stride, 0, kKqTile * kKqTile * sizeof(float));
+    }
+    KqI16Row rows[kKqTile];
+    for (int64_t s = 0; s < a.n_super; ++s) {
+      for (int n = 0; n < kKqTile; ++n) expand_row<Q5>(a.w + n * a.w_stride + s * block, &rows[n]);
+      for (int64_t g = 0; g < a.n_groups; ++g) {
+        const auto* act = reinterpret_cast<const int16_t*>(a.act + g * a.act_group_stride +
+                                                           s * kKqActBytes);
+        const float* f = reinterpret_cast<const float*>(
+                             reinterpret_cast<const uint8_t*>(a.act_f) +
+                             g * a.act_f_group_stride) + s * kKqActFloats;
+        float* out = a.out + g * a.out_group_stride;
+        for (int r0 = 0; r0 < kKqTile; r0 += kRowsPerPass) {
+          pass<W>(rows + r0, act, f, out + r0 * kKqTile);
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<GemmKqKernel> make_avx512(GGMLType type) {
+  if (type == GGMLType::Q5_K) return std::make_unique<GemmKqAvx512<true>>();
+  return std::make_unique<GemmKqAvx512<false>>();
+}
+
+}  // namespace ktx::cpu::kq_i16_detail

@@ -1,8 +1,9 @@
 // ktx-prefill-bench: the routed-expert layer at prefill (hundreds of tokens per call) with the
 // shapes of real models and random Q4_K blocks, run by MoePrefill (Q4_K: the K-quant kernel on
 // the blocks in place). Prints ms per layer, TOP/s of the expert GEMMs actually done (2 * 3 * N * K
-// per (token, expert) pair; padding to groups of 16 not counted) and the ratio to the AMX INT8
-// peak: --peak (TOP/s), and the peak measured by a tile-only loop (tdpbssd on all threads).
+// per (token, expert) pair; padding to groups of 16 not counted) and the ratio to the matrix
+// peak: --peak (TOP/s), and the peak measured by a tile-only loop (tdpbssd on all threads), or
+// on hosts without AMX a vpdpwssd loop (the int16 K-quant kernel's instruction).
 // --experts allocates fewer distinct experts; routing still spreads over the model's count
 // (expert e uses the weights of e mod --experts), so tokens per expert stay realistic.
 //
@@ -13,6 +14,8 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+
+#include <immintrin.h>
 
 #include "bench/amx_tiles.h"
 #include "common/hw/cpu_features.h"
@@ -126,6 +129,32 @@ double kq_kernel_tops(const GemmKqKernel& kernel, int64_t n_super, int64_t group
   return 2.0 * 16 * 16 * 256 * n_super * groups * kIters * pool.size() / s / 1e12;
 }
 
+// The int16 multiply-add peak of AVX-512 VNNI: 16 independent vpdpwssd chains per thread (32
+// int16 multiply-adds each, counted as 2 ops), all threads; the ceiling of the int16 K-quant
+// kernel (one vpdpwssd product per useful multiply-add).
+__attribute__((target("avx512f,avx512vnni"), noinline)) int32_t vnni_loop(int64_t iters) {
+  __m512i acc[16];
+  for (int i = 0; i < 16; ++i) acc[i] = _mm512_set1_epi32(i);
+  const __m512i a = _mm512_set1_epi16(3), b = _mm512_set1_epi16(5);
+  for (int64_t it = 0; it < iters; ++it) {
+    for (int i = 0; i < 16; ++i) acc[i] = _mm512_dpwssd_epi32(acc[i], a, b);
+    __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]), "+v"(acc[4]),
+                     "+v"(acc[5]), "+v"(acc[6]), "+v"(acc[7]));
+  }
+  __m512i s = acc[0];
+  for (int i = 1; i < 16; ++i) s = _mm512_add_epi32(s, acc[i]);
+  return _mm512_reduce_add_epi32(s);
+}
+double vnni_peak_tops(ThreadPool& pool) {
+  const int64_t iters = 20000000;
+  (void)vnni_loop(1000);
+  std::vector<int32_t> sink(static_cast<size_t>(pool.size()));
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.parallel_for(pool.size(), [&](int64_t th) { sink[static_cast<size_t>(th)] = vnni_loop(iters); });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return 2.0 * 32 * 16 * iters * pool.size() / s / 1e12;
+}
+
 // Random Q4_K blocks with small finite fp16 d/dmin (random bytes elsewhere).
 void fill_q4_k(uint8_t* dst, uint64_t bytes, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -235,7 +264,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", o.threads, "threads (0: all)");
   app.add_option("--iters", o.iters, "timed calls per point");
   app.add_option("--experts", o.experts, "distinct experts to allocate");
-  app.add_option("--peak", o.peak, "AMX INT8 peak of this machine in TOP/s");
+  app.add_option("--peak", o.peak, "matrix peak of this machine in TOP/s (AMX INT8, or the "
+                 "AVX-512 int16 rate)");
   CLI11_PARSE(app, argc, argv);
   ThreadPool pool(o.threads);
   double measured = 0;
@@ -255,8 +285,16 @@ int main(int argc, char** argv) {
                   "(8 x 8)\n", (*k)->name().c_str(), kq_kernel_tops(**k, 28, 4, pool),
                   kq_kernel_tops(**k, 8, 8, pool));
     }
+  } else if (auto k = create_gemm_kq_avx512(GGMLType::Q4_K, detect_cpu_isa())) {
+    measured = vnni_peak_tops(pool);
+    std::printf("no AMX here; vpdpwssd peak on %d threads: %.2f TOP/s (int16 multiply-adds "
+                "x 2); the prefill kernel is the int16 K-quant GEMM\n", pool.size(), measured);
+    std::printf("micro-kernel %s alone: %.2f TOP/s (28 super-blocks x 4 groups), %.2f TOP/s "
+                "(8 x 1), %.2f TOP/s (8 x 8)\n", (*k)->name().c_str(),
+                kq_kernel_tops(**k, 28, 4, pool), kq_kernel_tops(**k, 8, 1, pool),
+                kq_kernel_tops(**k, 8, 8, pool));
   } else {
-    std::printf("no AMX here: the prefill kernel is the C++ twin (slow)\n");
+    std::printf("no AMX or AVX-512 VNNI here: the prefill kernel is the C++ twin (slow)\n");
     std::fflush(stdout);
   }
   for (const auto& m : moe_presets()) {

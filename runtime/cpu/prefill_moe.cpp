@@ -52,6 +52,13 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
   }
   std::unique_ptr<MoePrefill> moe(new MoePrefill(desc, config));
   const bool amx = desc.isa == IsaTier::amx && isa_tier_supported(IsaTier::amx, cpu);
+  // Without AMX, an avx512 descriptor on a host with AVX-512 VNNI takes the int16 form of the
+  // K-quant GEMM; other descriptors keep the AMX form's twin (exact, slow).
+  const bool vnni = desc.isa == IsaTier::avx512 && isa_tier_supported(IsaTier::avx512, cpu) &&
+                    cpu.avx512_vnni && cpu.avx512bw;
+  if (desc.isa == IsaTier::avx512 && !vnni)
+    return Error("{}: the avx512 prefill GEMM needs AVX-512 VNNI (avx512f, avx512bw, "
+                 "avx512_vnni), which this CPU lacks", desc.to_string());
   // Panels are whole 16-row tiles: rows are n_ff (gate, up) or n_embd (down).
   auto make_kq = [&](GGMLType t, const char* what, int64_t rows,
                      std::unique_ptr<GemmKqKernel>* dst) -> Status {
@@ -59,7 +66,8 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
       return Error("{}: {} has {} rows, not a multiple of {}", desc.to_string(), what, rows,
                    kKqTile);
     }
-    auto k = amx ? create_gemm_kq_amx(t, cpu) : create_gemm_kq_ref(t);
+    auto k = amx ? create_gemm_kq_amx(t, cpu) : vnni ? create_gemm_kq_avx512(t, cpu)
+                                                     : create_gemm_kq_ref(t);
     if (!k) return k.status().with_context(desc.to_string() + " (" + what + ")");
     *dst = std::move(k).value();
     return Status::ok();
@@ -76,6 +84,11 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
     moe->down_gemv_ = std::move(gemv).value();
   }
   if (kq_in && (moe->kq_down_ || moe->down_gemv_)) return moe;  // no int8 GEMM runs
+  if (vnni)
+    return Error("{}: the avx512 prefill GEMM reads K-quant gate, up and down weights in place "
+                 "(or a down type for the decode GEMV); {} needs the int8 repack, which has "
+                 "no AVX-512 kernel", desc.to_string(),
+                 ggml_type_name(static_cast<uint32_t>(kq_in ? desc.down_type : desc.gate_type)));
   if (amx) {
     auto plain = create_gemm_int8_amx(false, cpu);
     if (!plain) return plain.status().with_context(desc.to_string());
@@ -248,8 +261,10 @@ void MoePrefill::pack_group_kq(int64_t grp, int64_t k, const uint8_t* rows, int6
     tokens[i] = token < 0 ? nullptr
                           : reinterpret_cast<const ActBlockQ16_K*>(rows + src * row_bytes);
   }
-  kq_pack_acts(tokens, ns, acts.tiles.data() + grp * ns * kKqActBytes, kKqActBytes,
-               acts.floats.data() + grp * ns * kKqActFloats, kKqActFloats);
+  const GemmKqKernel* kern = kq_gate_ ? kq_gate_.get() : kq_down_.get();
+  (kern && kern->act_layout() == KqActLayout::i16_pairs ? kq_pack_acts_i16 : kq_pack_acts)(
+      tokens, ns, acts.tiles.data() + grp * ns * kKqActBytes, kKqActBytes,
+      acts.floats.data() + grp * ns * kKqActFloats, kKqActFloats);
 }
 
 // out[row][n] for every padded row and weight row n of the active experts, K-quant weights in

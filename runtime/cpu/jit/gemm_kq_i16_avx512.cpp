@@ -17,7 +17,7 @@
 namespace ktx::cpu::kq_i16_detail {
 namespace {
 
-constexpr int kRowsPerPass = 8;
+constexpr int kRowsPerPass = 8;  // rows per pass of two token groups (16 of one)
 
 float half_at(const uint8_t* p) {
   uint16_t h;
@@ -64,34 +64,44 @@ inline int32_t pair_at(const int16_t* p) {
   return v;
 }
 
-// Rows r0..r0+7 of the panel against one token group's super-block: out rows += the epilogue.
-template <int W>
-inline void pass(const KqI16Row* rows, const int16_t* act, const float* f, float* out) {
-  __m512 S[kRowsPerPass];
+// Rows of the panel against token groups g0 (and g0 + 1 when G = 2) of one super-block: the
+// out rows += the epilogue. R rows x G token vectors of int32 window sums in registers; each
+// row's pair is broadcast once and used for the G vectors; S (the float window total) waits in
+// a stack array between windows.
+template <int W, int R, int G>
+inline void pass(const KqI16Row* rows, const int16_t* const* act, const float* const* f,
+                 float* const* out) {
+  alignas(64) float S[G][R][16];
   for (int w0 = 0; w0 < kKqSuper; w0 += W) {
-    __m512i I[kRowsPerPass];
-    for (int r = 0; r < kRowsPerPass; ++r) I[r] = _mm512_setzero_si512();
+    __m512i I[G][R];
+    for (int g = 0; g < G; ++g)
+      for (int r = 0; r < R; ++r) I[g][r] = _mm512_setzero_si512();
     for (int p = w0 / 2; p < (w0 + W) / 2; ++p) {
-      const __m512i x = _mm512_loadu_si512(act + p * 2 * kKqTile);
-      for (int r = 0; r < kRowsPerPass; ++r) {
-        I[r] = _mm512_dpwssd_epi32(I[r], x, _mm512_set1_epi32(pair_at(rows[r].wq + 2 * p)));
+      __m512i x[G];
+      for (int g = 0; g < G; ++g) x[g] = _mm512_loadu_si512(act[g] + p * 2 * kKqTile);
+      for (int r = 0; r < R; ++r) {
+        const __m512i wr = _mm512_set1_epi32(pair_at(rows[r].wq + 2 * p));
+        for (int g = 0; g < G; ++g) I[g][r] = _mm512_dpwssd_epi32(I[g][r], x[g], wr);
       }
     }
-    for (int r = 0; r < kRowsPerPass; ++r) {
-      const __m512 fs = _mm512_cvtepi32_ps(I[r]);
-      S[r] = w0 == 0 ? fs : _mm512_add_ps(S[r], fs);
-    }
+    for (int g = 0; g < G; ++g)
+      for (int r = 0; r < R; ++r) {
+        const __m512 fs = _mm512_cvtepi32_ps(I[g][r]);
+        _mm512_store_ps(S[g][r], w0 == 0 ? fs : _mm512_add_ps(_mm512_load_ps(S[g][r]), fs));
+      }
   }
-  const __m512 ad = _mm512_loadu_ps(f);
-  for (int r = 0; r < kRowsPerPass; ++r) {
-    __m512 m = _mm512_mul_ps(_mm512_loadu_ps(f + 16), _mm512_set1_ps(rows[r].m[0]));
-    for (int j = 1; j < 8; ++j) {
-      m = _mm512_fmadd_ps(_mm512_loadu_ps(f + 16 * (1 + j)), _mm512_set1_ps(rows[r].m[j]), m);
+  for (int g = 0; g < G; ++g) {
+    const __m512 ad = _mm512_loadu_ps(f[g]);
+    for (int r = 0; r < R; ++r) {
+      __m512 m = _mm512_mul_ps(_mm512_loadu_ps(f[g] + 16), _mm512_set1_ps(rows[r].m[0]));
+      for (int j = 1; j < 8; ++j) {
+        m = _mm512_fmadd_ps(_mm512_loadu_ps(f[g] + 16 * (1 + j)), _mm512_set1_ps(rows[r].m[j]), m);
+      }
+      m = _mm512_mul_ps(m, _mm512_set1_ps(rows[r].dmin));
+      const __m512 res = _mm512_fmsub_ps(_mm512_load_ps(S[g][r]), _mm512_set1_ps(rows[r].d), m);
+      float* o = out[g] + r * kKqTile;
+      _mm512_storeu_ps(o, _mm512_fmadd_ps(res, ad, _mm512_loadu_ps(o)));
     }
-    m = _mm512_mul_ps(m, _mm512_set1_ps(rows[r].dmin));
-    const __m512 res = _mm512_fmsub_ps(S[r], _mm512_set1_ps(rows[r].d), m);
-    float* o = out + r * kKqTile;
-    _mm512_storeu_ps(o, _mm512_fmadd_ps(res, ad, _mm512_loadu_ps(o)));
   }
 }
 
@@ -111,16 +121,27 @@ class GemmKqAvx512 final : public GemmKqKernel {
     KqI16Row rows[kKqTile];
     for (int64_t s = 0; s < a.n_super; ++s) {
       for (int n = 0; n < kKqTile; ++n) expand_row<Q5>(a.w + n * a.w_stride + s * block, &rows[n]);
-      for (int64_t g = 0; g < a.n_groups; ++g) {
-        const auto* act = reinterpret_cast<const int16_t*>(a.act + g * a.act_group_stride +
-                                                           s * kKqActBytes);
-        const float* f = reinterpret_cast<const float*>(
-                             reinterpret_cast<const uint8_t*>(a.act_f) +
-                             g * a.act_f_group_stride) + s * kKqActFloats;
-        float* out = a.out + g * a.out_group_stride;
+      const int16_t* act[2];
+      const float* f[2];
+      float* out[2];
+      auto at = [&](int64_t g, int i) {
+        act[i] = reinterpret_cast<const int16_t*>(a.act + g * a.act_group_stride + s * kKqActBytes);
+        f[i] = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(a.act_f) +
+                                              g * a.act_f_group_stride) + s * kKqActFloats;
+        out[i] = a.out + g * a.out_group_stride;
+      };
+      int64_t g = 0;
+      for (; g + 2 <= a.n_groups; g += 2) {  // two groups: each broadcast feeds two products
+        at(g, 0), at(g + 1, 1);
         for (int r0 = 0; r0 < kKqTile; r0 += kRowsPerPass) {
-          pass<W>(rows + r0, act, f, out + r0 * kKqTile);
+          float* o[2] = {out[0] + r0 * kKqTile, out[1] + r0 * kKqTile};
+          pass<W, kRowsPerPass, 2>(rows + r0, act, f, o);
         }
+      }
+      if (g < a.n_groups) {
+        at(g, 0);
+        float* o[1] = {out[0]};
+        pass<W, kKqTile, 1>(rows, act, f, o);
       }
     }
   }

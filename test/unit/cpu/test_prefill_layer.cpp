@@ -1,7 +1,8 @@
 // The prefill MoE layer (MoePrefill on repacked weights) against moe_reference() with the same
 // activation rounding, over shapes x weight types x tokens per expert, for the C++ twin (tiers
-// reference and avx2, which differ in the decode GEMV a Q6_K down runs) and (where the CPU has
-// it) the AMX kernel, which must also equal the twin bit for bit where both run the GEMM.
+// reference and avx2, which differ in the decode GEMV a Q6_K down runs), the int16 K-quant GEMM
+// of the avx512 tier, and (where the CPU has it) the AMX kernel, which must also equal the twin
+// bit for bit where both run the GEMM.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -83,6 +84,18 @@ TEST_P(PrefillLayer, MatchesReferenceOverShapesAndTokenCounts) {
     GTEST_SKIP() << "this CPU lacks the " << isa_tier_name(GetParam()) << " tier";
   }
   for (const LayerCase& c : kCases) {
+    const MoeDesc d = desc_of(c, GetParam());
+    // The avx512 tier's GEMM is the int16 K-quant one: layers that need the int8 repack are
+    // refused with a message instead.
+    if (GetParam() == IsaTier::avx512 &&
+        !(prefill_gate_up_in_place(d) &&
+          (gemm_kq_supported(c.down) || !repack_int8_supported(c.down)))) {
+      auto refused = MoePrefill::create(d, MoeConfig{}, cpu);
+      ASSERT_FALSE(refused.has_value()) << d.to_string();
+      EXPECT_NE(refused.status().message().find("avx512 prefill"), std::string::npos)
+          << refused.status().message();
+      continue;
+    }
     for (int64_t tokens : {1, 15, 16, 17, 33}) check_layer(c, GetParam(), tokens);
   }
 }
@@ -124,7 +137,8 @@ TEST(PrefillLayerErrors, RefusesTypesWithoutRepackAndBadRouting) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiers, PrefillLayer,
-                         ::testing::Values(IsaTier::reference, IsaTier::avx2, IsaTier::amx),
+                         ::testing::Values(IsaTier::reference, IsaTier::avx2, IsaTier::avx512,
+                                           IsaTier::amx),
                          [](const auto& info) { return std::string(isa_tier_name(info.param)); });
 
 }  // namespace

@@ -133,7 +133,8 @@ gpubench() {
 # The GPU plan's decode with --profile: each op kind's time on its device (timing events in
 # the graph), the GPU's busy and idle time per step; then the routed-expert layer alone.
 gpuprofile() {
-  local gguf=/tmp/gen/dsv3-l5.gguf
+  local gguf=/tmp/gen/dsv3-l5.gguf waited=0
+  while pgrep -f "ktx-run gen deepseek-v3" >/dev/null && [[ $waited -lt 400 ]]; do sleep 3; waited=$((waited + 3)); done
   [[ -f "$gguf" ]] || { echo "no $gguf (run genbg or gpubench first)"; return 1; }
   echo "== dsv3-l5-gpu.plan --profile"
   "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" ${PBENCH:--p 128 -n 64 -r 1} --profile \

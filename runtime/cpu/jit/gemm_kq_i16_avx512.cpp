@@ -73,18 +73,27 @@ inline void pass(const KqI16Row* rows, const int16_t* const* act, const float* c
                  float* const* out) {
   alignas(64) float S[G][R][16];
   for (int w0 = 0; w0 < kKqSuper; w0 += W) {
+    // The G x R sums must stay in registers: every loop over them is unrolled (GCC otherwise
+    // keeps I in memory and loads and stores it around each vpdpwssd).
     __m512i I[G][R];
+#pragma GCC unroll 16
     for (int g = 0; g < G; ++g)
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) I[g][r] = _mm512_setzero_si512();
     for (int p = w0 / 2; p < (w0 + W) / 2; ++p) {
       __m512i x[G];
+#pragma GCC unroll 16
       for (int g = 0; g < G; ++g) x[g] = _mm512_loadu_si512(act[g] + p * 2 * kKqTile);
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const __m512i wr = _mm512_set1_epi32(pair_at(rows[r].wq + 2 * p));
+#pragma GCC unroll 16
         for (int g = 0; g < G; ++g) I[g][r] = _mm512_dpwssd_epi32(I[g][r], x[g], wr);
       }
     }
+#pragma GCC unroll 16
     for (int g = 0; g < G; ++g)
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const __m512 fs = _mm512_cvtepi32_ps(I[g][r]);
         _mm512_store_ps(S[g][r], w0 == 0 ? fs : _mm512_add_ps(_mm512_load_ps(S[g][r]), fs));

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "runtime/cpu/repack_int8.h"
 
 namespace ktx::kt {
@@ -59,15 +61,26 @@ Expected<MoeKernelChoice> choose_moe_kernels(const MoeShape& shape, const HwProf
                            cpu::repack_int8_supported(shape.up));
   // The prefill GEMM works on 32-element blocks of both K dimensions.
   const bool blocked = shape.n_embd % cpu::kRepackBlock == 0 && shape.n_ff % cpu::kRepackBlock == 0;
-  // Only AMX has a fast prefill GEMM. Elsewhere it would run its plain C++ twin, which measured
-  // ~70x slower than the generated decode GEMVs on many tokens (Qwen3-30B-A3B layer, 128
-  // tokens, AVX2 host), so prefill stays on the decode kernels (docs/kernels.md).
+  // AMX runs the int8 tile GEMM (K-quant blocks in place or int8 repacks) from the first call
+  // too large for decode. AVX-512 (VNNI) runs the int16 K-quant GEMM, which reads only Q4_K /
+  // Q5_K gate and up in place (no int8 repack: down must be a K-quant or a type the decode GEMV
+  // runs), and only from kAvx512PrefillTokensPerExpert tokens per expert. AVX2 has no prefill
+  // GEMM: its plain C++ twin measured ~70x slower than the generated decode GEMVs (Qwen3-30B-A3B
+  // layer, 128 tokens), so prefill stays on the decode kernels (docs/kernels.md).
   const bool amx = d.isa == cpu::IsaTier::amx;
-  if (amx && repackable && blocked && prefill_tokens > kDecodeMaxTokens) {
+  const bool avx512 = d.isa == cpu::IsaTier::avx512 && cpu::prefill_gate_up_in_place(d) &&
+                      cpu::prefill_down_in_place(d);
+  int64_t min_tokens = kDecodeMaxTokens + 1;
+  if (avx512) {
+    const int64_t per_expert = kAvx512PrefillTokensPerExpert * shape.n_expert;
+    min_tokens = std::max(min_tokens, (per_expert + shape.top_k - 1) / shape.top_k);
+  }
+  if ((amx || avx512) && repackable && blocked && prefill_tokens >= min_tokens) {
     cpu::MoeDesc p = d;
     p.max_tokens = prefill_tokens;
     KTX_ASSIGN_OR_RETURN(c.prefill_config, config_for(hw, p, &c.prefill_tuned));
     c.prefill = p;
+    c.prefill_min_tokens = min_tokens;
   }
   return c;
 }

@@ -17,6 +17,12 @@ namespace ktx::kt {
 
 // Tokens per call up to which the runtime runs the decode (GEMV) driver; above it, prefill.
 inline constexpr int64_t kDecodeMaxTokens = 16;
+// The AVX-512 int16 prefill GEMM computes token groups of 16 per expert and expands each weight
+// super-block once per call: it beats the decode GEMVs (which also run vpdpwssd, per token)
+// from about 24 tokens per expert on average (docs/kernels.md: Qwen3-30B-A3B and DeepSeek-V3
+// layers, 2-vCPU Zen 5: at 16 per expert 164 vs 119 ms and 2363 vs 2543 ms, at 32 per expert
+// 196 vs 271 ms, at 32 per expert on DeepSeek-V3 3182 vs 6103 ms).
+inline constexpr int64_t kAvx512PrefillTokensPerExpert = 24;
 
 // One routed-expert layer as the IR describes it.
 struct MoeShape {
@@ -29,6 +35,9 @@ struct MoeKernelChoice {
   cpu::MoeConfig decode_config;
   std::optional<cpu::MoeDesc> prefill;  // nullopt: some type has no exact int8 repack
   cpu::MoeConfig prefill_config;
+  // Fewest tokens per call that run the prefill kernel (smaller calls run the decode kernels):
+  // where the prefill GEMM starts to beat the decode GEMVs on this tier.
+  int64_t prefill_min_tokens = 0;
   bool decode_tuned = false, prefill_tuned = false;  // config came from the profile's [tuned]
 };
 

@@ -47,8 +47,10 @@ def KtSelectKernels : Pass<"kt-select-kernels", "::mlir::ModuleOp"> {
     configuration (the profile's [tuned] entry for that exact descriptor, else the default
     selection), and records them as string attributes the runtime reads back:
       kernel_decode = "moe:...", config_decode = "cfg:...",
-      kernel_prefill = "moe:..." and config_prefill = "cfg:..." (or kernel_prefill = "reference"
-      when a weight type has no exact int8 repack).
+      kernel_prefill = "moe:...", config_prefill = "cfg:..." and prefill_min_tokens = N (the
+      fewest tokens per call that run it: AMX from 17, AVX-512 from 24 tokens per expert on
+      average), or kernel_prefill = "reference" when the tier has no prefill GEMM for the
+      layer's types (AVX2; a weight type without an exact int8 repack).
     With kernels=reference the op gets kernel = "reference" (the exact float32 engine).
     Fast attention ops also get kv_cache = the kv-cache option (their cache's element type).
     Run after --kt-place. Bad options and invalid descriptors are errors at the op.

@@ -94,9 +94,11 @@ struct SelectKernelsPass : impl::KtSelectKernelsBase<SelectKernelsPass> {
     if (c->prefill) {
       op->setAttr("kernel_prefill", b.getStringAttr(c->prefill->to_string()));
       op->setAttr("config_prefill", b.getStringAttr(c->prefill_config.to_string()));
+      op->setAttr("prefill_min_tokens", b.getI64IntegerAttr(c->prefill_min_tokens));
     } else {
       op->setAttr("kernel_prefill", b.getStringAttr("reference"));
       op->removeAttr("config_prefill");
+      op->removeAttr("prefill_min_tokens");
     }
     op->removeAttr("kernel");
     return mlir::success();

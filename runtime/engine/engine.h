@@ -29,6 +29,9 @@ namespace ktx {
 // kernels too).
 struct MoeKernelAttrs {
   std::string decode, decode_config, prefill, prefill_config;
+  // Fewest tokens per call that take the prefill kernel (the plan's prefill_min_tokens; 0:
+  // more than the decode descriptor's max_tokens, the rule of plans without the attribute).
+  int64_t prefill_min_tokens = 0;
 };
 
 struct EngineOptions {
@@ -50,6 +53,9 @@ struct EngineOptions {
   // activation rounding the chosen kernel would apply for each call): the kernels' results
   // without the kernels, to tell a kernel error from rounding (slow; for eval and tests).
   bool moe_oracle = false;
+  // > 0: every routed-expert layer with a prefill kernel runs it for calls of at least this many
+  // tokens, whatever the plan's prefill_min_tokens says (1: always; eval --force-prefill).
+  int64_t prefill_min_tokens = 0;
   // Restricts the CPU features the fast kernels may use (each is also checked on this CPU, so
   // a feature can only be removed): tests use it to stand for a weaker CPU.
   std::optional<CpuIsa> cpu_isa;

@@ -160,6 +160,9 @@ Expected<std::unique_ptr<MoeFastLayer>> make_layer(const ModelImpl& m, int64_t i
   KTX_RETURN_IF_ERROR(parse_choice(m, il, k.prefill, k.prefill_config, host, &desc, &cfg)
                           .with_context("kernel_prefill"));
   KTX_ASSIGN_OR_RETURN(f->prefill, cpu::MoePrefill::create(desc, cfg, host));
+  f->prefill_min_tokens = opt.prefill_min_tokens > 0    ? opt.prefill_min_tokens
+                          : k.prefill_min_tokens > 0 ? k.prefill_min_tokens
+                                                     : f->decode_max_tokens + 1;
   KTX_RETURN_IF_ERROR(repack_layer(*f, desc, il, *m.pool, opt));
   return f;
 }
@@ -197,6 +200,13 @@ Expected<std::map<int64_t, MoeKernelAttrs>> moe_kernels_from_plan(const Plan& pl
       return Error("plan op '{}': kernel_decode and config_decode must both be set", op.name);
     if (!k.prefill.empty() && k.prefill != "reference" && k.prefill_config.empty())
       return Error("plan op '{}': kernel_prefill '{}' has no config_prefill", op.name, k.prefill);
+    if (const std::string v = get("prefill_min_tokens"); !v.empty()) {
+      char* end = nullptr;
+      const long long n = std::strtoll(v.c_str(), &end, 10);
+      if (end == v.c_str() || *end != '\0' || n < 1)
+        return Error("plan op '{}': prefill_min_tokens '{}' is not a positive integer", op.name, v);
+      k.prefill_min_tokens = n;
+    }
     if (op.layer < 0) return Error("plan op '{}': routed experts outside a layer", op.name);
     out[op.layer] = std::move(k);
   }
@@ -224,7 +234,10 @@ std::string Model::kernel_summary() const {
     std::string cur;
     if (il < static_cast<int64_t>(layers.size()) && layers[il])
       cur = "decode: " + layers[il]->decode->kernel_names() + "; prefill: " +
-            (layers[il]->prefill ? layers[il]->prefill->kernel_name() : "decode kernels");
+            (layers[il]->prefill
+                 ? fmt::format("{} from {} tokens", layers[il]->prefill->kernel_name(),
+                               layers[il]->prefill_min_tokens)
+                 : std::string("decode kernels"));
     if (cur == prev && !cur.empty()) continue;
     flush(il - 1);
     prev = cur;
@@ -268,7 +281,7 @@ Status run_fast_moe(const StepCtx& s, MoeFastLayer& f, const float* h, const int
                     const float* weights, float* dst) {
   std::lock_guard<std::mutex> lock(f.mu);
   const cpu::MoeRouting routing{s.n_tok, chosen, weights};
-  const bool prefill = s.n_tok > f.decode_max_tokens && f.prefill;
+  const bool prefill = f.prefill && s.n_tok >= f.prefill_min_tokens;
   if (s.m.moe_oracle)
     return cpu::moe_reference(f.decode->desc(), {f.gate, f.up, f.down}, h, routing, dst,
                               prefill ? f.prefill->act_rounding() : f.decode->act_rounding());

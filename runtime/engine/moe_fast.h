@@ -36,6 +36,7 @@ struct MoeFastLayer {
   const void* up = nullptr;
   const void* down = nullptr;
   int64_t decode_max_tokens = 0;
+  int64_t prefill_min_tokens = 0;  // calls of this many tokens or more run `prefill`
   std::mutex mu;  // the drivers keep per-call scratch: one call at a time per layer
 };
 

@@ -35,6 +35,10 @@ int cmd_eval(int argc, char** argv) {
   app.add_flag("--oracle", oracle,
                "fast-kernel plans: also run the kernels' exact oracle (same activation rounding, "
                "exact sums) and judge the kernels by it; KL/top-1 targets are then reported");
+  bool force_prefill = false;
+  app.add_flag("--force-prefill", force_prefill,
+               "run the routed experts' prefill kernels on every call, however short (the plan "
+               "uses them only from its prefill_min_tokens), so short references test them");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -45,6 +49,7 @@ int cmd_eval(int argc, char** argv) {
   EngineOptions opt;
   opt.threads = threads;
   opt.kv_cache_type = cache_type;
+  if (force_prefill) opt.prefill_min_tokens = 1;
   opt.progress = [](const std::string& m) { std::fprintf(stderr, "ktx-run: %s\n", m.c_str()); };
   auto lm = load_from_plan(plan_path, gguf_override, opt);
   if (!lm) {

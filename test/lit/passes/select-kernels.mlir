@@ -40,6 +40,7 @@
 // SPR: config_prefill = "cfg:
 // SPR-SAME: kernel_decode = "moe:{{.*}},max_tokens=16,isa=amx"
 // SPR-SAME: kernel_prefill = "moe:n_embd=256,n_ff=128,n_expert=8,top_k=2,gate=Q4_K,up=Q4_K,down=Q8_0,max_tokens=4096,isa=amx"
+// SPR-SAME: prefill_min_tokens = 17 : i64
 // SPR: kt.shared_experts "blk.0.ffn_shexp"
 // SPR-SAME: isa = "amx"
 // SPR-SAME: kernel = "gemv"

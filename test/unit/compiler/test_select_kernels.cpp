@@ -1,7 +1,7 @@
 // Kernel selection (compiler/passes/KernelChoice.h): the descriptor records the op's shape and
 // types and the profile's best tier; a [tuned] entry is used only for its exact descriptor; the
-// prefill pair exists only on AMX hosts (the only tier with a fast prefill GEMM) and where the
-// gate and up types repack exactly; tiers map to the features the plan then requires.
+// prefill pair exists on AMX hosts where the gate and up types repack exactly, and on AVX-512
+// hosts for K-quant gate/up from a tokens-per-expert threshold; tiers map to the features the plan then requires.
 #include <gtest/gtest.h>
 
 #include "compiler/passes/KernelChoice.h"
@@ -117,16 +117,53 @@ TEST(SelectKernels, PrefillWhereGateAndUpRepackExactly) {
   }
 }
 
-// Without AMX the prefill GEMM would run its plain C++ twin, far slower than the decode GEMVs.
-TEST(SelectKernels, NoPrefillKernelsBelowAmx) {
+// AMX prefills from the first call too large for decode.
+TEST(SelectKernels, AmxPrefillsFromSeventeenTokens) {
+  auto c = choose_moe_kernels(dsv3_like(), amx_host(8), 2048);
+  ASSERT_TRUE(c) << c.status().message();
+  ASSERT_TRUE(c->prefill);
+  EXPECT_EQ(c->prefill_min_tokens, kDecodeMaxTokens + 1);
+}
+
+// AVX-512 runs the int16 K-quant GEMM only on Q4_K/Q5_K gate and up with a down the GEMM or the
+// decode GEMV reads in place, and only from 24 tokens per expert on average; AVX2 has none
+// (its C++ twin is far slower than the decode GEMVs).
+TEST(SelectKernels, Avx512PrefillsKQuantsFromTwentyFourTokensPerExpert) {
   HwProfile hw = amx_host(8);
   hw.cpu.isa.amx_tile = hw.cpu.isa.amx_int8 = hw.cpu.isa.amx_bf16 = false;
-  for (const HwProfile& h : {hw, avx2_host(8)}) {
-    auto c = choose_moe_kernels(dsv3_like(), h, 2048);
+  for (GGMLType down : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K}) {
+    auto c = choose_moe_kernels(dsv3_like(down), hw, 4096);
     ASSERT_TRUE(c) << c.status().message();
-    EXPECT_NE(c->decode.isa, cpu::IsaTier::amx);
-    EXPECT_FALSE(c->prefill.has_value()) << c->decode.to_string();
+    EXPECT_EQ(c->decode.isa, cpu::IsaTier::avx512);
+    ASSERT_TRUE(c->prefill) << c->decode.to_string();
+    EXPECT_EQ(c->prefill->isa, cpu::IsaTier::avx512);
+    EXPECT_EQ(c->prefill_min_tokens, 24 * 256 / 8);  // 256 experts, top 8
   }
+  // A context shorter than the threshold never reaches it: no prefill kernel.
+  auto short_ctx = choose_moe_kernels(dsv3_like(), hw, 512);
+  ASSERT_TRUE(short_ctx);
+  EXPECT_FALSE(short_ctx->prefill);
+  // Q8_0 down (an int8 repack, not read in place) and Q8_0 gate/up: no avx512 GEMM.
+  MoeShape q8 = dsv3_like(GGMLType::Q8_0);
+  auto c = choose_moe_kernels(q8, hw, 4096);
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(c->prefill);
+  q8.gate = q8.up = GGMLType::Q8_0;
+  c = choose_moe_kernels(q8, hw, 4096);
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(c->prefill);
+  // Every token in every expert: 24 tokens.
+  MoeShape small = dsv3_like();
+  small.n_expert = 8, small.top_k = 8;
+  c = choose_moe_kernels(small, hw, 4096);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->prefill);
+  EXPECT_EQ(c->prefill_min_tokens, 24);
+
+  auto avx2 = choose_moe_kernels(dsv3_like(), avx2_host(8), 4096);
+  ASSERT_TRUE(avx2) << avx2.status().message();
+  EXPECT_EQ(avx2->decode.isa, cpu::IsaTier::avx2);
+  EXPECT_FALSE(avx2->prefill.has_value());
 }
 
 TEST(SelectKernels, InvalidShapeIsAnError) {

@@ -52,8 +52,13 @@ std::map<int64_t, MoeKernelAttrs> kernels_for(const Loaded& l) {
     cpu::MoeDesc d{l.cfg.n_embd, l.cfg.n_ff_exp, l.cfg.n_expert, l.cfg.n_expert_used,
                    type("gate"), type("up"), type("down"), 4, tier};
     MoeKernelAttrs k{d.to_string(), cpu::MoeConfig{16, 2, 2}.to_string(), "reference", ""};
-    // As the planner on AMX: gate and up must repack (a Q6_K down runs a GEMV inside).
-    if (cpu::repack_int8_supported(d.gate_type) && cpu::repack_int8_supported(d.up_type)) {
+    // As the planner: on AMX gate and up must repack (a Q6_K down runs a GEMV inside); on
+    // AVX-512 all three must be read in place (K-quant gate/up; no int8 repack); AVX2: none.
+    const bool amx = tier == cpu::IsaTier::amx && cpu::repack_int8_supported(d.gate_type) &&
+                     cpu::repack_int8_supported(d.up_type);
+    const bool avx512 = tier == cpu::IsaTier::avx512 && cpu::prefill_gate_up_in_place(d) &&
+                        cpu::prefill_down_in_place(d);
+    if (amx || avx512) {
       d.max_tokens = 64;
       k.prefill = d.to_string();
       k.prefill_config = cpu::MoeConfig{32, 2, 2}.to_string();

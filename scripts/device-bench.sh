@@ -27,6 +27,7 @@
 #   stage "gemvbench": ktx-cuda-gemv-bench (float and integer GEMV paths, Q4_K and Q6_K).
 #   stage "gpuprofile": the GPU plan's decode with --profile (op kinds per device, GPU idle).
 #   stage "moebench": ktx-moe-bench of the DeepSeek-V3 routed-expert layer alone (1, 8 tokens).
+#   stage "handoff": the GPU plan's decode with KTX_CUDA_HANDOFF=host and =flags, alternated.
 # Usage (repo root): scripts/device-bench.sh build dsv3   (stages in order; logs to $OUT)
 # Models: dsv3 = deepseek-v3 --layers 5 --type Q4_K, q3 = qwen3-30b-a3b --type Q4_K.
 set -uo pipefail
@@ -141,6 +142,23 @@ gpuprofile() {
     2>"$out/profile-gpu.err" | tee "$out/profile-gpu.txt"
   grep -E "error|graph|step|idle" "$out/profile-gpu.err" | tail -6
 }
+# Decode of the GPU plan with each CPU-op hand-off (host functions, mapped-memory flags) and
+# with the pool's workers allowed to sleep, alternated so drift shows.
+handoff() {
+  local gguf=/tmp/gen/dsv3-l5.gguf
+  [[ -f "$gguf" ]] || { echo "no $gguf (run genbg or gpubench first)"; return 1; }
+  for rep in 1 2; do
+    for mode in host flags; do
+      echo "== KTX_CUDA_HANDOFF=$mode (rep $rep)"
+      KTX_CUDA_HANDOFF=$mode "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" \
+        ${HBENCH:--p 0 -n 64 -r 2} 2>"$out/handoff-$mode-$rep.err" | grep -E "tg|step|graph" | tail -3
+      grep -E "error" "$out/handoff-$mode-$rep.err" | tail -2
+    done
+  done
+  echo "== KTX_CUDA_HANDOFF=flags KTX_POOL_HOT=0"
+  KTX_CUDA_HANDOFF=flags KTX_POOL_HOT=0 "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" \
+    ${HBENCH:--p 0 -n 64 -r 2} 2>/dev/null | grep -E "tg|step|graph" | tail -3
+}
 moebench() {
   "$gb"/bench/ktx-moe-bench --model deepseek-v3 --types q4_k --tokens 1,8 --threads "$jobs" --iters 20 \
     2>&1 | tee "$out/moe-alone.txt" | tail -8
@@ -187,11 +205,12 @@ for stage in "$@"; do
     gpubench) gpubench ;;
     gpuprofile) gpuprofile ;;
     moebench) moebench ;;
+    handoff) handoff ;;
     unpack) tar -xJf .carry/devdata.tar.xz && echo "unpacked .devplans .devshared" ;;
     ikcuda) ikcuda ;;
     ikhybrid) ikhybrid ;;
     gemvbench)
       for t in Q4_K Q6_K; do "$gb"/bench/ktx-cuda-gemv-bench --type $t --tokens 1,8 | tee "$out/gemv-$t.txt"; done ;;
-    *) echo "unknown stage '$stage' (build, linear, dsv3, q3, gpu = gpubuild gputest gpueval, genbg, gpubench, gpuprofile, moebench, unpack, ikcuda, ikhybrid, gemvbench)"; exit 2 ;;
+    *) echo "unknown stage '$stage' (build, linear, dsv3, q3, gpu = gpubuild gputest gpueval, genbg, gpubench, gpuprofile, moebench, handoff, unpack, ikcuda, ikhybrid, gemvbench)"; exit 2 ;;
   esac
 done

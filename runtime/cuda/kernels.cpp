@@ -74,6 +74,10 @@ Expected<Kernels> Kernels::bind(const Library& lib) {
   KTX_ASSIGN_OR_RETURN(k.rms_norm_, lib.kernel("ktx_rms_norm"));
   KTX_ASSIGN_OR_RETURN(k.silu_mul_, lib.kernel("ktx_silu_mul"));
   KTX_ASSIGN_OR_RETURN(k.add_, lib.kernel("ktx_add"));
+  // Optional (older plans' code lacks them): both or neither.
+  auto set = lib.kernel("ktx_flag_set");
+  auto wait = lib.kernel("ktx_flag_wait");
+  if (set && wait) k.flag_set_ = *set, k.flag_wait_ = *wait;
   return k;
 }
 
@@ -172,6 +176,18 @@ Status Kernels::add(const float* a, const float* b, float* y, int64_t n, cudaStr
   void* args[] = {&a, &b, &y, &nn};
   return launch(add_, dim3(static_cast<unsigned>((n + kElementThreads - 1) / kElementThreads)),
                 dim3(kElementThreads), args, 0, stream);
+}
+
+Status Kernels::flag_set(unsigned* flags, int index, cudaStream_t stream) const {
+  if (!has_handoff()) return Error("cuda: the plan's GPU code has no ktx_flag_set (re-plan with ktc)");
+  void* args[] = {&flags, &index};
+  return launch(flag_set_, dim3(1), dim3(1), args, 0, stream);
+}
+
+Status Kernels::flag_wait(const unsigned* flags, int index, cudaStream_t stream) const {
+  if (!has_handoff()) return Error("cuda: the plan's GPU code has no ktx_flag_wait (re-plan with ktc)");
+  void* args[] = {&flags, &index};
+  return launch(flag_wait_, dim3(1), dim3(1), args, 0, stream);
 }
 
 }  // namespace ktx::cuda

@@ -68,12 +68,19 @@ class Kernels {
                   int64_t n_rows, int64_t n, float eps, cudaStream_t stream = nullptr) const;
   Status silu_mul(const float* g, const float* u, float* y, int64_t n, cudaStream_t stream = nullptr) const;
   Status add(const float* a, const float* b, float* y, int64_t n, cudaStream_t stream = nullptr) const;
+  // The flag hand-off of CPU ops (handoff/kernel.cuh); `flags` is the device pointer of mapped
+  // pinned words, flags[0] the call's sequence number. Plans made before the family existed
+  // lack it: has_handoff() is then false and the callers use host functions.
+  bool has_handoff() const { return flag_set_ != nullptr && flag_wait_ != nullptr; }
+  Status flag_set(unsigned* flags, int index, cudaStream_t stream) const;
+  Status flag_wait(const unsigned* flags, int index, cudaStream_t stream) const;
 
  private:
   std::map<GGMLType, cudaKernel_t> gemv_;
   std::map<GGMLType, std::array<cudaKernel_t, 4>> gemv16_;  // 1, 2, 4, 8 tokens
   cudaKernel_t quantize_x16_ = nullptr;
   cudaKernel_t rms_norm_ = nullptr, silu_mul_ = nullptr, add_ = nullptr;
+  cudaKernel_t flag_set_ = nullptr, flag_wait_ = nullptr;
 };
 
 }  // namespace ktx::cuda

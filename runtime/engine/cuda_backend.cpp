@@ -32,6 +32,13 @@ namespace {
 using cuda::DevTensor;
 
 // KTX_POOL_HOT=0: let the pool's workers sleep between a call's CPU jobs (for comparisons).
+// KTX_CUDA_HANDOFF=flags: CPU ops hand off through mapped-memory flags driven by the calling
+// thread; host (the default): host functions run by CUDA's callback thread. Read per session.
+bool handoff_flags() {
+  const char* v = std::getenv("KTX_CUDA_HANDOFF");
+  return v && std::strcmp(v, "flags") == 0;
+}
+
 bool pool_hot_enabled() {
   static const bool on = [] {
     const char* v = std::getenv("KTX_POOL_HOT");
@@ -324,9 +331,13 @@ Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver
   gs.set_call(&call);
   gs.set_timing(timed);
   Status st = Status::ok();
+  gs.begin_call(!step_sync);  // per-op synchronization needs the host functions
   if (step_sync || T > kGraphTokens || !graphs_enabled()) {
     st = enqueue(prog, gs, T, first, step_sync, timed, false, observer, call);
-    if (st) st = gs.sync();
+    if (!st) gs.release_host_ops();
+    else st = gs.drive_host_ops();
+    const Status synced = gs.sync();
+    if (st) st = synced;
   } else {
     st = gs.replay(T, first, timed, [&]() {
       return enqueue(prog, gs, T, first, false, timed, true, observer, call);
@@ -350,6 +361,8 @@ Expected<std::unique_ptr<GpuSession>> CudaBackend::new_session(const Program& pr
                        GpuSession::create(prog, steps_, kMaxCallTokens, cfg_.n_embd,
                                           kMaxCallTokens * max_ff_));
   gs->n_ctx = n_ctx;
+  // KTX_CUDA_DEBUG synchronizes after every launch, which a flag wait would never survive.
+  if (handoff_flags() && k_.has_handoff() && !cuda::cuda_debug()) gs->use_flags(&k_);
   const KvWidths w = kv_widths(cfg_);
   for (int64_t layer : attn_layers_) {
     GpuSession::LayerKv& kv = gs->kv[layer];

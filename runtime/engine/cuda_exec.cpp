@@ -83,6 +83,19 @@ Expected<std::unique_ptr<GpuSession>> GpuSession::create(const Program& prog,
   *gs->pos_host_ = 0;
   gs->host_args_.resize(prog.ops.size());
   for (size_t i = 0; i < prog.ops.size(); ++i) gs->host_args_[i] = {gs.get(), static_cast<int>(i)};
+  gs->flag_index_.assign(prog.ops.size(), -1);
+  for (const Step& st : steps)
+    if (st.kind == Step::Kind::host_op) {
+      gs->flag_index_[static_cast<size_t>(st.op)] = 1 + 2 * static_cast<int>(gs->host_order_.size());
+      gs->host_order_.push_back(st.op);
+    }
+  const size_t words = 1 + 2 * gs->host_order_.size();
+  KTX_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&gs->flags_host_),
+                                         words * sizeof(unsigned),
+                                         cudaHostAllocMapped | cudaHostAllocPortable));
+  std::memset(gs->flags_host_, 0, words * sizeof(unsigned));
+  KTX_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(reinterpret_cast<void**>(&gs->flags_dev_),
+                                                    gs->flags_host_, 0));
   return gs;
 }
 
@@ -103,6 +116,7 @@ GpuSession::~GpuSession() {
   for (cudaEvent_t e : mark_end_)
     if (e) cudaEventDestroy(e);
   if (pos_host_) cudaFreeHost(pos_host_);
+  if (flags_host_) cudaFreeHost(flags_host_);
   for (cudaStream_t s : streams_)
     if (s) cudaStreamDestroy(s);
 }
@@ -168,9 +182,13 @@ Status GpuSession::end() {
 
 void GpuSession::run_host(void* arg) {
   const HostArg* a = static_cast<const HostArg*>(arg);
-  GpuSession& gs = *a->gs;
+  a->gs->run_host_op(a->op);
+}
+
+void GpuSession::run_host_op(int op_index) {
+  GpuSession& gs = *this;
   if (!gs.host_error_ || !gs.call_) return;  // an earlier step failed: skip the rest
-  const ProgramOp& op = gs.prog_->ops[static_cast<size_t>(a->op)];
+  const ProgramOp& op = gs.prog_->ops[static_cast<size_t>(op_index)];
   const auto t0 = std::chrono::steady_clock::now();
   Status st = op.backend->run(op, *gs.call_);
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -186,7 +204,52 @@ void GpuSession::run_host(void* arg) {
 }
 
 Status GpuSession::host_op(int op, cudaStream_t st) {
+  if (flags_on()) {
+    const int f = flag_index_[static_cast<size_t>(op)];
+    KTX_RETURN_IF_ERROR(flag_kernels_->flag_set(flags_dev_, f, st));
+    return flag_kernels_->flag_wait(flags_dev_, f + 1, st);
+  }
   KTX_CUDA_RETURN_IF_ERROR(cudaLaunchHostFunc(st, &GpuSession::run_host, &host_args_[static_cast<size_t>(op)]));
+  return Status::ok();
+}
+
+void GpuSession::begin_call(bool flags) {
+  call_flags_ = flags && flag_kernels_ != nullptr;
+  if (++seq_ == 0) ++seq_;  // 0 is the words' initial value
+  __atomic_store_n(&flags_host_[0], seq_, __ATOMIC_RELEASE);
+}
+
+void GpuSession::release_host_ops() {
+  if (!flags_on()) return;
+  for (size_t i = 0; i < host_order_.size(); ++i)
+    __atomic_store_n(&flags_host_[2 + 2 * i], seq_, __ATOMIC_RELEASE);
+}
+
+Status GpuSession::drive_host_ops() {
+  if (!flags_on()) return Status::ok();
+  using clock = std::chrono::steady_clock;
+  for (size_t i = 0; i < host_order_.size(); ++i) {
+    const int op = host_order_[i];
+    const unsigned* ready = &flags_host_[1 + 2 * i];
+    const auto t0 = clock::now();
+    for (uint64_t spins = 1; __atomic_load_n(ready, __ATOMIC_ACQUIRE) != seq_; ++spins) {
+      __builtin_ia32_pause();
+      if (spins % 16384 != 0) continue;
+      // A failed GPU never sets the flag: check the streams, and give up after a minute.
+      cudaError_t e = cudaStreamQuery(device_stream());
+      if (e == cudaSuccess || e == cudaErrorNotReady) e = cudaStreamQuery(host_stream());
+      const bool late = clock::now() - t0 > std::chrono::seconds(60);
+      if ((e != cudaSuccess && e != cudaErrorNotReady) || late) {
+        release_host_ops();
+        const std::string& name = prog_->ops[static_cast<size_t>(op)].name;
+        if (late) return Error("cuda backend: the GPU did not reach CPU op '{}' within 60 s", name);
+        return cuda::cuda_error(e, __FILE__, __LINE__, "cudaStreamQuery (waiting for the GPU)")
+            .with_context(name);
+      }
+    }
+    run_host_op(op);
+    __atomic_store_n(&flags_host_[2 + 2 * i], seq_, __ATOMIC_RELEASE);
+  }
   return Status::ok();
 }
 
@@ -278,7 +341,10 @@ Status GpuSession::replay(int64_t T, int64_t first, bool timed,
   }
   KTX_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(it->second, device_stream()));
   ++stats_.graph_launches;
-  return sync();
+  const Status driven = drive_host_ops();
+  const Status synced = sync();
+  KTX_RETURN_IF_ERROR(driven);
+  return synced;
 }
 
 Status GpuSession::take_host_error() {

@@ -62,6 +62,20 @@ class GpuSession final : public BackendState {
   Status begin();
   Status end();
   Status host_op(int op, cudaStream_t st);
+  // The CPU-op hand-off (KTX_CUDA_HANDOFF): host functions (cudaLaunchHostFunc: CUDA's
+  // callback thread runs the op), or flags: mapped pinned words the GPU sets when an op's
+  // inputs are on the host and waits on for its result, while the thread that launched the
+  // call runs the CPU ops in step order (drive_host_ops, between the launch and the sync).
+  // Flags need the plan's handoff kernels; calls that synchronize per op use host functions.
+  void use_flags(const cuda::Kernels* k) { flag_kernels_ = k; }
+  bool flags_on() const { return flag_kernels_ != nullptr && call_flags_; }
+  // This call hands off through flags (when the session has them); bumps the sequence number.
+  void begin_call(bool flags);
+  // Runs the call's CPU ops as their ready flags arrive. Errors: the GPU failed or did not
+  // reach an op in time (every waiting GPU node is released first, so a sync cannot hang).
+  Status drive_host_ops();
+  // Sets every done flag of the current call (after an enqueue error: nothing waits forever).
+  void release_host_ops();
   // Timing of device ops (profiled calls): events before and after device step `step`,
   // recorded as graph nodes while capturing. ensure_timing creates them (before a capture);
   // collect_timing (after the call's sync) adds each device op's time to the profile under
@@ -103,6 +117,7 @@ class GpuSession final : public BackendState {
  private:
   GpuSession() = default;
   static void run_host(void* arg);
+  void run_host_op(int op);
 
   struct HostArg {
     GpuSession* gs;
@@ -119,6 +134,13 @@ class GpuSession final : public BackendState {
   int32_t* pos_host_ = nullptr;          // pinned
   std::vector<void*> registered_;        // host arena pointers registered, in bind order
   std::vector<HostArg> host_args_;       // per op index
+  std::vector<int> host_order_;          // the host ops' op indices in step order
+  std::vector<int> flag_index_;          // per op index: its ready word (done = ready + 1)
+  unsigned* flags_host_ = nullptr;       // mapped pinned: [0] sequence, then ready/done pairs
+  unsigned* flags_dev_ = nullptr;        // the same words as the device sees them
+  unsigned seq_ = 0;
+  const cuda::Kernels* flag_kernels_ = nullptr;  // set: the session may hand off through flags
+  bool call_flags_ = false;
   OpCall* call_ = nullptr;
   bool timing_ = false;
   Status host_error_ = Status::ok();

@@ -145,19 +145,16 @@ gpuprofile() {
 # Decode of the GPU plan with each CPU-op hand-off (host functions, mapped-memory flags) and
 # with the pool's workers allowed to sleep, alternated so drift shows.
 handoff() {
-  local gguf=/tmp/gen/dsv3-l5.gguf
+  local gguf=/tmp/gen/dsv3-l5.gguf waited=0
+  while pgrep -f "ktx-run gen deepseek-v3" >/dev/null && [[ $waited -lt 400 ]]; do sleep 3; waited=$((waited + 3)); done
   [[ -f "$gguf" ]] || { echo "no $gguf (run genbg or gpubench first)"; return 1; }
   for rep in 1 2; do
-    for mode in host flags; do
-      echo "== KTX_CUDA_HANDOFF=$mode (rep $rep)"
-      KTX_CUDA_HANDOFF=$mode "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" \
-        ${HBENCH:--p 0 -n 64 -r 2} 2>"$out/handoff-$mode-$rep.err" | grep -E "tg|step|graph" | tail -3
-      grep -E "error" "$out/handoff-$mode-$rep.err" | tail -2
+    for env in "KTX_CUDA_HANDOFF=host" "KTX_CUDA_HANDOFF=flags" "KTX_CUDA_HANDOFF=flags KTX_POOL_HOT=1"; do
+      echo "== $env (rep $rep)"
+      env $env "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" \
+        ${HBENCH:--p 0 -n 64 -r 3} 2>&1 | grep -E "tg|error" | tail -2
     done
   done
-  echo "== KTX_CUDA_HANDOFF=flags KTX_POOL_HOT=0"
-  KTX_CUDA_HANDOFF=flags KTX_POOL_HOT=0 "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" \
-    ${HBENCH:--p 0 -n 64 -r 2} 2>/dev/null | grep -E "tg|step|graph" | tail -3
 }
 moebench() {
   "$gb"/bench/ktx-moe-bench --model deepseek-v3 --types q4_k --tokens 1,8 --threads "$jobs" --iters 20 \

@@ -1,6 +1,6 @@
 // The CUDA backend: runs the plan's gpu ops with the kernels of its gpu_code and drives whole
 // calls (step_plan.h): device ops on a device stream, the CPU's ops (embedding, routed experts,
-// whatever the plan left there) as host functions on a host stream with the copies they need,
+// whatever the plan left there) on a host stream with the copies they need (handed off through mapped-memory flags, or as host functions: KTX_CUDA_HANDOFF),
 // so the CPU's routed experts overlap the GPU's shared experts. Activations live in a device
 // arena (one buffer per plan buffer, sized for max_call_tokens) and move to the host arena only
 // where a CPU op reads them. A decode call (up to kGraphTokens tokens) is captured once per
@@ -31,21 +31,23 @@ namespace {
 
 using cuda::DevTensor;
 
-// KTX_CUDA_HANDOFF=flags: CPU ops hand off through mapped-memory flags driven by the calling
-// thread; host (the default): host functions run by CUDA's callback thread. Read per session.
+// KTX_CUDA_HANDOFF: flags (the default) hands CPU ops off through mapped-memory flags driven by
+// the calling thread; host runs them as host functions on CUDA's callback thread. Read per
+// session. Lent H100 host, DeepSeek-V3 --layers 5 slice, tg64: flags 142.0 / 143.7 tok/s,
+// host 127.5 / 129.2 (alternated in one call).
 bool handoff_flags() {
   const char* v = std::getenv("KTX_CUDA_HANDOFF");
-  return v && std::strcmp(v, "flags") == 0;
+  return !(v && std::strcmp(v, "host") == 0);
 }
 
-// KTX_POOL_HOT=1: keep the pool's workers spinning for a whole GPU-driven call. Off by default:
-// measured on the lent H100 host (16-core Xeon, DeepSeek-V3 --layers 5 slice, tg64) it cut
-// decode from 97.8 to 51-56 tok/s: with every core spinning, the driver's threads and the
-// thread that runs the CPU ops get preempted into the experts' critical path.
+// KTX_POOL_HOT=0: let the pool's workers sleep between a call's CPU jobs. By default they spin
+// for the whole GPU-driven call: on a quiet host that took the same decode from 142-144 to
+// 162-172 tok/s. On a host whose cores are busy with other work (measured with a compiler
+// build beside it) spinning costs more than it saves (51-56 against 98 tok/s): set it to 0 there.
 bool pool_hot_enabled() {
   static const bool on = [] {
     const char* v = std::getenv("KTX_POOL_HOT");
-    return v && std::strcmp(v, "1") == 0;
+    return !(v && std::strcmp(v, "0") == 0);
   }();
   return on;
 }
@@ -321,8 +323,8 @@ Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver
   if (T > kMaxCallTokens)
     return Error("cuda backend: a call of {} tokens (at most {})", T, kMaxCallTokens);
   KTX_RETURN_IF_ERROR(gs.bind_host(prog, call.arena));
-  // The call's CPU ops are one pool job per layer with the GPU's work between; KTX_POOL_HOT=1
-  // keeps the workers spinning for the call (slower where measured: pool_hot_enabled).
+  // The call's CPU ops are one pool job per layer with the GPU's work between: keep the
+  // workers spinning for the call so each job finds them awake (pool_hot_enabled).
   std::optional<cpu::ThreadPool::Hot> hot;
   if (pool_hot_enabled()) hot.emplace(call.s.pool);
   const bool step_sync = static_cast<bool>(observer);

@@ -1,7 +1,8 @@
 // The CUDA backend: runs the plan's gpu ops with the kernels of its gpu_code and drives whole
 // calls (step_plan.h): device ops on a device stream, the CPU's ops (embedding, routed experts,
-// whatever the plan left there) on a host stream with the copies they need (handed off through mapped-memory flags, or as host functions: KTX_CUDA_HANDOFF),
-// so the CPU's routed experts overlap the GPU's shared experts. Activations live in a device
+// whatever the plan left there) on a host stream with the copies they need (handed off through
+// mapped-memory flags, or as host functions: KTX_CUDA_HANDOFF), so the CPU's routed experts
+// overlap the GPU's shared experts. Activations live in a device
 // arena (one buffer per plan buffer, sized for max_call_tokens) and move to the host arena only
 // where a CPU op reads them. A decode call (up to kGraphTokens tokens) is captured once per
 // size into a CUDA graph and replayed: the position comes from device memory, the host steps

@@ -337,8 +337,13 @@ Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver
   gs.set_call(&call);
   gs.set_timing(timed);
   Status st = Status::ok();
-  gs.begin_call(!step_sync);  // per-op synchronization needs the host functions
-  if (step_sync || T > kGraphTokens || !graphs_enabled()) {
+  // Flags only for graph replays: an eagerly enqueued call may launch thousands of kernels (a
+  // long prefill's GEMVs per 8 tokens), and once the GPU waits for a CPU op the launch queue
+  // fills, the enqueuing thread blocks in cudaLaunchKernel and never drives the op. Host
+  // functions run on CUDA's callback thread, so they need no free enqueuing thread.
+  const bool eager = step_sync || T > kGraphTokens || !graphs_enabled();
+  gs.begin_call(!eager);
+  if (eager) {
     st = enqueue(prog, gs, T, first, step_sync, timed, false, observer, call);
     if (!st) gs.release_host_ops();
     else st = gs.drive_host_ops();

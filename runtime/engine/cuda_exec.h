@@ -66,7 +66,8 @@ class GpuSession final : public BackendState {
   // callback thread runs the op), or flags: mapped pinned words the GPU sets when an op's
   // inputs are on the host and waits on for its result, while the thread that launched the
   // call runs the CPU ops in step order (drive_host_ops, between the launch and the sync).
-  // Flags need the plan's handoff kernels; calls that synchronize per op use host functions.
+  // Flags need the plan's handoff kernels and are used for graph replays only (one launch);
+  // eagerly enqueued calls (prefill, per-op synchronization) use host functions.
   void use_flags(const cuda::Kernels* k) { flag_kernels_ = k; }
   bool flags_on() const { return flag_kernels_ != nullptr && call_flags_; }
   // This call hands off through flags (when the session has them); bumps the sequence number.

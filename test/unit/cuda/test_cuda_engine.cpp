@@ -134,9 +134,10 @@ TEST_P(CudaEngine, GpuProgramMatchesTheCpuProgram) {
   std::printf("%s: worst relative L2 GPU vs CPU %.3e\n", GetParam().c_str(), worst);
 }
 
-// The two CPU-op hand-offs (host functions; KTX_CUDA_HANDOFF=flags: mapped-memory flags driven
-// by the calling thread) run the same ops on the same data: the same logits, prefill and graph
-// decode, and the flag sessions still launch one graph per decode step.
+// The two CPU-op hand-offs of graph replays (KTX_CUDA_HANDOFF=host: host functions; flags:
+// mapped-memory flags driven by the calling thread; eager calls such as this prefill always use
+// host functions) run the same ops on the same data: the same logits, and the flag sessions
+// still launch one graph per decode step.
 TEST_P(CudaEngine, FlagHandOffEqualsHostFunctions) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: the CUDA backend is not run";
   auto arch = cuda::device_arch(0);

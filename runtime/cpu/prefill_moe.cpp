@@ -54,8 +54,7 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
   const bool amx = desc.isa == IsaTier::amx && isa_tier_supported(IsaTier::amx, cpu);
   // Without AMX, an avx512 descriptor on a host with AVX-512 VNNI takes the int16 form of the
   // K-quant GEMM; other descriptors keep the AMX form's twin (exact, slow).
-  const bool vnni = desc.isa == IsaTier::avx512 && isa_tier_supported(IsaTier::avx512, cpu) &&
-                    cpu.avx512_vnni && cpu.avx512bw;
+  const bool vnni = desc.isa == IsaTier::avx512 && isa_tier_supported(IsaTier::avx512, cpu);
   if (desc.isa == IsaTier::avx512 && !vnni)
     return Error("{}: the avx512 prefill GEMM needs AVX-512 VNNI (avx512f, avx512bw, "
                  "avx512_vnni), which this CPU lacks", desc.to_string());

@@ -345,10 +345,7 @@ Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver
   gs.begin_call(!eager);
   if (eager) {
     st = enqueue(prog, gs, T, first, step_sync, timed, false, observer, call);
-    if (!st) gs.release_host_ops();
-    else st = gs.drive_host_ops();
-    const Status synced = gs.sync();
-    if (st) st = synced;
+    if (st) st = gs.sync();
   } else {
     st = gs.replay(T, first, timed, [&]() {
       return enqueue(prog, gs, T, first, false, timed, true, observer, call);

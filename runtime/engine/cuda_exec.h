@@ -75,8 +75,6 @@ class GpuSession final : public BackendState {
   // Runs the call's CPU ops as their ready flags arrive. Errors: the GPU failed or did not
   // reach an op in time (every waiting GPU node is released first, so a sync cannot hang).
   Status drive_host_ops();
-  // Sets every done flag of the current call (after an enqueue error: nothing waits forever).
-  void release_host_ops();
   // Timing of device ops (profiled calls): events before and after device step `step`,
   // recorded as graph nodes while capturing. ensure_timing creates them (before a capture);
   // collect_timing (after the call's sync) adds each device op's time to the profile under
@@ -119,6 +117,8 @@ class GpuSession final : public BackendState {
   GpuSession() = default;
   static void run_host(void* arg);
   void run_host_op(int op);
+  // Sets every done flag of the current call (after a failed wait: nothing waits forever).
+  void release_host_ops();
 
   struct HostArg {
     GpuSession* gs;

@@ -80,17 +80,24 @@ std::unique_ptr<Pair> load_pair(const std::string& stem, const std::vector<uint8
   return p;
 }
 
+// load_pair with the kernels compiled for GPU 0 (null after a failed expectation).
+std::unique_ptr<Pair> load_gpu_pair(const std::string& stem) {
+  auto arch = cuda::device_arch(0);
+  EXPECT_TRUE(arch) << arch.status().message();
+  if (!arch) return nullptr;
+  auto cubin = cuda::compile_kernels(*arch);
+  EXPECT_TRUE(cubin) << cubin.status().message();
+  if (!cubin) return nullptr;
+  return load_pair(stem, *cubin, *arch);
+}
+
 constexpr double kBound = 1e-3;
 
 class CudaEngine : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaEngine, GpuProgramMatchesTheCpuProgram) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: the CUDA backend is not run";
-  auto arch = cuda::device_arch(0);
-  ASSERT_TRUE(arch) << arch.status().message();
-  auto cubin = cuda::compile_kernels(*arch);
-  ASSERT_TRUE(cubin) << cubin.status().message();
-  auto p = load_pair(GetParam(), *cubin, *arch);
+  auto p = load_gpu_pair(GetParam());
   ASSERT_TRUE(p);
   const int64_t V = p->cpu->config().n_vocab;
   std::vector<int32_t> prompt;
@@ -140,11 +147,7 @@ TEST_P(CudaEngine, GpuProgramMatchesTheCpuProgram) {
 // still launch one graph per decode step.
 TEST_P(CudaEngine, FlagHandOffEqualsHostFunctions) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: the CUDA backend is not run";
-  auto arch = cuda::device_arch(0);
-  ASSERT_TRUE(arch) << arch.status().message();
-  auto cubin = cuda::compile_kernels(*arch);
-  ASSERT_TRUE(cubin) << cubin.status().message();
-  auto p = load_pair(GetParam(), *cubin, *arch);
+  auto p = load_gpu_pair(GetParam());
   ASSERT_TRUE(p);
   const int64_t V = p->gpu->config().n_vocab;
   std::vector<int32_t> prompt;

@@ -27,6 +27,9 @@
 #   stage "gemvbench": ktx-cuda-gemv-bench (float and integer GEMV paths, Q4_K and Q6_K).
 #   stage "gpuprofile": the GPU plan's decode with --profile (op kinds per device, GPU idle).
 #   stage "moebench": ktx-moe-bench of the DeepSeek-V3 routed-expert layer alone (1, 8 tokens).
+#   stage "nsysprof": nsys per-kernel times of the GPU plan's decode (when the toolkit has nsys).
+#   stage "ncuprof": ncu per-kernel times of a few eager decode steps ($out/ncu.csv).
+#   stage "gemvab": decode with the integer GEMVs at 1 row per warp vs 4, alternated.
 #   stage "handoff": the GPU plan's decode with KTX_CUDA_HANDOFF=host and =flags, alternated.
 # Usage (repo root): scripts/device-bench.sh build dsv3   (stages in order; logs to $OUT)
 # Models: dsv3 = deepseek-v3 --layers 5 --type Q4_K, q3 = qwen3-30b-a3b --type Q4_K.
@@ -156,6 +159,44 @@ handoff() {
     done
   done
 }
+# Per-kernel GPU time of the GPU plan's decode (nsys, graph nodes traced one by one), when the
+# toolkit has nsys; otherwise the list of the toolkit's profilers.
+nsysprof() {
+  local gguf=/tmp/gen/dsv3-l5.gguf waited=0 nsys
+  while pgrep -f "ktx-run gen deepseek-v3" >/dev/null && [[ $waited -lt 400 ]]; do sleep 3; waited=$((waited + 3)); done
+  nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /usr/local/cuda/nsight-systems*/bin/nsys \
+         /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+  if [[ -z $nsys ]]; then
+    echo "no nsys; /usr/local/cuda/bin: $(ls /usr/local/cuda/bin | tr '\n' ' ')"; return 0
+  fi
+  "$nsys" profile --cuda-graph-trace=node --trace=cuda -o /tmp/nsys-ktx --force-overwrite true \
+    "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" -p 0 -n 64 -r 1 >"$out/nsys-run.log" 2>&1
+  "$nsys" stats --report cuda_gpu_kern_sum --format csv /tmp/nsys-ktx.nsys-rep >"$out/nsys-kern.csv" 2>"$out/nsys-stats.err"
+  head -30 "$out/nsys-kern.csv" | cut -c1-220
+}
+# Per-kernel GPU time with ncu (host-function hand-off and eager launches: ncu replays every
+# kernel, which a kernel waiting on a CPU-written flag would not survive). CSV in $out/ncu.csv.
+ncuprof() {
+  local gguf=/tmp/gen/dsv3-l5.gguf ncu=/usr/local/cuda/bin/ncu
+  [[ -x $ncu ]] || { echo "no ncu"; return 0; }
+  KTX_CUDA_HANDOFF=host KTX_CUDA_GRAPH=0 timeout ${NCU_TIMEOUT:-240} "$ncu" --metrics gpu__time_duration.sum \
+    --csv --print-units base "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" \
+    -p 0 -n ${NCU_TOKENS:-3} -r 1 >"$out/ncu.csv" 2>"$out/ncu.err"
+  echo "ncu rc=$? $(wc -l <"$out/ncu.csv") lines"; tail -3 "$out/ncu.err"
+}
+# Decode of the GPU plan with the integer GEMVs capped at 1 row per warp and at 4 (the default),
+# alternated in one call.
+gemvab() {
+  local gguf=/tmp/gen/dsv3-l5.gguf
+  [[ -f "$gguf" ]] || { echo "no $gguf (run genbg or gpubench first)"; return 1; }
+  for rep in 1 2; do
+    for rows in 1 4; do
+      echo "== KTX_CUDA_GEMV_ROWS=$rows (rep $rep)"
+      KTX_CUDA_GEMV_ROWS=$rows "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" \
+        ${HBENCH:--p 0 -n 64 -r 3} 2>&1 | grep -E "tg|error|step takes" | tail -3
+    done
+  done
+}
 moebench() {
   "$gb"/bench/ktx-moe-bench --model deepseek-v3 --types q4_k --tokens 1,8 --threads "$jobs" --iters 20 \
     2>&1 | tee "$out/moe-alone.txt" | tail -8
@@ -202,6 +243,9 @@ for stage in "$@"; do
     gpubench) gpubench ;;
     gpuprofile) gpuprofile ;;
     moebench) moebench ;;
+    nsysprof) nsysprof ;;
+    ncuprof) ncuprof ;;
+    gemvab) gemvab ;;
     handoff) handoff ;;
     unpack) tar -xJf .carry/devdata.tar.xz && echo "unpacked .devplans .devshared" ;;
     ikcuda) ikcuda ;;

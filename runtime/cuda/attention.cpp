@@ -27,7 +27,7 @@ constexpr int kFlashThreads = 128, kCombineThreads = 128;
 constexpr int64_t kGqaRows = 16, kMlaRows = 8;        // KTX_FLASH_{GQA,MLA}_ROWS
 // Split planning: enough blocks to fill an H100 twice over (132 SMs), at least this many
 // cache rows per split at full context, at most this many splits.
-constexpr int64_t kTargetBlocks = 264, kMinKeysPerSplit = 128, kMaxSplits = 32;
+constexpr int64_t kTargetBlocks = 264, kMinKeysPerSplit = 32, kMaxSplits = 32;
 
 std::string lower_type(GGMLType t) {
   std::string n = ggml_type_name(static_cast<uint32_t>(t));
@@ -138,7 +138,10 @@ Status AttnKernels::rope(float* x, int64_t ld_x, int64_t n_heads, int64_t head_s
   int nh = static_cast<int>(n_heads), off = static_cast<int>(offset), nr = static_cast<int>(n_rot);
   int neox = style == RopeStyle::Neox ? 1 : 0, tb = static_cast<int>(t_base);
   void* args[] = {&x, &lx, &nh, &hs, &off, &nr, &neox, &inv_freq, &d_pos, &tb};
-  return launch(rope_, dim3(static_cast<unsigned>(n_tok)), dim3(kRopeThreads), args, 0, stream);
+  // One pair per thread (up to 64 head slices per token): 128 heads x 32 pairs take 32 blocks.
+  const int64_t slices = std::clamp<int64_t>(ceil_div(n_heads * (n_rot / 2), kRopeThreads), 1, 64);
+  return launch(rope_, dim3(static_cast<unsigned>(n_tok), static_cast<unsigned>(slices)),
+                dim3(kRopeThreads), args, 0, stream);
 }
 
 Status AttnKernels::add_bias(float* x, int64_t ld_x, const float* bias, int64_t n, int64_t n_tok,

@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstdlib>
+
 namespace ktx::cuda {
 namespace {
 
@@ -14,7 +17,7 @@ constexpr GGMLType kGemv16Types[] = {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q
 constexpr int kGemvWarps = 4;       // KTX_GEMV_WARPS
 constexpr int kGemv16Warps = 4;     // KTX_Q16_WARPS
 constexpr int kGemv16Tokens[4] = {1, 2, 4, 8};
-constexpr int kNormThreads = 256;   // KTX_NORM_THREADS
+constexpr int kNormThreads = 512;   // KTX_NORM_THREADS (most threads per row)
 constexpr int kElementThreads = 256;
 
 }  // namespace
@@ -66,9 +69,22 @@ Expected<Kernels> Kernels::bind(const Library& lib) {
     std::string n = gemv_kernel_name(t);  // ktx_gemv_q4_k -> ktx_gemv16_q4_k_<tokens>
     n.replace(0, 9, "ktx_gemv16_");
     for (int i = 0; i < 4; ++i) {
-      KTX_ASSIGN_OR_RETURN(k.gemv16_[t][static_cast<size_t>(i)],
-                           lib.kernel(fmt::format("{}_{}", n, kGemv16Tokens[i])));
+      auto& v = k.gemv16_[t][static_cast<size_t>(i)];
+      KTX_ASSIGN_OR_RETURN(v[0], lib.kernel(fmt::format("{}_{}", n, kGemv16Tokens[i])));
+      for (int r = 1; r < 3; ++r) {
+        auto kr = lib.kernel(fmt::format("{}_{}_r{}", n, kGemv16Tokens[i], 1 << r));
+        v[static_cast<size_t>(r)] = kr ? *kr : nullptr;
+      }
     }
+  }
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) == cudaSuccess &&
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && sms > 0)
+    k.gemv16_min_blocks_ = 2 * sms;
+  else
+    (void)cudaGetLastError();
+  if (const char* e = std::getenv("KTX_CUDA_GEMV_ROWS"); e && *e) {
+    k.set_gemv16_max_rows(std::atoi(e));
   }
   KTX_ASSIGN_OR_RETURN(k.quantize_x16_, lib.kernel("ktx_quantize_x16"));
   KTX_ASSIGN_OR_RETURN(k.rms_norm_, lib.kernel("ktx_rms_norm"));
@@ -143,14 +159,28 @@ Status Kernels::gemv16(GGMLType type, const void* w, int64_t row_bytes, const XQ
   if (n_rows <= 0) return Status::ok();
   size_t v = 0;
   while (kGemv16Tokens[v] < n_tok) ++v;
+  const int rw = gemv16_rows_per_warp(type, n_rows);
   int rows = static_cast<int>(n_rows), kk = static_cast<int>(k), nt = static_cast<int>(n_tok);
   const void* wp = w;
   const short* q = xq.q();
   const float* s = xq.s();
   long long rb = row_bytes, ly = ld_y;
   void* args[] = {&wp, &rb, &q, &s, &y, &ly, &rows, &kk, &nt};
-  const dim3 grid(static_cast<unsigned>((n_rows + kGemv16Warps - 1) / kGemv16Warps));
-  return launch(it->second[v], grid, dim3(32 * kGemv16Warps), args, 0, stream);
+  const int64_t per_block = int64_t{kGemv16Warps} * rw;
+  const dim3 grid(static_cast<unsigned>((n_rows + per_block - 1) / per_block));
+  return launch(it->second[v][rw == 4 ? 2 : rw == 2 ? 1 : 0], grid, dim3(32 * kGemv16Warps), args,
+                0, stream);
+}
+
+int Kernels::gemv16_rows_per_warp(GGMLType type, int64_t n_rows) const {
+  auto it = gemv16_.find(type);
+  if (it == gemv16_.end()) return 1;
+  const auto& v = it->second[0];
+  for (int rw : {4, 2}) {
+    if (rw > gemv16_max_rows_ || v[rw == 4 ? 2 : 1] == nullptr) continue;
+    if (n_rows >= int64_t{gemv16_min_blocks_} * kGemv16Warps * rw) return rw;
+  }
+  return 1;
 }
 
 Status Kernels::rms_norm(const float* x, int64_t ld_x, const float* w, float* y, int64_t ld_y,
@@ -159,7 +189,10 @@ Status Kernels::rms_norm(const float* x, int64_t ld_x, const float* w, float* y,
   long long lx = ld_x, ly = ld_y;
   int nn = static_cast<int>(n);
   void* args[] = {&x, &lx, &w, &y, &ly, &nn, &eps};
-  return launch(rms_norm_, dim3(static_cast<unsigned>(n_rows)), dim3(kNormThreads), args, 0, stream);
+  // About one float4 per thread and pass, whole warps, 32 .. kNormThreads threads.
+  const int64_t threads = std::clamp<int64_t>((n / 4 + 31) / 32 * 32, 32, kNormThreads);
+  return launch(rms_norm_, dim3(static_cast<unsigned>(n_rows)), dim3(static_cast<unsigned>(threads)),
+                args, 0, stream);
 }
 
 Status Kernels::silu_mul(const float* g, const float* u, float* y, int64_t n, cudaStream_t stream) const {

@@ -61,6 +61,12 @@ class Kernels {
   Status gemv16(GGMLType type, const void* w, int64_t row_bytes, const XQuant& xq, float* y,
                 int64_t ld_y, int64_t n_rows, int64_t k, int64_t n_tok,
                 cudaStream_t stream = nullptr) const;
+  // Rows per warp of gemv16 for a matrix of n_rows rows: 4 or 2 where that still leaves at
+  // least two blocks per SM (and the plan has the variant), else 1.
+  int gemv16_rows_per_warp(GGMLType type, int64_t n_rows) const;
+  // Caps the rows per warp (1, 2 or 4; the environment's KTX_CUDA_GEMV_ROWS sets it at bind):
+  // for tests and A/B benchmarks.
+  void set_gemv16_max_rows(int rows) { gemv16_max_rows_ = rows >= 4 ? 4 : rows >= 2 ? 2 : 1; }
   // Whether gemv16 takes these weights (type, and the alignment its loads need).
   static bool gemv16_fits(GGMLType type, const void* w, int64_t row_bytes);
   // y[r] = x[r] / sqrt(mean(x[r]²) + eps) · w for n_rows rows of n.
@@ -77,7 +83,11 @@ class Kernels {
 
  private:
   std::map<GGMLType, cudaKernel_t> gemv_;
-  std::map<GGMLType, std::array<cudaKernel_t, 4>> gemv16_;  // 1, 2, 4, 8 tokens
+  // [tokens 1, 2, 4, 8][rows per warp 1, 2, 4]; the 2- and 4-row variants are optional (plans
+  // made before them lack them: null).
+  std::map<GGMLType, std::array<std::array<cudaKernel_t, 3>, 4>> gemv16_;
+  int gemv16_min_blocks_ = 264;  // blocks a launch keeps when it takes more rows per warp
+  int gemv16_max_rows_ = 4;      // KTX_CUDA_GEMV_ROWS caps the rows per warp (1, 2, 4)
   cudaKernel_t quantize_x16_ = nullptr;
   cudaKernel_t rms_norm_ = nullptr, silu_mul_ = nullptr, add_ = nullptr;
   cudaKernel_t flag_set_ = nullptr, flag_wait_ = nullptr;

@@ -129,6 +129,52 @@ TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
   EXPECT_NE(too_long.message().find("18464"), std::string::npos) << too_long.message();
 }
 
+// Tall matrices take 2 or 4 rows per warp: each row's sum runs in the same order whatever its
+// warp's share, so the variants agree to float rounding (the same bits unless the compiler
+// contracts a product differently; tails: a last warp with 1..3 rows).
+TEST(CudaKernels, IntegerGemvRowsPerWarpAgree) {
+  KTX_NEED_GPU(g);
+  auto xq = XQuant::alloc(2048);
+  ASSERT_TRUE(xq) << xq.status().message();
+  for (const GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K, GGMLType::Q8_0}) {
+    g->k.set_gemv16_max_rows(4);
+    int64_t rows = 64;  // grow until the 4-row variant is chosen, plus a tail of 13 rows
+    while (g->k.gemv16_rows_per_warp(type, rows) < 4 && rows < (int64_t{1} << 20)) rows *= 2;
+    ASSERT_EQ(g->k.gemv16_rows_per_warp(type, rows), 4) << "the plan's code lacks the 4-row GEMVs";
+    rows += 13;
+    const int64_t k = 512;
+    const size_t rb = *ggml_row_bytes(type, k);
+    std::vector<uint8_t> w(rb * rows);
+    const auto wf = random_floats(static_cast<size_t>(k * rows), 0.05f, 11);
+    for (int64_t r = 0; r < rows; ++r) quantize_row(type, wf.data() + r * k, w.data() + r * rb, k);
+    auto dw = upload(w);
+    for (int64_t n_tok : {1, 3, 8}) {
+      SCOPED_TRACE(std::string(ggml_type_name(static_cast<uint32_t>(type))) + " rows " +
+                   std::to_string(rows) + " tokens " + std::to_string(n_tok));
+      const auto x = random_floats(static_cast<size_t>(n_tok * k), 1.0f, 5);
+      auto dx = upload(x);
+      std::vector<std::vector<float>> ys;
+      for (int cap : {1, 2, 4}) {
+        g->k.set_gemv16_max_rows(cap);
+        ASSERT_EQ(g->k.gemv16_rows_per_warp(type, rows), cap);
+        std::vector<float> y(static_cast<size_t>(n_tok * rows + 1), -5.0f);
+        auto dy = upload(y);
+        ASSERT_TRUE(g->k.gemv(type, dw.get(), static_cast<int64_t>(rb), dx.as<float>(), k,
+                              dy.as<float>(), rows, rows, k, n_tok, nullptr, &*xq));
+        ASSERT_TRUE(dy.download(y.data(), y.size() * sizeof(float)));
+        ASSERT_EQ(y.back(), -5.0f) << "wrote past the last row, " << cap << " rows per warp";
+        ys.push_back(std::move(y));
+      }
+      for (size_t i = 0; i < ys[0].size(); ++i) {
+        const float tol = 1e-6f * std::fabs(ys[0][i]) + 1e-7f;
+        ASSERT_NEAR(ys[1][i], ys[0][i], tol) << "2 rows per warp, element " << i;
+        ASSERT_NEAR(ys[2][i], ys[0][i], tol) << "4 rows per warp, element " << i;
+      }
+    }
+  }
+  g->k.set_gemv16_max_rows(4);
+}
+
 TEST(CudaKernels, RmsNormSiluMulAddMatchReference) {
   KTX_NEED_GPU(g);
   for (int64_t n : {1L, 100L, 7168L}) {

@@ -3,7 +3,9 @@
 // rotates interleaved pairs (x[2i], x[2i+1]), neox the halves (x[i], x[i + n_rot/2]) — the
 // engine's rotate() (runtime/engine/ops.cpp). As there, the angle is a double product and its
 // cosine and sine are rounded to float once per position, shared by every head; inv_freq is
-// rope_frequencies(cfg) (YaRN already folded in) as float. One thread block per token.
+// rope_frequencies(cfg) (YaRN already folded in) as float. Grid (tokens, head slices): block
+// (t, y) rotates pairs y·KTX_ROPE_THREADS + i (stride KTX_ROPE_THREADS · gridDim.y) of token t's
+// n_heads · n_rot / 2 pairs, each block computing the position's cosines and sines itself.
 #pragma once
 
 #define KTX_ROPE_THREADS 128
@@ -32,7 +34,8 @@ extern "C" __global__ void __launch_bounds__(KTX_ROPE_THREADS)
   }
   __syncthreads();
   float* xt = x + t * ld_x + offset;
-  for (int e = threadIdx.x; e < n_heads * half; e += KTX_ROPE_THREADS) {
+  for (int e = blockIdx.y * KTX_ROPE_THREADS + threadIdx.x; e < n_heads * half;
+       e += KTX_ROPE_THREADS * gridDim.y) {
     const int h = e / half, i = e % half;
     float* a = xt + h * head_stride + (neox ? i : 2 * i);
     float* b = a + (neox ? half : 1);

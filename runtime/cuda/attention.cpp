@@ -187,7 +187,8 @@ Status AttnKernels::gemv_heads(GGMLType type, const void* w, int64_t head_w_byte
   long long hw = head_w_bytes, rb = row_bytes, lx = ld_x, hx = head_x, ly = ld_y, hy = head_y;
   int rows = static_cast<int>(n_rows), kk = static_cast<int>(k), nt = static_cast<int>(n_tok);
   void* args[] = {&w, &hw, &rb, &x, &lx, &hx, &y, &ly, &hy, &rows, &kk, &nt};
-  const dim3 grid(static_cast<unsigned>(ceil_div(n_rows, kGemvWarps)), static_cast<unsigned>(n_heads));
+  const dim3 grid(static_cast<unsigned>(ceil_div(n_rows, kGemvWarps * gemv_rows_per_warp(k))),
+                  static_cast<unsigned>(n_heads));
   return launch(it->second, grid, dim3(32 * kGemvWarps), args, 0, stream);
 }
 

@@ -121,7 +121,8 @@ Status Kernels::gemv(GGMLType type, const void* w, int64_t row_bytes, const floa
   float* yp = y;
   long long rb = row_bytes, lx = ld_x, ly = ld_y;
   void* args[] = {&wp, &rb, &xp, &lx, &yp, &ly, &rows, &kk, &nt};
-  const dim3 grid(static_cast<unsigned>((n_rows + kGemvWarps - 1) / kGemvWarps));
+  const int64_t per_block = kGemvWarps * gemv_rows_per_warp(k);
+  const dim3 grid(static_cast<unsigned>((n_rows + per_block - 1) / per_block));
   return launch(it->second, grid, dim3(32 * kGemvWarps), args, 0, stream);
 }
 

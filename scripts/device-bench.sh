@@ -91,7 +91,9 @@ gpubuild() {
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 }
 gputest() {
-  for t in "$gb"/test/unit/cuda/cuda_test_* "$gb"/test/unit/engine/engine_test_step_plan; do
+  local t tests=("$gb"/test/unit/cuda/cuda_test_* "$gb"/test/unit/engine/engine_test_step_plan)
+  [[ -n ${GPUTESTS:-} ]] && tests=($(for n in $GPUTESTS; do ls "$gb"/test/unit/*/"$n"; done))  # names only
+  for t in "${tests[@]}"; do
     "$t" >"$out/$(basename "$t").log" 2>&1
     echo "$(basename "$t"): rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$out/$(basename "$t").log" | tr '\n' ' ')"
     grep -E "Failure|error:|FAILED  \]" -A3 "$out/$(basename "$t").log" | head -16

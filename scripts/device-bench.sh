@@ -100,7 +100,7 @@ gputest() {
   done
 }
 gpueval() {
-  for plan in .devplans/gpu-*.plan; do
+  for plan in .devplans/gpu-${EVALS:-*}.plan; do
     [[ -f "$plan" ]] || continue
     local stem=${plan#.devplans/gpu-}; stem=${stem%.plan}
     KTX_CUDA_GRAPH=${KTX_CUDA_GRAPH:-1} "$gb"/tools/ktx-run eval "$plan" --gguf ".devshared/models/$stem.gguf" \
@@ -189,7 +189,8 @@ ncuprof() {
 # Decode of the GPU plan with the integer GEMVs capped at 1 row per warp and at 4 (the default),
 # alternated in one call.
 gemvab() {
-  local gguf=/tmp/gen/dsv3-l5.gguf
+  local gguf=/tmp/gen/dsv3-l5.gguf waited=0
+  while pgrep -f "ktx-run gen deepseek-v3" >/dev/null && [[ $waited -lt 400 ]]; do sleep 3; waited=$((waited + 3)); done
   [[ -f "$gguf" ]] || { echo "no $gguf (run genbg or gpubench first)"; return 1; }
   for rep in 1 2; do
     for rows in 1 4; do

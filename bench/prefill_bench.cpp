@@ -19,6 +19,7 @@
 
 #include "bench/amx_tiles.h"
 #include "common/hw/cpu_features.h"
+#include "common/kernels/kernel_desc.h"
 #include "runtime/cpu/jit/jit_kernel.h"
 #include "runtime/cpu/prefill_moe.h"
 #include "tools/ktx-run/tune/tune.h"
@@ -164,6 +165,38 @@ double vnni_peak_tops(ThreadPool& pool) {
   return best;
 }
 
+// The AVX2 form of the same ceiling: 12 independent vpmaddwd + vpaddd chains per thread (16
+// int16 multiply-adds per pair, counted as 2 ops), the AVX2 int16 K-quant kernel's pair.
+__attribute__((target("avx2"), noinline)) int32_t madd_loop(int64_t iters) {
+  constexpr int kChains = 12;
+  __m256i acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_epi32(i);
+  const __m256i a = _mm256_set1_epi16(3), b = _mm256_set1_epi16(5);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(a, b));
+    __asm__ volatile("" : : "x"(acc[0]), "x"(acc[1]));
+  }
+  __m256i s = acc[0];
+  for (int i = 1; i < kChains; ++i) s = _mm256_add_epi32(s, acc[i]);
+  alignas(32) int32_t v[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(v), s);
+  return v[0] + v[7];
+}
+double madd_peak_tops(ThreadPool& pool) {
+  const int64_t iters = 4000000;
+  (void)madd_loop(1000);
+  std::vector<int32_t> sink(static_cast<size_t>(pool.size()));
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pool.parallel_for(pool.size(), [&](int64_t th) { sink[static_cast<size_t>(th)] = madd_loop(iters); });
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 2.0 * 16 * 12 * static_cast<double>(iters) * pool.size() / s / 1e12);
+  }
+  return best;
+}
+
 // Random Q4_K blocks with small finite fp16 d/dmin (random bytes elsewhere).
 void fill_q4_k(uint8_t* dst, uint64_t bytes, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -184,7 +217,15 @@ struct Options {
   int threads = 0, iters = 3;
   int64_t experts = 16;
   double peak = 78.0;
+  std::string isa;  // cap on the ISA tier (empty: the best this CPU has)
 };
+
+IsaTier bench_tier(const Options& o) {
+  const IsaTier best = best_isa_tier(detect_cpu_isa());
+  if (o.isa.empty()) return best;
+  auto t = parse_isa_tier(o.isa);
+  return t && *t < best ? *t : best;
+}
 
 int bench_model(const ModelShape& m, const Options& o, ThreadPool& pool, double measured_peak) {
   MoeDesc phys;
@@ -193,7 +234,7 @@ int bench_model(const ModelShape& m, const Options& o, ThreadPool& pool, double 
   phys.top_k = std::min(m.top_k, phys.n_expert);  // only the repack sees this descriptor
   phys.gate_type = phys.up_type = phys.down_type = GGMLType::Q4_K;
   phys.max_tokens = 4096;
-  phys.isa = best_isa_tier(detect_cpu_isa());
+  phys.isa = bench_tier(o);
   const uint64_t rb_in = ggml_row_bytes(GGMLType::Q4_K, m.n_embd).value();
   const uint64_t rb_ff = ggml_row_bytes(GGMLType::Q4_K, m.n_ff).value();
   std::vector<uint8_t> gate(phys.n_expert * m.n_ff * rb_in), up(gate.size()),
@@ -275,10 +316,23 @@ int main(int argc, char** argv) {
   app.add_option("--experts", o.experts, "distinct experts to allocate");
   app.add_option("--peak", o.peak, "matrix peak of this machine in TOP/s (AMX INT8, or the "
                  "AVX-512 int16 rate)");
+  app.add_option("--isa", o.isa, "cap the ISA tier: reference, avx2, avx512, amx");
   CLI11_PARSE(app, argc, argv);
   ThreadPool pool(o.threads);
   double measured = 0;
-  if (detect_cpu_isa().amx_int8 && request_amx_permission()) {
+  const IsaTier tier = bench_tier(o);
+  if (tier == IsaTier::avx2) {
+    if (auto k = create_gemm_kq_avx2(GGMLType::Q4_K, detect_cpu_isa())) {
+      measured = madd_peak_tops(pool);
+      std::printf("AVX2 tier: vpmaddwd + vpaddd peak on %d threads: %.2f TOP/s (int16 "
+                  "multiply-adds x 2); the prefill kernel is the int16 K-quant GEMM\n",
+                  pool.size(), measured);
+      std::printf("micro-kernel %s alone: %.2f TOP/s (28 super-blocks x 4 groups), %.2f TOP/s "
+                  "(8 x 1), %.2f TOP/s (8 x 8)\n", (*k)->name().c_str(),
+                  kq_kernel_tops(**k, 28, 4, pool), kq_kernel_tops(**k, 8, 1, pool),
+                  kq_kernel_tops(**k, 8, 8, pool));
+    }
+  } else if (tier == IsaTier::amx && detect_cpu_isa().amx_int8 && request_amx_permission()) {
     measured = tile_peak_tops(64, pool);
     std::printf("tile-only tdpbssd peak on %d threads: %.1f TOP/s (K=64 per op), %.1f TOP/s "
                 "(K=32 per op, as the prefill kernel issues)\n", pool.size(), measured,
@@ -294,7 +348,8 @@ int main(int argc, char** argv) {
                   "(8 x 8)\n", (*k)->name().c_str(), kq_kernel_tops(**k, 28, 4, pool),
                   kq_kernel_tops(**k, 8, 8, pool));
     }
-  } else if (auto k = create_gemm_kq_avx512(GGMLType::Q4_K, detect_cpu_isa())) {
+  } else if (auto k = create_gemm_kq_avx512(GGMLType::Q4_K, detect_cpu_isa());
+             tier == IsaTier::avx512 && k) {
     measured = vnni_peak_tops(pool);
     std::printf("no AMX here; vpdpwssd peak on %d threads: %.2f TOP/s (int16 multiply-adds "
                 "x 2); the prefill kernel is the int16 K-quant GEMM\n", pool.size(), measured);
@@ -303,7 +358,7 @@ int main(int argc, char** argv) {
                 kq_kernel_tops(**k, 28, 4, pool), kq_kernel_tops(**k, 8, 1, pool),
                 kq_kernel_tops(**k, 8, 8, pool));
   } else {
-    std::printf("no AMX or AVX-512 VNNI here: the prefill kernel is the C++ twin (slow)\n");
+    std::printf("no vector prefill kernel for this tier here: the prefill kernel is the C++ twin (slow)\n");
     std::fflush(stdout);
   }
   for (const auto& m : moe_presets()) {

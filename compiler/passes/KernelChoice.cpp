@@ -62,20 +62,21 @@ Expected<MoeKernelChoice> choose_moe_kernels(const MoeShape& shape, const HwProf
   // The prefill GEMM works on 32-element blocks of both K dimensions.
   const bool blocked = shape.n_embd % cpu::kRepackBlock == 0 && shape.n_ff % cpu::kRepackBlock == 0;
   // AMX runs the int8 tile GEMM (K-quant blocks in place or int8 repacks) from the first call
-  // too large for decode. AVX-512 (VNNI) runs the int16 K-quant GEMM, which reads only Q4_K /
-  // Q5_K gate and up in place (no int8 repack: down must be a K-quant or a type the decode GEMV
-  // runs), and only from kAvx512PrefillTokensPerExpert tokens per expert. AVX2 has no prefill
-  // GEMM: its plain C++ twin measured ~70x slower than the generated decode GEMVs (Qwen3-30B-A3B
-  // layer, 128 tokens), so prefill stays on the decode kernels (docs/kernels.md).
+  // too large for decode. AVX-512 (VNNI) and AVX2 run the int16 K-quant GEMM, which reads only
+  // Q4_K / Q5_K gate and up in place (no int8 repack: down must be a K-quant or a type the
+  // decode GEMV runs), and only from kAvx512PrefillTokensPerExpert (kAvx2...) tokens per
+  // expert, where it starts to beat the decode GEMVs (docs/kernels.md).
   const bool amx = d.isa == cpu::IsaTier::amx;
-  const bool avx512 = d.isa == cpu::IsaTier::avx512 && cpu::prefill_gate_up_in_place(d) &&
-                      cpu::prefill_down_in_place(d);
+  const bool in_place = cpu::prefill_gate_up_in_place(d) && cpu::prefill_down_in_place(d);
+  const bool avx512 = d.isa == cpu::IsaTier::avx512 && in_place;
+  const bool avx2 = d.isa == cpu::IsaTier::avx2 && in_place;
   int64_t min_tokens = kDecodeMaxTokens + 1;
-  if (avx512) {
-    const int64_t per_expert = kAvx512PrefillTokensPerExpert * shape.n_expert;
+  if (avx512 || avx2) {
+    const int64_t per_expert =
+        (avx512 ? kAvx512PrefillTokensPerExpert : kAvx2PrefillTokensPerExpert) * shape.n_expert;
     min_tokens = std::max(min_tokens, (per_expert + shape.top_k - 1) / shape.top_k);
   }
-  if ((amx || avx512) && repackable && blocked && prefill_tokens >= min_tokens) {
+  if ((amx || avx512 || avx2) && repackable && blocked && prefill_tokens >= min_tokens) {
     cpu::MoeDesc p = d;
     p.max_tokens = prefill_tokens;
     KTX_ASSIGN_OR_RETURN(c.prefill_config, config_for(hw, p, &c.prefill_tuned));

@@ -23,6 +23,11 @@ inline constexpr int64_t kDecodeMaxTokens = 16;
 // layers, 2-vCPU Zen 5: at 16 per expert 164 vs 119 ms and 2363 vs 2543 ms, at 32 per expert
 // 196 vs 271 ms, at 32 per expert on DeepSeek-V3 3182 vs 6103 ms).
 inline constexpr int64_t kAvx512PrefillTokensPerExpert = 24;
+// The AVX2 form of the same GEMM (vpmaddwd + vpaddd, 8 tokens per vector) against the AVX2
+// GEMVs: even at 32 tokens per expert, ahead from about 36 (Qwen3-30B-A3B layer, 2-vCPU Zen 5
+// capped at AVX2: 16 per expert 209 vs 150 ms, 32 per expert 338 vs 325, 64 per expert 553 vs
+// 744, 128 per expert 1005 vs 1479).
+inline constexpr int64_t kAvx2PrefillTokensPerExpert = 40;
 
 // One routed-expert layer as the IR describes it.
 struct MoeShape {

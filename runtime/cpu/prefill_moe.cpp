@@ -52,12 +52,17 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
   }
   std::unique_ptr<MoePrefill> moe(new MoePrefill(desc, config));
   const bool amx = desc.isa == IsaTier::amx && isa_tier_supported(IsaTier::amx, cpu);
-  // Without AMX, an avx512 descriptor on a host with AVX-512 VNNI takes the int16 form of the
-  // K-quant GEMM; other descriptors keep the AMX form's twin (exact, slow).
+  // Without AMX, an avx512 descriptor on a host with AVX-512 VNNI and an avx2 descriptor on an
+  // AVX2 host take the int16 form of the K-quant GEMM; other descriptors keep the AMX form's
+  // twin (exact, slow).
   const bool vnni = desc.isa == IsaTier::avx512 && isa_tier_supported(IsaTier::avx512, cpu);
+  const bool avx2 = desc.isa == IsaTier::avx2 && isa_tier_supported(IsaTier::avx2, cpu);
   if (desc.isa == IsaTier::avx512 && !vnni)
     return Error("{}: the avx512 prefill GEMM needs AVX-512 VNNI (avx512f, avx512bw, "
                  "avx512_vnni), which this CPU lacks", desc.to_string());
+  if (desc.isa == IsaTier::avx2 && !avx2)
+    return Error("{}: the avx2 prefill GEMM needs AVX2, FMA and F16C, which this CPU lacks",
+                 desc.to_string());
   // Panels are whole 16-row tiles: rows are n_ff (gate, up) or n_embd (down).
   auto make_kq = [&](GGMLType t, const char* what, int64_t rows,
                      std::unique_ptr<GemmKqKernel>* dst) -> Status {
@@ -65,8 +70,10 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
       return Error("{}: {} has {} rows, not a multiple of {}", desc.to_string(), what, rows,
                    kKqTile);
     }
-    auto k = amx ? create_gemm_kq_amx(t, cpu) : vnni ? create_gemm_kq_avx512(t, cpu)
-                                                     : create_gemm_kq_ref(t);
+    auto k = amx    ? create_gemm_kq_amx(t, cpu)
+             : vnni ? create_gemm_kq_avx512(t, cpu)
+             : avx2 ? create_gemm_kq_avx2(t, cpu)
+                    : create_gemm_kq_ref(t);
     if (!k) return k.status().with_context(desc.to_string() + " (" + what + ")");
     *dst = std::move(k).value();
     return Status::ok();
@@ -83,6 +90,8 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
     moe->down_gemv_ = std::move(gemv).value();
   }
   if (kq_in && (moe->kq_down_ || moe->down_gemv_)) return moe;  // no int8 GEMM runs
+  // (An avx2 descriptor keeps the int8 GEMM's exact twin for the repacked types; the planner
+  // gives AVX2 hosts prefill kernels only for layers read in place.)
   if (vnni)
     return Error("{}: the avx512 prefill GEMM reads K-quant gate, up and down weights in place "
                  "(or a down type for the decode GEMV); {} needs the int8 repack, which has "

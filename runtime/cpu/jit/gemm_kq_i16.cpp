@@ -132,4 +132,16 @@ Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_avx512(GGMLType type, con
   return kq_i16_detail::make_avx512(type);
 }
 
+Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_avx2(GGMLType type, const CpuIsa& cpu) {
+  if (!gemm_kq_supported(type)) {
+    return Error("gemm_kq_avx2: no K-quant prefill kernel for {} (Q4_K, Q5_K)",
+                 ggml_type_name(static_cast<uint32_t>(type)));
+  }
+  std::string missing;
+  if (!cpu.avx2) missing += " avx2";
+  if (!cpu.fma) missing += " fma";
+  if (!missing.empty()) return Error("gemm_kq_avx2: this CPU lacks{}", missing);
+  return kq_i16_detail::make_avx2(type);
+}
+
 }  // namespace ktx::cpu

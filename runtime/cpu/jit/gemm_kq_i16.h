@@ -1,5 +1,5 @@
 // Internals of the int16 K-quant prefill GEMM (gemm_kq_kernel.h, create_gemm_kq_i16_ref /
-// create_gemm_kq_avx512), shared by its twin and its AVX-512 body.
+// create_gemm_kq_avx512, create_gemm_kq_avx2), shared by its twin and its vector bodies.
 #pragma once
 
 #include <memory>
@@ -22,6 +22,8 @@ void kq_i16_expand_row(bool q5, const uint8_t* blk, KqI16Row* out);
 namespace kq_i16_detail {
 // The AVX-512 VNNI kernel (the caller has checked the type and the CPU).
 std::unique_ptr<GemmKqKernel> make_avx512(GGMLType type);
+// The AVX2 kernel (the caller has checked the type and the CPU).
+std::unique_ptr<GemmKqKernel> make_avx2(GGMLType type);
 }  // namespace kq_i16_detail
 
 }  // namespace ktx::cpu

@@ -115,5 +115,8 @@ Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_i16_ref(GGMLType type);
 // The AVX-512 VNNI body (gemm_kq_i16_avx512.cpp). Errors: the type, a CPU without avx512f,
 // avx512bw and avx512_vnni (names what is missing).
 Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_avx512(GGMLType type, const CpuIsa& cpu);
+// The AVX2 body (gemm_kq_i16_avx2.cpp: vpmaddwd + vpaddd on 8 tokens per vector, the same
+// sums). Errors: the type, a CPU without avx2 and fma (names what is missing).
+Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_avx2(GGMLType type, const CpuIsa& cpu);
 
 }  // namespace ktx::cpu

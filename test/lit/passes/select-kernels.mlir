@@ -56,10 +56,12 @@ func.func @moe(%x: !kt.act<256>, %r: !kt.route<2>) -> !kt.act<256> {
 // -----
 
 // Q6_K down has 16-element scales, no exact int8 repack: on AMX the prefill GEMM still takes
-// gate and up (down runs the decode GEMV inside it); the AVX2 host has no prefill GEMM.
+// gate and up (down runs the decode GEMV inside it); so does the AVX2 host's int16 GEMM, from
+// 40 tokens per expert (8 experts, top 2: 160 tokens).
 // CHECK-LABEL: func.func @q6k
 // CHECK: kernel_decode = "moe:{{.*}},down=Q6_K,max_tokens=16,isa=avx2"
-// CHECK-SAME: kernel_prefill = "reference"
+// CHECK-SAME: kernel_prefill = "moe:{{.*}},down=Q6_K,max_tokens=2048,isa=avx2"
+// CHECK-SAME: prefill_min_tokens = 160
 // SPR-LABEL: func.func @q6k
 // SPR: kernel_prefill = "moe:{{.*}},down=Q6_K,max_tokens=4096,isa=amx"
 // REF-LABEL: func.func @q6k

@@ -128,7 +128,7 @@ TEST(SelectKernels, AmxPrefillsFromSeventeenTokens) {
 // AVX-512 runs the int16 K-quant GEMM only on Q4_K/Q5_K gate and up with a down the GEMM or the
 // decode GEMV reads in place, and only from 24 tokens per expert on average; AVX2 has none
 // (its C++ twin is far slower than the decode GEMVs).
-TEST(SelectKernels, Avx512PrefillsKQuantsFromTwentyFourTokensPerExpert) {
+TEST(SelectKernels, VectorTiersPrefillKQuantsFromTheirTokensPerExpert) {
   HwProfile hw = amx_host(8);
   hw.cpu.isa.amx_tile = hw.cpu.isa.amx_int8 = hw.cpu.isa.amx_bf16 = false;
   for (GGMLType down : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K}) {
@@ -160,10 +160,19 @@ TEST(SelectKernels, Avx512PrefillsKQuantsFromTwentyFourTokensPerExpert) {
   ASSERT_TRUE(c->prefill);
   EXPECT_EQ(c->prefill_min_tokens, 24);
 
+  // AVX2: the same GEMM on 8-lane vectors, from 40 tokens per expert.
   auto avx2 = choose_moe_kernels(dsv3_like(), avx2_host(8), 4096);
   ASSERT_TRUE(avx2) << avx2.status().message();
   EXPECT_EQ(avx2->decode.isa, cpu::IsaTier::avx2);
-  EXPECT_FALSE(avx2->prefill.has_value());
+  ASSERT_TRUE(avx2->prefill.has_value());
+  EXPECT_EQ(avx2->prefill->isa, cpu::IsaTier::avx2);
+  EXPECT_EQ(avx2->prefill_min_tokens, 40 * 256 / 8);
+  auto avx2_short = choose_moe_kernels(dsv3_like(), avx2_host(8), 1024);
+  ASSERT_TRUE(avx2_short);
+  EXPECT_FALSE(avx2_short->prefill) << "a context under 1280 tokens never reaches the GEMM";
+  auto avx2_q8 = choose_moe_kernels(dsv3_like(GGMLType::Q8_0), avx2_host(8), 4096);
+  ASSERT_TRUE(avx2_q8);
+  EXPECT_FALSE(avx2_q8->prefill) << "Q8_0 down is repacked: no AVX2 GEMM";
 }
 
 TEST(SelectKernels, InvalidShapeIsAnError) {

@@ -226,10 +226,13 @@ TEST(GemmKqI16, ExtremeLevelsDoNotWrap) {
     const Acts a = make_acts(x, k, 1, std::vector<bool>(kKqTile, false), KqActLayout::i16_pairs);
     const auto out = run(**twin, w, rb, a);
     check_against_weights(type, w, rb, a, out, 2e-6);
-    auto vec = create_gemm_kq_avx512(type, cpu);
-    if (!vec) continue;  // no AVX-512 VNNI here: EqualsTwinBitForBit reports the skip
-    const auto got = run(**vec, w, rb, a);
-    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], out[i]) << "output " << i;
+    // The vector bodies this CPU has (EqualsTwinBitForBit reports the skips).
+    for (int body = 0; body < 2; ++body) {
+      auto vec = body == 0 ? create_gemm_kq_avx512(type, cpu) : create_gemm_kq_avx2(type, cpu);
+      if (!vec) continue;
+      const auto got = run(**vec, w, rb, a);
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], out[i]) << (*vec)->name() << " output " << i;
+    }
   }
 }
 
@@ -241,6 +244,34 @@ TEST(GemmKqI16, RefusesTypesAndCpusWithoutTheKernel) {
   auto vec = create_gemm_kq_avx512(GGMLType::Q4_K, none);
   ASSERT_FALSE(vec.has_value());
   EXPECT_NE(vec.status().message().find("avx512_vnni"), std::string::npos);
+  auto v2 = create_gemm_kq_avx2(GGMLType::Q4_K, none);
+  ASSERT_FALSE(v2.has_value());
+  EXPECT_NE(v2.status().message().find("avx2 fma"), std::string::npos) << v2.status().message();
+  auto v2q6 = create_gemm_kq_avx2(GGMLType::Q6_K, detect_cpu_isa());
+  ASSERT_FALSE(v2q6.has_value());
+  EXPECT_NE(v2q6.status().message().find("Q6_K"), std::string::npos);
+}
+
+TEST(GemmKqI16, Avx2EqualsTwinBitForBit) {
+  const CpuIsa cpu = detect_cpu_isa();
+  if (!(cpu.avx2 && cpu.fma)) GTEST_SKIP() << "this CPU lacks AVX2 and FMA";
+  for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K}) {
+    auto twin = create_gemm_kq_i16_ref(type);
+    auto vec = create_gemm_kq_avx2(type, cpu);
+    ASSERT_TRUE(twin.has_value());
+    ASSERT_TRUE(vec.has_value()) << vec.status().message();
+    for (const Shape& s : kShapes) {
+      SCOPED_TRACE(std::string((*vec)->name()) + " super-blocks " + std::to_string(s.n_super) +
+                   " groups " + std::to_string(s.groups));
+      const int64_t k = s.n_super * kKqSuper;
+      const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
+      const auto w = test::random_rows(type, kKqTile, k, 13 + static_cast<uint32_t>(k));
+      const Acts a = make_acts(test::random_floats(s.groups * kKqTile * k, 2.0f, 4), k,
+                               s.groups, padding(s.groups), KqActLayout::i16_pairs);
+      const auto want = run(**twin, w, rb, a), got = run(**vec, w, rb, a);
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "output " << i;
+    }
+  }
 }
 
 TEST(GemmKqI16, Avx512EqualsTwinBitForBit) {

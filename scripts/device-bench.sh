@@ -29,6 +29,7 @@
 #   stage "moebench": ktx-moe-bench of the DeepSeek-V3 routed-expert layer alone (1, 8 tokens).
 #   stage "nsysprof": nsys per-kernel times of the GPU plan's decode (when the toolkit has nsys).
 #   stage "ncuprof": ncu per-kernel times of a few eager decode steps ($out/ncu.csv).
+#   stage "q3hybrid": the Qwen3-30B-A3B shape, ik_llama.cpp hybrid vs KTX's GPU plan, same call.
 #   stage "gemvab": decode with the integer GEMVs at 1 row per warp vs 4, alternated.
 #   stage "handoff": the GPU plan's decode with KTX_CUDA_HANDOFF=host and =flags, alternated.
 # Usage (repo root): scripts/device-bench.sh build dsv3   (stages in order; logs to $OUT)
@@ -200,6 +201,24 @@ gemvab() {
     done
   done
 }
+# The Qwen3-30B-A3B shape (48 layers) hybrid: generated here on the device at the plan's path,
+# ik_llama.cpp's hybrid flags (after ikcuda), then KTX's GPU plan, same file, same call.
+q3hybrid() {
+  local gguf=/tmp/gen/q3.gguf waited=0
+  mkdir -p /tmp/gen
+  [[ -f "$gguf" ]] || "$gb"/tools/ktx-run gen qwen3-30b-a3b --type Q4_K -o "$gguf" >"$out/gen-q3.log" 2>&1 ||
+    { tail -5 "$out/gen-q3.log"; return 1; }
+  while [[ ! -f /tmp/ik-cuda.done && $waited -lt ${IK_WAIT:-420} ]]; do sleep 5; waited=$((waited + 5)); done
+  if [[ -x $ikb/bin/llama-bench ]]; then
+    echo "== ik_llama.cpp hybrid (qwen3-30b-a3b): -ngl 99 -ot exps=CPU -fmoe 1 -fa 1 -t $jobs"
+    "$ikb/bin/llama-bench" -m "$gguf" -ngl 99 -ot exps=CPU -fmoe 1 -fa 1 -t "$jobs" \
+      ${IK_BENCH:--p 512 -n 128 -r 2} 2>"$out/ik-hybrid-q3.err" | tee "$out/ik-hybrid-q3.txt"
+  fi
+  echo "== ktx GPU plan (qwen3-30b-a3b)"
+  "$gb"/tools/ktx-run bench .devplans/q3-gpu.plan --gguf "$gguf" ${BENCH:--p 512 -n 128 -r 2} \
+    2>"$out/ktx-hybrid-q3.err" | tee "$out/ktx-hybrid-q3.txt"
+  grep -E "graph|step" "$out/ktx-hybrid-q3.err" | tail -3
+}
 moebench() {
   "$gb"/bench/ktx-moe-bench --model deepseek-v3 --types q4_k --tokens 1,8 --threads "$jobs" --iters 20 \
     2>&1 | tee "$out/moe-alone.txt" | tail -8
@@ -249,6 +268,7 @@ for stage in "$@"; do
     nsysprof) nsysprof ;;
     ncuprof) ncuprof ;;
     gemvab) gemvab ;;
+    q3hybrid) q3hybrid ;;
     handoff) handoff ;;
     unpack) tar -xJf .carry/devdata.tar.xz && echo "unpacked .devplans .devshared" ;;
     ikcuda) ikcuda ;;

@@ -3,7 +3,8 @@
 # .devplans/ (ignored; carried to the device). Run after any change to a GPU kernel: a GPU plan
 # embeds the cubin of runtime/cuda/kernels. Needs .devshared/models/ (copies of ../shared/models
 # files) and, for the benchmark plans, /tmp/gen/dsv3-l5.gguf (ktx-run gen deepseek-v3 --layers 5
-# --type Q4_K; the device generates the same file at the same path).
+# --type Q4_K; the device generates the same file at the same path) and /tmp/gen/q3.gguf
+# (qwen3-30b-a3b --type Q4_K).
 #   scripts/make-devplans.sh [build dir (default build)]
 set -euo pipefail
 b=${1:-build}
@@ -18,4 +19,8 @@ if [[ -f /tmp/gen/dsv3-l5.gguf ]]; then
   "$b"/tools/ktc plan --hw plans/spr-h100.toml /tmp/gen/dsv3-l5.gguf --context 1024 -o .devplans/dsv3-l5-gpu.plan >/dev/null
   "$b"/tools/ktc plan --hw plans/spr-h100.toml --gpu off /tmp/gen/dsv3-l5.gguf --context 1024 -o .devplans/dsv3-l5.plan >/dev/null
   echo "plans .devplans/dsv3-l5{,-gpu}.plan"
+fi
+if [[ -f /tmp/gen/q3.gguf ]]; then  # ktx-run gen qwen3-30b-a3b --type Q4_K -o /tmp/gen/q3.gguf
+  "$b"/tools/ktc plan --hw plans/spr-h100.toml /tmp/gen/q3.gguf --context 1024 -o .devplans/q3-gpu.plan >/dev/null
+  echo "plan .devplans/q3-gpu.plan"
 fi

@@ -45,11 +45,14 @@ inline float emu_shfl(float v, int src_lane) {
   return r;
 }
 inline float __shfl_xor_sync(unsigned, float v, int o) { return emu_shfl(v, (threadIdx.x % 32) ^ o); }
-inline float __shfl_down_sync(unsigned, float v, int o) {
+inline float __shfl_down_sync(unsigned, float v, int o, int width = 32) {
   const int l = threadIdx.x % 32;
-  return emu_shfl(v, l + o < 32 ? l + o : l);
+  return emu_shfl(v, l % width + o < width ? l + o : l);
 }
 struct int4 { int x, y, z, w; };
+struct uint4 { unsigned x, y, z, w; };
+struct float4 { float x, y, z, w; };
+inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
 inline int __float2int_rn(float f) { return static_cast<int>(std::nearbyint(f)); }
 // dp2a: two int16 lanes of a times two signed bytes of b (lo: bytes 0, 1; hi: bytes 2, 3).
 inline int emu_dp2a(int a, int b, int c, int byte0) {

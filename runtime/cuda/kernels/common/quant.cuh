@@ -23,8 +23,8 @@ typedef long long ktx_i64;
 
 __device__ __forceinline__ float ktx_half(ktx_u16 h) {
   float f;
-#ifdef KTX_CUDA_EMU  // bench/cuda_emu: the host's conversion
-  f = ktx_emu_half(h);
+#ifdef KTX_CUDA_EMU  // dev/cuda_emu: the host's conversion (library_emu.cpp, decode_kernels_test.cpp)
+  f = emu_h2f(h);
 #else
   asm("{ cvt.f32.f16 %0, %1; }" : "=f"(f) : "h"(h));
 #endif

@@ -1,10 +1,18 @@
 // Test (ctest cuda_emu_kernels, test/unit/cuda/CMakeLists.txt): runs the decode-path kernels
-// (kernels/gemv_q16 with 1, 2 and 4 rows per warp, kernels/gemv with half-warp rows, kernels/norm, kernels/rope) on the host
-// through bench/cuda_emu/emu_warp.h and compares them with float64 references, so their logic
-// can be checked on every machine, CI included (a coroutine per CUDA thread: small shapes,
-// about a second). It checks logic (indexing, tails, shuffle trees, rows per warp), not the
-// device's float rounding, which the GPU conformance tests (test_cuda_kernels.cpp) cover.
-#include "emu_warp.h"
+// (kernels/gemv_q16 with 1, 2 and 4 rows per warp, kernels/gemv with half-warp rows,
+// kernels/norm, kernels/rope) on the host through this folder's emulator (emu.h, emu.cpp) and
+// compares them with float64 references, so their logic is checked on every machine, CI
+// included (small shapes, about a second; the GPU unit tests under build.sh take minutes). It
+// checks logic (indexing, tails, shuffle trees, rows per warp), not the device's float
+// rounding, which the GPU conformance tests (test_cuda_kernels.cpp) cover.
+#include "emu.h"
+
+#include <functional>
+
+#include "common/quant/quant.h"
+
+float emu_h2f(unsigned short h) { return ktx::fp16_to_fp32(h); }
+void emu_run_block(unsigned nt, const std::function<void()>& fn);  // emu.cpp
 
 #include "gemv/kernel.cuh"
 #include "gemv_q16/kernel.cuh"
@@ -16,6 +24,19 @@
 #include <string>
 
 using namespace ktx;
+
+namespace emu {
+// Every block of a (gx, gy) grid in turn, bx threads each.
+template <typename F>
+void launch(unsigned gx, unsigned gy, unsigned bx, F f) {
+  gridDim.x = gx, gridDim.y = gy, gridDim.z = 1;
+  for (unsigned by = 0; by < gy; ++by)
+    for (unsigned b = 0; b < gx; ++b) {
+      blockIdx.x = b, blockIdx.y = by, blockIdx.z = 0;
+      emu_run_block(bx, f);
+    }
+}
+}  // namespace emu
 
 static int fails = 0, checks = 0;
 #define CHECK(c, ...) do { ++checks; if (!(c)) { if (fails++ < 30) { std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); std::fprintf(stderr, __VA_ARGS__); std::fprintf(stderr, "\n"); } } } while (0)

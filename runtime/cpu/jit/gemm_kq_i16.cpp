@@ -73,14 +73,19 @@ class GemmKqI16Ref final : public GemmKqKernel {
 
 int kq_i16_window(GGMLType type) { return type == GGMLType::Q5_K ? 32 : 64; }
 
-void kq_i16_expand_row(bool q5, const uint8_t* blk, KqI16Row* out) {
+void kq_i16_expand_header(const uint8_t* blk, KqI16Row* out, uint8_t sc[8]) {
   out->d = half_at(blk);
   out->dmin = half_at(blk + 2);
-  uint8_t sc[8], mn[8];
+  uint8_t mn[8];
   for (int j = 0; j < 8; ++j) {
     quant_detail::unpack_scale_min_k4(blk + 4, j, &sc[j], &mn[j]);
     out->m[j] = static_cast<float>(mn[j]);
   }
+}
+
+void kq_i16_expand_row(bool q5, const uint8_t* blk, KqI16Row* out) {
+  uint8_t sc[8];
+  kq_i16_expand_header(blk, out, sc);
   const uint8_t* qs = blk + (q5 ? 48 : 16);
   const uint8_t* qh = blk + 16;
   for (int k = 0; k < kKqSuper; ++k) {

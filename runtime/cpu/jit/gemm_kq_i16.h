@@ -18,6 +18,9 @@ struct KqI16Row {
   float d, dmin;
 };
 void kq_i16_expand_row(bool q5, const uint8_t* blk, KqI16Row* out);
+// The part of the row every body expands alike: d, dmin and the 8 mins as float into out, the
+// 8 six-bit scales into sc (the twin and the vector bodies then scale the levels by sc).
+void kq_i16_expand_header(const uint8_t* blk, KqI16Row* out, uint8_t sc[8]);
 
 namespace kq_i16_detail {
 // The AVX-512 VNNI kernel (the caller has checked the type and the CPU).

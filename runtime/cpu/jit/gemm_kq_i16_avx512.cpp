@@ -11,7 +11,6 @@
 
 #include <cstring>
 
-#include "common/quant/quant_blocks.h"
 #include "runtime/cpu/jit/gemm_kq_i16.h"
 
 namespace ktx::cpu::kq_i16_detail {
@@ -19,23 +18,12 @@ namespace {
 
 constexpr int kRowsPerPass = 8;  // rows per pass of two token groups (16 of one)
 
-float half_at(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return fp16_to_fp32(h);
-}
-
 // The twin's kq_i16_expand_row with vectors: per 64-element chunk, 32 bytes of nibbles (low:
 // sub-block 2c, high: 2c+1), Q5_K's fifth bits from qh bit j, widened to int16 and scaled.
 template <bool Q5>
 inline void expand_row(const uint8_t* blk, KqI16Row* out) {
-  out->d = half_at(blk);
-  out->dmin = half_at(blk + 2);
-  uint8_t sc[8], mn[8];
-  for (int j = 0; j < 8; ++j) {
-    quant_detail::unpack_scale_min_k4(blk + 4, j, &sc[j], &mn[j]);
-    out->m[j] = static_cast<float>(mn[j]);
-  }
+  uint8_t sc[8];
+  kq_i16_expand_header(blk, out, sc);
   const uint8_t* qs = blk + (Q5 ? 48 : 16);
   const __m256i nib = _mm256_set1_epi8(15);
   [[maybe_unused]] const __m256i one = _mm256_set1_epi8(1);

@@ -252,6 +252,23 @@ TEST(GemmKqI16, RefusesTypesAndCpusWithoutTheKernel) {
   EXPECT_NE(v2q6.status().message().find("Q6_K"), std::string::npos);
 }
 
+// Over kShapes, `body` equals `twin` bit for bit (weights seeded w_seed + k, activations
+// a_seed, in the body's activation layout).
+void expect_equals_twin(const GemmKqKernel& twin, const GemmKqKernel& body, GGMLType type,
+                        uint32_t w_seed, uint32_t a_seed) {
+  for (const Shape& s : kShapes) {
+    SCOPED_TRACE(body.name() + " super-blocks " + std::to_string(s.n_super) + " groups " +
+                 std::to_string(s.groups));
+    const int64_t k = s.n_super * kKqSuper;
+    const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
+    const auto w = test::random_rows(type, kKqTile, k, w_seed + static_cast<uint32_t>(k));
+    const Acts a = make_acts(test::random_floats(s.groups * kKqTile * k, 2.0f, a_seed), k,
+                             s.groups, padding(s.groups), body.act_layout());
+    const auto want = run(twin, w, rb, a), got = run(body, w, rb, a);
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "output " << i;
+  }
+}
+
 TEST(GemmKqI16, Avx2EqualsTwinBitForBit) {
   const CpuIsa cpu = detect_cpu_isa();
   if (!(cpu.avx2 && cpu.fma)) GTEST_SKIP() << "this CPU lacks AVX2 and FMA";
@@ -260,17 +277,7 @@ TEST(GemmKqI16, Avx2EqualsTwinBitForBit) {
     auto vec = create_gemm_kq_avx2(type, cpu);
     ASSERT_TRUE(twin.has_value());
     ASSERT_TRUE(vec.has_value()) << vec.status().message();
-    for (const Shape& s : kShapes) {
-      SCOPED_TRACE(std::string((*vec)->name()) + " super-blocks " + std::to_string(s.n_super) +
-                   " groups " + std::to_string(s.groups));
-      const int64_t k = s.n_super * kKqSuper;
-      const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
-      const auto w = test::random_rows(type, kKqTile, k, 13 + static_cast<uint32_t>(k));
-      const Acts a = make_acts(test::random_floats(s.groups * kKqTile * k, 2.0f, 4), k,
-                               s.groups, padding(s.groups), KqActLayout::i16_pairs);
-      const auto want = run(**twin, w, rb, a), got = run(**vec, w, rb, a);
-      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "output " << i;
-    }
+    expect_equals_twin(**twin, **vec, type, 13, 4);
   }
 }
 
@@ -283,17 +290,7 @@ TEST(GemmKqI16, Avx512EqualsTwinBitForBit) {
     auto vec = create_gemm_kq_avx512(type, cpu);
     ASSERT_TRUE(twin.has_value());
     ASSERT_TRUE(vec.has_value()) << vec.status().message();
-    for (const Shape& s : kShapes) {
-      SCOPED_TRACE(std::string((*vec)->name()) + " super-blocks " + std::to_string(s.n_super) +
-                   " groups " + std::to_string(s.groups));
-      const int64_t k = s.n_super * kKqSuper;
-      const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
-      const auto w = test::random_rows(type, kKqTile, k, 7 + static_cast<uint32_t>(k));
-      const Acts a = make_acts(test::random_floats(s.groups * kKqTile * k, 2.0f, 9), k,
-                               s.groups, padding(s.groups), KqActLayout::i16_pairs);
-      const auto want = run(**twin, w, rb, a), got = run(**vec, w, rb, a);
-      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "output " << i;
-    }
+    expect_equals_twin(**twin, **vec, type, 7, 9);
   }
 }
 
@@ -305,17 +302,7 @@ TEST(GemmKq, AmxEqualsTwinBitForBit) {
     auto amx = create_gemm_kq_amx(type, cpu);
     ASSERT_TRUE(twin.has_value());
     ASSERT_TRUE(amx.has_value()) << amx.status().message();
-    for (const Shape& s : kShapes) {
-      SCOPED_TRACE(std::string((*amx)->name()) + " super-blocks " + std::to_string(s.n_super) +
-                   " groups " + std::to_string(s.groups));
-      const int64_t k = s.n_super * kKqSuper;
-      const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
-      const auto w = test::random_rows(type, kKqTile, k, 5 + static_cast<uint32_t>(k));
-      const Acts a = make_acts(test::random_floats(s.groups * kKqTile * k, 2.0f, 8), k,
-                               s.groups, padding(s.groups));
-      const auto want = run(**twin, w, rb, a), got = run(**amx, w, rb, a);
-      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "output " << i;
-    }
+    expect_equals_twin(**twin, **amx, type, 5, 8);
   }
 }
 

@@ -150,20 +150,22 @@ __attribute__((target("avx512f,avx512vnni"), noinline)) int32_t vnni_loop(int64_
   for (int i = 1; i < kChains; ++i) s = _mm512_add_epi32(s, acc[i]);
   return _mm512_reduce_add_epi32(s);
 }
-// The best of three runs of every thread at once: int16 multiply-adds x 2 per second.
-double vnni_peak_tops(ThreadPool& pool) {
+// The best of three runs of `loop` on every thread at once: ops_per_iter (multiply-adds x 2) per
+// iteration and thread, in TOP/s.
+double loop_peak_tops(ThreadPool& pool, int32_t (*loop)(int64_t), double ops_per_iter) {
   const int64_t iters = 4000000;
-  (void)vnni_loop(1000);
+  (void)loop(1000);
   std::vector<int32_t> sink(static_cast<size_t>(pool.size()));
   double best = 0;
   for (int rep = 0; rep < 3; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
-    pool.parallel_for(pool.size(), [&](int64_t th) { sink[static_cast<size_t>(th)] = vnni_loop(iters); });
+    pool.parallel_for(pool.size(), [&](int64_t th) { sink[static_cast<size_t>(th)] = loop(iters); });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, 2.0 * 32 * 24 * static_cast<double>(iters) * pool.size() / s / 1e12);
+    best = std::max(best, ops_per_iter * static_cast<double>(iters) * pool.size() / s / 1e12);
   }
   return best;
 }
+double vnni_peak_tops(ThreadPool& pool) { return loop_peak_tops(pool, vnni_loop, 2.0 * 32 * 24); }
 
 // The AVX2 form of the same ceiling: 12 independent vpmaddwd + vpaddd chains per thread (16
 // int16 multiply-adds per pair, counted as 2 ops), the AVX2 int16 K-quant kernel's pair.
@@ -183,19 +185,7 @@ __attribute__((target("avx2"), noinline)) int32_t madd_loop(int64_t iters) {
   _mm256_store_si256(reinterpret_cast<__m256i*>(v), s);
   return v[0] + v[7];
 }
-double madd_peak_tops(ThreadPool& pool) {
-  const int64_t iters = 4000000;
-  (void)madd_loop(1000);
-  std::vector<int32_t> sink(static_cast<size_t>(pool.size()));
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    pool.parallel_for(pool.size(), [&](int64_t th) { sink[static_cast<size_t>(th)] = madd_loop(iters); });
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, 2.0 * 16 * 12 * static_cast<double>(iters) * pool.size() / s / 1e12);
-  }
-  return best;
-}
+double madd_peak_tops(ThreadPool& pool) { return loop_peak_tops(pool, madd_loop, 2.0 * 16 * 12); }
 
 // Random Q4_K blocks with small finite fp16 d/dmin (random bytes elsewhere).
 void fill_q4_k(uint8_t* dst, uint64_t bytes, uint64_t seed) {

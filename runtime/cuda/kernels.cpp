@@ -17,6 +17,10 @@ constexpr GGMLType kGemv16Types[] = {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q
 constexpr int kGemvWarps = 4;       // KTX_GEMV_WARPS
 constexpr int kGemv16Warps = 4;     // KTX_Q16_WARPS
 constexpr int kGemv16Tokens[4] = {1, 2, 4, 8};
+// Index of a rows-per-warp variant (1, 2, 4) in Kernels::gemv16_.
+constexpr size_t rows_variant(int rows_per_warp) {
+  return rows_per_warp == 4 ? 2 : rows_per_warp == 2 ? 1 : 0;
+}
 constexpr int kNormThreads = 512;   // KTX_NORM_THREADS (most threads per row)
 constexpr int kElementThreads = 256;
 
@@ -169,8 +173,7 @@ Status Kernels::gemv16(GGMLType type, const void* w, int64_t row_bytes, const XQ
   void* args[] = {&wp, &rb, &q, &s, &y, &ly, &rows, &kk, &nt};
   const int64_t per_block = int64_t{kGemv16Warps} * rw;
   const dim3 grid(static_cast<unsigned>((n_rows + per_block - 1) / per_block));
-  return launch(it->second[v][rw == 4 ? 2 : rw == 2 ? 1 : 0], grid, dim3(32 * kGemv16Warps), args,
-                0, stream);
+  return launch(it->second[v][rows_variant(rw)], grid, dim3(32 * kGemv16Warps), args, 0, stream);
 }
 
 int Kernels::gemv16_rows_per_warp(GGMLType type, int64_t n_rows) const {
@@ -178,7 +181,7 @@ int Kernels::gemv16_rows_per_warp(GGMLType type, int64_t n_rows) const {
   if (it == gemv16_.end()) return 1;
   const auto& v = it->second[0];
   for (int rw : {4, 2}) {
-    if (rw > gemv16_max_rows_ || v[rw == 4 ? 2 : 1] == nullptr) continue;
+    if (rw > gemv16_max_rows_ || v[rows_variant(rw)] == nullptr) continue;
     if (n_rows >= int64_t{gemv16_min_blocks_} * kGemv16Warps * rw) return rw;
   }
   return 1;

@@ -20,7 +20,9 @@ constexpr std::pair<int64_t, int64_t> kMlaDims[] = {{512, 64}, {512, 16}, {64, 6
 
 // Kernel constants (the #defines of the kernel families).
 constexpr int kRopeThreads = 128, kRopeMaxRot = 256;  // rope/kernel.cuh
-constexpr int kStoreThreads = 256;                    // kv_cache/kernel.cuh
+constexpr int kStoreThreads = 256;
+constexpr int64_t kNormThreads = 512;                 // KTX_NORM_THREADS (norm/kernel.cuh)
+constexpr int64_t kHeadMax = 256;                     // KTX_HEAD_MAX (kv_cache/kernel.cuh)                    // kv_cache/kernel.cuh
 constexpr int kBiasThreads = 256;                     // bias/kernel.cuh
 constexpr int kGemvWarps = 4, kGemvTThreads = 64;     // gemv, gemv_heads
 constexpr int kFlashThreads = 128, kCombineThreads = 128;
@@ -112,6 +114,8 @@ Expected<AttnKernels> AttnKernels::bind(const Library& lib) {
   KTX_ASSIGN_OR_RETURN(k.bias_, lib.kernel("ktx_add_bias"));
   KTX_ASSIGN_OR_RETURN(k.kv_store_, lib.kernel("ktx_kv_store"));
   KTX_ASSIGN_OR_RETURN(k.combine_, lib.kernel("ktx_flash_combine"));
+  if (auto f = lib.kernel("ktx_mla_kv_store")) k.mla_kv_store_ = *f;  // optional: older plans
+  if (auto f = lib.kernel("ktx_head_norm_rope")) k.head_norm_rope_ = *f;
   for (GGMLType t : kHeadTypes) {
     KTX_ASSIGN_OR_RETURN(k.gemv_heads_[t], lib.kernel("ktx_gemv_heads_" + lower_type(t)));
     KTX_ASSIGN_OR_RETURN(k.gemv_t_heads_[t], lib.kernel("ktx_gemv_t_heads_" + lower_type(t)));
@@ -142,6 +146,55 @@ Status AttnKernels::rope(float* x, int64_t ld_x, int64_t n_heads, int64_t head_s
   const int64_t slices = std::clamp<int64_t>(ceil_div(n_heads * (n_rot / 2), kRopeThreads), 1, 64);
   return launch(rope_, dim3(static_cast<unsigned>(n_tok), static_cast<unsigned>(slices)),
                 dim3(kRopeThreads), args, 0, stream);
+}
+
+Status AttnKernels::mla_kv_store(const float* kv, int64_t ld_kv, int64_t kvl, int64_t rope,
+                                 const float* norm_w, float eps, RopeStyle style,
+                                 const float* inv_freq, void* latent, void* k_pe, int64_t n_ctx,
+                                 const int32_t* d_pos, int64_t t_base, int64_t n_tok,
+                                 cudaStream_t stream) const {
+  if (!mla_kv_store_) return Error("cuda mla_kv_store: the plan's GPU code lacks ktx_mla_kv_store");
+  if (kvl <= 0 || rope <= 0 || rope % 2 != 0 || rope > kRopeMaxRot || kvl + rope > ld_kv)
+    return Error("cuda mla_kv_store: latent {} + rope {} in rows of {} (rope even, <= {})", kvl,
+                 rope, ld_kv, kRopeMaxRot);
+  if (n_tok <= 0) return Status::ok();
+  long long lk = ld_kv;
+  int l = static_cast<int>(kvl), r = static_cast<int>(rope), tb = static_cast<int>(t_base);
+  int nc = static_cast<int>(n_ctx), neox = style == RopeStyle::Neox ? 1 : 0;
+  auto* lat = static_cast<unsigned short*>(latent);
+  auto* pe = static_cast<unsigned short*>(k_pe);
+  void* args[] = {&kv, &lk, &l, &r, &norm_w, &eps, &neox, &inv_freq, &lat, &pe, &d_pos, &tb, &nc};
+  // The thread count Kernels::rms_norm gives a row of kvl (the sums must round alike).
+  const int64_t threads = std::clamp<int64_t>((kvl / 4 + 31) / 32 * 32, 32, kNormThreads);
+  return launch(mla_kv_store_, dim3(static_cast<unsigned>(n_tok)),
+                dim3(static_cast<unsigned>(threads)), args, 0, stream);
+}
+
+Status AttnKernels::head_norm_rope(float* x, int64_t ld_x, int64_t n_heads, int64_t hd,
+                                   const float* bias, const float* norm_w, float eps,
+                                   int64_t n_rot, RopeStyle style, const float* inv_freq,
+                                   const int32_t* d_pos, int64_t t_base, int64_t n_tok,
+                                   void* cache, int64_t n_ctx, HeadV v,
+                                   cudaStream_t stream) const {
+  if (!head_norm_rope_) return Error("cuda head_norm_rope: the plan's GPU code lacks ktx_head_norm_rope");
+  if (hd <= 0 || hd > kHeadMax || n_rot <= 0 || n_rot % 2 != 0 || n_rot > hd)
+    return Error("cuda head_norm_rope: head dim {} (at most {}), n_rot {} (even, <= head dim)",
+                 hd, kHeadMax, n_rot);
+  if (v.v && (v.dv <= 0 || !v.cache || !cache))
+    return Error("cuda head_norm_rope: v heads need dv > 0, a v cache and the k cache");
+  if (n_tok <= 0 || n_heads <= 0) return Status::ok();
+  long long lx = ld_x, lv = v.ld_v;
+  int h = static_cast<int>(hd), nr = static_cast<int>(n_rot), tb = static_cast<int>(t_base);
+  int nc = static_cast<int>(n_ctx), neox = style == RopeStyle::Neox ? 1 : 0;
+  int dv = static_cast<int>(v.dv);
+  auto* kc = static_cast<unsigned short*>(cache);
+  auto* vc = static_cast<unsigned short*>(v.cache);
+  void* args[] = {&x, &lx, &h, &bias, &norm_w, &eps, &nr, &neox, &inv_freq, &d_pos, &tb,
+                  &kc, &nc, &v.v, &lv, &dv, &v.bias, &vc};
+  // The thread count Kernels::rms_norm gives a row of hd (the sums must round alike).
+  const int64_t threads = std::clamp<int64_t>((hd / 4 + 31) / 32 * 32, 32, kNormThreads);
+  return launch(head_norm_rope_, dim3(static_cast<unsigned>(n_tok), static_cast<unsigned>(n_heads)),
+                dim3(static_cast<unsigned>(threads)), args, 0, stream);
 }
 
 Status AttnKernels::add_bias(float* x, int64_t ld_x, const float* bias, int64_t n, int64_t n_tok,

@@ -71,6 +71,33 @@ class AttnKernels {
   Status kv_store(const float* src, int64_t ld_src, int64_t width, void* cache,
                   int64_t ld_cache, int64_t n_ctx, const int32_t* d_pos, int64_t t_base,
                   int64_t n_tok, cudaStream_t stream) const;
+  // MLA's two caches from the kv_a_mqa output kv [n_tok][ld_kv] (latent [kvl], then k_pe
+  // [rope] per token) in one launch: latent row = f16(rms_norm(latent) · norm_w), k_pe row =
+  // f16(rope(k_pe)), at rows *d_pos + t_base + t: what rms_norm + rope + two kv_store do.
+  // Plans made before the kernel lack it: has_mla_kv_store() is then false.
+  bool has_mla_kv_store() const { return mla_kv_store_ != nullptr; }
+  Status mla_kv_store(const float* kv, int64_t ld_kv, int64_t kvl, int64_t rope,
+                      const float* norm_w, float eps, RopeStyle style, const float* inv_freq,
+                      void* latent, void* k_pe, int64_t n_ctx, const int32_t* d_pos,
+                      int64_t t_base, int64_t n_tok, cudaStream_t stream) const;
+  // GQA's per-head steps in one launch: for n_heads heads of hd floats per token row of x
+  // (ld_x apart): + bias (null: none), rms_norm · norm_w (null: none), rope of the first
+  // n_rot dims at *d_pos + t_base + t; back into x when cache is null (queries), else f16 into
+  // cache rows [n_ctx][n_heads · hd] (keys; x unchanged), and then, with v, v heads of dv
+  // (+ v_bias) into v_cache [n_ctx][n_heads · dv]. What add_bias, rms_norm, rope and kv_store
+  // do one after another. Plans made before the kernel lack it: has_head_norm_rope() false.
+  struct HeadV {
+    const float* v = nullptr;
+    int64_t ld_v = 0, dv = 0;
+    const float* bias = nullptr;
+    void* cache = nullptr;
+  };
+  bool has_head_norm_rope() const { return head_norm_rope_ != nullptr; }
+  Status head_norm_rope(float* x, int64_t ld_x, int64_t n_heads, int64_t hd, const float* bias,
+                        const float* norm_w, float eps, int64_t n_rot, RopeStyle style,
+                        const float* inv_freq, const int32_t* d_pos, int64_t t_base,
+                        int64_t n_tok, void* cache, int64_t n_ctx, HeadV v,
+                        cudaStream_t stream) const;
   // Per head h < n_heads: y[t*ld_y + h*head_y + r] = W_h[r] · x[t*ld_x + h*head_x ..] for
   // r < n_rows, W_h's rows at w + h*head_w_bytes, row_bytes apart, k elements (Kernels::gemv
   // rules: k a multiple of 32 and of the block, n_tok <= kGemvMaxTokens).
@@ -103,6 +130,7 @@ class AttnKernels {
 
  private:
   cudaKernel_t rope_ = nullptr, bias_ = nullptr, kv_store_ = nullptr, combine_ = nullptr;
+  cudaKernel_t mla_kv_store_ = nullptr, head_norm_rope_ = nullptr;  // optional
   std::map<GGMLType, cudaKernel_t> gemv_heads_, gemv_t_heads_;
   std::map<std::pair<int64_t, int64_t>, cudaKernel_t> gqa_;  // (head_dim_k, head_dim_v)
   std::map<std::pair<int64_t, int64_t>, cudaKernel_t> mla_;  // (kv_lora, rope)
@@ -138,6 +166,7 @@ class AttnWorkspace {
   FlashScratch part;          // split partials for up to `chunk` queries
   XQuant xq;                  // the projections' rounded inputs (integer GEMVs)
   bool float_gemv = false;    // projections through the float GEMVs instead
+  bool unfused = false;       // one kernel per step (no fused kernels): tests, A/B runs
   XQuant* gemv_xq() { return float_gemv ? nullptr : &xq; }
   size_t bytes() const { return buf_.size() + xq.bytes(); }
 

@@ -160,11 +160,30 @@ Status gqa_attention_layer(const Kernels& kern, const AttnKernels& attn, const M
     KTX_ASSIGN_OR_RETURN(qn, need_f32(tensors, b + "attn_q_norm.weight", hd));
     KTX_ASSIGN_OR_RETURN(kn, need_f32(tensors, b + "attn_k_norm.weight", hd));
   }
+  // A call of at most kTok tokens rounds h once for the k, v and q projections.
+  XQuant* xq = ws.gemv_xq();
+  const bool h_once = xq && !ws.unfused && n_tok <= kTok && E <= xq->k_cap() &&
+                      Kernels::gemv16_fits(wq.type, wq.data, wq.row_bytes) &&
+                      Kernels::gemv16_fits(wk.type, wk.data, wk.row_bytes) &&
+                      Kernels::gemv16_fits(wv.type, wv.data, wv.row_bytes);
   // 1. keys and values of every token: projection, bias, per-head norm, RoPE (k), cache rows.
   for (int64_t t0 = 0; t0 < n_tok; t0 += kTok) {
     const int64_t nt = std::min(kTok, n_tok - t0);
-    KTX_RETURN_IF_ERROR(linear(kern, wk, h + t0 * E, E, ws.k, nk, nt, stream, ws.gemv_xq()));  // [nt, nk]
-    KTX_RETURN_IF_ERROR(linear(kern, wv, h + t0 * E, E, ws.v, nv, nt, stream, ws.gemv_xq()));  // [nt, nv]
+    if (h_once) {
+      KTX_RETURN_IF_ERROR(kern.quantize_x(h, E, E, nt, *xq, stream));
+      KTX_RETURN_IF_ERROR(kern.gemv16(wk.type, wk.data, wk.row_bytes, *xq, ws.k, nk, nk, E, nt, stream));
+      KTX_RETURN_IF_ERROR(kern.gemv16(wv.type, wv.data, wv.row_bytes, *xq, ws.v, nv, nv, E, nt, stream));
+    } else {
+      KTX_RETURN_IF_ERROR(linear(kern, wk, h + t0 * E, E, ws.k, nk, nt, stream, xq));  // [nt, nk]
+      KTX_RETURN_IF_ERROR(linear(kern, wv, h + t0 * E, E, ws.v, nv, nt, stream, xq));  // [nt, nv]
+    }
+    if (attn.has_head_norm_rope() && !ws.unfused) {  // bias, norm, rope and both stores
+      KTX_RETURN_IF_ERROR(attn.head_norm_rope(ws.k, nk, c.n_head_kv, hd, bk, kn, c.rms_eps,
+                                              c.n_rot, c.rope_style, d_inv_freq, d_pos, t0, nt,
+                                              k_cache, ws.n_ctx,
+                                              {ws.v, nv, c.head_dim_v, bv, v_cache}, stream));
+      continue;
+    }
     if (c.qkv_bias) {
       KTX_RETURN_IF_ERROR(attn.add_bias(ws.k, nk, bk, nk, nt, stream));
       KTX_RETURN_IF_ERROR(attn.add_bias(ws.v, nv, bv, nv, nt, stream));
@@ -179,15 +198,24 @@ Status gqa_attention_layer(const Kernels& kern, const AttnKernels& attn, const M
   // 2. queries a chunk at a time: projection, bias, norm, RoPE, core, output projection.
   for (int64_t q0 = 0; q0 < n_tok; q0 += ws.chunk) {
     const int64_t nt = std::min(ws.chunk, n_tok - q0);
-    KTX_RETURN_IF_ERROR(linear(kern, wq, h + q0 * E, E, ws.q, nq, nt, stream, ws.gemv_xq()));  // [nt, nq]
-    if (c.qkv_bias) KTX_RETURN_IF_ERROR(attn.add_bias(ws.q, nq, bq, nq, nt, stream));
-    if (c.qk_norm)
-      KTX_RETURN_IF_ERROR(kern.rms_norm(ws.q, hd, qn, ws.q, hd, nt * c.n_head, hd, c.rms_eps, stream));
-    KTX_RETURN_IF_ERROR(attn.rope(ws.q, nq, c.n_head, hd, 0, c.n_rot, c.rope_style, d_inv_freq,
-                                  d_pos, q0, nt, stream));
+    if (h_once)  // xq still holds h (nothing between rounds into it)
+      KTX_RETURN_IF_ERROR(kern.gemv16(wq.type, wq.data, wq.row_bytes, *xq, ws.q, nq, nq, E, nt, stream));
+    else
+      KTX_RETURN_IF_ERROR(linear(kern, wq, h + q0 * E, E, ws.q, nq, nt, stream, xq));  // [nt, nq]
+    if (attn.has_head_norm_rope() && !ws.unfused) {
+      KTX_RETURN_IF_ERROR(attn.head_norm_rope(ws.q, nq, c.n_head, hd, bq, qn, c.rms_eps, c.n_rot,
+                                              c.rope_style, d_inv_freq, d_pos, q0, nt, nullptr,
+                                              0, {}, stream));
+    } else {
+      if (c.qkv_bias) KTX_RETURN_IF_ERROR(attn.add_bias(ws.q, nq, bq, nq, nt, stream));
+      if (c.qk_norm)
+        KTX_RETURN_IF_ERROR(kern.rms_norm(ws.q, hd, qn, ws.q, hd, nt * c.n_head, hd, c.rms_eps, stream));
+      KTX_RETURN_IF_ERROR(attn.rope(ws.q, nq, c.n_head, hd, 0, c.n_rot, c.rope_style, d_inv_freq,
+                                    d_pos, q0, nt, stream));
+    }
     KTX_RETURN_IF_ERROR(attn.gqa(gqa_desc(c), ws.q, nq, k_cache, v_cache, ws.n_ctx, d_pos, q0, nt,
                                  ws.heads_out, no, ws.part, stream));  // [nt, no]
-    KTX_RETURN_IF_ERROR(linear(kern, wo, ws.heads_out, no, out + q0 * E, E, nt, stream, ws.gemv_xq()));
+    KTX_RETURN_IF_ERROR(linear(kern, wo, ws.heads_out, no, out + q0 * E, E, nt, stream, xq));
   }
   return Status::ok();
 }
@@ -221,10 +249,27 @@ Status mla_attention_layer(const Kernels& kern, const AttnKernels& attn, const M
     KTX_ASSIGN_OR_RETURN(kvb, need(tensors, b + "attn_kv_b.weight", kvl, H * (nope + vd)));
   }
   KTX_ASSIGN_OR_RETURN(DevTensor wo, need(tensors, b + "attn_output.weight", H * vd, E));
+  // A call of at most kTok tokens rounds h once for kv_a_mqa and q_a (integer GEMVs of both).
+  XQuant* xq = ws.gemv_xq();
+  const bool h_once = xq && !ws.unfused && n_tok <= kTok && ql > 0 && E <= xq->k_cap() &&
+                      Kernels::gemv16_fits(wkva.type, wkva.data, wkva.row_bytes) &&
+                      Kernels::gemv16_fits(wqa.type, wqa.data, wqa.row_bytes);
   // 1. latents and roped k_pe of every token into the caches.
   for (int64_t t0 = 0; t0 < n_tok; t0 += kTok) {
     const int64_t nt = std::min(kTok, n_tok - t0);
-    KTX_RETURN_IF_ERROR(linear(kern, wkva, h + t0 * E, E, ws.kv, kvl + rope, nt, stream, ws.gemv_xq()));  // [nt, kvl + rope]
+    if (h_once) {
+      KTX_RETURN_IF_ERROR(kern.quantize_x(h, E, E, nt, *xq, stream));
+      KTX_RETURN_IF_ERROR(kern.gemv16(wkva.type, wkva.data, wkva.row_bytes, *xq, ws.kv, kvl + rope,
+                                      wkva.n_rows, E, nt, stream));
+    } else {
+      KTX_RETURN_IF_ERROR(linear(kern, wkva, h + t0 * E, E, ws.kv, kvl + rope, nt, stream, xq));  // [nt, kvl + rope]
+    }
+    if (attn.has_mla_kv_store() && !ws.unfused) {
+      KTX_RETURN_IF_ERROR(attn.mla_kv_store(ws.kv, kvl + rope, kvl, rope, kva_norm, c.rms_eps,
+                                            c.rope_style, d_inv_freq, k_cache, v_cache, ws.n_ctx,
+                                            d_pos, t0, nt, stream));
+      continue;
+    }
     KTX_RETURN_IF_ERROR(kern.rms_norm(ws.kv, kvl + rope, kva_norm, ws.latent, kvl, nt, kvl,
                                       c.rms_eps, stream));  // [nt, kvl]
     KTX_RETURN_IF_ERROR(attn.rope(ws.kv + kvl, kvl + rope, 1, rope, 0, rope, c.rope_style,
@@ -241,7 +286,11 @@ Status mla_attention_layer(const Kernels& kern, const AttnKernels& attn, const M
       const float* x = h + (q0 + t0) * E;
       float* q = ws.q + t0 * H * dq;
       if (ql > 0) {
-        KTX_RETURN_IF_ERROR(linear(kern, wqa, x, E, ws.qa, ql, n8, stream, ws.gemv_xq()));  // [n8, ql]
+        if (h_once)  // xq still holds h (nothing between rounds into it)
+          KTX_RETURN_IF_ERROR(kern.gemv16(wqa.type, wqa.data, wqa.row_bytes, *xq, ws.qa, ql,
+                                          wqa.n_rows, E, n8, stream));
+        else
+          KTX_RETURN_IF_ERROR(linear(kern, wqa, x, E, ws.qa, ql, n8, stream, xq));  // [n8, ql]
         KTX_RETURN_IF_ERROR(kern.rms_norm(ws.qa, ql, qa_norm, ws.qa, ql, n8, ql, c.rms_eps, stream));
         KTX_RETURN_IF_ERROR(linear(kern, wqb, ws.qa, ql, q, H * dq, n8, stream, ws.gemv_xq()));
       } else {

@@ -45,6 +45,12 @@ bool handoff_flags() {
 // for the whole GPU-driven call: on a quiet host that took the same decode from 142-144 to
 // 162-172 tok/s. On a host whose cores are busy with other work (measured with a compiler
 // build beside it) spinning costs more than it saves (51-56 against 98 tok/s): set it to 0 there.
+// KTX_CUDA_FUSE=0: one kernel per step where fused kernels exist (A/B runs, bisecting).
+bool fusion_enabled() {
+  const char* v = std::getenv("KTX_CUDA_FUSE");
+  return !(v && std::strcmp(v, "0") == 0);
+}
+
 bool pool_hot_enabled() {
   static const bool on = [] {
     const char* v = std::getenv("KTX_POOL_HOT");
@@ -382,6 +388,7 @@ Expected<std::unique_ptr<GpuSession>> CudaBackend::new_session(const Program& pr
                          cuda::AttnWorkspace::create(cfg_, kMaxCallTokens, n_ctx));
     gs->attn_ws = std::make_unique<cuda::AttnWorkspace>(std::move(ws));
     gs->attn_ws->float_gemv = float_gemv_;
+    gs->attn_ws->unfused = !fusion_enabled();
   }
   KTX_ASSIGN_OR_RETURN(cuda::RouterWorkspace rws, cuda::RouterWorkspace::create(cfg_, kMaxCallTokens));
   gs->router_ws = std::make_unique<cuda::RouterWorkspace>(std::move(rws));

@@ -38,7 +38,7 @@ TEST(CudaAttention, CubinHoldsEveryAttentionEntryPoint) {
   auto cubin = compile_kernels("sm_90a");
   ASSERT_TRUE(cubin) << cubin.status().message();
   const std::string img(cubin->begin(), cubin->end());
-  std::vector<std::string> names = {"ktx_rope", "ktx_add_bias", "ktx_kv_store", "ktx_flash_combine",
+  std::vector<std::string> names = {"ktx_rope", "ktx_add_bias", "ktx_kv_store", "ktx_mla_kv_store", "ktx_head_norm_rope", "ktx_flash_combine",
                                     "ktx_flash_gqa_k64_v64", "ktx_flash_gqa_k128_v128",
                                     "ktx_flash_gqa_k192_v128", "ktx_flash_gqa_k192_v192",
                                     "ktx_flash_gqa_k256_v256", "ktx_flash_mla_l512_r64",
@@ -227,6 +227,119 @@ TEST(CudaAttention, KvStoreRoundsLikeTheCpuCacheAndStaysInItsRows) {
       for (int64_t i = 0; i < width; ++i)
         ASSERT_EQ(got2[(n_ctx - 1) * ld_cache + i], fp32_to_fp16(src[i]));
     }
+}
+
+// The fused MLA cache store against the kernels it replaces, run one after another: the same
+// f16 bits (the same norm thread count and sum order, the same rope arithmetic), rows of other
+// positions untouched, rows at or past n_ctx dropped.
+TEST(CudaAttention, MlaKvStoreIsNormRopeAndStoreInOneLaunch) {
+  KTX_NEED_GPU(g);
+  if (!g->a.has_mla_kv_store()) GTEST_FAIL() << "the cubin lacks ktx_mla_kv_store";
+  struct Case { int64_t kvl, rope, pad; };
+  const Case cases[] = {{512, 64, 0}, {64, 16, 0}, {128, 32, 0}, {512, 64, 3}};
+  for (const Case& c : cases)
+    for (RopeStyle style : {RopeStyle::Normal, RopeStyle::Neox})
+      for (int64_t n_past : {0, 37})
+        for (int64_t n_tok : {1, 3, 8, 33}) {
+          SCOPED_TRACE(::testing::Message() << "kvl " << c.kvl << " rope " << c.rope << " pad "
+                       << c.pad << " neox " << (style == RopeStyle::Neox) << " n_past " << n_past
+                       << " n_tok " << n_tok);
+          const int64_t ld = c.kvl + c.rope + c.pad, n_ctx = n_past + n_tok + 2;
+          const auto kv = random_floats(static_cast<size_t>(n_tok * ld), 3.0f, static_cast<uint32_t>(n_tok + c.kvl));
+          const auto w = random_floats(static_cast<size_t>(c.kvl), 1.0f, 5);
+          const auto tab = rope_table(c.rope, true);
+          std::vector<uint16_t> fill(static_cast<size_t>(n_ctx * (c.kvl + c.rope)), 0x1234);
+          auto dkv = upload(kv), dw = upload(w), dt = upload(tab);
+          auto dp = upload_pos(static_cast<int32_t>(n_past));
+          auto lat_a = upload(fill), pe_a = upload(fill), lat_b = upload(fill), pe_b = upload(fill);
+          ASSERT_TRUE(g->a.mla_kv_store(dkv.as<float>(), ld, c.kvl, c.rope, dw.as<float>(), 1e-6f,
+                                        style, dt.as<float>(), lat_a.get(), pe_a.get(), n_ctx,
+                                        dp.as<int32_t>(), 0, n_tok, nullptr));
+          // The unfused sequence: norm into a float row, rope in place, two stores.
+          auto scratch = upload(kv);
+          auto lat_f = upload(std::vector<float>(static_cast<size_t>(n_tok * c.kvl), 0.0f));
+          ASSERT_TRUE(g->k.rms_norm(scratch.as<float>(), ld, dw.as<float>(), lat_f.as<float>(),
+                                    c.kvl, n_tok, c.kvl, 1e-6f, nullptr));
+          ASSERT_TRUE(g->a.rope(scratch.as<float>() + c.kvl, ld, 1, c.rope, 0, c.rope, style,
+                                dt.as<float>(), dp.as<int32_t>(), 0, n_tok, nullptr));
+          ASSERT_TRUE(g->a.kv_store(lat_f.as<float>(), c.kvl, c.kvl, lat_b.get(), c.kvl, n_ctx,
+                                    dp.as<int32_t>(), 0, n_tok, nullptr));
+          ASSERT_TRUE(g->a.kv_store(scratch.as<float>() + c.kvl, ld, c.rope, pe_b.get(), c.rope,
+                                    n_ctx, dp.as<int32_t>(), 0, n_tok, nullptr));
+          const auto la = download<uint16_t>(lat_a, static_cast<size_t>(n_ctx * c.kvl));
+          const auto lb = download<uint16_t>(lat_b, la.size());
+          const auto pa = download<uint16_t>(pe_a, static_cast<size_t>(n_ctx * c.rope));
+          const auto pb = download<uint16_t>(pe_b, pa.size());
+          for (size_t i = 0; i < la.size(); ++i) ASSERT_EQ(la[i], lb[i]) << "latent element " << i;
+          for (size_t i = 0; i < pa.size(); ++i) ASSERT_EQ(pa[i], pb[i]) << "k_pe element " << i;
+          for (int64_t i = 0; i < c.kvl; ++i) ASSERT_EQ(la[static_cast<size_t>(i)], n_past ? 0x1234 : lb[static_cast<size_t>(i)]);
+          // Rows at or past n_ctx are dropped.
+          auto dp2 = upload_pos(static_cast<int32_t>(n_ctx));
+          ASSERT_TRUE(g->a.mla_kv_store(dkv.as<float>(), ld, c.kvl, c.rope, dw.as<float>(), 1e-6f,
+                                        style, dt.as<float>(), lat_a.get(), pe_a.get(), n_ctx,
+                                        dp2.as<int32_t>(), 0, n_tok, nullptr));
+          EXPECT_EQ(download<uint16_t>(lat_a, la.size()), la);
+          EXPECT_EQ(download<uint16_t>(pe_a, pa.size()), pa);
+        }
+}
+
+// GQA's fused per-head steps against add_bias, rms_norm, rope and kv_store run one after
+// another: the same float queries and the same f16 cache bits.
+TEST(CudaAttention, HeadNormRopeIsBiasNormRopeAndStoreInOneLaunch) {
+  KTX_NEED_GPU(g);
+  if (!g->a.has_head_norm_rope()) GTEST_FAIL() << "the cubin lacks ktx_head_norm_rope";
+  struct Case { int64_t heads, hd, n_rot, dv; bool bias, norm; };
+  const Case cases[] = {{4, 128, 128, 128, false, true}, {2, 64, 64, 64, true, false},
+                        {3, 128, 64, 128, true, true},   {2, 256, 256, 256, false, false},
+                        {2, 192, 64, 128, false, true}};
+  for (const Case& c : cases)
+    for (RopeStyle style : {RopeStyle::Normal, RopeStyle::Neox})
+      for (int64_t n_tok : {1, 3, 8})
+        for (bool keys : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << "heads " << c.heads << " hd " << c.hd << " n_rot "
+                       << c.n_rot << " bias " << c.bias << " norm " << c.norm << " neox "
+                       << (style == RopeStyle::Neox) << " n_tok " << n_tok << " keys " << keys);
+          const int64_t n_past = 5, n_ctx = n_past + n_tok + 1, ld = c.heads * c.hd, ldv = c.heads * c.dv;
+          const auto x = random_floats(static_cast<size_t>(n_tok * ld), 2.0f, static_cast<uint32_t>(c.hd + n_tok));
+          const auto v = random_floats(static_cast<size_t>(n_tok * ldv), 2.0f, 9);
+          const auto bias = random_floats(static_cast<size_t>(ld), 0.5f, 3);
+          const auto vbias = random_floats(static_cast<size_t>(ldv), 0.5f, 4);
+          const auto w = random_floats(static_cast<size_t>(c.hd), 1.0f, 5);
+          const auto tab = rope_table(c.n_rot, false);
+          auto dx = upload(x), dv = upload(v), db = upload(bias), dvb = upload(vbias), dw = upload(w), dt = upload(tab);
+          auto dp = upload_pos(static_cast<int32_t>(n_past));
+          std::vector<uint16_t> fill_k(static_cast<size_t>(n_ctx * ld), 0x1234), fill_v(static_cast<size_t>(n_ctx * ldv), 0x1234);
+          auto kc_a = upload(fill_k), vc_a = upload(fill_v), kc_b = upload(fill_k), vc_b = upload(fill_v);
+          const float* bp = c.bias ? db.as<float>() : nullptr;
+          const float* vbp = c.bias ? dvb.as<float>() : nullptr;
+          const float* wp = c.norm ? dw.as<float>() : nullptr;
+          AttnKernels::HeadV hv;
+          if (keys) hv = {dv.as<float>(), ldv, c.dv, vbp, vc_a.get()};
+          ASSERT_TRUE(g->a.head_norm_rope(dx.as<float>(), ld, c.heads, c.hd, bp, wp, 1e-6f, c.n_rot,
+                                          style, dt.as<float>(), dp.as<int32_t>(), 0, n_tok,
+                                          keys ? kc_a.get() : nullptr, n_ctx, hv, nullptr));
+          // The unfused steps on copies.
+          auto ux = upload(x), uv = upload(v);
+          if (c.bias) ASSERT_TRUE(g->a.add_bias(ux.as<float>(), ld, db.as<float>(), ld, n_tok, nullptr));
+          if (c.norm)
+            ASSERT_TRUE(g->k.rms_norm(ux.as<float>(), c.hd, dw.as<float>(), ux.as<float>(), c.hd,
+                                      n_tok * c.heads, c.hd, 1e-6f, nullptr));
+          ASSERT_TRUE(g->a.rope(ux.as<float>(), ld, c.heads, c.hd, 0, c.n_rot, style, dt.as<float>(),
+                                dp.as<int32_t>(), 0, n_tok, nullptr));
+          if (!keys) {
+            const auto got = download<float>(dx, x.size()), want = download<float>(ux, x.size());
+            for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "query element " << i;
+            continue;
+          }
+          EXPECT_EQ(download<float>(dx, x.size()), x) << "keys: x is left as it was";
+          if (c.bias) ASSERT_TRUE(g->a.add_bias(uv.as<float>(), ldv, dvb.as<float>(), ldv, n_tok, nullptr));
+          ASSERT_TRUE(g->a.kv_store(ux.as<float>(), ld, ld, kc_b.get(), ld, n_ctx, dp.as<int32_t>(), 0, n_tok, nullptr));
+          ASSERT_TRUE(g->a.kv_store(uv.as<float>(), ldv, ldv, vc_b.get(), ldv, n_ctx, dp.as<int32_t>(), 0, n_tok, nullptr));
+          const auto ka = download<uint16_t>(kc_a, fill_k.size()), kb = download<uint16_t>(kc_b, fill_k.size());
+          const auto va = download<uint16_t>(vc_a, fill_v.size()), vb = download<uint16_t>(vc_b, fill_v.size());
+          for (size_t i = 0; i < ka.size(); ++i) ASSERT_EQ(ka[i], kb[i]) << "k cache element " << i;
+          for (size_t i = 0; i < va.size(); ++i) ASSERT_EQ(va[i], vb[i]) << "v cache element " << i;
+        }
 }
 
 TEST(CudaAttention, BiasAddBroadcastsOverTokens) {

@@ -8,16 +8,14 @@
 
 #define KTX_NORM_THREADS 512
 
-extern "C" __global__ void __launch_bounds__(KTX_NORM_THREADS)
-    ktx_rms_norm(const float* x, long long ld_x, const float* w, float* y, long long ld_y, int n,
-                 float eps) {
+// 1 / sqrt(mean(xr[0..n)²) + eps) of one row, in every thread of the block (blockDim.x
+// threads, a multiple of 32; vec: float4 loads, xr 16-byte aligned and n % 4 == 0). The sum's
+// order depends only on n and blockDim.x, so every kernel that normalizes through it with the
+// same thread count rounds alike (ktx_mla_kv_store, kv_cache/kernel.cuh).
+__device__ __forceinline__ float ktx_rms_inv(const float* __restrict__ xr, int n, float eps,
+                                             bool vec) {
   __shared__ float part[KTX_NORM_THREADS / 32];
   const int nt = blockDim.x, tid = threadIdx.x;
-  const float* xr = x + blockIdx.x * ld_x;
-  float* yr = y + blockIdx.x * ld_y;
-  const bool vec = n % 4 == 0 && ld_x % 4 == 0 && ld_y % 4 == 0 &&
-                   ((reinterpret_cast<unsigned long long>(x) | reinterpret_cast<unsigned long long>(y) |
-                     reinterpret_cast<unsigned long long>(w)) & 15) == 0;
   float s = 0.0f;
   if (vec) {
     const float4* x4 = reinterpret_cast<const float4*>(xr);
@@ -37,7 +35,19 @@ extern "C" __global__ void __launch_bounds__(KTX_NORM_THREADS)
   __syncthreads();
   float tot = 0.0f;
   for (int i = 0; i < nt / 32; ++i) tot += part[i];  // every thread, the same order
-  const float inv = 1.0f / sqrtf(tot / static_cast<float>(n) + eps);
+  return 1.0f / sqrtf(tot / static_cast<float>(n) + eps);
+}
+
+extern "C" __global__ void __launch_bounds__(KTX_NORM_THREADS)
+    ktx_rms_norm(const float* x, long long ld_x, const float* w, float* y, long long ld_y, int n,
+                 float eps) {
+  const int nt = blockDim.x, tid = threadIdx.x;
+  const float* xr = x + blockIdx.x * ld_x;
+  float* yr = y + blockIdx.x * ld_y;
+  const bool vec = n % 4 == 0 && ld_x % 4 == 0 && ld_y % 4 == 0 &&
+                   ((reinterpret_cast<unsigned long long>(x) | reinterpret_cast<unsigned long long>(y) |
+                     reinterpret_cast<unsigned long long>(w)) & 15) == 0;
+  const float inv = ktx_rms_inv(xr, n, eps, vec);
   if (vec) {
     const float4* x4 = reinterpret_cast<const float4*>(xr);
     const float4* w4 = reinterpret_cast<const float4*>(w);

@@ -94,6 +94,7 @@ Expected<Kernels> Kernels::bind(const Library& lib) {
   KTX_ASSIGN_OR_RETURN(k.rms_norm_, lib.kernel("ktx_rms_norm"));
   KTX_ASSIGN_OR_RETURN(k.silu_mul_, lib.kernel("ktx_silu_mul"));
   KTX_ASSIGN_OR_RETURN(k.add_, lib.kernel("ktx_add"));
+  if (auto f = lib.kernel("ktx_add_rms_norm")) k.add_rms_norm_ = *f;  // optional: older plans
   // Optional (older plans' code lacks them): both or neither.
   auto set = lib.kernel("ktx_flag_set");
   auto wait = lib.kernel("ktx_flag_wait");
@@ -196,6 +197,30 @@ Status Kernels::rms_norm(const float* x, int64_t ld_x, const float* w, float* y,
   // About one float4 per thread and pass, whole warps, 32 .. kNormThreads threads.
   const int64_t threads = std::clamp<int64_t>((n / 4 + 31) / 32 * 32, 32, kNormThreads);
   return launch(rms_norm_, dim3(static_cast<unsigned>(n_rows)), dim3(static_cast<unsigned>(threads)),
+                args, 0, stream);
+}
+
+bool Kernels::add_rms_norm_fits(const float* a, const float* b, const float* sum, const float* w,
+                                const float* y, int64_t ld_y, int64_t n) const {
+  const auto bits = reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b) |
+                    reinterpret_cast<uintptr_t>(sum) | reinterpret_cast<uintptr_t>(w) |
+                    reinterpret_cast<uintptr_t>(y);
+  return add_rms_norm_ != nullptr && (bits & 15) == 0 && n % 4 == 0 && ld_y % 4 == 0;
+}
+
+Status Kernels::add_rms_norm(const float* a, const float* b, float* sum, const float* w, float* y,
+                             int64_t ld_y, int64_t n_rows, int64_t n, float eps,
+                             cudaStream_t stream) const {
+  if (!add_rms_norm_fits(a, b, sum, w, y, ld_y, n))
+    return Error("cuda add_rms_norm: no ktx_add_rms_norm in the plan's code, or rows of {} / "
+                 "pointers not 16-byte aligned", n);
+  if (n_rows <= 0) return Status::ok();
+  long long ly = ld_y;
+  int nn = static_cast<int>(n);
+  void* args[] = {&a, &b, &sum, &w, &y, &ly, &nn, &eps};
+  // rms_norm's thread count for n: the sums round as there.
+  const int64_t threads = std::clamp<int64_t>((n / 4 + 31) / 32 * 32, 32, kNormThreads);
+  return launch(add_rms_norm_, dim3(static_cast<unsigned>(n_rows)), dim3(static_cast<unsigned>(threads)),
                 args, 0, stream);
 }
 

@@ -76,6 +76,14 @@ class Kernels {
   // y[r] = x[r] / sqrt(mean(x[r]²) + eps) · w for n_rows rows of n.
   Status rms_norm(const float* x, int64_t ld_x, const float* w, float* y, int64_t ld_y,
                   int64_t n_rows, int64_t n, float eps, cudaStream_t stream = nullptr) const;
+  // sum = a + b and y = rms_norm(sum) · w in one launch, rows of n (a, b, sum n apart; y ld_y
+  // apart): the floats of add then rms_norm. Needs ktx_add_rms_norm (older plans lack it) and
+  // 16-byte aligned pointers with n and ld_y multiples of 4 (add_rms_norm_fits).
+  bool add_rms_norm_fits(const float* a, const float* b, const float* sum, const float* w,
+                         const float* y, int64_t ld_y, int64_t n) const;
+  Status add_rms_norm(const float* a, const float* b, float* sum, const float* w, float* y,
+                      int64_t ld_y, int64_t n_rows, int64_t n, float eps,
+                      cudaStream_t stream = nullptr) const;
   Status silu_mul(const float* g, const float* u, float* y, int64_t n, cudaStream_t stream = nullptr) const;
   Status add(const float* a, const float* b, float* y, int64_t n, cudaStream_t stream = nullptr) const;
   // The flag hand-off of CPU ops (handoff/kernel.cuh); `flags` is the device pointer of mapped
@@ -94,6 +102,7 @@ class Kernels {
   int gemv16_max_rows_ = 4;      // KTX_CUDA_GEMV_ROWS caps the rows per warp (1, 2, 4)
   cudaKernel_t quantize_x16_ = nullptr;
   cudaKernel_t rms_norm_ = nullptr, silu_mul_ = nullptr, add_ = nullptr;
+  cudaKernel_t add_rms_norm_ = nullptr;  // optional
   cudaKernel_t flag_set_ = nullptr, flag_wait_ = nullptr;
 };
 

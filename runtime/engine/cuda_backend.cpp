@@ -223,6 +223,7 @@ class CudaBackend final : public Backend {
   std::map<std::string, Uploaded> weights_;
   std::vector<Step> steps_;
   bool float_gemv_ = false;  // EngineOptions::gpu_float_gemv
+  bool fuse_ = fusion_enabled();  // KTX_CUDA_FUSE
   int64_t max_ff_ = 0;  // widest FFN hidden layer of the gpu ops (scratch per token)
 };
 
@@ -285,6 +286,30 @@ Status CudaBackend::enqueue(const Program& prog, GpuSession& gs, int64_t T, int6
     for (int w : stp.waits) KTX_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(st, gs.event(w), 0));
     const ProgramOp* op = stp.op >= 0 ? &prog.ops[static_cast<size_t>(stp.op)] : nullptr;
     OpTimer timer(step_sync && op ? call.s.profile : nullptr, op ? op_kind_name(op->kind) : "");
+    // A residual add whose sum the next step normalizes: one kernel (ktx_add_rms_norm) for
+    // both, with both steps' events recorded after it. Not in profiled or step-synced calls,
+    // which time or observe each op alone.
+    if (stp.kind == Step::Kind::device_op && op->kind == OpKind::add && fuse_ && !step_sync &&
+        !timed && i + 1 < steps_.size()) {
+      const Step& nx = steps_[i + 1];
+      const ProgramOp* nop = nx.op >= 0 ? &prog.ops[static_cast<size_t>(nx.op)] : nullptr;
+      if (nx.kind == Step::Kind::device_op && nx.stream == stp.stream && nx.waits.empty() && nop &&
+          nop->kind == OpKind::rms_norm && nop->in.at(0) == op->out) {
+        KTX_ASSIGN_OR_RETURN(DevTensor w, tensor(nop->tensors.at(0)));
+        const int64_t D = cfg_.n_embd;
+        const float *a = gs.act(op->in[0]), *b = gs.act(op->in[1]);
+        float *sum = gs.act(op->out), *y = gs.act(nop->out);
+        const auto* wp = static_cast<const float*>(w.data);
+        if (k_.add_rms_norm_fits(a, b, sum, wp, y, D, D)) {
+          KTX_RETURN_IF_ERROR(k_.add_rms_norm(a, b, sum, wp, y, D, T, D, cfg_.rms_eps, st)
+                                  .with_context(op->name + " + " + nop->name));
+          if (stp.signals) KTX_CUDA_RETURN_IF_ERROR(cudaEventRecord(gs.event(static_cast<int>(i)), st));
+          if (nx.signals) KTX_CUDA_RETURN_IF_ERROR(cudaEventRecord(gs.event(static_cast<int>(i + 1)), st));
+          ++i;
+          continue;
+        }
+      }
+    }
     switch (stp.kind) {
       case Step::Kind::device_op:
         if (timed) KTX_RETURN_IF_ERROR(gs.time_mark(static_cast<int>(i), false, st, capturing));

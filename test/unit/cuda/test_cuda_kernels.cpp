@@ -213,5 +213,43 @@ TEST(CudaKernels, RmsNormSiluMulAddMatchReference) {
   }
 }
 
+// The fused residual add + RMSNorm against ktx_add then ktx_rms_norm: the same floats (sum and
+// normed rows), also in place (sum over a) and with y over b, as ktc's buffer reuse may plan.
+TEST(CudaKernels, AddRmsNormIsAddThenRmsNorm) {
+  KTX_NEED_GPU(g);
+  auto dl = [](const DeviceBuffer& b, size_t n) {
+    std::vector<float> v(n);
+    EXPECT_TRUE(b.download(v.data(), n * sizeof(float)));
+    return v;
+  };
+  for (int64_t n : {64L, 2048L, 4100L, 7168L})
+    for (int64_t rows : {1L, 3L, 8L})
+      for (int alias : {0, 1, 2}) {  // 0: separate buffers, 1: sum over a, 2: y over b
+        SCOPED_TRACE(::testing::Message() << "n " << n << " rows " << rows << " alias " << alias);
+        const auto a = random_floats(static_cast<size_t>(rows * n), 3.0f, 7);
+        const auto b = random_floats(static_cast<size_t>(rows * n), 1.0f, 8);
+        const auto w = random_floats(static_cast<size_t>(n), 1.0f, 9);
+        auto da = upload(a), db = upload(b), dw = upload(w);
+        auto ds = upload(std::vector<float>(a.size(), 0.0f)), dy = upload(std::vector<float>(a.size(), 0.0f));
+        float* sum = alias == 1 ? da.as<float>() : ds.as<float>();
+        float* y = alias == 2 ? db.as<float>() : dy.as<float>();
+        ASSERT_TRUE(g->k.add_rms_norm_fits(da.as<float>(), db.as<float>(), sum, dw.as<float>(), y, n, n));
+        ASSERT_TRUE(g->k.add_rms_norm(da.as<float>(), db.as<float>(), sum, dw.as<float>(), y, n, rows, n, 1e-6f));
+        const auto got_sum = dl(alias == 1 ? da : ds, a.size());
+        const auto got_y = dl(alias == 2 ? db : dy, a.size());
+        auto ua = upload(a), ub = upload(b), us = upload(std::vector<float>(a.size(), 0.0f)),
+             uy = upload(std::vector<float>(a.size(), 0.0f));
+        ASSERT_TRUE(g->k.add(ua.as<float>(), ub.as<float>(), us.as<float>(), rows * n));
+        ASSERT_TRUE(g->k.rms_norm(us.as<float>(), n, dw.as<float>(), uy.as<float>(), n, rows, n, 1e-6f));
+        const auto want_sum = dl(us, a.size()), want_y = dl(uy, a.size());
+        for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(got_sum[i], want_sum[i]) << "sum " << i;
+        for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(got_y[i], want_y[i]) << "y " << i;
+      }
+  // Rows that are not float4-aligned are refused (the caller then runs add and rms_norm).
+  auto d = upload(std::vector<float>(64, 1.0f));
+  EXPECT_FALSE(g->k.add_rms_norm_fits(d.as<float>() + 1, d.as<float>(), d.as<float>(), d.as<float>(),
+                                      d.as<float>(), 60, 60));
+}
+
 }  // namespace
 }  // namespace ktx::cuda

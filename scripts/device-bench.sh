@@ -32,6 +32,7 @@
 #   stage "q3hybrid": the Qwen3-30B-A3B shape, ik_llama.cpp hybrid vs KTX's GPU plan, same call.
 #   stage "gemvab": decode with the integer GEMVs at 1 row per warp vs 4, alternated.
 #   stage "fuseab": decode with the fused kernels off (KTX_CUDA_FUSE=0) vs on, alternated.
+#   stage "pdlab": decode without vs with programmatic dependent launch (KTX_CUDA_PDL=1).
 #   stage "handoff": the GPU plan's decode with KTX_CUDA_HANDOFF=host and =flags, alternated.
 # Usage (repo root): scripts/device-bench.sh build dsv3   (stages in order; logs to $OUT)
 # Models: dsv3 = deepseek-v3 --layers 5 --type Q4_K, q3 = qwen3-30b-a3b --type Q4_K.
@@ -215,6 +216,19 @@ fuseab() {
     done
   done
 }
+# Decode of the GPU plan without and with programmatic dependent launch (KTX_CUDA_PDL), alternated.
+pdlab() {
+  local gguf=/tmp/gen/dsv3-l5.gguf waited=0
+  while pgrep -f "ktx-run gen deepseek-v3" >/dev/null && [[ $waited -lt 400 ]]; do sleep 3; waited=$((waited + 3)); done
+  [[ -f "$gguf" ]] || { echo "no $gguf (run genbg or gpubench first)"; return 1; }
+  for rep in 1 2; do
+    for pdl in 0 1; do
+      echo "== KTX_CUDA_PDL=$pdl (rep $rep)"
+      KTX_CUDA_PDL=$pdl "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" \
+        ${HBENCH:--p 0 -n 64 -r 3} 2>&1 | grep -E "tg|error|step takes" | tail -3
+    done
+  done
+}
 # The Qwen3-30B-A3B shape (48 layers) hybrid: generated here on the device at the plan's path,
 # ik_llama.cpp's hybrid flags (after ikcuda), then KTX's GPU plan, same file, same call.
 q3hybrid() {
@@ -283,6 +297,7 @@ for stage in "$@"; do
     ncuprof) ncuprof ;;
     gemvab) gemvab ;;
     fuseab) fuseab ;;
+    pdlab) pdlab ;;
     q3hybrid) q3hybrid ;;
     handoff) handoff ;;
     unpack) tar -xJf .carry/devdata.tar.xz && echo "unpacked .devplans .devshared" ;;

@@ -72,7 +72,36 @@ Expected<cudaKernel_t> Library::kernel(const std::string& name) const {
   return k;
 }
 
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("KTX_CUDA_PDL");
+    if (!v || std::strcmp(v, "1") != 0 || cuda_debug()) return false;
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return major >= 9;
+  }();
+  return on;
+}
+
 Status launch(cudaKernel_t k, dim3 grid, dim3 block, void** args, size_t smem, cudaStream_t stream) {
+  if (pdl_enabled()) {
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    KTX_CUDA_RETURN_IF_ERROR(cudaLaunchKernelExC(&cfg, reinterpret_cast<const void*>(k), args));
+    return Status::ok();
+  }
   KTX_CUDA_RETURN_IF_ERROR(
       cudaLaunchKernel(reinterpret_cast<const void*>(k), grid, block, args, smem, stream));
   if (cuda_debug()) KTX_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));

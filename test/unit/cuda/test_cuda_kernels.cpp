@@ -12,6 +12,7 @@
 #include <cmath>
 #include <random>
 
+#include "common/cuda/cuda_sources.h"
 #include "common/cuda/nvrtc.h"
 #include "common/quant/quant.h"
 #include "runtime/cuda/cuda_check.h"
@@ -34,6 +35,30 @@ TEST(CudaKernels, NvrtcCompilesEveryFamilyForPlanArchs) {
   auto bad = compile_kernels("sm_1");
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.status().message().find("sm_1"), std::string::npos) << bad.status().message();
+}
+
+// Launches may carry the programmatic-serialization attribute (KTX_CUDA_PDL), which lets a
+// kernel start while the one before it runs: every entry point must then wait for its
+// predecessors before it touches memory. Checked on the sources: the first statement of every
+// __global__ body is KTX_PDL_ENTER().
+TEST(CudaKernels, EveryEntryPointWaitsForItsPredecessorsFirst) {
+  int entries = 0;
+  for (const KernelSource& src : kKernelSources) {
+    const std::string text = src.text;
+    for (size_t at = text.find("__global__"); at != std::string::npos; at = text.find("__global__", at + 1)) {
+      const size_t line = text.rfind('\n', at) + 1;
+      if (text.compare(text.find_first_not_of(" ", line), 2, "//") == 0) continue;  // a comment
+      const size_t open = text.find('{', at);
+      ASSERT_NE(open, std::string::npos) << src.path;
+      size_t first = text.find_first_not_of(" \t\\\n", open + 1);
+      while (text.compare(first, 2, "//") == 0)  // a comment after the brace
+        first = text.find_first_not_of(" \t\\\n", text.find('\n', first));
+      EXPECT_EQ(text.compare(first, 16, "KTX_PDL_ENTER();"), 0)
+          << src.path << ": the entry point at offset " << at << " does not start with KTX_PDL_ENTER()";
+      ++entries;
+    }
+  }
+  EXPECT_GE(entries, 20);
 }
 
 TEST(CudaKernels, ErrorsNameTheCallAndPlace) {

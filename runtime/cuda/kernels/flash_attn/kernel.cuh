@@ -19,6 +19,7 @@
 // ktx_flash_combine merges the splits: o = Σ_s e^(m_s - M) o_s / Σ_s e^(m_s - M) l_s.
 #pragma once
 
+#include "common/pdl.cuh"
 #include "common/quant.cuh"
 #include "flash_attn/params.cuh"
 
@@ -197,11 +198,13 @@ __device__ void flash_attn_block(const KtxFlashParams& p) {
 // GQA: head dims (k, v); rows = KV group x tokens.
 #define KTX_FLASH_GQA_ENTRY(NAME, DK, DV)                                                   \
   extern "C" __global__ void __launch_bounds__(KTX_FLASH_THREADS) NAME(KtxFlashParams p) { \
+    KTX_PDL_ENTER();                                                                       \
     flash_attn_block<DK, 0, DV, KTX_FLASH_GQA_ROWS, KTX_FLASH_GQA_KT, false>(p);             \
   }
 // MLA: latent (kv_lora) and rope widths; values are the latents.
 #define KTX_FLASH_MLA_ENTRY(NAME, KVL, ROPE)                                                  \
   extern "C" __global__ void __launch_bounds__(KTX_FLASH_THREADS) NAME(KtxFlashParams p) {   \
+    KTX_PDL_ENTER();                                                                         \
     flash_attn_block<KVL, ROPE, KVL, KTX_FLASH_MLA_ROWS, KTX_FLASH_MLA_KT, true>(p);           \
   }
 
@@ -223,6 +226,7 @@ extern "C" __global__ void __launch_bounds__(KTX_FLASH_COMBINE_THREADS)
                       float* out,            // token t, head h at out + t·out_tok + h·out_head
                       long long out_tok, long long out_head,
                       int n_tok, int n_head, int dv, int n_split) {
+  KTX_PDL_ENTER();
   const int h = blockIdx.x, t = blockIdx.y;
   float m = KTX_FLASH_NEG_INF;
   for (int s = 0; s < n_split; ++s) m = fmaxf(m, part_ml[((static_cast<long long>(s) * n_tok + t) * n_head + h) * 2]);

@@ -6,6 +6,7 @@
 // Sums: per lane in chunk order, then a warp shuffle tree.
 #pragma once
 
+#include "common/pdl.cuh"
 #include "common/quant.cuh"
 
 #define KTX_GEMV_MAX_TOKENS 8
@@ -52,6 +53,7 @@ __device__ void gemv_rows(const ktx_u8* __restrict__ w, ktx_i64 row_bytes,
   extern "C" __global__ void __launch_bounds__(32 * KTX_GEMV_WARPS)                          \
       NAME(const ktx_u8* w, ktx_i64 row_bytes, const float* x, ktx_i64 ld_x, float* y,       \
            ktx_i64 ld_y, int n_rows, int k, int n_tok) {                                     \
+    KTX_PDL_ENTER();                                                                         \
     gemv_rows<TYPE>(w, row_bytes, x, ld_x, y, ld_y, n_rows, k, n_tok);                       \
   }
 

@@ -12,6 +12,7 @@
 // so its sums run in the engine's order.
 #pragma once
 
+#include "common/pdl.cuh"
 #include "common/quant.cuh"
 #include "gemv/kernel.cuh"
 
@@ -22,6 +23,7 @@
       NAME(const ktx_u8* w, ktx_i64 head_w, ktx_i64 row_bytes, const float* x, ktx_i64 ld_x,   \
            ktx_i64 head_x, float* y, ktx_i64 ld_y, ktx_i64 head_y, int n_rows, int k,          \
            int n_tok) {                                                                        \
+    KTX_PDL_ENTER();                                                                           \
     const int h = blockIdx.y;                                                                  \
     gemv_rows<TYPE>(w + h * head_w, row_bytes, x + h * head_x, ld_x, y + h * head_y, ld_y,     \
                     n_rows, k, n_tok);                                                         \
@@ -63,6 +65,7 @@ __device__ void gemv_t_heads(const ktx_u8* __restrict__ w, ktx_i64 head_w, ktx_i
       NAME(const ktx_u8* w, ktx_i64 head_w, ktx_i64 row_bytes, const float* x, ktx_i64 ld_x,   \
            ktx_i64 head_x, float* y, ktx_i64 ld_y, ktx_i64 head_y, int n_in, int n_out,        \
            int n_tok) {                                                                        \
+    KTX_PDL_ENTER();                                                                           \
     gemv_t_heads<TYPE>(w, head_w, row_bytes, x, ld_x, head_x, y, ld_y, head_y, n_in, n_out,    \
                        n_tok);                                                                 \
   }

@@ -17,6 +17,7 @@
 // (a row's result does not depend on how many rows its warp takes).
 #pragma once
 
+#include "common/pdl.cuh"
 #include "common/quant.cuh"
 
 #define KTX_Q16_WARPS 4
@@ -27,6 +28,7 @@
 extern "C" __global__ void __launch_bounds__(256)
     ktx_quantize_x16(const float* __restrict__ x, ktx_i64 ld_x, int k, short* __restrict__ q,
                      float2* __restrict__ s) {
+  KTX_PDL_ENTER();
   const int t = blockIdx.y;
   const int i = blockIdx.x * 256 + threadIdx.x;
   if (i >= k) return;  // whole warps: k % 32 == 0
@@ -293,6 +295,7 @@ __device__ __forceinline__ void gemv_q8_0_q16(const Q16Args& a) {
   extern "C" __global__ void __launch_bounds__(32 * KTX_Q16_WARPS)                           \
       NAME(const ktx_u8* w, ktx_i64 row_bytes, const short* q, const float2* s, float* y,   \
            ktx_i64 ld_y, int n_rows, int k, int n_tok) {                                    \
+    KTX_PDL_ENTER();                                                                        \
     const Q16Args a{w, row_bytes, q, s, y, ld_y, n_rows, k, n_tok};                          \
     FN<NT, RW>(a);                                                                           \
   }

@@ -8,7 +8,10 @@
 // Words are compared for equality: every call has a new number.
 #pragma once
 
+#include "common/pdl.cuh"
+
 extern "C" __global__ void __launch_bounds__(1) ktx_flag_set(unsigned* flags, int index) {
+  KTX_PDL_ENTER();
   volatile unsigned* f = flags;
   __threadfence_system();  // the stream's earlier writes (the copies' data) before the flag
   f[index] = f[0];
@@ -16,6 +19,7 @@ extern "C" __global__ void __launch_bounds__(1) ktx_flag_set(unsigned* flags, in
 }
 
 extern "C" __global__ void __launch_bounds__(1) ktx_flag_wait(const unsigned* flags, int index) {
+  KTX_PDL_ENTER();
   const volatile unsigned* f = flags;
   const unsigned seq = f[0];
   while (f[index] != seq) __nanosleep(128);

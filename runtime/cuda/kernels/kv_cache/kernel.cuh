@@ -3,6 +3,8 @@
 // dropped (the host checks the length before it launches; the device cannot report).
 #pragma once
 
+#include "common/pdl.cuh"
+
 #define KTX_KV_STORE_THREADS 256
 
 // f32 -> f16 bits, round to nearest even.
@@ -21,6 +23,7 @@ extern "C" __global__ void __launch_bounds__(KTX_KV_STORE_THREADS)
                  const int* d_pos,       // position of token 0 of the call (device)
                  int t_base,             // this launch's row 0 is token t_base of the call
                  int n_ctx) {            // cache rows
+  KTX_PDL_ENTER();
   const int t = blockIdx.y;
   const long long row = static_cast<long long>(*d_pos) + t_base + t;
   if (row >= n_ctx) return;
@@ -42,6 +45,7 @@ extern "C" __global__ void __launch_bounds__(KTX_NORM_THREADS)
     ktx_mla_kv_store(const float* kv, long long ld_kv, int kvl, int rope, const float* norm_w,
                      float eps, int neox, const float* inv_freq, unsigned short* latent,
                      unsigned short* k_pe, const int* d_pos, int t_base, int n_ctx) {
+  KTX_PDL_ENTER();
   __shared__ float cs[KTX_ROPE_MAX_HALF], sn[KTX_ROPE_MAX_HALF];
   const int t = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
   const float* xr = kv + t * ld_kv;
@@ -90,6 +94,7 @@ extern "C" __global__ void __launch_bounds__(KTX_NORM_THREADS)
                        float eps, int n_rot, int neox, const float* inv_freq, const int* d_pos,
                        int t_base, unsigned short* cache, int n_ctx, const float* v,
                        long long ld_v, int dv, const float* v_bias, unsigned short* v_cache) {
+  KTX_PDL_ENTER();
   __shared__ float4 row4[KTX_HEAD_MAX / 4];  // 16-byte aligned for ktx_rms_inv's float4 loads
   float* row = reinterpret_cast<float*>(row4);
   __shared__ float cs[KTX_ROPE_MAX_HALF], sn[KTX_ROPE_MAX_HALF];

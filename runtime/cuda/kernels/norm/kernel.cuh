@@ -6,6 +6,8 @@
 // a warp shuffle tree and one over the warps' sums.
 #pragma once
 
+#include "common/pdl.cuh"
+
 #define KTX_NORM_THREADS 512
 
 // The block's 1 / sqrt(Σ s / n + eps), s each thread's partial sum of squares: a warp shuffle
@@ -51,6 +53,7 @@ __device__ __forceinline__ float ktx_rms_inv(const float* __restrict__ xr, int n
 extern "C" __global__ void __launch_bounds__(KTX_NORM_THREADS)
     ktx_rms_norm(const float* x, long long ld_x, const float* w, float* y, long long ld_y, int n,
                  float eps) {
+  KTX_PDL_ENTER();
   const int nt = blockDim.x, tid = threadIdx.x;
   const float* xr = x + blockIdx.x * ld_x;
   float* yr = y + blockIdx.x * ld_y;
@@ -79,6 +82,7 @@ extern "C" __global__ void __launch_bounds__(KTX_NORM_THREADS)
 extern "C" __global__ void __launch_bounds__(KTX_NORM_THREADS)
     ktx_add_rms_norm(const float* a, const float* b, float* sum, const float* w, float* y,
                      long long ld_y, int n, float eps) {
+  KTX_PDL_ENTER();
   const int nt = blockDim.x, tid = threadIdx.x;
   const long long off = static_cast<long long>(blockIdx.x) * n;
   const float *ar = a + off, *br = b + off;

@@ -8,6 +8,8 @@
 // n_heads · n_rot / 2 pairs, each block computing the position's cosines and sines itself.
 #pragma once
 
+#include "common/pdl.cuh"
+
 #define KTX_ROPE_THREADS 128
 #define KTX_ROPE_MAX_HALF 128  // n_rot <= 256
 
@@ -22,6 +24,7 @@ extern "C" __global__ void __launch_bounds__(KTX_ROPE_THREADS)
              const float* inv_freq, // [n_rot / 2]
              const int* d_pos,      // position of token 0 of the call (device)
              int t_base) {          // this launch's token 0 is token t_base of the call
+  KTX_PDL_ENTER();
   __shared__ float cs[KTX_ROPE_MAX_HALF], sn[KTX_ROPE_MAX_HALF];
   const int half = n_rot / 2;
   const int t = blockIdx.x;

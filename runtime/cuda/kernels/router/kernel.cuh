@@ -11,6 +11,8 @@
 // NaN choice scores count as -inf (the CPU's sort has no defined order for them).
 #pragma once
 
+#include "common/pdl.cuh"
+
 #define KTX_ROUTER_THREADS 256
 #define KTX_ROUTER_MAX_EXPERTS 512
 #define KTX_ROUTER_MAX_TOP_K 16
@@ -27,6 +29,7 @@ extern "C" __global__ void __launch_bounds__(KTX_ROUTER_THREADS)
     ktx_route(const float* logits, long long ld_logits, const float* bias, int n_expert,
               int top_k, int score_fn, int n_groups, int n_groups_used, int group_top2,
               int norm, float scale, int* ids, float* weights) {
+  KTX_PDL_ENTER();
   __shared__ double score[KTX_ROUTER_MAX_EXPERTS];
   __shared__ double choice[KTX_ROUTER_MAX_EXPERTS];
   __shared__ float fmax_part[KTX_ROUTER_THREADS];
@@ -149,6 +152,7 @@ extern "C" __global__ void __launch_bounds__(KTX_ROUTER_THREADS)
 // Qwen2-MoE: out[t][i] *= sigmoid(gate[t]) for i < n, gate[t] = ffn_gate_inp_shexp · h[t]
 // (a 1-row GEMV before this). Grid: (ceil(n / 256), n_tok).
 extern "C" __global__ void ktx_shexp_gate(const float* gate, float* out, long long ld_out, int n) {
+  KTX_PDL_ENTER();
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const float g = 1.0f / (1.0f + expf(-gate[blockIdx.y]));

@@ -16,6 +16,8 @@
 // non-null) exactly as common/util/rng.h does, advancing it only when it samples.
 #pragma once
 
+#include "common/pdl.cuh"
+
 #define KTX_SAMPLE_THREADS 1024
 #define KTX_SAMPLE_MAX_VOCAB 262144           // fixed-point sums stay below 2^63
 #define KTX_SAMPLE_FIXED_ONE 35184372088832.0  // 2^45
@@ -162,6 +164,7 @@ extern "C" __global__ void __launch_bounds__(KTX_SAMPLE_THREADS)
     ktx_sample(const float* logits, int n_vocab, const int* recent, int n_recent,
                float temperature, int top_k, float top_p, float min_p, float repeat_penalty,
                const double* u, ktx_u64* rng_state, float* work, ktx_u64* wbuf, int* token) {
+  KTX_PDL_ENTER();
   __shared__ float best_l[KTX_SAMPLE_THREADS];
   __shared__ int best_i[KTX_SAMPLE_THREADS];
   __shared__ int finite_n[KTX_SAMPLE_THREADS];
@@ -242,6 +245,7 @@ extern "C" __global__ void __launch_bounds__(KTX_SAMPLE_THREADS)
 // Appends *token to a ring of the last `cap` accepted tokens (the penalty's window), *pos
 // counting every append; one thread. Keeps the history on the device inside a graph.
 extern "C" __global__ void ktx_sample_accept(int* ring, int cap, long long* pos, const int* token) {
+  KTX_PDL_ENTER();
   if (threadIdx.x != 0 || cap <= 0) return;
   const long long p = *pos;
   ring[p % cap] = *token;

@@ -12,6 +12,7 @@
 // never on the pool size, so a result is the same bits with 1 or 16 threads.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -43,6 +44,36 @@ size_t kv_row_bytes(KvType t, int64_t n);                    // one cache row of
 void kv_store_row(KvType t, const float* src, void* dst, int64_t n);
 void kv_load_row(KvType t, const void* src, float* dst, int64_t n);
 
+// Keys per block of the flash kernels (attention_flash.h): a key range they widen at once
+// starts at a multiple of this. A paged cache whose blocks hold a multiple of it (the engine's
+// KvPool) therefore hands every kernel block one contiguous run of rows.
+inline constexpr int64_t kAttnKeyBlock = 64;
+
+// Where a cache's rows live: contiguous (block_ids null: row j at base + j * row_bytes) or
+// paged: position j in block block_ids[j / block_rows], at row j % block_rows of it, block b
+// holding rows [b * block_rows, (b + 1) * block_rows) of base's storage. The row width and
+// type come from the call. The kernels read whole runs of consecutive rows inside one block.
+struct KvRows {
+  const void* base = nullptr;
+  const int32_t* block_ids = nullptr;
+  int64_t block_rows = 0;
+  KvRows() = default;
+  KvRows(const void* contiguous) : base(contiguous) {}  // NOLINT: a plain [rows] cache
+  KvRows(const void* storage, const int32_t* ids, int64_t rows_per_block)
+      : base(storage), block_ids(ids), block_rows(rows_per_block) {}
+  // Row j of rows row_bytes long.
+  const uint8_t* row(int64_t j, size_t row_bytes) const {
+    const auto* b = static_cast<const uint8_t*>(base);
+    if (!block_ids) return b + static_cast<size_t>(j) * row_bytes;
+    const int64_t blk = block_ids[j / block_rows];
+    return b + static_cast<size_t>(blk * block_rows + j % block_rows) * row_bytes;
+  }
+  // Rows from j on that lie in j's block (all of them when contiguous), at most n.
+  int64_t run(int64_t j, int64_t n) const {
+    return block_ids ? std::min(n, block_rows - j % block_rows) : n;
+  }
+};
+
 // Grouped-query attention: query head h reads KV head h / (n_head / n_head_kv).
 // Numerically stable softmax of n scores in place (max-subtracted exp, sum in double): the
 // plain twins' and the engine's float32 reference attention's one softmax.
@@ -58,15 +89,14 @@ struct GqaAttnDesc {
 };
 
 // q:       [n_tok][n_head * head_dim_k] f32 (roped), row stride q_stride floats.
-// k_cache: [n_past + n_tok] rows of n_head_kv * head_dim_k elements of type d.kv.
+// k_cache: [n_past + n_tok] rows of n_head_kv * head_dim_k elements of type d.kv (KvRows:
+//          contiguous or paged).
 // v_cache: [n_past + n_tok] rows of n_head_kv * head_dim_v elements of type d.kv.
 // out:     [n_tok][n_head * head_dim_v] f32, dense.
 void gqa_attention(ThreadPool& pool, const GqaAttnDesc& d, const float* q, int64_t q_stride,
-                   const void* k_cache, const void* v_cache, int64_t n_past, int64_t n_tok,
-                   float* out);
-void gqa_attention_ref(const GqaAttnDesc& d, const float* q, int64_t q_stride,
-                       const void* k_cache, const void* v_cache, int64_t n_past, int64_t n_tok,
-                       float* out);
+                   KvRows k_cache, KvRows v_cache, int64_t n_past, int64_t n_tok, float* out);
+void gqa_attention_ref(const GqaAttnDesc& d, const float* q, int64_t q_stride, KvRows k_cache,
+                       KvRows v_cache, int64_t n_past, int64_t n_tok, float* out);
 
 // Absorbed MLA: every head reads the same latent cache.
 struct MlaAttnDesc {
@@ -79,14 +109,15 @@ struct MlaAttnDesc {
 
 // q_abs:  [n_tok][n_head * kv_lora] f32 (W_k^T q_nope per head), dense.
 // q_pe:   rope part of head h of token t at q_pe + t * q_pe_stride + h * q_pe_head_stride.
-// latent: [n_past + n_tok] rows of kv_lora elements of type d.kv; k_pe: rows of rope elements.
+// latent: [n_past + n_tok] rows of kv_lora elements of type d.kv; k_pe: rows of rope elements
+//         (KvRows: contiguous or paged).
 // score(t,h,j) = (q_abs·c_j + q_pe·kpe_j) * scale;  o_lat[t][h] = sum_j softmax_j(score) c_j.
 // o_lat:  [n_tok][n_head * kv_lora] f32, dense.
 void mla_attention(ThreadPool& pool, const MlaAttnDesc& d, const float* q_abs, const float* q_pe,
-                   int64_t q_pe_stride, int64_t q_pe_head_stride, const void* latent,
-                   const void* k_pe, int64_t n_past, int64_t n_tok, float* o_lat);
+                   int64_t q_pe_stride, int64_t q_pe_head_stride, KvRows latent, KvRows k_pe,
+                   int64_t n_past, int64_t n_tok, float* o_lat);
 void mla_attention_ref(const MlaAttnDesc& d, const float* q_abs, const float* q_pe,
-                       int64_t q_pe_stride, int64_t q_pe_head_stride, const void* latent,
-                       const void* k_pe, int64_t n_past, int64_t n_tok, float* o_lat);
+                       int64_t q_pe_stride, int64_t q_pe_head_stride, KvRows latent, KvRows k_pe,
+                       int64_t n_past, int64_t n_tok, float* o_lat);
 
 }  // namespace ktx::cpu

@@ -54,27 +54,28 @@ struct Dims {
   int64_t dk_pad, dv_pad, rows_pad, k_ld;
 };
 
+// Widens rows [j0, j0 + n) of one slice into dst: one widen_rows call per run of rows inside a
+// cache block (one run when the cache is contiguous or its blocks hold whole key blocks).
+void widen_slice(const Kernels& kern, KvType t, const CacheSlice& c, int64_t j0, int64_t n,
+                 float* dst, int64_t dst_ld) {
+  const size_t rb = kv_row_bytes(t, c.row_stride);
+  for (int64_t done = 0; done < n;) {
+    const int64_t run = c.rows.run(j0 + done, n - done);
+    kern.widen_rows(t, c.rows.row(j0 + done, rb), rb, c.col0, run, c.width,
+                    dst + done * dst_ld, dst_ld);
+    done += run;
+  }
+}
+
 // Widens keys [j0, j0 + n) of the item into kb (and vb unless V lives in the K rows).
 void load_block(const Kernels& kern, KvType t, const ItemSetup& it, const Dims& dm, int64_t j0,
                 int64_t n, float* kb, float* vb, int64_t dk) {
-  auto first_row = [&](const CacheSlice& c, size_t* row_bytes) {
-    *row_bytes = kv_row_bytes(t, c.row_stride);
-    return static_cast<const uint8_t*>(c.base) + static_cast<size_t>(j0) * *row_bytes;
-  };
-  size_t rb = 0;
-  for (int s = 0; s < it.n_k; ++s) {
-    const CacheSlice& c = it.k[s];
-    const uint8_t* src = first_row(c, &rb);
-    kern.widen_rows(t, src, rb, c.col0, n, c.width, kb + c.dst_col, dm.k_ld);
-  }
+  for (int s = 0; s < it.n_k; ++s)
+    widen_slice(kern, t, it.k[s], j0, n, kb + it.k[s].dst_col, dm.k_ld);
   // Pad columns of K must be finite (they meet q's zero padding); rows are reused per block.
   if (dk < dm.dk_pad)
     for (int64_t r = 0; r < n; ++r) std::fill(kb + r * dm.k_ld + dk, kb + (r + 1) * dm.k_ld, 0.0f);
-  if (!it.v_in_k) {
-    const CacheSlice& c = it.v;
-    const uint8_t* src = first_row(c, &rb);
-    kern.widen_rows(t, src, rb, c.col0, n, c.width, vb, dm.dv_pad);
-  }
+  if (!it.v_in_k) widen_slice(kern, t, it.v, j0, n, vb, dm.dv_pad);
 }
 
 // Runs keys [j_begin, j_end) of one item into o [rows_pad][dv_pad], m, l (initialized here).

@@ -19,7 +19,7 @@
 
 namespace ktx::cpu::attn {
 
-constexpr int64_t kBlockKeys = 64;  // keys per block: S block of 32 rows is 8 KiB
+constexpr int64_t kBlockKeys = kAttnKeyBlock;  // keys per block: S block of 32 rows is 8 KiB
 constexpr int64_t kRowQuant = 4;    // item rows are padded to a multiple of this
 constexpr int64_t kKeyQuant = 4;    // QK computes keys in groups of this many
 constexpr int64_t kWidthQuant = 16; // row widths (q, k, v, o) padded to the widest vector
@@ -56,10 +56,10 @@ const Kernels* kernels_for(IsaTier tier, const CpuIsa& isa);
 const Kernels* best_kernels();
 
 // One segment of a cache row: `width` elements from column col0 of rows of `row_stride`
-// elements (kv_row_bytes(type, row_stride) bytes apart), placed at column dst_col of the
-// widened row.
+// elements (kv_row_bytes(type, row_stride) bytes each, contiguous or paged), placed at column
+// dst_col of the widened row.
 struct CacheSlice {
-  const void* base = nullptr;
+  KvRows rows;
   int64_t row_stride = 0, col0 = 0, width = 0, dst_col = 0;
 };
 
@@ -90,11 +90,11 @@ void run_flash(ThreadPool& pool, const Kernels& k, const Problem& p);
 
 // gqa_attention / mla_attention with the given kernels (tests run every tier the CPU has).
 void gqa_attention_with(const Kernels& k, ThreadPool& pool, const GqaAttnDesc& d, const float* q,
-                        int64_t q_stride, const void* k_cache, const void* v_cache,
-                        int64_t n_past, int64_t n_tok, float* out);
+                        int64_t q_stride, KvRows k_cache, KvRows v_cache, int64_t n_past,
+                        int64_t n_tok, float* out);
 void mla_attention_with(const Kernels& k, ThreadPool& pool, const MlaAttnDesc& d,
                         const float* q_abs, const float* q_pe, int64_t q_pe_stride,
-                        int64_t q_pe_head_stride, const void* latent, const void* k_pe,
-                        int64_t n_past, int64_t n_tok, float* o_lat);
+                        int64_t q_pe_head_stride, KvRows latent, KvRows k_pe, int64_t n_past,
+                        int64_t n_tok, float* o_lat);
 
 }  // namespace ktx::cpu::attn

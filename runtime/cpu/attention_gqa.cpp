@@ -18,8 +18,8 @@ constexpr int64_t kItemRows = 32;
 }  // namespace
 
 void gqa_attention_with(const Kernels& kern, ThreadPool& pool, const GqaAttnDesc& d,
-                        const float* q, int64_t q_stride, const void* k_cache,
-                        const void* v_cache, int64_t n_past, int64_t n_tok, float* out) {
+                        const float* q, int64_t q_stride, KvRows k_cache, KvRows v_cache,
+                        int64_t n_past, int64_t n_tok, float* out) {
   if (n_tok <= 0) return;
   const int64_t group = d.n_head / d.n_head_kv, hdk = d.head_dim_k, hdv = d.head_dim_v;
   const int64_t nk = d.n_head_kv * hdk, nv = d.n_head_kv * hdv;
@@ -64,8 +64,7 @@ void gqa_attention_with(const Kernels& kern, ThreadPool& pool, const GqaAttnDesc
 }  // namespace attn
 
 void gqa_attention(ThreadPool& pool, const GqaAttnDesc& d, const float* q, int64_t q_stride,
-                   const void* k_cache, const void* v_cache, int64_t n_past, int64_t n_tok,
-                   float* out) {
+                   KvRows k_cache, KvRows v_cache, int64_t n_past, int64_t n_tok, float* out) {
   if (const attn::Kernels* k = attn::best_kernels()) {
     attn::gqa_attention_with(*k, pool, d, q, q_stride, k_cache, v_cache, n_past, n_tok, out);
   } else {

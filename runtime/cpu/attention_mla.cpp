@@ -21,8 +21,8 @@ constexpr int64_t kItemRows = 32;
 
 void mla_attention_with(const Kernels& kern, ThreadPool& pool, const MlaAttnDesc& d,
                         const float* q_abs, const float* q_pe, int64_t q_pe_stride,
-                        int64_t q_pe_head_stride, const void* latent, const void* k_pe,
-                        int64_t n_past, int64_t n_tok, float* o_lat) {
+                        int64_t q_pe_head_stride, KvRows latent, KvRows k_pe, int64_t n_past,
+                        int64_t n_tok, float* o_lat) {
   if (n_tok <= 0) return;
   const int64_t kvl = d.kv_lora, rope = d.rope, H = d.n_head;
   const int64_t hg = std::min(H, kGroupHeads), n_groups = (H + hg - 1) / hg;
@@ -73,8 +73,8 @@ void mla_attention_with(const Kernels& kern, ThreadPool& pool, const MlaAttnDesc
 }  // namespace attn
 
 void mla_attention(ThreadPool& pool, const MlaAttnDesc& d, const float* q_abs, const float* q_pe,
-                   int64_t q_pe_stride, int64_t q_pe_head_stride, const void* latent,
-                   const void* k_pe, int64_t n_past, int64_t n_tok, float* o_lat) {
+                   int64_t q_pe_stride, int64_t q_pe_head_stride, KvRows latent, KvRows k_pe,
+                   int64_t n_past, int64_t n_tok, float* o_lat) {
   if (const attn::Kernels* k = attn::best_kernels()) {
     attn::mla_attention_with(*k, pool, d, q_abs, q_pe, q_pe_stride, q_pe_head_stride, latent,
                              k_pe, n_past, n_tok, o_lat);

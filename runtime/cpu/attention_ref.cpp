@@ -99,11 +99,10 @@ void kv_load_row(KvType t, const void* src, float* dst, int64_t n) {
 namespace {
 
 // rows cache rows of cols elements of type t, widened to f32.
-std::vector<float> widen(KvType t, const void* src, int64_t rows, int64_t cols) {
+std::vector<float> widen(KvType t, KvRows src, int64_t rows, int64_t cols) {
   std::vector<float> f(static_cast<size_t>(rows * cols));  // [rows, cols]
   const size_t rb = kv_row_bytes(t, cols);
-  for (int64_t r = 0; r < rows; ++r)
-    kv_load_row(t, static_cast<const uint8_t*>(src) + r * rb, f.data() + r * cols, cols);
+  for (int64_t r = 0; r < rows; ++r) kv_load_row(t, src.row(r, rb), f.data() + r * cols, cols);
   return f;
 }
 
@@ -137,9 +136,8 @@ void softmax_inplace(float* s, int64_t n) {
   for (int64_t j = 0; j < n; ++j) s[j] *= inv;
 }
 
-void gqa_attention_ref(const GqaAttnDesc& d, const float* q, int64_t q_stride,
-                       const void* k_cache, const void* v_cache, int64_t n_past, int64_t n_tok,
-                       float* out) {
+void gqa_attention_ref(const GqaAttnDesc& d, const float* q, int64_t q_stride, KvRows k_cache,
+                       KvRows v_cache, int64_t n_past, int64_t n_tok, float* out) {
   const int64_t n_pos = n_past + n_tok, hdk = d.head_dim_k, hdv = d.head_dim_v;
   const int64_t nk = d.n_head_kv * hdk, nv = d.n_head_kv * hdv, group = d.n_head / d.n_head_kv;
   const std::vector<float> k = widen(d.kv, k_cache, n_pos, nk);  // [n_pos, nk]
@@ -160,8 +158,8 @@ void gqa_attention_ref(const GqaAttnDesc& d, const float* q, int64_t q_stride,
 }
 
 void mla_attention_ref(const MlaAttnDesc& d, const float* q_abs, const float* q_pe,
-                       int64_t q_pe_stride, int64_t q_pe_head_stride, const void* latent,
-                       const void* k_pe, int64_t n_past, int64_t n_tok, float* o_lat) {
+                       int64_t q_pe_stride, int64_t q_pe_head_stride, KvRows latent, KvRows k_pe,
+                       int64_t n_past, int64_t n_tok, float* o_lat) {
   const int64_t n_pos = n_past + n_tok, kvl = d.kv_lora, rope = d.rope;
   const std::vector<float> c = widen(d.kv, latent, n_pos, kvl);  // [n_pos, kv_lora]
   const std::vector<float> kpe = widen(d.kv, k_pe, n_pos, rope);  // [n_pos, rope]

@@ -64,33 +64,41 @@ void attention_gqa(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
   s.emit(b + "Qcur", q, nq);
   s.emit(b + "Kcur", k, nk);
   s.emit(b + "Vcur", v, nv);
-  cache.store(cache.k, s.n_past, nk, k, T);
-  cache.store(cache.v, s.n_past, nv, v, T);
+  cache.store_k(s.n_past, k, T);
+  cache.store_v(s.n_past, v, T);
 
   const int64_t group = c.n_head / c.n_head_kv;
   float* out = scratch(Scratch::gqa_out, T * c.n_head * hdv);  // [T, n_head * hdv]
   OpTimer t_core(s.profile, "attention/core");
   if (s.m.attn_fast[static_cast<size_t>(il)]) {
     const cpu::GqaAttnDesc d{c.n_head, c.n_head_kv, hdk, hdv, c.attn_scale, cache.type};
-    cpu::gqa_attention(s.pool, d, q, nq, cache.k.data(), cache.v.data(), s.n_past, T,
-                       out);
+    cpu::gqa_attention(s.pool, d, q, nq, cache.k(), cache.v(), s.n_past, T, out);
   } else {
-    const float* kc = cache.kf();
-    const float* vc = cache.vf();
+    // f32 rows, visited one run of consecutive positions (one cache block) at a time.
+    const cpu::KvRows kr = cache.k(), vr = cache.v();
     cpu::parallel_range(s.pool, T * c.n_head, 1, [&](int64_t begin, int64_t end) {
       for (int64_t job = begin; job < end; ++job) {
         const int64_t t = job / c.n_head, hh = job % c.n_head, kvh = hh / group;
         const int64_t n_keys = s.n_past + t + 1;
         const float* qh = q + t * nq + hh * hdk;
         float* p = scratch(Scratch::attn_scores, n_keys);
-        for (int64_t j = 0; j < n_keys; ++j)
-          p[j] = dot_f32(qh, kc + j * nk + kvh * hdk, hdk) * c.attn_scale;
+        for (int64_t j0 = 0, run = 0; j0 < n_keys; j0 += run) {
+          run = kr.run(j0, n_keys - j0);
+          const auto* kc = reinterpret_cast<const float*>(kr.row(j0, cache.k_rb));
+          for (int64_t j = 0; j < run; ++j)
+            p[j0 + j] = dot_f32(qh, kc + j * nk + kvh * hdk, hdk) * c.attn_scale;
+        }
         cpu::softmax_inplace(p, n_keys);
         float* o = out + t * c.n_head * hdv + hh * hdv;
         std::fill(o, o + hdv, 0.0f);
-        for (int64_t j = 0; j < n_keys; ++j) {
-          const float* vj = vc + j * nv + kvh * hdv;
-          for (int64_t i = 0; i < hdv; ++i) o[i] += p[j] * vj[i];
+        for (int64_t j0 = 0, run = 0; j0 < n_keys; j0 += run) {
+          run = vr.run(j0, n_keys - j0);
+          const auto* vc = reinterpret_cast<const float*>(vr.row(j0, cache.v_rb));
+          for (int64_t j = 0; j < run; ++j) {
+            const float* vj = vc + j * nv + kvh * hdv;
+            const float pj = p[j0 + j];
+            for (int64_t i = 0; i < hdv; ++i) o[i] += pj * vj[i];
+          }
         }
       }
     });

@@ -56,8 +56,8 @@ void project_kv(const StepCtx& s, const std::string& b, const float* h, LayerCac
   });
   s.emit(b + "kv_latent", latent, kvl);
   s.emit(b + "k_pe", k_pe, rope);
-  cache.store(cache.k, s.n_past, kvl, latent, T);
-  cache.store(cache.v, s.n_past, rope, k_pe, T);
+  cache.store_k(s.n_past, latent, T);
+  cache.store_v(s.n_past, k_pe, T);
 }
 
 bool use_split(const ModelConfig& c) { return c.mla_layout != MlaLayout::KvB; }
@@ -115,13 +115,13 @@ void attention_expanded(const StepCtx& s, const std::string& b, const float* q,
   const int64_t T = s.n_tok, H = c.n_head, kvl = c.kv_lora_rank, rope = c.qk_rope_dim;
   const int64_t nope = c.qk_nope_dim, vd = c.v_head_dim, dq = nope + rope;
   const int64_t n_kv = s.n_past + T;
-  const size_t lat_rb = cpu::kv_row_bytes(cache.type, kvl), kpe_rb = cpu::kv_row_bytes(cache.type, rope);
+  const cpu::KvRows lat_rows = cache.k(), kpe_rows = cache.v();
   float* lat = scratch(Scratch::mla_lat_f32, n_kv * kvl);  // [n_kv, kv_lora]
   float* kpe = scratch(Scratch::mla_kpe_f32, n_kv * rope);  // [n_kv, rope]
   cpu::parallel_range(s.pool, n_kv, 16, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j) {
-      cpu::kv_load_row(cache.type, cache.k.data() + static_cast<size_t>(j) * lat_rb, lat + j * kvl, kvl);
-      cpu::kv_load_row(cache.type, cache.v.data() + static_cast<size_t>(j) * kpe_rb, kpe + j * rope, rope);
+      cpu::kv_load_row(cache.type, lat_rows.row(j, cache.k_rb), lat + j * kvl, kvl);
+      cpu::kv_load_row(cache.type, kpe_rows.row(j, cache.v_rb), kpe + j * rope, rope);
     }
   });
   const int64_t G = std::min(H, kHeadGroup);
@@ -209,26 +209,36 @@ void attention_mla(const StepCtx& s, int64_t il, const float* h, LayerCache& cac
 
   if (s.m.attn_fast[static_cast<size_t>(il)]) {
     const cpu::MlaAttnDesc d{H, kvl, rope, c.attn_scale, cache.type};
-    cpu::mla_attention(s.pool, d, q_abs, q + c.qk_nope_dim, H * dq, dq,
-                       cache.k.data(), cache.v.data(), s.n_past, T, o_lat);
+    cpu::mla_attention(s.pool, d, q_abs, q + c.qk_nope_dim, H * dq, dq, cache.k(), cache.v(),
+                       s.n_past, T, o_lat);
   } else {
-    const float* lat = cache.kf();
-    const float* kpe = cache.vf();
+    // f32 rows, visited one run of consecutive positions (one cache block) at a time.
+    const cpu::KvRows lr = cache.k(), pr = cache.v();
     cpu::parallel_range(s.pool, T * H, 1, [&](int64_t begin, int64_t end) {
       for (int64_t job = begin; job < end; ++job) {
         const int64_t t = job / H, hh = job % H, n_keys = s.n_past + t + 1;
         const float* qa = q_abs + (t * H + hh) * kvl;
         const float* qpe = q + (t * H + hh) * dq + c.qk_nope_dim;
         float* p = scratch(Scratch::attn_scores, n_keys);
-        for (int64_t j = 0; j < n_keys; ++j)
-          p[j] = (dot_f32(qa, lat + j * kvl, kvl) + dot_f32(qpe, kpe + j * rope, rope)) *
-                 c.attn_scale;
+        for (int64_t j0 = 0, run = 0; j0 < n_keys; j0 += run) {
+          run = lr.run(j0, n_keys - j0);
+          const auto* lat = reinterpret_cast<const float*>(lr.row(j0, cache.k_rb));
+          const auto* kpe = reinterpret_cast<const float*>(pr.row(j0, cache.v_rb));
+          for (int64_t j = 0; j < run; ++j)
+            p[j0 + j] = (dot_f32(qa, lat + j * kvl, kvl) + dot_f32(qpe, kpe + j * rope, rope)) *
+                        c.attn_scale;
+        }
         cpu::softmax_inplace(p, n_keys);
         float* o = o_lat + (t * H + hh) * kvl;
         std::fill(o, o + kvl, 0.0f);
-        for (int64_t j = 0; j < n_keys; ++j) {
-          const float* cj = lat + j * kvl;
-          for (int64_t i = 0; i < kvl; ++i) o[i] += p[j] * cj[i];
+        for (int64_t j0 = 0, run = 0; j0 < n_keys; j0 += run) {
+          run = lr.run(j0, n_keys - j0);
+          const auto* lat = reinterpret_cast<const float*>(lr.row(j0, cache.k_rb));
+          for (int64_t j = 0; j < run; ++j) {
+            const float* cj = lat + j * kvl;
+            const float pj = p[j0 + j];
+            for (int64_t i = 0; i < kvl; ++i) o[i] += pj * cj[i];
+          }
         }
       }
     });

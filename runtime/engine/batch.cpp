@@ -8,7 +8,7 @@
 //  - lm_head computes only the rows that want logits: those rows are moved (in order) to the
 //    end of its input buffer, so the op's "rows [first_logit, n_tok)" contract covers them.
 // A step with one entry runs its attention in place (no copies).
-// Session::copy_prefix (the serving prefix cache across sequences) lives here too.
+// Each entry's KV blocks are reserved before the op loop and committed after it.
 #include <algorithm>
 #include <cstring>
 #include <set>
@@ -16,30 +16,6 @@
 #include "runtime/engine/engine_internal.h"
 
 namespace ktx {
-
-Status Session::copy_prefix(const Session& src, int64_t n) {
-  if (&src.model_ != &model_) return Error("engine: copy_prefix from a session of another model");
-  if (n < 0 || n > src.n_past_ || n > n_ctx_)
-    return Error("engine: copy_prefix of {} positions: the source holds {}, this context {}", n,
-                 src.n_past_, n_ctx_);
-  if (&src == this) {
-    n_past_ = n;
-    return Status::ok();
-  }
-  if (model_.impl().driver)
-    return Error("engine: copy_prefix: the KV cache lives in the GPU backend's session state");
-  // Each layer's rows are [n_ctx][width] of one element type, so a prefix is a leading range.
-  for (size_t il = 0; il < cache_->layers.size(); ++il) {
-    const LayerCache& from = src.cache_->layers[il];
-    LayerCache& to = cache_->layers[il];
-    const size_t k_bytes = from.k.size() / static_cast<size_t>(src.n_ctx_) * static_cast<size_t>(n);
-    const size_t v_bytes = from.v.size() / static_cast<size_t>(src.n_ctx_) * static_cast<size_t>(n);
-    std::memcpy(to.k.data(), from.k.data(), k_bytes);
-    std::memcpy(to.v.data(), from.v.data(), v_bytes);
-  }
-  n_past_ = n;
-  return Status::ok();
-}
 
 BatchStep::BatchStep(const Model& m) : model_(m), work_(std::make_unique<SessionCache>()) {}
 BatchStep::~BatchStep() = default;
@@ -95,6 +71,16 @@ Expected<std::vector<float>> BatchStep::run(std::span<const BatchEntry> entries)
   }
   const int64_t T = static_cast<int64_t>(tokens.size());
   const int64_t n_out = static_cast<int64_t>(logit_rows.size());
+  auto trim_all = [&] {
+    for (const BatchEntry& be : entries) be.session->trim();
+  };
+  for (size_t e = 0; e < entries.size(); ++e) {
+    if (Status st = entries[e].session->reserve(static_cast<int64_t>(entries[e].tokens.size()));
+        !st.is_ok()) {
+      trim_all();
+      return Error("engine: batch entry {}: {}", e, st.message());
+    }
+  }
 
   // 2. The op loop over all T rows. The batch's StepCtx has n_past 0: only attention reads
   //    positions, and it gets each entry's own.
@@ -117,7 +103,10 @@ Expected<std::vector<float>> BatchStep::run(std::span<const BatchEntry> entries)
       }
     }
     if (op.kind != OpKind::attention || single) {
-      KTX_RETURN_IF_ERROR(op.backend->run(op, call).with_context(op.name));
+      if (Status st = op.backend->run(op, call).with_context(op.name); !st.is_ok()) {
+        trim_all();
+        return st;
+      }
       continue;
     }
     const size_t in = static_cast<size_t>(op.in[0]), out = static_cast<size_t>(op.out);
@@ -130,11 +119,14 @@ Expected<std::vector<float>> BatchStep::run(std::span<const BatchEntry> entries)
       std::copy_n(arena.act[in].data() + row0[e] * D, n * D, own.act[in].data());
       StepCtx se{m, *m.pool, ses.n_past_, n, nullptr, nullptr, nullptr, nullptr};
       OpCall ce{se, entries[e].tokens, *ses.cache_, own, n - 1};
-      KTX_RETURN_IF_ERROR(op.backend->run(op, ce).with_context(op.name));
+      if (Status st = op.backend->run(op, ce).with_context(op.name); !st.is_ok()) {
+        trim_all();
+        return st;
+      }
       std::copy_n(own.act[out].data(), n * D, arena.act[out].data() + row0[e] * D);
     }
   }
-  for (const BatchEntry& be : entries) be.session->n_past_ += static_cast<int64_t>(be.tokens.size());
+  for (const BatchEntry& be : entries) be.session->commit(be.tokens);
   if (n_out == 0) return std::vector<float>{};
   const float* logits = arena.act[static_cast<size_t>(prog.logits_buffer)].data();
   return std::vector<float>(logits, logits + n_out * c.n_vocab);  // [n_out, n_vocab]

@@ -57,7 +57,7 @@ class CpuBackend final : public Backend {
         return Status::ok();
       }
       case OpKind::attention: {
-        LayerCache& lc = call.cache.layers.at(static_cast<size_t>(op.layer));
+        LayerCache lc = call.cache.layer(op.layer);
         if (c.attn == AttnKind::MLA) attention_mla(s, op.layer, act(op.in[0]), lc, out);
         else attention_gqa(s, op.layer, act(op.in[0]), lc, out);
         return Status::ok();

@@ -106,6 +106,10 @@ class Model {
   const ModelConfig& config() const;
   const GGUFFile& gguf() const;
   int64_t n_ctx() const;        // default context of a Session
+  // Whether a GPU backend drives whole calls (then the GPU attention layers keep their KV
+  // cache in the backend's per-session state, outside any KvPool, and sessions cannot share
+  // cache blocks).
+  bool gpu_driven() const;
   // Whether some layer runs kernels that quantize activations (then the float32 error bounds
   // do not apply; see tools/ktx-run/eval/eval.h).
   bool quantizes_activations() const;
@@ -135,6 +139,7 @@ using TraceHook = std::function<void(const std::string& name, const float* data,
 
 struct SessionCache;
 struct ProgramOp;
+class KvPool;
 
 // Where a Session's time went, by op kind ("attention", "routed_experts", "lm_head", ...), and
 // how many tokens each routed expert received (the expert-load spread `ktx-run bench --profile`
@@ -163,19 +168,24 @@ struct RouteLog {
   std::map<int64_t, size_t> next;               // layer -> replay position
 };
 
+// One sequence: its KV cache (a table of blocks of a KvPool, kv_pool.h) and position.
 class Session {
  public:
-  // n_ctx <= 0: the model's default context.
+  // n_ctx <= 0: the model's default context. Without a pool the session has its own, of
+  // n_ctx positions (rounded up to whole blocks), as a contiguous cache would; with one it
+  // takes blocks from it as the sequence grows (a pool of the same model).
   Session(const Model& m, int64_t n_ctx = 0);
+  Session(const Model& m, int64_t n_ctx, std::shared_ptr<KvPool> pool);
   ~Session();
 
   // Runs `tokens` at positions n_past().., appending to the cache. Returns logits
   // [n_out][n_vocab], n_out = all_logits ? tokens.size() : 1 (the last). Errors (nothing is
-  // changed) if the context would overflow, a token id is out of range, or tokens is empty.
+  // changed) if the context would overflow, a token id is out of range, tokens is empty, or
+  // the pool has no block left for the new positions.
   Expected<std::vector<float>> forward(std::span<const int32_t> tokens, bool all_logits);
 
-  // Bytes of this session's KV cache (all n_ctx positions) and activation arena (as large as
-  // the largest call so far).
+  // Bytes of this session's KV cache (its own pool, or the blocks it holds of a shared one)
+  // and activation arena (as large as the largest call so far).
   uint64_t kv_cache_bytes() const;
   uint64_t arena_bytes() const;
 
@@ -184,14 +194,25 @@ class Session {
 
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return n_ctx_; }
-  void reset() { n_past_ = 0; }
+  // Forgets every position (its blocks go back to the pool: cached, if they hold tokens).
+  void reset();
   // Forgets every cached position from n on (0 <= n <= n_past()); the rows before n stay, so
   // a new prompt sharing its first n tokens with what was evaluated skips their prefill.
-  void truncate(int64_t n) { n_past_ = n < 0 ? 0 : (n < n_past_ ? n : n_past_); }
+  void truncate(int64_t n);
   // Replaces this session's cache with the first n positions of `src` (a session of the same
   // model): a prompt sharing its first n tokens with what src evaluated skips their prefill.
-  // Errors: another model, n > src.n_past() or n > n_ctx(). (batch.cpp)
+  // On one pool the full blocks are shared and a partial last block is copied; across pools
+  // the rows are copied. Errors: another model, n > src.n_past() or n > n_ctx(), no free
+  // block, a GPU-driven model. (batch.cpp)
   Status copy_prefix(const Session& src, int64_t n);
+  // The prefix cache: forgets this session's positions, then takes the longest prefix of
+  // `tokens`, at most max_len of them, whose rows the pool holds: whole blocks of the chain
+  // that evaluated those tokens (shared), then the longest partial match of the next block
+  // (its rows copied into a block of its own). Returns the positions taken (n_past()).
+  int64_t attach_prefix(std::span<const int32_t> tokens, int64_t max_len);
+  // The pool the cache lives in, and how many of its blocks this session holds.
+  const KvPool& kv_pool() const;
+  int64_t kv_blocks_held() const;
   void set_hidden_hook(HiddenHook hook) { hidden_hook_ = std::move(hook); }
   void set_trace_hook(TraceHook hook) { trace_hook_ = std::move(hook); }
   // Times every op into *profile (null: off, the default; profiling adds a clock read per op).
@@ -204,6 +225,14 @@ class Session {
  private:
   // One call of at most the driving backend's max_call_tokens.
   Expected<std::vector<float>> forward_chunk(std::span<const int32_t> tokens, bool all_logits);
+  // Blocks for positions [n_past, n_past + n): the block written first made this session's
+  // alone (copied when shared, its cached content past n_past dropped), new ones allocated.
+  // Errors (nothing held changes but newly allocated blocks, see trim): no block left.
+  Status reserve(int64_t n);
+  // After a call: the pool learns which tokens the rows hold; n_past advances.
+  void commit(std::span<const int32_t> tokens);
+  // Releases blocks past those n_past needs (after a failed call).
+  void trim();
   // The hooks' view of an op's output.
   void observe(const ProgramOp& op, const float* out, int64_t n_tok);
 
@@ -211,6 +240,7 @@ class Session {
   const Model& model_;
   int64_t n_ctx_ = 0;
   int64_t n_past_ = 0;
+  bool own_pool_ = false;
   std::unique_ptr<SessionCache> cache_;
   HiddenHook hidden_hook_;
   TraceHook trace_hook_;

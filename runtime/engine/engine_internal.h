@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/engine/engine.h"
+#include "runtime/engine/kv_pool.h"
 #include "runtime/engine/moe_fast.h"
 #include "runtime/engine/program.h"
 #include "runtime/cpu/attention.h"
@@ -56,21 +57,36 @@ struct ModelImpl {
   }
 };
 
-// Per-layer cache rows, n_ctx rows of `width` elements of `type` (cpu::kv_row_bytes each). GQA: k and v after RoPE. MLA: the
-// normalized latent (k = [kv_lora]) and the roped shared key part (v = [rope dim]); heads are
-// expanded from them at attention time (the "absorbed" form), which keeps the cache small.
-// The float32 reference reads f32 caches only; the fast kernels (cpu/attention.h) read any.
+// One layer's view of a session's KV cache rows: positions live in the session's blocks of
+// its KvPool (kv_pool.h), block_rows positions each, `width` elements of `type` per row
+// (cpu::kv_row_bytes each). GQA: k and v after RoPE. MLA: the normalized latent (k =
+// [kv_lora]) and the roped shared key part (v = [rope dim]); heads are expanded from them at
+// attention time (the "absorbed" form), which keeps the cache small. The float32 reference
+// reads f32 caches only; the fast kernels (cpu/attention.h) read any. Built per call
+// (SessionCache::layer): the block table may grow between calls.
 struct LayerCache {
   cpu::KvType type = cpu::KvType::f32;
-  std::vector<uint8_t> k, v;
-  float* kf() { return reinterpret_cast<float*>(k.data()); }
-  float* vf() { return reinterpret_cast<float*>(v.data()); }
-  // Writes n_rows rows of `width` floats at row `pos` of k (or v), converting to `type`.
-  void store(std::vector<uint8_t>& dst, int64_t pos, int64_t width, const float* src,
-             int64_t n_rows) {
-    const size_t rb = cpu::kv_row_bytes(type, width);
+  int64_t k_width = 0, v_width = 0;
+  size_t k_rb = 0, v_rb = 0;                  // bytes per row
+  uint8_t *k_base = nullptr, *v_base = nullptr;  // the pool's storage of this layer
+  const int32_t* blocks = nullptr;            // the session's block ids, in position order
+  int64_t block_rows = 0;
+  cpu::KvRows k() const { return {k_base, blocks, block_rows}; }
+  cpu::KvRows v() const { return {v_base, blocks, block_rows}; }
+  // Writes n_rows rows of k_width (v_width) floats at positions pos.., converting to `type`.
+  void store_k(int64_t pos, const float* src, int64_t n_rows) {
+    store(k_base, k_rb, k_width, pos, src, n_rows);
+  }
+  void store_v(int64_t pos, const float* src, int64_t n_rows) {
+    store(v_base, v_rb, v_width, pos, src, n_rows);
+  }
+
+ private:
+  void store(uint8_t* base, size_t rb, int64_t width, int64_t pos, const float* src,
+             int64_t n_rows) const {
+    const cpu::KvRows rows{base, blocks, block_rows};
     for (int64_t r = 0; r < n_rows; ++r)
-      cpu::kv_store_row(type, src + r * width, dst.data() + static_cast<size_t>(pos + r) * rb, width);
+      cpu::kv_store_row(type, src + r * width, const_cast<uint8_t*>(rows.row(pos + r, rb)), width);
   }
 };
 // Elements per position of a layer's KV cache rows (LayerCache): GQA k and v after RoPE; MLA
@@ -84,7 +100,12 @@ inline KvWidths kv_widths(const ModelConfig& c) {
 }
 
 struct SessionCache {
-  std::vector<LayerCache> layers;
+  // The KV rows: blocks of the pool (shared with other sessions, or this session's own),
+  // listed in position order. Empty pool: a batch workspace, which holds no cache.
+  std::shared_ptr<KvPool> pool;
+  std::vector<int32_t> blocks;
+  // Layer il's view of the rows (the layer must have CPU rows in the pool).
+  LayerCache layer(int64_t il) const;
   Arena arena;  // the program's buffers, kept between calls
   // The driving backend's state for this session (declared after the arena: it may hold the
   // arena's host memory registered, and goes first).

@@ -8,29 +8,6 @@
 
 namespace ktx {
 
-Session::Session(const Model& m, int64_t n_ctx)
-    : model_(m), n_ctx_(n_ctx > 0 ? n_ctx : m.n_ctx()), cache_(std::make_unique<SessionCache>()) {
-  const ModelConfig& c = m.config();
-  const KvWidths kw = kv_widths(c);
-  cache_->layers.resize(static_cast<size_t>(c.n_layer));
-  const ModelImpl& impl = m.impl();
-  for (int64_t il = 0; il < c.n_layer; ++il) {
-    if (impl.driver && impl.driver->owns_kv_cache(il)) continue;  // kept on its device
-    LayerCache& l = cache_->layers[static_cast<size_t>(il)];
-    l.type = impl.attn_fast[static_cast<size_t>(il)] ? impl.kv_type : cpu::KvType::f32;
-    l.k.resize(static_cast<size_t>(n_ctx_) * cpu::kv_row_bytes(l.type, kw.k));
-    l.v.resize(static_cast<size_t>(n_ctx_) * cpu::kv_row_bytes(l.type, kw.v));
-  }
-}
-
-Session::~Session() = default;
-
-uint64_t Session::kv_cache_bytes() const {
-  uint64_t n = 0;
-  for (const LayerCache& l : cache_->layers) n += l.k.size() + l.v.size();
-  return n;
-}
-
 void size_arena(const Program& prog, int64_t n_tok, int64_t n_out, int64_t n_embd, Arena& arena) {
   arena.act.resize(prog.buffers.size());
   arena.route_ids.resize(prog.buffers.size());
@@ -83,7 +60,7 @@ Expected<std::vector<float>> Session::forward(std::span<const int32_t> tokens, b
     auto part = forward_chunk(tokens.subspan(static_cast<size_t>(t0), static_cast<size_t>(n)),
                               all_logits);
     if (!part) {
-      n_past_ = n_past0;
+      truncate(n_past0);
       return part.status();
     }
     if (all_logits || t0 + n == T) logits.insert(logits.end(), part->begin(), part->end());
@@ -117,23 +94,30 @@ Expected<std::vector<float>> Session::forward_chunk(std::span<const int32_t> tok
   Arena& arena = cache_->arena;
   size_arena(prog, T, n_out, D, arena);
 
+  KTX_RETURN_IF_ERROR(reserve(T));
   OpCall call{s, tokens, *cache_, arena, first, n_ctx_};
   const bool hooks = trace_hook_ || hidden_hook_;
+  Status st = Status::ok();
   if (m.driver) {
     OpObserver obs;
     if (hooks) obs = [&](const ProgramOp& op, const float* out) { observe(op, out, T); };
-    KTX_RETURN_IF_ERROR(m.driver->run_call(prog, call, obs));
+    st = m.driver->run_call(prog, call, obs);
   } else {
     for (const ProgramOp& op : prog.ops) {
       {
         OpTimer timer(profile_, op_kind_name(op.kind));
-        KTX_RETURN_IF_ERROR(op.backend->run(op, call).with_context(op.name));
+        st = op.backend->run(op, call).with_context(op.name);
       }
+      if (!st.is_ok()) break;
       if (hooks) observe(op, arena.act[static_cast<size_t>(op.out)].data(), T);
     }
   }
+  if (!st.is_ok()) {
+    trim();
+    return st;
+  }
   const float* logits = arena.act[static_cast<size_t>(prog.logits_buffer)].data();
-  n_past_ += T;
+  commit(tokens);
   return std::vector<float>(logits, logits + n_out * c.n_vocab);  // [n_out, n_vocab]
 }
 

@@ -66,12 +66,19 @@ std::string Metrics::render(const Gauges& g) const {
   gauge("ktx_sequence_slots", "Sequence slots (--parallel).", static_cast<double>(g.slots));
   gauge("ktx_kv_cache_used_tokens", "KV cache positions held by running sequences.",
         static_cast<double>(g.kv_used_tokens));
-  gauge("ktx_kv_cache_capacity_tokens", "KV cache positions of all slots.",
+  gauge("ktx_kv_cache_capacity_tokens", "KV cache positions of the block pool.",
         static_cast<double>(g.kv_capacity_tokens));
   gauge("ktx_kv_cache_usage_ratio", "Used over capacity.",
         g.kv_capacity_tokens ? double(g.kv_used_tokens) / double(g.kv_capacity_tokens) : 0.0);
-  gauge("ktx_prefix_cache_tokens", "Tokens kept in idle slots for prefix reuse.",
+  gauge("ktx_prefix_cache_tokens", "Tokens kept in cached KV blocks for prefix reuse.",
         static_cast<double>(g.prefix_cached_tokens));
+  s += "# HELP ktx_kv_cache_blocks KV pool blocks: used by sequences, cached (evictable "
+       "prefixes), free.\n# TYPE ktx_kv_cache_blocks gauge\n";
+  s += fmt::format("ktx_kv_cache_blocks{{state=\"used\"}} {}\nktx_kv_cache_blocks{{state=\"cached\"}} "
+                   "{}\nktx_kv_cache_blocks{{state=\"free\"}} {}\n",
+                   g.kv_blocks_used, g.kv_blocks_cached, g.kv_blocks_free);
+  counter("ktx_kv_cache_evictions_total", "Cached KV blocks evicted for new content.",
+          static_cast<uint64_t>(g.kv_block_evictions));
   s += ttft.render("ktx_time_to_first_token_seconds", "From arrival to the first generated token.");
   s += itl.render("ktx_inter_token_latency_seconds", "Between consecutive generated tokens.");
   return s;

@@ -31,7 +31,11 @@ class Histogram {
 struct Gauges {
   int64_t queue_depth = 0, active = 0, slots = 0;
   int64_t kv_used_tokens = 0, kv_capacity_tokens = 0;
-  int64_t prefix_cached_tokens = 0;  // tokens kept in idle slots for reuse
+  int64_t prefix_cached_tokens = 0;  // tokens kept for reuse (cached KV blocks)
+  // KV pool blocks: referenced by sequences, cached (unreferenced, holding a prefix), free;
+  // cached blocks reused for new content so far.
+  int64_t kv_blocks_used = 0, kv_blocks_cached = 0, kv_blocks_free = 0;
+  int64_t kv_block_evictions = 0;
 };
 
 class Metrics {

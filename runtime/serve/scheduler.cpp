@@ -62,11 +62,12 @@ struct Scheduler::Job {
   int64_t cached = 0;   // of those, taken from the prefix cache
   int64_t n_gen = 0;
   int32_t next = -1;    // the sampled token to feed at the next step (decoding)
+  int64_t worst_blocks = 0;  // KV blocks of its longest possible sequence (paged admission)
 };
 
 struct Scheduler::Slot {
   std::unique_ptr<Session> session;
-  std::vector<int32_t> history;  // the tokens in its KV cache, in order
+  std::vector<int32_t> history;  // the tokens in its KV cache, in order (GPU-driven models)
   uint64_t last_used = 0;
   std::unique_ptr<Job> job;      // null: idle
 };
@@ -77,11 +78,18 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, SchedulerOptions 
       n_ctx_(opt.n_ctx > 0 ? opt.n_ctx : model.n_ctx()), batch_(model) {
   opt_.parallel = std::max(1, opt_.parallel);
   opt_.chunk = std::max(1, opt_.chunk);
+  if (!model.gpu_driven()) {
+    const int64_t per_ctx = KvPool::blocks_for(n_ctx_);
+    const int64_t n = opt_.kv_blocks > 0 ? opt_.kv_blocks : per_ctx * opt_.parallel;
+    pool_ = KvPool::for_model(model, std::max(n, per_ctx)).value();
+  }
   for (int i = 0; i < opt_.parallel; ++i) {
     auto s = std::make_unique<Slot>();
-    s->session = std::make_unique<Session>(model, n_ctx_);
+    s->session = pool_ ? std::make_unique<Session>(model, n_ctx_, pool_)
+                       : std::make_unique<Session>(model, n_ctx_);
     slots_.push_back(std::move(s));
   }
+  update_gauges();
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -140,8 +148,12 @@ Gauges Scheduler::gauges() const {
   g.active = active_;
   g.slots = opt_.parallel;
   g.kv_used_tokens = kv_used_;
-  g.kv_capacity_tokens = n_ctx_ * opt_.parallel;
+  g.kv_capacity_tokens = kv_capacity_;
   g.prefix_cached_tokens = kv_cached_;
+  g.kv_blocks_used = blocks_used_;
+  g.kv_blocks_cached = blocks_cached_;
+  g.kv_blocks_free = blocks_free_;
+  g.kv_block_evictions = evictions_;
   return g;
 }
 
@@ -164,26 +176,109 @@ void Scheduler::loop() {
     }
     admit();
     step();
-    int64_t active = 0, used = 0, cached = 0;
-    for (auto& s : slots_) {
-      (s->job ? used : cached) += static_cast<int64_t>(s->history.size());
-      active += s->job != nullptr;
-    }
-    active_ = active, kv_used_ = used, kv_cached_ = cached;
+    update_gauges();
   }
 }
 
-// Moves waiting requests into idle slots: the slot whose history shares the longest prefix
-// with the prompt, the least recently used among equals.
+void Scheduler::update_gauges() {
+  int64_t active = 0, used = 0, cached = 0, b_used = 0, b_cached = 0;
+  for (auto& s : slots_) {
+    active += s->job != nullptr;
+    if (pool_) {
+      if (s->job) used += s->session->n_past();
+    } else {
+      (s->job ? used : cached) += static_cast<int64_t>(s->history.size());
+      (s->job ? b_used : b_cached) += s->session->kv_blocks_held();
+    }
+  }
+  active_ = active, kv_used_ = used;
+  if (pool_) {
+    const KvPoolStats st = pool_->stats();
+    kv_cached_ = st.cached_tokens;
+    kv_capacity_ = st.blocks * pool_->block_rows();
+    blocks_used_ = st.used, blocks_cached_ = st.cached, blocks_free_ = st.free;
+    evictions_ = st.evictions;
+  } else {
+    const int64_t per_slot = KvPool::blocks_for(n_ctx_);
+    kv_cached_ = cached;
+    kv_capacity_ = n_ctx_ * opt_.parallel;
+    blocks_used_ = b_used, blocks_cached_ = b_cached;
+    blocks_free_ = per_slot * opt_.parallel - b_used - b_cached;
+  }
+}
+
 void Scheduler::admit() {
+  if (pool_) admit_paged();
+  else admit_slots();
+}
+
+void Scheduler::start(Slot& slot, std::unique_ptr<Job> job, size_t keep) {
+  const std::vector<int32_t>& prompt = job->spec.prompt;
+  slot.last_used = ++clock_;
+  job->pos = keep;
+  job->cached = static_cast<int64_t>(keep);
+  (keep > 0 ? metrics_.prefix_hits : metrics_.prefix_misses)++;
+  metrics_.prompt_tokens += prompt.size();
+  metrics_.cached_tokens += keep;
+  SamplerParams sp = job->spec.gen.sampling;
+  if (!job->spec.gen.seed_given) sp.seed = std::random_device{}() * 0x9E3779B97F4A7C15ull + clock_;
+  job->sampler = std::make_unique<Sampler>(sp);
+  const size_t look = std::min<size_t>(prompt.size(), std::max(0, sp.repeat_last_n));
+  for (size_t i = prompt.size() - look; i < prompt.size(); ++i) job->sampler->accept(prompt[i]);
+  job->filter = std::make_unique<TextFilter>(job->spec.gen.stop, job->spec.split_reasoning,
+                                             job->spec.in_think);
+  job->decoder = std::make_unique<StreamDecoder>(tok_);
+  slot.job = std::move(job);
+}
+
+// A cancelled waiting request is finished and erased (it then points past it): true.
+bool Scheduler::drop_cancelled(std::deque<std::unique_ptr<Job>>::iterator& it) {
+  if (!(*it)->out->cancelled()) return false;
+  ++metrics_.aborted;
+  (*it)->out->finish("cancelled", Usage{static_cast<int64_t>((*it)->spec.prompt.size()), 0, 0});
+  it = queue_.erase(it);
+  return true;
+}
+
+// Paged KV cache: a waiting request (in arrival order) takes any idle slot, with the longest
+// prefix of its prompt the pool holds attached to the slot's session (at least one prompt
+// token is left to evaluate: its logits give the first token). It is admitted when the pool
+// can still give every running sequence and this one its worst case; otherwise it (and those
+// behind it) wait, and its attached prefix goes back to the cache.
+void Scheduler::admit_paged() {
   std::unique_lock<std::mutex> lock(mu_);
   for (auto it = queue_.begin(); it != queue_.end();) {
-    if ((*it)->out->cancelled()) {
-      ++metrics_.aborted;
-      (*it)->out->finish("cancelled", Usage{static_cast<int64_t>((*it)->spec.prompt.size()), 0, 0});
-      it = queue_.erase(it);
-      continue;
+    if (drop_cancelled(it)) continue;
+    Slot* idle = nullptr;
+    for (auto& s : slots_)
+      if (!s->job && (!idle || s->last_used < idle->last_used)) idle = s.get();
+    if (!idle) break;
+    Job& job = **it;
+    const std::vector<int32_t>& prompt = job.spec.prompt;
+    const int64_t n_prompt = static_cast<int64_t>(prompt.size());
+    const int64_t keep = idle->session->attach_prefix(prompt, n_prompt - 1);
+    const int64_t max_new = job.spec.gen.max_tokens > 0 ? job.spec.gen.max_tokens : n_ctx_;
+    job.worst_blocks = KvPool::blocks_for(std::min(n_prompt + max_new, n_ctx_), pool_->block_rows());
+    int64_t outstanding = job.worst_blocks - idle->session->kv_blocks_held();
+    for (auto& s : slots_)
+      if (s->job) outstanding += std::max<int64_t>(0, s->job->worst_blocks - s->session->kv_blocks_held());
+    if (outstanding > pool_->available()) {
+      idle->session->reset();
+      break;
     }
+    std::unique_ptr<Job> j = std::move(*it);
+    it = queue_.erase(it);
+    start(*idle, std::move(j), static_cast<size_t>(keep));
+  }
+}
+
+// Per-session caches (GPU-driven models): moves waiting requests into idle slots: the slot
+// whose history shares the longest prefix with the prompt, the least recently used among
+// equals.
+void Scheduler::admit_slots() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (drop_cancelled(it)) continue;
     // The idle slot to take: the one whose own history matches longest (least recently used
     // among equals). Any slot, running ones included, may hold a longer match: then the
     // least recently used idle slot takes a copy of that prefix instead.
@@ -218,21 +313,7 @@ void Scheduler::admit() {
       best->session->truncate(static_cast<int64_t>(keep));
       best->history.resize(keep);
     }
-    best->last_used = ++clock_;
-    job->pos = keep;
-    job->cached = static_cast<int64_t>(keep);
-    (keep > 0 ? metrics_.prefix_hits : metrics_.prefix_misses)++;
-    metrics_.prompt_tokens += prompt.size();
-    metrics_.cached_tokens += keep;
-    SamplerParams sp = job->spec.gen.sampling;
-    if (!job->spec.gen.seed_given) sp.seed = std::random_device{}() * 0x9E3779B97F4A7C15ull + clock_;
-    job->sampler = std::make_unique<Sampler>(sp);
-    const size_t look = std::min<size_t>(prompt.size(), std::max(0, sp.repeat_last_n));
-    for (size_t i = prompt.size() - look; i < prompt.size(); ++i) job->sampler->accept(prompt[i]);
-    job->filter = std::make_unique<TextFilter>(job->spec.gen.stop, job->spec.split_reasoning,
-                                               job->spec.in_think);
-    job->decoder = std::make_unique<StreamDecoder>(tok_);
-    best->job = std::move(job);
+    start(*best, std::move(job), keep);
   }
 }
 
@@ -281,7 +362,7 @@ void Scheduler::step() {
   size_t row = 0;
   for (size_t e = 0; e < entries.size(); ++e) {
     Slot& s = *owners[e];
-    s.history.insert(s.history.end(), entries[e].tokens.begin(), entries[e].tokens.end());
+    if (!pool_) s.history.insert(s.history.end(), entries[e].tokens.begin(), entries[e].tokens.end());
     if (s.job->next < 0) s.job->pos += entries[e].tokens.size();
     if (entries[e].want_logits) sample(s, logits, row++);
   }
@@ -325,6 +406,8 @@ void Scheduler::finish(Slot& s, const std::string& reason, const std::string& er
   Usage u{static_cast<int64_t>(j.spec.prompt.size()), j.n_gen, j.cached};
   j.out->finish(reason, u, error);
   s.job.reset();
+  // Paged: the blocks go back to the pool, cached for the next request sharing the prefix.
+  if (pool_) s.session->reset();
 }
 
 }  // namespace ktx::serve

@@ -1,11 +1,19 @@
 // The batching queue of `ktx-run serve`: requests wait in a bounded queue for one of
-// --parallel sequence slots (each a Session with its own KV cache); one engine thread runs
-// steps of the engine's BatchStep, each advancing every active sequence together: the next
-// token of every decoding sequence, plus prefill chunks of newly admitted ones within the
-// --chunk token budget, so running streams keep flowing while a long prompt is read. Requests
-// join and leave at any step. A finished sequence's slot keeps its KV cache and token history:
-// a new request takes the idle slot sharing the longest prefix with its prompt (multi-turn
-// chats and shared system prompts skip that prefill), otherwise the least recently used one.
+// --parallel sequence slots; one engine thread runs steps of the engine's BatchStep, each
+// advancing every active sequence together: the next token of every decoding sequence, plus
+// prefill chunks of newly admitted ones within the --chunk token budget, so running streams
+// keep flowing while a long prompt is read. Requests join and leave at any step.
+//
+// KV cache (CPU models): every slot's Session takes blocks from one KvPool
+// (runtime/engine/kv_pool.h). A request is admitted with the longest prefix of its prompt the
+// pool holds (whole blocks shared, a partial last block copied): multi-turn chats and shared
+// system prompts skip that prefill. A finished sequence's blocks stay cached until an
+// allocation evicts them, least recently used first. Admission reserves the request's worst
+// case (prompt + max_tokens, at most the context), so a running sequence never runs out of
+// blocks; a request that does not fit waits in the queue. GPU-driven models keep their cache
+// per session (the GPU backend's state): there a finished slot keeps its history and a new
+// request takes the idle slot sharing the longest prefix (Session::truncate), or a copy of a
+// longer one (Session::copy_prefix, which such models refuse: then truncation).
 // The HTTP side only submits and drains RequestStreams; a cancelled stream (client gone) frees
 // its slot at the next step.
 #pragma once
@@ -23,6 +31,7 @@
 #include <vector>
 
 #include "runtime/engine/engine.h"
+#include "runtime/engine/kv_pool.h"
 #include "runtime/serve/metrics.h"
 #include "runtime/serve/protocol.h"
 #include "runtime/text/tokenizer.h"
@@ -65,6 +74,10 @@ struct SchedulerOptions {
   int64_t n_ctx = 0;      // context per slot (0: the model's)
   int max_queue = 64;     // waiting requests beyond this are refused with 503
   int chunk = 256;        // token budget of one step (decode tokens + prefill chunks)
+  // KV pool blocks (kv_pool.h, kKvBlockRows positions each) shared by all slots; 0: enough
+  // for every slot's whole context (parallel x ceil(n_ctx / block)). At least one context's
+  // worth is used. Ignored for GPU-driven models.
+  int64_t kv_blocks = 0;
 };
 
 struct SubmitSpec {
@@ -93,7 +106,13 @@ class Scheduler {
   struct Slot;
   void loop();
   void admit();
+  void admit_paged();
+  void admit_slots();
+  bool drop_cancelled(std::deque<std::unique_ptr<Job>>::iterator& it);
+  // The job's slot is set up (sampler, filter) with `keep` prompt tokens cached.
+  void start(Slot& slot, std::unique_ptr<Job> job, size_t keep);
   void step();
+  void update_gauges();
   void finish(Slot& slot, const std::string& reason, const std::string& error = "");
   void sample(Slot& slot, std::vector<float>& logits, size_t row);
 
@@ -103,6 +122,7 @@ class Scheduler {
   Metrics& metrics_;
   int64_t n_ctx_ = 0;
   BatchStep batch_;
+  std::shared_ptr<KvPool> pool_;  // null: GPU-driven model, per-session caches
   std::vector<std::unique_ptr<Slot>> slots_;
   uint64_t clock_ = 0;  // admission counter for LRU
 
@@ -110,7 +130,8 @@ class Scheduler {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Job>> queue_;
   bool stop_ = false;
-  std::atomic<int64_t> active_{0}, kv_used_{0}, kv_cached_{0};
+  std::atomic<int64_t> active_{0}, kv_used_{0}, kv_cached_{0}, kv_capacity_{0};
+  std::atomic<int64_t> blocks_used_{0}, blocks_cached_{0}, blocks_free_{0}, evictions_{0};
   std::thread thread_;
 };
 

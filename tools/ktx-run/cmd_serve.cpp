@@ -1,6 +1,7 @@
 // `ktx-run serve PLAN`: the OpenAI-compatible HTTP server (runtime/serve). Binds first, so
 // /health says 503 while the plan loads, then serves until SIGINT or SIGTERM.
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include <csignal>
 #include <cstdio>
@@ -13,6 +14,7 @@
 
 #ifdef KTX_HAVE_SERVE
 #include "runtime/engine/engine.h"
+#include "runtime/engine/kv_pool.h"
 #include "runtime/serve/server.h"
 #include "runtime/text/tokenizer.h"
 #endif
@@ -45,8 +47,13 @@ void add_options(CLI::App& app, ServeArgs& a) {
   app.add_option("--api-key-file", a.key_file, "Read the API key from this file (first line)")
       ->excludes(key);
   app.add_option("--parallel", a.so.sched.parallel,
-                 "Sequence slots: requests decoded together in one batch (each has its own KV "
-                 "cache of --ctx positions)")->capture_default_str()->check(CLI::Range(1, 1024));
+                 "Sequence slots: requests decoded together in one batch (each may grow to --ctx "
+                 "positions of the shared KV block pool)")->capture_default_str()->check(CLI::Range(1, 1024));
+  app.add_option("--kv-blocks", a.so.sched.kv_blocks,
+                 fmt::format("KV cache blocks of {} positions shared by all sequences and the prefix "
+                             "cache (0: parallel x ceil(ctx / {}), every slot's whole context; at "
+                             "least one context)", kKvBlockRows, kKvBlockRows))
+      ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 30));
   app.add_option("-c,--ctx", a.so.sched.n_ctx, "Context per sequence (0 = min(trained, 4096))")
       ->capture_default_str();
   app.add_option("--max-queue", a.so.sched.max_queue,
@@ -87,10 +94,20 @@ int serve_plan(const ServeArgs& a, const sigset_t& sigs) {
   if (!lm) return fail(lm.status().message());
   auto tok = Tokenizer::from_gguf(*lm->gguf);
   if (!tok) return fail("tokenizer: " + tok.status().message());
+  const int64_t ctx_blocks = KvPool::blocks_for(lm->model->n_ctx());
+  if (so.sched.kv_blocks > 0 && so.sched.kv_blocks < ctx_blocks)
+    return fail(fmt::format("--kv-blocks {} holds {} positions, less than one context (--ctx {} "
+                            "needs {} blocks of {})", so.sched.kv_blocks,
+                            so.sched.kv_blocks * kKvBlockRows, lm->model->n_ctx(), ctx_blocks,
+                            kKvBlockRows), 2);
   if (Status st = server.attach(*lm->model, **tok); !st) return fail(st.message());
-  std::fprintf(stderr, "ktx-run serve: ready: %d slots of %lld tokens, chunk %d, queue %d%s\n",
-               so.sched.parallel, static_cast<long long>(lm->model->n_ctx()), so.sched.chunk,
-               so.sched.max_queue, so.api_key.empty() ? "" : ", API key required");
+  const int64_t blocks = so.sched.kv_blocks > 0 ? so.sched.kv_blocks : ctx_blocks * so.sched.parallel;
+  const std::string kv = lm->model->gpu_driven()
+                             ? std::string("KV cache per slot (GPU-driven plan)")
+                             : fmt::format("KV pool {} blocks of {} positions", blocks, kKvBlockRows);
+  std::fprintf(stderr, "ktx-run serve: ready: %d slots of %lld tokens, %s, chunk %d, queue %d%s\n",
+               so.sched.parallel, static_cast<long long>(lm->model->n_ctx()), kv.c_str(),
+               so.sched.chunk, so.sched.max_queue, so.api_key.empty() ? "" : ", API key required");
   int sig = 0;
   sigwait(&sigs, &sig);
   std::fprintf(stderr, "ktx-run serve: signal %d, stopping\n", sig);

@@ -464,5 +464,75 @@ TEST(Attention, Q8_0CacheStaysNearF32) {
   }
 }
 
+// A paged copy of a contiguous cache (rows of row_bytes): blocks of block_rows rows placed in
+// the storage in a scrambled order with unused blocks between (ids[b] = where block b went).
+struct Paged {
+  std::vector<uint8_t> storage;
+  std::vector<int32_t> ids;
+  KvRows rows(int64_t block_rows) const { return {storage.data(), ids.data(), block_rows}; }
+};
+
+Paged page(const std::vector<uint8_t>& flat, size_t row_bytes, int64_t block_rows) {
+  const int64_t rows = static_cast<int64_t>(flat.size() / row_bytes);
+  const int64_t n_blocks = (rows + block_rows - 1) / block_rows;
+  Paged p;
+  p.storage.assign(static_cast<size_t>(2 * n_blocks + 1) * block_rows * row_bytes, 0xA5);
+  for (int64_t b = 0; b < n_blocks; ++b) p.ids.push_back(static_cast<int32_t>(2 * (n_blocks - b)));
+  for (int64_t r = 0; r < rows; ++r)
+    std::copy_n(flat.data() + r * row_bytes, row_bytes,
+                p.storage.data() + (p.ids[r / block_rows] * block_rows + r % block_rows) * row_bytes);
+  return p;
+}
+
+// The kernels and their twins over a paged cache give the contiguous cache's bits: with
+// blocks of the engine's 64 rows and of 128, and with 48-row blocks, which split the kernels'
+// 64-key blocks into two runs.
+TEST(Attention, PagedCacheGivesTheContiguousBits) {
+  ThreadPool pool(2, 100);
+  for (int64_t block_rows : {64, 128, 48})
+    for (KvType kv : kTypes)
+      for (auto [n_past, n_tok] : {std::pair<int64_t, int64_t>{0, 70}, {130, 1}, {200, 5}}) {
+        const GqaAttnDesc d{8, 2, 64, 32, 0.125f, kv};
+        const GqaData g = gqa_data({d, n_past, n_tok}, 7 + n_past);
+        const Paged pk = page(g.k, kv_row_bytes(kv, 2 * 64), block_rows);
+        const Paged pv = page(g.v, kv_row_bytes(kv, 2 * 32), block_rows);
+        const size_t n_out = static_cast<size_t>(n_tok * d.n_head * d.head_dim_v);
+        std::vector<float> a(n_out), b(n_out);
+        gqa_attention_ref(d, g.q.data(), g.q_stride, g.k.data(), g.v.data(), n_past, n_tok, a.data());
+        gqa_attention_ref(d, g.q.data(), g.q_stride, pk.rows(block_rows), pv.rows(block_rows),
+                          n_past, n_tok, b.data());
+        EXPECT_EQ(a, b) << "gqa ref " << kv_type_name(kv) << " blocks of " << block_rows;
+        for (const attn::Kernels* k : tiers()) {
+          attn::gqa_attention_with(*k, pool, d, g.q.data(), g.q_stride, g.k.data(), g.v.data(),
+                                   n_past, n_tok, a.data());
+          attn::gqa_attention_with(*k, pool, d, g.q.data(), g.q_stride, pk.rows(block_rows),
+                                   pv.rows(block_rows), n_past, n_tok, b.data());
+          EXPECT_EQ(a, b) << "gqa " << k->name << " " << kv_type_name(kv) << " blocks of "
+                          << block_rows << " n_past " << n_past;
+        }
+        const MlaCase mc{{4, 64, 32, 0.1f, kv}, n_past, n_tok};
+        const MlaData m = mla_data(mc, 11 + n_past);
+        const Paged pc = page(m.c, kv_row_bytes(kv, 64), block_rows);
+        const Paged pe = page(m.kpe, kv_row_bytes(kv, 32), block_rows);
+        const size_t n_lat = static_cast<size_t>(n_tok * 4 * 64);
+        std::vector<float> c(n_lat), e(n_lat);
+        mla_attention_ref(mc.d, m.q_abs.data(), m.q.data() + m.pe_off, m.q_stride, m.head_stride,
+                          m.c.data(), m.kpe.data(), n_past, n_tok, c.data());
+        mla_attention_ref(mc.d, m.q_abs.data(), m.q.data() + m.pe_off, m.q_stride, m.head_stride,
+                          pc.rows(block_rows), pe.rows(block_rows), n_past, n_tok, e.data());
+        EXPECT_EQ(c, e) << "mla ref " << kv_type_name(kv) << " blocks of " << block_rows;
+        for (const attn::Kernels* k : tiers()) {
+          attn::mla_attention_with(*k, pool, mc.d, m.q_abs.data(), m.q.data() + m.pe_off,
+                                   m.q_stride, m.head_stride, m.c.data(), m.kpe.data(), n_past,
+                                   n_tok, c.data());
+          attn::mla_attention_with(*k, pool, mc.d, m.q_abs.data(), m.q.data() + m.pe_off,
+                                   m.q_stride, m.head_stride, pc.rows(block_rows),
+                                   pe.rows(block_rows), n_past, n_tok, e.data());
+          EXPECT_EQ(c, e) << "mla " << k->name << " " << kv_type_name(kv) << " blocks of "
+                          << block_rows << " n_past " << n_past;
+        }
+      }
+}
+
 }  // namespace
 }  // namespace ktx::cpu

@@ -208,7 +208,9 @@ class Session {
   // The prefix cache: forgets this session's positions, then takes the longest prefix of
   // `tokens`, at most max_len of them, whose rows the pool holds: whole blocks of the chain
   // that evaluated those tokens (shared), then the longest partial match of the next block
-  // (its rows copied into a block of its own). Returns the positions taken (n_past()).
+  // (its rows copied into a block of its own when another sequence uses that block, else the
+  // cached block itself, its rows past the match dropped). Returns the positions taken
+  // (n_past()).
   int64_t attach_prefix(std::span<const int32_t> tokens, int64_t max_len);
   // The pool the cache lives in, and how many of its blocks this session holds.
   const KvPool& kv_pool() const;

@@ -135,7 +135,13 @@ int64_t Session::attach_prefix(std::span<const int32_t> tokens, int64_t max_len)
     int64_t m = 0;
     const auto rest = tokens.subspan(static_cast<size_t>(n), static_cast<size_t>(max_len - n));
     const int32_t b = pool.find_longest(parent, rest, &m);
-    if (b != KvPool::kNone && m > 0) {
+    if (b != KvPool::kNone && m > 0 && pool.refcount(b) == 0) {
+      // A cached block nobody uses: take it over, keeping its first m rows.
+      pool.retain(b);
+      pool.truncate_tokens(b, m);
+      blocks.push_back(b);
+      n += m;
+    } else if (b != KvPool::kNone && m > 0) {
       pool.retain(b);  // so that the allocation below cannot evict it
       const int32_t nb = pool.allocate(parent);
       if (nb != KvPool::kNone) {

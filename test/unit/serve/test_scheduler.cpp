@@ -2,7 +2,9 @@
 // same text alone or batched with others (joining at different steps, prefill chunked), the
 // prefix cache reuses a finished slot's prompt, cancelled requests free their slot, a full
 // queue is a 503, a prompt longer than the context a 400 naming both lengths, max_tokens ends
-// with "length".
+// with "length". The paged KV pool: concurrent requests sharing a system prompt take its
+// blocks from the cache (cached_tokens), a pool of one context serializes requests (they
+// wait, none is refused) and evicts cached blocks, with the same greedy answers.
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -161,6 +163,82 @@ TEST(Scheduler, RefusesLongPromptsAndAFullQueueAndFreesCancelledSlots) {
   auto full = none.submit(greedy(prompt_of(3), 4));
   ASSERT_TRUE(std::holds_alternative<ApiError>(full));
   EXPECT_EQ(std::get<ApiError>(full).status, 503);
+}
+
+std::vector<int32_t> with_system(int i, int64_t n_system) {
+  std::vector<int32_t> p;
+  for (int64_t j = 0; j < n_system; ++j) p.push_back(static_cast<int32_t>((j * 13) % 350 + 20));
+  for (int j = 0; j < 6 + i; ++j) p.push_back(static_cast<int32_t>((i * 29 + j * 11) % 300 + 12 + i));
+  return p;
+}
+
+// The gauges once the engine thread has accounted for the last finished request (it updates
+// them after the step that finished it).
+Gauges settled(const Scheduler& s) {
+  for (int i = 0; i < 200 && s.gauges().active + s.gauges().kv_blocks_used > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return s.gauges();
+}
+
+TEST(Scheduler, ConcurrentRequestsShareASystemPromptsBlocks) {
+  Fixture fx;
+  std::vector<Result> lone;
+  for (int i = 0; i < 4; ++i) {
+    Scheduler one(*fx.model, *fx.tok, {1, 96, 64, 256}, fx.metrics);
+    lone.push_back(drain(submit(one, greedy(with_system(i, 70), 8))));
+    EXPECT_EQ(lone.back().usage.cached, 0);
+  }
+  Scheduler s(*fx.model, *fx.tok, {4, 96, 64, 256}, fx.metrics);
+  Result first = drain(submit(s, greedy(with_system(0, 70), 8)));
+  EXPECT_EQ(first.text, lone[0].text);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 1; i < 4; ++i) streams.push_back(submit(s, greedy(with_system(i, 70), 8)));
+  for (int i = 1; i < 4; ++i) {
+    Result r = drain(streams[static_cast<size_t>(i - 1)]);
+    EXPECT_EQ(r.text, lone[static_cast<size_t>(i)].text) << i;
+    // The system prompt's first block is shared, the rest of it copied from the cache (a
+    // generated token of another request may extend the match by chance).
+    EXPECT_GE(r.usage.cached, 70) << i;
+    EXPECT_LT(r.usage.cached, static_cast<int64_t>(with_system(i, 70).size())) << i;
+  }
+  const Gauges g = settled(s);
+  EXPECT_EQ(g.kv_capacity_tokens, 4 * 2 * kKvBlockRows);
+  EXPECT_EQ(g.kv_blocks_used, 0);
+  EXPECT_EQ(g.kv_blocks_used + g.kv_blocks_cached + g.kv_blocks_free, 8);
+  EXPECT_GT(g.kv_blocks_cached, 0);
+  EXPECT_GT(g.prefix_cached_tokens, 70);
+  const std::string page = fx.metrics.render(g);
+  EXPECT_NE(page.find("ktx_kv_cache_blocks{state=\"cached\"}"), std::string::npos);
+}
+
+TEST(Scheduler, APoolOfOneContextSerializesRequestsAndEvicts) {
+  Fixture fx;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 5; ++i) {
+    std::vector<int32_t> p;
+    for (int j = 0; j < 66 + i; ++j) p.push_back(static_cast<int32_t>((i * 53 + j * 7) % 330 + 15));
+    prompts.push_back(std::move(p));
+  }
+  std::vector<Result> lone;
+  for (const auto& p : prompts) {
+    Scheduler one(*fx.model, *fx.tok, {1, 96, 64, 256}, fx.metrics);
+    lone.push_back(drain(submit(one, greedy(p, 10))));
+  }
+  // 1 block asked for, raised to one context (2 blocks): every request needs both.
+  Scheduler s(*fx.model, *fx.tok, {3, 96, 64, 256, 1}, fx.metrics);
+  EXPECT_EQ(s.gauges().kv_capacity_tokens, 2 * kKvBlockRows);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const auto& p : prompts) streams.push_back(submit(s, greedy(p, 10)));
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Result r = drain(streams[i]);
+    EXPECT_EQ(r.text, lone[i].text) << i;
+    EXPECT_EQ(r.finish, lone[i].finish) << i;
+  }
+  EXPECT_GT(settled(s).kv_block_evictions, 0);
+  // The last prompt again: its blocks are still cached.
+  Result again = drain(submit(s, greedy(prompts.back(), 10)));
+  EXPECT_EQ(again.text, lone.back().text);
+  EXPECT_EQ(again.usage.cached, static_cast<int64_t>(prompts.back().size()) - 1);
 }
 
 }  // namespace

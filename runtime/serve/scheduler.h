@@ -6,9 +6,9 @@
 //
 // KV cache (CPU models): every slot's Session takes blocks from one KvPool
 // (runtime/engine/kv_pool.h). A request is admitted with the longest prefix of its prompt the
-// pool holds (whole blocks shared, a partial last block copied): multi-turn chats and shared
-// system prompts skip that prefill. A finished sequence's blocks stay cached until an
-// allocation evicts them, least recently used first. Admission reserves the request's worst
+// pool holds (whole blocks shared, a partial last block copied or, unused, taken over):
+// multi-turn chats and shared system prompts skip that prefill. A finished sequence's blocks
+// stay cached until an allocation evicts them, least recently used first. Admission reserves the request's worst
 // case (prompt + max_tokens, at most the context), so a running sequence never runs out of
 // blocks; a request that does not fit waits in the queue. GPU-driven models keep their cache
 // per session (the GPU backend's state): there a finished slot keeps its history and a new

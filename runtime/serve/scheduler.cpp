@@ -253,15 +253,21 @@ void Scheduler::admit_paged() {
     for (auto& s : slots_)
       if (!s->job && (!idle || s->last_used < idle->last_used)) idle = s.get();
     if (!idle) break;
+    // What the running sequences may still take; with no block beyond it, nothing is tried
+    // (attaching a prefix may copy rows).
+    int64_t running = 0;
+    for (auto& s : slots_)
+      if (s->job) running += std::max<int64_t>(0, s->job->worst_blocks - s->session->kv_blocks_held());
+    if (running >= pool_->available()) break;
     Job& job = **it;
     const std::vector<int32_t>& prompt = job.spec.prompt;
     const int64_t n_prompt = static_cast<int64_t>(prompt.size());
     const int64_t keep = idle->session->attach_prefix(prompt, n_prompt - 1);
     const int64_t max_new = job.spec.gen.max_tokens > 0 ? job.spec.gen.max_tokens : n_ctx_;
     job.worst_blocks = KvPool::blocks_for(std::min(n_prompt + max_new, n_ctx_), pool_->block_rows());
-    int64_t outstanding = job.worst_blocks - idle->session->kv_blocks_held();
-    for (auto& s : slots_)
-      if (s->job) outstanding += std::max<int64_t>(0, s->job->worst_blocks - s->session->kv_blocks_held());
+    // A shared block counts as held by each holder: each one's future allocations are at most
+    // its worst case less what it holds.
+    const int64_t outstanding = running + job.worst_blocks - idle->session->kv_blocks_held();
     if (outstanding > pool_->available()) {
       idle->session->reset();
       break;

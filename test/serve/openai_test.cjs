@@ -147,6 +147,12 @@ async function metrics(srv) {
     assert(m.text.includes(name), "/metrics lacks " + name);
   const hits = Number(m.text.match(/^ktx_prefix_cache_hits_total (\d+)/m)[1]);
   assert(hits > 0, "no prefix-cache hit after repeated prompts");
+  // The KV block pool: used + cached + free = capacity / 64, and finished requests left blocks cached.
+  const blocks = (state) => Number(m.text.match(new RegExp(`^ktx_kv_cache_blocks\\{state="${state}"\\} (\\d+)`, "m"))[1]);
+  const capacity = Number(m.text.match(/^ktx_kv_cache_capacity_tokens (\d+)/m)[1]);
+  assertEq(blocks("used") + blocks("cached") + blocks("free"), capacity / 64, "KV pool blocks");
+  assert(blocks("cached") > 0, "no cached KV blocks after finished requests");
+  assert(Number(m.text.match(/^ktx_prefix_cache_tokens (\d+)/m)[1]) > 0, "no cached prefix tokens");
   const h = await get(srv.base, "/health");
   assertEq(JSON.parse(h.text).status, "ok", "/health body");
 }

@@ -91,6 +91,65 @@ __attribute__((target("avx2"))) float quantize_block_q16_avx2(const float* x, in
   return d;
 }
 
+// One 256-element q8_k32 block, plain C++: per 32 elements d = max|x| / 127 and
+// q = x·(1/d) rounded to nearest even, clamped.
+void quantize_block_q8_k32(const float* x, ActBlockQ8_K32* blk) {
+  for (int j = 0; j < 8; ++j) {
+    const float* xs = x + 32 * j;
+    float amax = 0.0f;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xs[i]));
+    const float d = amax / static_cast<float>(kQ8Max);
+    const float id = d > 0.0f ? 1.0f / d : 0.0f;
+    int32_t sum = 0;
+    for (int i = 0; i < 32; ++i) {
+      const float lim = static_cast<float>(kQ8Max);
+      const int v = static_cast<int>(std::clamp(std::nearbyint(xs[i] * id), -lim, lim));
+      blk->q[32 * j + i] = static_cast<int8_t>(v);
+      sum += v;
+    }
+    blk->d[j] = d;
+    blk->qsum[j] = sum;
+  }
+}
+
+// The same block with AVX2: the same float operations per element (one multiply, round to
+// nearest even, clamp), so the same bytes.
+__attribute__((target("avx2"))) void quantize_block_q8_k32_avx2(const float* x,
+                                                                ActBlockQ8_K32* blk) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 lim = _mm256_set1_ps(static_cast<float>(kQ8Max)), nlim = _mm256_set1_ps(-127.0f);
+  for (int j = 0; j < 8; ++j) {
+    const float* xs = x + 32 * j;
+    __m256 v[4], amax = _mm256_setzero_ps();
+    for (int i = 0; i < 4; ++i) {
+      v[i] = _mm256_loadu_ps(xs + 8 * i);
+      amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[i]));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    const float d = _mm_cvtss_f32(m) / static_cast<float>(kQ8Max);
+    const __m256 id = _mm256_set1_ps(d > 0.0f ? 1.0f / d : 0.0f);
+    __m256i q[4];
+    for (int i = 0; i < 4; ++i) {
+      const __m256 r = _mm256_round_ps(_mm256_mul_ps(v[i], id),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      q[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, nlim), lim));
+    }
+    // int32 -> int8 in element order (the packs interleave 128-bit lanes; the permute undoes it).
+    const __m256i w01 = _mm256_packs_epi32(q[0], q[1]), w23 = _mm256_packs_epi32(q[2], q[3]);
+    const __m256i b = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w01, w23),
+                                                  _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(blk->q + 32 * j), b);
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+    blk->d[j] = d;
+    blk->qsum[j] = _mm_cvtsi128_si32(s4);
+  }
+}
+
 bool use_avx2() {
   static const bool ok = detect_cpu_isa().avx2;
   return ok;
@@ -116,6 +175,7 @@ const char* act_format_name(ActFormat f) {
     case ActFormat::f32: return "f32";
     case ActFormat::q16_0: return "q16_0";
     case ActFormat::q16_k: return "q16_k";
+    case ActFormat::q8_k32: return "q8_k32";
   }
   return "unknown";
 }
@@ -125,6 +185,7 @@ int64_t act_block_elems(ActFormat f) {
     case ActFormat::f32: return 1;
     case ActFormat::q16_0: return 32;
     case ActFormat::q16_k: return 256;
+    case ActFormat::q8_k32: return 256;
   }
   return 1;
 }
@@ -134,6 +195,7 @@ size_t act_row_bytes(ActFormat f, int64_t n) {
     case ActFormat::f32: return static_cast<size_t>(n) * sizeof(float);
     case ActFormat::q16_0: return static_cast<size_t>(n / 32) * sizeof(ActBlockQ16_0);
     case ActFormat::q16_k: return static_cast<size_t>(n / 256) * sizeof(ActBlockQ16_K);
+    case ActFormat::q8_k32: return static_cast<size_t>(n / 256) * sizeof(ActBlockQ8_K32);
   }
   return 0;
 }
@@ -162,6 +224,15 @@ void quantize_row(ActFormat f, const float* x, void* dst, int64_t n, bool fast) 
     auto* blocks = static_cast<ActBlockQ16_0*>(dst);
     for (int64_t b = 0; b < n / 32; ++b) {
       blocks[b].d = quantize_block(x + b * 32, blocks[b].hi, blocks[b].lo, 32, nullptr, fast);
+    }
+  } else if (f == ActFormat::q8_k32) {
+    auto* blocks = static_cast<ActBlockQ8_K32*>(dst);
+    for (int64_t b = 0; b < n / 256; ++b) {
+      if (fast && use_avx2()) {
+        quantize_block_q8_k32_avx2(x + b * 256, &blocks[b]);
+      } else {
+        quantize_block_q8_k32(x + b * 256, &blocks[b]);
+      }
     }
   } else {
     auto* blocks = static_cast<ActBlockQ16_K*>(dst);
@@ -192,6 +263,12 @@ void dequantize_act_row(ActFormat f, const void* src, float* dst, int64_t n) {
     for (int64_t i = 0; i < n; ++i) {
       const ActBlockQ16_0& b = blocks[i / 32];
       dst[i] = b.d * static_cast<float>(q16_value(b.hi, b.lo, i % 32));
+    }
+  } else if (f == ActFormat::q8_k32) {
+    const auto* blocks = static_cast<const ActBlockQ8_K32*>(src);
+    for (int64_t i = 0; i < n; ++i) {
+      const ActBlockQ8_K32& b = blocks[i / 256];
+      dst[i] = b.d[(i % 256) / 32] * static_cast<float>(b.q[i % 256]);
     }
   } else {
     const auto* blocks = static_cast<const ActBlockQ16_K*>(src);

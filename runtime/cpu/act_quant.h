@@ -29,6 +29,8 @@ enum class ActFormat : uint8_t {
   f32 = 0,   // plain floats (reference kernels: exact)
   q16_0 = 1, // 32-element blocks, int16-grade as hi/lo int8 planes (ActBlockQ16_0)
   q16_k = 2, // 256-element blocks, int16-grade as hi/lo planes, 32/16-element sums (ActBlockQ16_K)
+  q8_k32 = 3, // 256-element blocks of int8 with one scale per 32 elements (ActBlockQ8_K32): the
+              // int8 K-quant prefill GEMM's input (gemm_kq_kernel.h, i8_quads)
 };
 
 const char* act_format_name(ActFormat f);
@@ -54,6 +56,17 @@ struct ActBlockQ16_K {
   int8_t lo[256];
 };
 static_assert(sizeof(ActBlockQ16_K) == 640);
+
+// int8 per 32 elements (the coarser prefill option, docs/kernels.md "int8 K-quant GEMM"):
+// d_j = max|x| / 127 over sub-block j, q = round(x / d_j) (nearest even) in [-127, 127],
+// x ≈ d_j·q; qsum_j = Σ q over the sub-block (the K-quant min term).
+inline constexpr int32_t kQ8Max = 127;
+struct ActBlockQ8_K32 {
+  float d[8];
+  int32_t qsum[8];
+  int8_t q[256];
+};
+static_assert(sizeof(ActBlockQ8_K32) == 320);
 
 // Elements per block of a format (1 for f32).
 int64_t act_block_elems(ActFormat f);

@@ -84,7 +84,14 @@ struct GemmKqArgs {
 //   amx_planes: the layout above (two int8 planes as AMX B tiles; kq_pack_acts);
 //   i16_pairs:  v = 255·hi + lo as int16, [element pair p 0..127][token t 0..15][2]: the
 //               16 tokens' values of elements 2p, 2p+1 in one 64-byte row (kq_pack_acts_i16).
-enum class KqActLayout : uint8_t { amx_planes, i16_pairs };
+//   i8_quads:   q8_k32 activations (int8, one scale per 32 elements), all inside the tiles:
+//               bytes [0, 4096) int8 [element quad p 0..63][token t 0..15][4] (the 16 tokens'
+//               elements 4p..4p+3 in one 64-byte row), then float ad[j][t] (the scale of
+//               sub-block j, 8 x 16) and float mb[j][t] = ad[j][t]·Σq over sub-block j
+//               (8 x 16); the floats region is zero (kq_pack_acts_i8).
+enum class KqActLayout : uint8_t { amx_planes, i16_pairs, i8_quads };
+inline constexpr int64_t kKqI8Scales = 4096;       // byte offset of ad in an i8_quads tile
+inline constexpr int64_t kKqI8Mins = 4096 + 512;   // byte offset of mb
 
 class GemmKqKernel {
  public:
@@ -115,6 +122,23 @@ Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_i16_ref(GGMLType type);
 // The AVX-512 VNNI body (gemm_kq_i16_avx512.cpp). Errors: the type, a CPU without avx512f,
 // avx512bw and avx512_vnni (names what is missing).
 Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_avx512(GGMLType type, const CpuIsa& cpu);
+// The int8-activation form for AVX-512 VNNI hosts (gemm_kq_i8.cpp): activations rounded to
+// int8 per 32 elements (q8_k32) in the i8_quads layout, weights expanded per super-block to
+// their unsigned levels q (Q4_K 0..15, Q5_K 0..31, bytes, row-major) and multiplied by
+// vpdpbusd (u8 weights x s8 activations, four products per lane: twice vpdpwssd's rate). Per
+// 32-element sub-block j the int32 dot I_j = Σ q·a is exact (|I_j| <= 32·31·127); float
+// order, per weight row n, token t, super-block and j = 0..7 in turn (the twin repeats it
+// with std::fma):
+//   p = ad_j[t]·dsc_j[n]; acc = fma(float(I_j), p, acc); acc = fma(−mb_j[t], dm_j[n], acc)
+// with dsc_j = d·float(sc_j), dm_j = dmin·float(m_j) (float products), acc starting at 0.
+void kq_pack_acts_i8(const ActBlockQ8_K32* const* tokens, int64_t n_super, int8_t* tiles,
+                     int64_t tiles_stride, float* floats, int64_t floats_stride);
+// Its C++ twin (every CPU); errors: a type without this kernel.
+Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_i8_ref(GGMLType type);
+// The AVX-512 VNNI body (gemm_kq_i8_avx512.cpp). Errors: the type, a CPU without avx512f,
+// avx512bw and avx512_vnni (names what is missing).
+Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_avx512_i8(GGMLType type,
+                                                                const CpuIsa& cpu);
 // The AVX2 body (gemm_kq_i16_avx2.cpp: vpmaddwd + vpaddd on 8 tokens per vector, the same
 // sums). Errors: the type, a CPU without avx2 and fma (names what is missing).
 Expected<std::unique_ptr<GemmKqKernel>> create_gemm_kq_avx2(GGMLType type, const CpuIsa& cpu);

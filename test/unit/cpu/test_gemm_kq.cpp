@@ -30,7 +30,8 @@ Acts make_acts(const std::vector<float>& x, int64_t k, int64_t groups, std::vect
                KqActLayout layout = KqActLayout::amx_planes) {
   Acts a;
   a.k = k, a.groups = groups, a.x = x, a.pad = std::move(pad);
-  const int64_t ns = k / kKqSuper, rb = static_cast<int64_t>(act_row_bytes(ActFormat::q16_k, k));
+  const ActFormat fmt = layout == KqActLayout::i8_quads ? ActFormat::q8_k32 : ActFormat::q16_k;
+  const int64_t ns = k / kKqSuper, rb = static_cast<int64_t>(act_row_bytes(fmt, k));
   a.rows.resize(groups * kKqTile * rb);
   a.tiles.resize(groups * ns * kKqActBytes);
   a.floats.resize(groups * ns * kKqActFloats);
@@ -40,10 +41,20 @@ Acts make_acts(const std::vector<float>& x, int64_t k, int64_t groups, std::vect
       std::fill(row, row + k, 0.0f);
       continue;
     }
-    quantize_act_row(ActFormat::q16_k, row, a.rows.data() + t * rb, k);
-    round_act_row(ActFormat::q16_k, row, k);
+    quantize_act_row(fmt, row, a.rows.data() + t * rb, k);
+    round_act_row(fmt, row, k);
   }
-  for (int64_t g = 0; g < groups; ++g) {
+  for (int64_t g = 0; g < groups && layout == KqActLayout::i8_quads; ++g) {
+    const ActBlockQ8_K32* tok[kKqTile];
+    for (int64_t i = 0; i < kKqTile; ++i) {
+      const int64_t t = g * kKqTile + i;
+      tok[i] = a.pad[t] ? nullptr
+                        : reinterpret_cast<const ActBlockQ8_K32*>(a.rows.data() + t * rb);
+    }
+    kq_pack_acts_i8(tok, ns, a.tiles.data() + g * ns * kKqActBytes, kKqActBytes,
+                    a.floats.data() + g * ns * kKqActFloats, kKqActFloats);
+  }
+  for (int64_t g = 0; g < groups && layout != KqActLayout::i8_quads; ++g) {
     const ActBlockQ16_K* tok[kKqTile];
     for (int64_t i = 0; i < kKqTile; ++i) {
       const int64_t t = g * kKqTile + i;
@@ -291,6 +302,97 @@ TEST(GemmKqI16, Avx512EqualsTwinBitForBit) {
     ASSERT_TRUE(twin.has_value());
     ASSERT_TRUE(vec.has_value()) << vec.status().message();
     expect_equals_twin(**twin, **vec, type, 7, 9);
+  }
+}
+
+// The int8-activation form (AVX-512 VNNI hosts): its twin against the dequantized weights
+// times the q8_k32-rounded activations over the shape table and at the extreme levels (the
+// sub-block dots are exact: 32·31·127 < 2^31), the AVX-512 body against the twin bit for
+// bit, and its refusals.
+TEST(GemmKqI8, TwinMatchesDequantizedWeights) {
+  for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K}) {
+    auto twin = create_gemm_kq_i8_ref(type);
+    ASSERT_TRUE(twin.has_value());
+    EXPECT_EQ((*twin)->act_layout(), KqActLayout::i8_quads);
+    for (const Shape& s : kShapes) {
+      SCOPED_TRACE(std::string((*twin)->name()) + " super-blocks " + std::to_string(s.n_super) +
+                   " groups " + std::to_string(s.groups));
+      const int64_t k = s.n_super * kKqSuper;
+      const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
+      const auto w = test::random_rows(type, kKqTile, k, 17 + static_cast<uint32_t>(k));
+      const Acts a = make_acts(test::random_floats(s.groups * kKqTile * k, 1.0f, 6), k,
+                               s.groups, padding(s.groups), KqActLayout::i8_quads);
+      check_against_weights(type, w, rb, a, run(**twin, w, rb, a), 2e-6);
+    }
+  }
+}
+
+TEST(GemmKqI8, ExtremeLevelsDoNotWrap) {
+  constexpr int64_t k = 2 * kKqSuper;
+  const CpuIsa cpu = detect_cpu_isa();
+  for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K}) {
+    SCOPED_TRACE(ggml_type_name(static_cast<uint32_t>(type)));
+    auto twin = create_gemm_kq_i8_ref(type);
+    ASSERT_TRUE(twin.has_value());
+    const auto w = extreme_panel(type, k);
+    const int64_t rb = static_cast<int64_t>(ggml_row_bytes(type, k).value());
+    std::vector<float> x(kKqTile * k);
+    for (int64_t t = 0; t < kKqTile; ++t) {  // every activation at ±127 (or ±64 of 127)
+      for (int64_t i = 0; i < k; ++i) x[t * k + i] = (t % 2 ? -1.0f : 1.0f) * (i % 7 ? 1.0f : 0.5f);
+    }
+    const Acts a = make_acts(x, k, 1, std::vector<bool>(kKqTile, false), KqActLayout::i8_quads);
+    const auto out = run(**twin, w, rb, a);
+    check_against_weights(type, w, rb, a, out, 2e-6);
+    auto vec = create_gemm_kq_avx512_i8(type, cpu);
+    if (!vec) continue;  // Avx512EqualsTwinBitForBit reports the skip
+    const auto got = run(**vec, w, rb, a);
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], out[i]) << (*vec)->name() << " output " << i;
+  }
+}
+
+TEST(GemmKqI8, RoundsActivationsPer32Elements) {
+  std::vector<float> x(kKqSuper);
+  for (int i = 0; i < kKqSuper; ++i) x[i] = (i / 32 + 1) * 0.01f * static_cast<float>((i * 37) % 23 - 11);
+  ActBlockQ8_K32 fast, plain;
+  quantize_act_row(ActFormat::q8_k32, x.data(), &fast, kKqSuper);
+  quantize_act_row_ref(ActFormat::q8_k32, x.data(), &plain, kKqSuper);
+  EXPECT_EQ(std::memcmp(&fast, &plain, sizeof(fast)), 0) << "the AVX2 body's bytes differ";
+  for (int j = 0; j < 8; ++j) {
+    float amax = 0.0f;
+    int32_t sum = 0;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[32 * j + i]));
+    EXPECT_EQ(plain.d[j], amax / 127.0f) << "sub-block " << j;
+    for (int i = 0; i < 32; ++i) {
+      EXPECT_LE(std::fabs(plain.d[j] * plain.q[32 * j + i] - x[32 * j + i]), 0.5f * plain.d[j] * 1.0001f);
+      sum += plain.q[32 * j + i];
+    }
+    EXPECT_EQ(plain.qsum[j], sum) << "sub-block " << j;
+  }
+}
+
+TEST(GemmKqI8, RefusesTypesAndCpusWithoutTheKernel) {
+  auto q6 = create_gemm_kq_i8_ref(GGMLType::Q6_K);
+  ASSERT_FALSE(q6.has_value());
+  EXPECT_NE(q6.status().message().find("Q6_K"), std::string::npos);
+  CpuIsa none;
+  auto vec = create_gemm_kq_avx512_i8(GGMLType::Q4_K, none);
+  ASSERT_FALSE(vec.has_value());
+  EXPECT_NE(vec.status().message().find("avx512_vnni"), std::string::npos);
+  auto vq6 = create_gemm_kq_avx512_i8(GGMLType::Q6_K, detect_cpu_isa());
+  ASSERT_FALSE(vq6.has_value());
+  EXPECT_NE(vq6.status().message().find("Q6_K"), std::string::npos);
+}
+
+TEST(GemmKqI8, Avx512EqualsTwinBitForBit) {
+  const CpuIsa cpu = detect_cpu_isa();
+  if (!(cpu.avx512f && cpu.avx512bw && cpu.avx512_vnni))
+    GTEST_SKIP() << "this CPU lacks AVX-512 VNNI (avx512f, avx512bw, avx512_vnni)";
+  for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K}) {
+    auto twin = create_gemm_kq_i8_ref(type);
+    auto vec = create_gemm_kq_avx512_i8(type, cpu);
+    ASSERT_TRUE(twin.has_value());
+    ASSERT_TRUE(vec.has_value()) << vec.status().message();
+    expect_equals_twin(**twin, **vec, type, 19, 21);
   }
 }
 

@@ -1,0 +1,151 @@
+// AVX-512 VNNI body of the int8-activation K-quant prefill GEMM (gemm_kq_kernel.h, i8_quads
+// layout; compiled with -mavx512f -mavx512bw -mavx512vnni, entered only after
+// create_gemm_kq_avx512_i8 checked the CPU). Per 16-row panel and super-block, each row's
+// super-block is expanded to its unsigned levels (bytes, element order) in an L1 scratch;
+// then per pass of G token groups x R rows, for each element quad one 64-byte load brings the
+// 16 tokens' four int8 values of each group, and each row's four levels are broadcast into a
+// vpdpbusd per group (u8 weights x s8 activations): G x R int32 sums of one 32-element
+// sub-block, then the float epilogue of the sub-block into G x R float accumulators kept in
+// registers for the whole super-block. The epilogue is the twin's, operation for operation
+// (no implicit contraction: the file builds with -ffp-contract=off).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "runtime/cpu/jit/gemm_kq_i8.h"
+
+namespace ktx::cpu::kq_i8_detail {
+namespace {
+
+// The twin's kq_i8_expand_row with vectors: per 64-element chunk, 32 bytes of nibbles (low:
+// sub-block 2c, high: 2c+1), Q5_K's fifth bits from qh bit j.
+template <bool Q5>
+inline void expand_row(const uint8_t* blk, KqI8Row* out) {
+  kq_i8_expand_header(blk, out);
+  const uint8_t* qs = blk + (Q5 ? 48 : 16);
+  const __m256i nib = _mm256_set1_epi8(15);
+  [[maybe_unused]] const __m256i one = _mm256_set1_epi8(1);
+  [[maybe_unused]] const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16));
+  for (int c = 0; c < 4; ++c) {
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
+    __m256i lo = _mm256_and_si256(b, nib);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nib);
+    if constexpr (Q5) {
+      // Bit j of each qh byte to bit 4 (shifts of 16-bit lanes; the mask drops what crosses).
+      const __m256i b0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
+      const __m256i b1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
+      lo = _mm256_or_si256(lo, _mm256_slli_epi16(b0, 4));
+      hi = _mm256_or_si256(hi, _mm256_slli_epi16(b1, 4));
+    }
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out->q + 64 * c), lo);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out->q + 64 * c + 32), hi);
+  }
+}
+
+inline int32_t quad_at(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// R rows of the panel against token groups act[0..G) of one super-block: out rows += the
+// epilogue. Every loop over the G x R accumulators is unrolled so they stay in registers.
+template <int R, int G>
+inline void pass(const KqI8Row* rows, const int8_t* const* act, float* const* out) {
+  __m512 F[G][R];
+#pragma GCC unroll 16
+  for (int g = 0; g < G; ++g)
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) F[g][r] = _mm512_loadu_ps(out[g] + r * kKqTile);
+  for (int j = 0; j < 8; ++j) {
+    __m512i I[G][R];
+#pragma GCC unroll 16
+    for (int g = 0; g < G; ++g)
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) I[g][r] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int p = 8 * j; p < 8 * j + 8; ++p) {
+      __m512i x[G];
+#pragma GCC unroll 16
+      for (int g = 0; g < G; ++g) x[g] = _mm512_loadu_si512(act[g] + p * 64);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const __m512i wr = _mm512_set1_epi32(quad_at(rows[r].q + 4 * p));
+#pragma GCC unroll 16
+        for (int g = 0; g < G; ++g) I[g][r] = _mm512_dpbusd_epi32(I[g][r], wr, x[g]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int g = 0; g < G; ++g) {
+      const __m512 ad = _mm512_loadu_ps(reinterpret_cast<const float*>(act[g] + kKqI8Scales) + 16 * j);
+      const __m512 mb = _mm512_loadu_ps(reinterpret_cast<const float*>(act[g] + kKqI8Mins) + 16 * j);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const __m512 p = _mm512_mul_ps(ad, _mm512_set1_ps(rows[r].dsc[j]));
+        F[g][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[g][r]), p, F[g][r]);
+        F[g][r] = _mm512_fnmadd_ps(mb, _mm512_set1_ps(rows[r].dm[j]), F[g][r]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int g = 0; g < G; ++g)
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) _mm512_storeu_ps(out[g] + r * kKqTile, F[g][r]);
+}
+
+#ifndef KTX_KQ_I8_ROWS
+#define KTX_KQ_I8_ROWS 4
+#endif
+constexpr int kRowsPerPass = KTX_KQ_I8_ROWS;  // rows per pass of two token groups
+constexpr int kRowsLone = 8;                  // rows per pass of a lone group
+
+template <bool Q5>
+class GemmKqAvx512I8 final : public GemmKqKernel {
+ public:
+  std::string name() const override {
+    return Q5 ? "gemm_q5_k_avx512_i8" : "gemm_q4_k_avx512_i8";
+  }
+  GGMLType type() const override { return Q5 ? GGMLType::Q5_K : GGMLType::Q4_K; }
+  KqActLayout act_layout() const override { return KqActLayout::i8_quads; }
+
+  void run(const GemmKqArgs& a) const override {
+    constexpr int64_t block = Q5 ? 176 : 144;
+    for (int64_t g = 0; g < a.n_groups; ++g) {
+      std::memset(a.out + g * a.out_group_stride, 0, kKqTile * kKqTile * sizeof(float));
+    }
+    KqI8Row rows[kKqTile];
+    for (int64_t s = 0; s < a.n_super; ++s) {
+      for (int n = 0; n < kKqTile; ++n) expand_row<Q5>(a.w + n * a.w_stride + s * block, &rows[n]);
+      const int8_t* act[2];
+      float* out[2];
+      auto at = [&](int64_t g, int i) {
+        act[i] = a.act + g * a.act_group_stride + s * kKqActBytes;
+        out[i] = a.out + g * a.out_group_stride;
+      };
+      int64_t g = 0;
+      for (; g + 2 <= a.n_groups; g += 2) {  // two groups: each broadcast feeds two products
+        at(g, 0), at(g + 1, 1);
+        for (int r0 = 0; r0 < kKqTile; r0 += kRowsPerPass) {
+          float* o[2] = {out[0] + r0 * kKqTile, out[1] + r0 * kKqTile};
+          pass<kRowsPerPass, 2>(rows + r0, act, o);
+        }
+      }
+      if (g < a.n_groups) {
+        at(g, 0);
+        for (int r0 = 0; r0 < kKqTile; r0 += kRowsLone) {
+          float* o[1] = {out[0] + r0 * kKqTile};
+          pass<kRowsLone, 1>(rows + r0, act, o);
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<GemmKqKernel> make_avx512(GGMLType type) {
+  if (type == GGMLType::Q5_K) return std::make_unique<GemmKqAvx512I8<true>>();
+  return std::make_unique<GemmKqAvx512I8<false>>();
+}
+
+}  // namespace ktx::cpu::kq_i8_detail

@@ -3,7 +3,8 @@
 // the blocks in place). Prints ms per layer, TOP/s of the expert GEMMs actually done (2 * 3 * N * K
 // per (token, expert) pair; padding to groups of 16 not counted) and the ratio to the matrix
 // peak: --peak (TOP/s), and the peak measured by a tile-only loop (tdpbssd on all threads), or
-// on hosts without AMX a vpdpwssd loop (the int16 K-quant kernel's instruction).
+// on hosts without AMX a vpdpwssd loop (the int16 K-quant kernel's instruction), or with
+// --act i8 a vpdpbusd loop (the int8-activation kernel's).
 // --experts allocates fewer distinct experts; routing still spreads over the model's count
 // (expert e uses the weights of e mod --experts), so tokens per expert stay realistic.
 //
@@ -119,6 +120,12 @@ double kq_kernel_tops(const GemmKqKernel& kernel, int64_t n_super, int64_t group
     fill_q4_k(w.data(), w.size(), static_cast<uint64_t>(th));
     std::vector<int8_t> act(groups * n_super * kKqActBytes);
     for (auto& v : act) v = static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+    if (kernel.act_layout() == KqActLayout::i8_quads) {  // its scales live in the tiles
+      for (int64_t t = 0; t < groups * n_super; ++t) {
+        auto* sc = reinterpret_cast<float*>(act.data() + t * kKqActBytes + kKqI8Scales);
+        std::fill(sc, sc + 256, 0.01f);
+      }
+    }
     std::vector<float> f(groups * n_super * kKqActFloats, 0.01f), out(groups * 256);
     GemmKqArgs g;
     g.w = w.data(), g.w_stride = rb, g.act = act.data(), g.act_group_stride = n_super * kKqActBytes;
@@ -167,6 +174,24 @@ double loop_peak_tops(ThreadPool& pool, int32_t (*loop)(int64_t), double ops_per
 }
 double vnni_peak_tops(ThreadPool& pool) { return loop_peak_tops(pool, vnni_loop, 2.0 * 32 * 24); }
 
+// The int8 form: 24 independent vpdpbusd chains per thread (64 u8 x s8 multiply-adds each,
+// counted as 2 ops): the ceiling of the int8-activation K-quant kernel.
+__attribute__((target("avx512f,avx512vnni"), noinline)) int32_t vnni8_loop(int64_t iters) {
+  constexpr int kChains = 24;
+  __m512i acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_epi32(i);
+  const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(5);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 24
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
+    __asm__ volatile("" : : "v"(acc[0]), "v"(acc[1]));
+  }
+  __m512i s = acc[0];
+  for (int i = 1; i < kChains; ++i) s = _mm512_add_epi32(s, acc[i]);
+  return _mm512_reduce_add_epi32(s);
+}
+double vnni8_peak_tops(ThreadPool& pool) { return loop_peak_tops(pool, vnni8_loop, 2.0 * 64 * 24); }
+
 // The AVX2 form of the same ceiling: 12 independent vpmaddwd + vpaddd chains per thread (16
 // int16 multiply-adds per pair, counted as 2 ops), the AVX2 int16 K-quant kernel's pair.
 __attribute__((target("avx2"), noinline)) int32_t madd_loop(int64_t iters) {
@@ -208,6 +233,7 @@ struct Options {
   int64_t experts = 16;
   double peak = 78.0;
   std::string isa;  // cap on the ISA tier (empty: the best this CPU has)
+  std::string act = "i16";  // K-quant prefill activations: i16 (q16_k) or i8 (q8_k32, avx512)
 };
 
 IsaTier bench_tier(const Options& o) {
@@ -251,6 +277,7 @@ int bench_model(const ModelShape& m, const Options& o, ThreadPool& pool, double 
   }
   MoeConfig cfg;
   cfg.rows_per_task = 128;
+  cfg.prefill_act = o.act == "i8" ? 8 : 16;
   auto moe = MoePrefill::create(desc, cfg, detect_cpu_isa());
   if (!moe) return std::fprintf(stderr, "%s\n", moe.status().message().c_str()), 1;
   const bool in_place = packed->gate.empty() && packed->up.empty() && packed->down.empty();
@@ -307,6 +334,9 @@ int main(int argc, char** argv) {
   app.add_option("--peak", o.peak, "matrix peak of this machine in TOP/s (AMX INT8, or the "
                  "AVX-512 int16 rate)");
   app.add_option("--isa", o.isa, "cap the ISA tier: reference, avx2, avx512, amx");
+  app.add_option("--act", o.act, "K-quant prefill activations on the avx512 tier: i16 (the "
+                 "int16 GEMM, vpdpwssd) or i8 (int8 per 32, vpdpbusd)")
+      ->check(CLI::IsMember({"i16", "i8"}));
   CLI11_PARSE(app, argc, argv);
   ThreadPool pool(o.threads);
   double measured = 0;
@@ -338,6 +368,16 @@ int main(int argc, char** argv) {
                   "(8 x 8)\n", (*k)->name().c_str(), kq_kernel_tops(**k, 28, 4, pool),
                   kq_kernel_tops(**k, 8, 8, pool));
     }
+  } else if (auto k = create_gemm_kq_avx512_i8(GGMLType::Q4_K, detect_cpu_isa());
+             tier == IsaTier::avx512 && o.act == "i8" && k) {
+    measured = vnni8_peak_tops(pool);
+    std::printf("no AMX here; vpdpbusd peak on %d threads: %.2f TOP/s (int8 multiply-adds "
+                "x 2), vpdpwssd %.2f; the prefill kernel is the int8-activation K-quant GEMM\n",
+                pool.size(), measured, vnni_peak_tops(pool));
+    std::printf("micro-kernel %s alone: %.2f TOP/s (28 super-blocks x 4 groups), %.2f TOP/s "
+                "(8 x 1), %.2f TOP/s (8 x 8)\n", (*k)->name().c_str(),
+                kq_kernel_tops(**k, 28, 4, pool), kq_kernel_tops(**k, 8, 1, pool),
+                kq_kernel_tops(**k, 8, 8, pool));
   } else if (auto k = create_gemm_kq_avx512(GGMLType::Q4_K, detect_cpu_isa());
              tier == IsaTier::avx512 && k) {
     measured = vnni_peak_tops(pool);

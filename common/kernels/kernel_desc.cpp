@@ -198,7 +198,8 @@ Status MoeDesc::validate() const {
 }
 
 std::string MoeConfig::to_string() const {
-  return fmt::format("cfg:rows_per_task={},unroll={},threads={}", rows_per_task, unroll, threads);
+  return fmt::format("cfg:rows_per_task={},unroll={},threads={}{}", rows_per_task, unroll,
+                     threads, prefill_act == 8 ? ",act=i8" : "");
 }
 
 Expected<MoeConfig> MoeConfig::parse(const std::string& text) {
@@ -209,6 +210,13 @@ Expected<MoeConfig> MoeConfig::parse(const std::string& text) {
   KTX_ASSIGN_OR_RETURN(int64_t threads, take_int(fields, text, "threads"));
   c.unroll = static_cast<int>(std::clamp<int64_t>(unroll, -1, 1 << 20));
   c.threads = static_cast<int>(std::clamp<int64_t>(threads, -1, 1 << 20));
+  if (fields.count("act")) {  // optional: absent means int16
+    KTX_ASSIGN_OR_RETURN(std::string act, take(fields, text, "act"));
+    if (act != "i8" && act != "i16") {
+      return Error("'{}': key 'act': expected i8 or i16, found '{}'", text, act);
+    }
+    c.prefill_act = act == "i8" ? 8 : 16;
+  }
   KTX_RETURN_IF_ERROR(no_leftovers(fields, text));
   KTX_RETURN_IF_ERROR(c.validate().with_context(text));
   return c;
@@ -218,6 +226,8 @@ Status MoeConfig::validate() const {
   if (rows_per_task <= 0) return Error("cfg: rows_per_task={} must be positive", rows_per_task);
   if (unroll < 1 || unroll > 4) return Error("cfg: unroll={} must be 1..4", unroll);
   if (threads < 0 || threads > 4096) return Error("cfg: threads={} must be 0..4096", threads);
+  if (prefill_act != 8 && prefill_act != 16)
+    return Error("cfg: prefill activations of {} bits (8 or 16)", prefill_act);
   return Status::ok();
 }
 

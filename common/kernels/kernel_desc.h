@@ -78,8 +78,13 @@ struct MoeConfig {
   int64_t rows_per_task = 64;   // output rows one thread task computes (work-split grain)
   int unroll = 2;               // K blocks per inner-loop iteration (independent accumulators)
   int threads = 0;              // worker threads; 0 = all hardware threads
+  // Prefill activations of the K-quant GEMM: 16 (int16-grade, q16_k) or 8 (int8 per 32
+  // elements, q8_k32: the AVX-512 VNNI int8 kernel, twice the multiply rate). Written as
+  // ",act=i8" only when 8, so int16 configs keep their strings.
+  int prefill_act = 16;
 
-  // "cfg:rows_per_task=64,unroll=2,threads=0"; parse() accepts what to_string() writes.
+  // "cfg:rows_per_task=64,unroll=2,threads=0[,act=i8]"; parse() accepts what to_string()
+  // writes (and act=i16).
   std::string to_string() const;
   static Expected<MoeConfig> parse(const std::string& text);
   Status validate() const;

@@ -63,6 +63,14 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
   if (desc.isa == IsaTier::avx2 && !avx2)
     return Error("{}: the avx2 prefill GEMM needs AVX2, FMA and F16C, which this CPU lacks",
                  desc.to_string());
+  // config.prefill_act = 8 takes the int8-activation K-quant GEMM: its AVX-512 VNNI body on
+  // an avx512 descriptor, its twin on a reference one (tests); other tiers have no body.
+  const bool i8 = config.prefill_act == 8;
+  if (i8 && (amx || avx2)) {
+    return Error("{}: the int8-activation prefill GEMM (act=i8) runs on the avx512 tier only "
+                 "(or as its reference twin)", desc.to_string());
+  }
+  if (i8) moe->kq_fmt_ = ActFormat::q8_k32;
   // Panels are whole 16-row tiles: rows are n_ff (gate, up) or n_embd (down).
   auto make_kq = [&](GGMLType t, const char* what, int64_t rows,
                      std::unique_ptr<GemmKqKernel>* dst) -> Status {
@@ -70,7 +78,8 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
       return Error("{}: {} has {} rows, not a multiple of {}", desc.to_string(), what, rows,
                    kKqTile);
     }
-    auto k = amx    ? create_gemm_kq_amx(t, cpu)
+    auto k = i8     ? (vnni ? create_gemm_kq_avx512_i8(t, cpu) : create_gemm_kq_i8_ref(t))
+             : amx  ? create_gemm_kq_amx(t, cpu)
              : vnni ? create_gemm_kq_avx512(t, cpu)
              : avx2 ? create_gemm_kq_avx2(t, cpu)
                     : create_gemm_kq_ref(t);
@@ -244,10 +253,10 @@ void MoePrefill::gemm(const std::vector<RepackedMatrix>& w, const Int8Planes& ac
 // kernel's activation tiles.
 void MoePrefill::quantize_inputs_kq(const float* x, int64_t n_tokens, ThreadPool& pool) {
   const int64_t K = desc_.n_embd;
-  const auto rb = static_cast<int64_t>(act_row_bytes(ActFormat::q16_k, K));
+  const auto rb = static_cast<int64_t>(act_row_bytes(kq_fmt_, K));
   kq_x_.rows.resize(static_cast<size_t>(n_tokens * rb));
   pool.parallel_for(n_tokens, [&](int64_t t) {
-    quantize_act_row(ActFormat::q16_k, x + t * K, kq_x_.rows.data() + t * rb, K);
+    quantize_act_row(kq_fmt_, x + t * K, kq_x_.rows.data() + t * rb, K);
   });
   const int64_t tiles = n_padded_ / kKqTile * (K / kKqSuper);
   kq_x_.tiles.resize(static_cast<size_t>(tiles * kKqActBytes));
@@ -262,14 +271,24 @@ void MoePrefill::quantize_inputs_kq(const float* x, int64_t n_tokens, ThreadPool
 void MoePrefill::pack_group_kq(int64_t grp, int64_t k, const uint8_t* rows, int64_t row_bytes,
                                bool by_token, KqActs& acts) const {
   const int64_t ns = k / kKqSuper;
-  const ActBlockQ16_K* tokens[kKqTile];
+  const uint8_t* src_rows[kKqTile];
   for (int64_t i = 0; i < kKqTile; ++i) {
     const int64_t r = grp * kKqTile + i, token = row_token_[r];
     const int64_t src = by_token ? token : r;
-    tokens[i] = token < 0 ? nullptr
-                          : reinterpret_cast<const ActBlockQ16_K*>(rows + src * row_bytes);
+    src_rows[i] = token < 0 ? nullptr : rows + src * row_bytes;
   }
   const GemmKqKernel* kern = kq_gate_ ? kq_gate_.get() : kq_down_.get();
+  if (kern && kern->act_layout() == KqActLayout::i8_quads) {
+    const ActBlockQ8_K32* tokens[kKqTile];
+    for (int64_t i = 0; i < kKqTile; ++i)
+      tokens[i] = reinterpret_cast<const ActBlockQ8_K32*>(src_rows[i]);
+    kq_pack_acts_i8(tokens, ns, acts.tiles.data() + grp * ns * kKqActBytes, kKqActBytes,
+                    acts.floats.data() + grp * ns * kKqActFloats, kKqActFloats);
+    return;
+  }
+  const ActBlockQ16_K* tokens[kKqTile];
+  for (int64_t i = 0; i < kKqTile; ++i)
+    tokens[i] = reinterpret_cast<const ActBlockQ16_K*>(src_rows[i]);
   (kern && kern->act_layout() == KqActLayout::i16_pairs ? kq_pack_acts_i16 : kq_pack_acts)(
       tokens, ns, acts.tiles.data() + grp * ns * kKqActBytes, kKqActBytes,
       acts.floats.data() + grp * ns * kKqActFloats, kKqActFloats);
@@ -317,7 +336,7 @@ void MoePrefill::gemm_kq(const GemmKqKernel& kernel, const std::vector<const uin
 
 void MoePrefill::activate(ThreadPool& pool) {
   const int64_t N = desc_.n_ff, NP = round_up(N, kRepackRowAlign), NB = N / kRepackBlock;
-  const auto kq_rb = static_cast<int64_t>(act_row_bytes(ActFormat::q16_k, N));
+  const auto kq_rb = static_cast<int64_t>(act_row_bytes(kq_fmt_, N));
   if (kq_down_) {
     kq_h_.rows.resize(static_cast<size_t>(n_padded_ * kq_rb));
     kq_h_.tiles.resize(static_cast<size_t>(n_padded_ / kKqTile * (N / kKqSuper) * kKqActBytes));
@@ -338,7 +357,7 @@ void MoePrefill::activate(ThreadPool& pool) {
       if (row_token_[r] < 0) std::fill(h, h + N, 0.0f);  // padding stays exactly zero
       if (kq_down_) {
         if (row_token_[r] >= 0) {
-          quantize_act_row(ActFormat::q16_k, h, kq_h_.rows.data() + r * kq_rb, N);
+          quantize_act_row(kq_fmt_, h, kq_h_.rows.data() + r * kq_rb, N);
         }
         continue;
       }

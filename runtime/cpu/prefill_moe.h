@@ -56,10 +56,10 @@ class MoePrefill {
              ThreadPool& pool);
 
   // The activation rounding applied (for moe_reference): q16_k where the K-quant kernel reads
-  // the input, q16_0 where the int8 one does, the GEMV's format where it runs down.
+  // the input (q8_k32 for its int8-activation form, config act=i8), q16_0 where the int8 one does, the GEMV's format where it runs down.
   ActRounding act_rounding() const {
-    const ActFormat in = kq_gate_ ? ActFormat::q16_k : ActFormat::q16_0;
-    return {in, in, kq_down_     ? ActFormat::q16_k
+    const ActFormat in = kq_gate_ ? kq_fmt_ : ActFormat::q16_0;
+    return {in, in, kq_down_     ? kq_fmt_
                     : down_gemv_ ? down_gemv_->act_format()
                                  : ActFormat::q16_0};
   }
@@ -117,6 +117,7 @@ class MoePrefill {
   std::vector<float> g_, u_, d_;             // [padded rows][N or K padded]
   std::vector<uint8_t> act_down_;            // GEMV down: [padded rows] h in its format
   KqActs kq_x_, kq_h_;                       // K-quant kernel inputs: x (gate, up), h (down)
+  ActFormat kq_fmt_ = ActFormat::q16_k;      // their rounding: q8_k32 for the int8 form
 };
 
 }  // namespace ktx::cpu

@@ -10,18 +10,42 @@
 // (no implicit contraction: the file builds with -ffp-contract=off).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
+#include "common/quant/quant.h"
 #include "runtime/cpu/jit/gemm_kq_i8.h"
 
 namespace ktx::cpu::kq_i8_detail {
 namespace {
 
+// kq_i8_expand_header without the per-scale calls: the 12 scale bytes unpacked as three
+// words (llama.cpp's masks: bytes 0..7 become sc_0..7, 8..15 m_0..7), widened to float and
+// multiplied by d and dmin: the same floats.
+inline void expand_header(const uint8_t* blk, KqI8Row* out) {
+  uint16_t hd[2];
+  std::memcpy(hd, blk, 4);
+  uint32_t u[4];
+  std::memcpy(u, blk + 4, 12);
+  constexpr uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+  u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
+  const uint32_t m03 = u[1] & k1;
+  u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
+  u[2] = m03;
+  u[0] &= k1;
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));
+  const __m512 v = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
+  const __m256d d = _mm256_castps_pd(_mm256_set1_ps(fp16_to_fp32(hd[0])));
+  const __m256d dmin = _mm256_castps_pd(_mm256_set1_ps(fp16_to_fp32(hd[1])));
+  const __m512 scale = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(d), dmin, 1));
+  _mm512_storeu_ps(out->dsc, _mm512_mul_ps(v, scale));  // dsc[0..7], dm[0..7] are adjacent
+}
+
 // The twin's kq_i8_expand_row with vectors: per 64-element chunk, 32 bytes of nibbles (low:
 // sub-block 2c, high: 2c+1), Q5_K's fifth bits from qh bit j.
 template <bool Q5>
 inline void expand_row(const uint8_t* blk, KqI8Row* out) {
-  kq_i8_expand_header(blk, out);
+  expand_header(blk, out);
   const uint8_t* qs = blk + (Q5 ? 48 : 16);
   const __m256i nib = _mm256_set1_epi8(15);
   [[maybe_unused]] const __m256i one = _mm256_set1_epi8(1);
@@ -93,11 +117,10 @@ inline void pass(const KqI8Row* rows, const int8_t* const* act, float* const* ou
     for (int r = 0; r < R; ++r) _mm512_storeu_ps(out[g] + r * kKqTile, F[g][r]);
 }
 
-#ifndef KTX_KQ_I8_ROWS
-#define KTX_KQ_I8_ROWS 4
-#endif
-constexpr int kRowsPerPass = KTX_KQ_I8_ROWS;  // rows per pass of two token groups
-constexpr int kRowsLone = 8;                  // rows per pass of a lone group
+// Rows per pass of two token groups (8 int32 sums + 8 float accumulators + 2 token vectors)
+// and of a lone group (16 + 1): measured against 2 x 2, 2 x 8 and 1 x 4 (docs/kernels.md).
+constexpr int kRowsPerPass = 4;
+constexpr int kRowsLone = 8;                 // rows per pass of a lone group
 
 template <bool Q5>
 class GemmKqAvx512I8 final : public GemmKqKernel {
@@ -114,7 +137,14 @@ class GemmKqAvx512I8 final : public GemmKqKernel {
       std::memset(a.out + g * a.out_group_stride, 0, kKqTile * kKqTile * sizeof(float));
     }
     KqI8Row rows[kKqTile];
+    // The panel after this one (the driver's next call, 16 rows on) into L2, a share per
+    // super-block: a panel is 16 short rows, too short a stream for the hardware prefetcher
+    // (a 16-token group per expert otherwise waits on DRAM). Prefetches never fault.
+    const char* next = reinterpret_cast<const char*>(a.w + kKqTile * a.w_stride);
+    const int64_t lines = (kKqTile * a.w_stride + 63) / 64, per = (lines + a.n_super - 1) / a.n_super;
     for (int64_t s = 0; s < a.n_super; ++s) {
+      for (int64_t l = s * per; l < std::min(lines, (s + 1) * per); ++l)
+        _mm_prefetch(next + 64 * l, _MM_HINT_T1);
       for (int n = 0; n < kKqTile; ++n) expand_row<Q5>(a.w + n * a.w_stride + s * block, &rows[n]);
       const int8_t* act[2];
       float* out[2];
@@ -130,7 +160,7 @@ class GemmKqAvx512I8 final : public GemmKqKernel {
           pass<kRowsPerPass, 2>(rows + r0, act, o);
         }
       }
-      if (g < a.n_groups) {
+      for (; g < a.n_groups; ++g) {
         at(g, 0);
         for (int r0 = 0; r0 < kKqTile; r0 += kRowsLone) {
           float* o[1] = {out[0] + r0 * kKqTile};

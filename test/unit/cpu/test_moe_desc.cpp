@@ -60,6 +60,25 @@ TEST(MoeDesc, ParseRejectsWithNames) {
   cfg = MoeConfig::parse("cfg:rows_per_task=8,unroll=9,threads=0");
   ASSERT_FALSE(cfg);
   EXPECT_NE(cfg.status().message().find("unroll=9"), std::string::npos);
+  cfg = MoeConfig::parse("cfg:rows_per_task=8,unroll=2,threads=0,act=i4");
+  ASSERT_FALSE(cfg);
+  EXPECT_NE(cfg.status().message().find("expected i8 or i16, found 'i4'"), std::string::npos)
+      << cfg.status().message();
+}
+
+// The int8 prefill activations appear in the config string only when chosen (int16 configs
+// keep their strings); "act=i16" parses to the default.
+TEST(MoeDesc, ConfigPrefillActivations) {
+  MoeConfig c;
+  EXPECT_EQ(c.to_string(), "cfg:rows_per_task=64,unroll=2,threads=0");
+  c.prefill_act = 8;
+  EXPECT_EQ(c.to_string(), "cfg:rows_per_task=64,unroll=2,threads=0,act=i8");
+  auto back = MoeConfig::parse(c.to_string());
+  ASSERT_TRUE(back) << back.status().message();
+  EXPECT_EQ(*back, c);
+  auto i16 = MoeConfig::parse("cfg:rows_per_task=64,unroll=2,threads=0,act=i16");
+  ASSERT_TRUE(i16) << i16.status().message();
+  EXPECT_EQ(i16->prefill_act, 16);
 }
 
 TEST(LinearDesc, StringRoundTripAndErrors) {

@@ -47,14 +47,14 @@ test::Routing skewed_routing(const MoeDesc& d, int64_t tokens, uint32_t seed) {
   return r;
 }
 
-void check_layer(const LayerCase& c, IsaTier isa, int64_t tokens) {
+void check_layer(const LayerCase& c, IsaTier isa, int64_t tokens, MoeConfig cfg = {}) {
   const MoeDesc d = desc_of(c, isa);
-  SCOPED_TRACE(d.to_string() + " tokens=" + std::to_string(tokens));
+  SCOPED_TRACE(d.to_string() + " " + cfg.to_string() + " tokens=" + std::to_string(tokens));
   const auto w = test::random_experts(d, 21);
   ThreadPool pool(2);
   auto packed = repack_moe(d, w.view(), pool);
   ASSERT_TRUE(packed.has_value()) << packed.status().message();
-  auto moe = MoePrefill::create(d, MoeConfig{}, detect_cpu_isa());
+  auto moe = MoePrefill::create(d, cfg, detect_cpu_isa());
   ASSERT_TRUE(moe.has_value()) << moe.status().message();
   const auto x = test::random_floats(tokens * c.k, 1.0f, 5);
   const test::Routing r = skewed_routing(d, tokens, 9);
@@ -64,12 +64,19 @@ void check_layer(const LayerCase& c, IsaTier isa, int64_t tokens) {
                             (*moe)->act_rounding(), scale.data()));
   // Same rounding on both sides: float reassociation, and rarely one int16 step of an h
   // element rounded the other way (see test_moe_conformance.cpp): 2e-4 of the |product| sum.
+  // With int8 h (act=i8) one such flipped step is 1/127 of its 32-block's max, not 1/32512:
+  // measured up to 6e-4 of the sum here, so 2e-3 (a layout or scale slip is of order 1).
+  const double rel = cfg.prefill_act == 8 ? 2e-3 : 2e-4;
   for (size_t i = 0; i < out.size(); ++i) {
-    ASSERT_NEAR(out[i], ref[i], 2e-4 * scale[i] + 1e-6) << "output " << i;
+    ASSERT_NEAR(out[i], ref[i], rel * scale[i] + 1e-6) << "output " << i;
   }
   // The twin comparison needs the same down kernel on both sides: a GEMV down differs by tier.
-  if (isa != IsaTier::amx || !repack_int8_supported(c.down)) return;
-  auto twin = MoePrefill::create(desc_of(c, IsaTier::reference), MoeConfig{}, detect_cpu_isa());
+  // (The int8-activation GEMM's avx512 body against its twin: the same, where down is a GEMM.)
+  const bool i8 = cfg.prefill_act == 8;
+  if (i8 ? isa != IsaTier::avx512 || !gemm_kq_supported(c.down)
+         : isa != IsaTier::amx || !repack_int8_supported(c.down))
+    return;
+  auto twin = MoePrefill::create(desc_of(c, IsaTier::reference), cfg, detect_cpu_isa());
   ASSERT_TRUE(twin.has_value());
   std::vector<float> out_twin(out.size());
   ASSERT_TRUE((*twin)->run(*packed, x.data(), r.view(tokens), out_twin.data(), pool));
@@ -98,6 +105,29 @@ TEST_P(PrefillLayer, MatchesReferenceOverShapesAndTokenCounts) {
     }
     for (int64_t tokens : {1, 15, 16, 17, 33}) check_layer(c, GetParam(), tokens);
   }
+}
+
+// The int8-activation K-quant GEMM (config act=i8): the avx512 body and its twin (reference
+// tier) against moe_reference with q8_k32 rounding over the K-quant cases (1..33 tokens, an
+// expert with every token, one with none), the body equal to the twin bit for bit where down
+// is a K-quant GEMM too; other tiers refuse it by name.
+TEST(PrefillLayerI8, MatchesReferenceAndTwin) {
+  MoeConfig cfg;
+  cfg.prefill_act = 8;
+  const bool vnni = isa_tier_supported(IsaTier::avx512, detect_cpu_isa());
+  for (const LayerCase& c : {kCases[2], kCases[4]}) {
+    for (int64_t tokens : {1, 15, 16, 17, 33}) {
+      check_layer(c, IsaTier::reference, tokens, cfg);
+      if (vnni) check_layer(c, IsaTier::avx512, tokens, cfg);
+    }
+  }
+  auto refused = MoePrefill::create(desc_of(kCases[2], IsaTier::avx2), cfg, detect_cpu_isa());
+  if (isa_tier_supported(IsaTier::avx2, detect_cpu_isa())) {
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_NE(refused.status().message().find("act=i8"), std::string::npos)
+        << refused.status().message();
+  }
+  if (!vnni) GTEST_SKIP() << "this CPU lacks AVX-512 VNNI: only the int8 GEMM's twin ran";
 }
 
 TEST(PrefillLayerErrors, RefusesTypesWithoutRepackAndBadRouting) {

@@ -18,6 +18,7 @@ void build_plan_pipeline(mlir::PassManager& pm, const PipelineOptions& options) 
   select.hwPath = options.hw_path;
   select.kernels = options.kernels;
   select.kvCache = options.kv_cache;
+  select.prefillAct = options.prefill_act;
   pm.addPass(createKtSelectKernels(select));
 }
 

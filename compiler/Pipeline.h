@@ -16,6 +16,7 @@ struct PipelineOptions {
   int64_t vram_budget = 0;         // bytes; 0 = the GPU's memory less the profile's reserve
   int64_t ctx = 0;                 // KV positions to provision; 0 = the module's kt.context
   std::string gpu_ops;             // op kinds the GPU may take, comma-separated; "" = all
+  std::string prefill_act = "auto";  // auto | i8 | i16: AVX-512 K-quant prefill activations
 };
 
 // place -> verify placement -> select kernels. Plan emission (codegen/EmitPlan.h) follows.

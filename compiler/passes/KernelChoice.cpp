@@ -38,7 +38,7 @@ int plan_threads(const HwProfile& hw) {
 }
 
 Expected<MoeKernelChoice> choose_moe_kernels(const MoeShape& shape, const HwProfile& hw,
-                                             int64_t prefill_tokens) {
+                                             int64_t prefill_tokens, PrefillAct act) {
   MoeKernelChoice c;
   cpu::MoeDesc& d = c.decode;
   d.n_embd = shape.n_embd;
@@ -65,21 +65,27 @@ Expected<MoeKernelChoice> choose_moe_kernels(const MoeShape& shape, const HwProf
   // too large for decode. AVX-512 (VNNI) and AVX2 run the int16 K-quant GEMM, which reads only
   // Q4_K / Q5_K gate and up in place (no int8 repack: down must be a K-quant or a type the
   // decode GEMV runs), and only from kAvx512PrefillTokensPerExpert (kAvx2...) tokens per
-  // expert, where it starts to beat the decode GEMVs (docs/kernels.md).
+  // expert, where it starts to beat the decode GEMVs (docs/kernels.md). AVX-512 takes the
+  // GEMM's int8-activation form unless `act` asks for int16, from
+  // kAvx512I8PrefillTokensPerExpert.
   const bool amx = d.isa == cpu::IsaTier::amx;
   const bool in_place = cpu::prefill_gate_up_in_place(d) && cpu::prefill_down_in_place(d);
   const bool avx512 = d.isa == cpu::IsaTier::avx512 && in_place;
   const bool avx2 = d.isa == cpu::IsaTier::avx2 && in_place;
+  const bool i8 = avx512 && act != PrefillAct::i16;
   int64_t min_tokens = kDecodeMaxTokens + 1;
   if (avx512 || avx2) {
-    const int64_t per_expert =
-        (avx512 ? kAvx512PrefillTokensPerExpert : kAvx2PrefillTokensPerExpert) * shape.n_expert;
+    const int64_t per_expert = (i8       ? kAvx512I8PrefillTokensPerExpert
+                                : avx512 ? kAvx512PrefillTokensPerExpert
+                                         : kAvx2PrefillTokensPerExpert) *
+                               shape.n_expert;
     min_tokens = std::max(min_tokens, (per_expert + shape.top_k - 1) / shape.top_k);
   }
   if ((amx || avx512 || avx2) && repackable && blocked && prefill_tokens >= min_tokens) {
     cpu::MoeDesc p = d;
     p.max_tokens = prefill_tokens;
     KTX_ASSIGN_OR_RETURN(c.prefill_config, config_for(hw, p, &c.prefill_tuned));
+    c.prefill_config.prefill_act = i8 ? 8 : 16;  // a [tuned] entry does not choose this
     c.prefill = p;
     c.prefill_min_tokens = min_tokens;
   }

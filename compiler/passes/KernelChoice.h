@@ -23,6 +23,16 @@ inline constexpr int64_t kDecodeMaxTokens = 16;
 // layers, 2-vCPU Zen 5: at 16 per expert 164 vs 119 ms and 2363 vs 2543 ms, at 32 per expert
 // 196 vs 271 ms, at 32 per expert on DeepSeek-V3 3182 vs 6103 ms).
 inline constexpr int64_t kAvx512PrefillTokensPerExpert = 24;
+// The int8-activation form of that GEMM (vpdpbusd, activations rounded to int8 per 32
+// elements; config act=i8), which AVX-512 VNNI plans take by default: it beats the decode
+// GEMVs from about 8 tokens per expert (docs/kernels.md, 2-vCPU Zen 5, ms per layer:
+// Qwen3-30B-A3B 64 tokens 48 vs 24, 128 tokens 48 vs 52, 192 tokens 51 vs 87; DeepSeek-V3
+// 128 tokens 813 vs 557, 256 tokens 867 vs 1231), and the int16 GEMM everywhere.
+inline constexpr int64_t kAvx512I8PrefillTokensPerExpert = 8;
+
+// Which prefill activations the AVX-512 K-quant GEMM takes (`ktc plan --prefill-act`):
+// automatic = i8 (the faster); i16 keeps the int16-grade GEMM (KL ~1e-7 instead of ~1e-5).
+enum class PrefillAct { automatic, i16, i8 };
 // The AVX2 form of the same GEMM (vpmaddwd + vpaddd, 8 tokens per vector) against the AVX2
 // GEMVs: even at 32 tokens per expert, ahead from about 36 (Qwen3-30B-A3B layer, 2-vCPU Zen 5
 // capped at AVX2: 16 per expert 209 vs 150 ms, 32 per expert 338 vs 325, 64 per expert 553 vs
@@ -51,8 +61,10 @@ struct MoeKernelChoice {
 // entry for the exact descriptor string when present, else select_moe_config() for the
 // profile's thread budget. Errors: an invalid descriptor (names the problem), a [tuned] value
 // that does not parse (names the key).
+// `act` picks the AVX-512 prefill GEMM's activations (other tiers ignore it).
 Expected<MoeKernelChoice> choose_moe_kernels(const MoeShape& shape, const HwProfile& hw,
-                                             int64_t prefill_tokens);
+                                             int64_t prefill_tokens,
+                                             PrefillAct act = PrefillAct::automatic);
 
 // Threads a plan uses on this profile: the budget, else the physical cores.
 int plan_threads(const HwProfile& hw);

@@ -48,7 +48,8 @@ def KtSelectKernels : Pass<"kt-select-kernels", "::mlir::ModuleOp"> {
     selection), and records them as string attributes the runtime reads back:
       kernel_decode = "moe:...", config_decode = "cfg:...",
       kernel_prefill = "moe:...", config_prefill = "cfg:..." and prefill_min_tokens = N (the
-      fewest tokens per call that run it: AMX from 17, AVX-512 from 24 tokens per expert on
+      fewest tokens per call that run it: AMX from 17, AVX-512 from 8 (int8 activations,
+      config act=i8; prefill-act=i16: the int16 GEMM from 24) tokens per expert on
       average), or kernel_prefill = "reference" when the tier has no prefill GEMM for the
       layer's types (AVX2; a weight type without an exact int8 repack).
     With kernels=reference the op gets kernel = "reference" (the exact float32 engine).
@@ -62,6 +63,8 @@ def KtSelectKernels : Pass<"kt-select-kernels", "::mlir::ModuleOp"> {
            "fast (generated/int8 kernels) or reference (exact float32)">,
     Option<"kvCache", "kv-cache", "std::string", /*default=*/"\"f16\"",
            "KV cache element type of fast attention ops: f16, bf16, f32 or q8_0">,
+    Option<"prefillAct", "prefill-act", "std::string", /*default=*/"\"auto\"",
+           "activations of the AVX-512 K-quant prefill GEMM: auto (= i8), i8 or i16">,
   ];
 }
 

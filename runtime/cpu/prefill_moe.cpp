@@ -70,7 +70,7 @@ Expected<std::unique_ptr<MoePrefill>> MoePrefill::create(const MoeDesc& desc,
     return Error("{}: the int8-activation prefill GEMM (act=i8) runs on the avx512 tier only "
                  "(or as its reference twin)", desc.to_string());
   }
-  if (i8) moe->kq_fmt_ = ActFormat::q8_k32;
+  if (i8) moe->kq_fmt_x_ = moe->kq_fmt_h_ = ActFormat::q8_k32;
   // Panels are whole 16-row tiles: rows are n_ff (gate, up) or n_embd (down).
   auto make_kq = [&](GGMLType t, const char* what, int64_t rows,
                      std::unique_ptr<GemmKqKernel>* dst) -> Status {
@@ -253,23 +253,23 @@ void MoePrefill::gemm(const std::vector<RepackedMatrix>& w, const Int8Planes& ac
 // kernel's activation tiles.
 void MoePrefill::quantize_inputs_kq(const float* x, int64_t n_tokens, ThreadPool& pool) {
   const int64_t K = desc_.n_embd;
-  const auto rb = static_cast<int64_t>(act_row_bytes(kq_fmt_, K));
+  const auto rb = static_cast<int64_t>(act_row_bytes(kq_fmt_x_, K));
   kq_x_.rows.resize(static_cast<size_t>(n_tokens * rb));
   pool.parallel_for(n_tokens, [&](int64_t t) {
-    quantize_act_row(kq_fmt_, x + t * K, kq_x_.rows.data() + t * rb, K);
+    quantize_act_row(kq_fmt_x_, x + t * K, kq_x_.rows.data() + t * rb, K);
   });
   const int64_t tiles = n_padded_ / kKqTile * (K / kKqSuper);
   kq_x_.tiles.resize(static_cast<size_t>(tiles * kKqActBytes));
   kq_x_.floats.resize(static_cast<size_t>(tiles * kKqActFloats));
   pool.parallel_for(n_padded_ / kKqTile, [&](int64_t grp) {
-    pack_group_kq(grp, K, kq_x_.rows.data(), rb, true, kq_x_);
+    pack_group_kq(grp, K, kq_x_.rows.data(), rb, true, kq_gate_->act_layout(), kq_x_);
   });
 }
 
 // Group `grp` (padded rows 16·grp ..) into acts' tiles: padded row r reads q16_k row
 // row_token_[r] of `rows` (by_token: the layer input) or row r (h), none for padding.
 void MoePrefill::pack_group_kq(int64_t grp, int64_t k, const uint8_t* rows, int64_t row_bytes,
-                               bool by_token, KqActs& acts) const {
+                               bool by_token, KqActLayout layout, KqActs& acts) const {
   const int64_t ns = k / kKqSuper;
   const uint8_t* src_rows[kKqTile];
   for (int64_t i = 0; i < kKqTile; ++i) {
@@ -277,8 +277,7 @@ void MoePrefill::pack_group_kq(int64_t grp, int64_t k, const uint8_t* rows, int6
     const int64_t src = by_token ? token : r;
     src_rows[i] = token < 0 ? nullptr : rows + src * row_bytes;
   }
-  const GemmKqKernel* kern = kq_gate_ ? kq_gate_.get() : kq_down_.get();
-  if (kern && kern->act_layout() == KqActLayout::i8_quads) {
+  if (layout == KqActLayout::i8_quads) {
     const ActBlockQ8_K32* tokens[kKqTile];
     for (int64_t i = 0; i < kKqTile; ++i)
       tokens[i] = reinterpret_cast<const ActBlockQ8_K32*>(src_rows[i]);
@@ -289,7 +288,7 @@ void MoePrefill::pack_group_kq(int64_t grp, int64_t k, const uint8_t* rows, int6
   const ActBlockQ16_K* tokens[kKqTile];
   for (int64_t i = 0; i < kKqTile; ++i)
     tokens[i] = reinterpret_cast<const ActBlockQ16_K*>(src_rows[i]);
-  (kern && kern->act_layout() == KqActLayout::i16_pairs ? kq_pack_acts_i16 : kq_pack_acts)(
+  (layout == KqActLayout::i16_pairs ? kq_pack_acts_i16 : kq_pack_acts)(
       tokens, ns, acts.tiles.data() + grp * ns * kKqActBytes, kKqActBytes,
       acts.floats.data() + grp * ns * kKqActFloats, kKqActFloats);
 }
@@ -336,7 +335,7 @@ void MoePrefill::gemm_kq(const GemmKqKernel& kernel, const std::vector<const uin
 
 void MoePrefill::activate(ThreadPool& pool) {
   const int64_t N = desc_.n_ff, NP = round_up(N, kRepackRowAlign), NB = N / kRepackBlock;
-  const auto kq_rb = static_cast<int64_t>(act_row_bytes(kq_fmt_, N));
+  const auto kq_rb = static_cast<int64_t>(act_row_bytes(kq_fmt_h_, N));
   if (kq_down_) {
     kq_h_.rows.resize(static_cast<size_t>(n_padded_ * kq_rb));
     kq_h_.tiles.resize(static_cast<size_t>(n_padded_ / kKqTile * (N / kKqSuper) * kKqActBytes));
@@ -357,7 +356,7 @@ void MoePrefill::activate(ThreadPool& pool) {
       if (row_token_[r] < 0) std::fill(h, h + N, 0.0f);  // padding stays exactly zero
       if (kq_down_) {
         if (row_token_[r] >= 0) {
-          quantize_act_row(kq_fmt_, h, kq_h_.rows.data() + r * kq_rb, N);
+          quantize_act_row(kq_fmt_h_, h, kq_h_.rows.data() + r * kq_rb, N);
         }
         continue;
       }
@@ -371,7 +370,9 @@ void MoePrefill::activate(ThreadPool& pool) {
                       hs_.data() + grp * NB * kGemmTileM + i,
                       hsum_.data() + grp * NB * kGemmTileM + i, kGemmTileM);
     }
-    if (kq_down_) pack_group_kq(grp, N, kq_h_.rows.data(), kq_rb, false, kq_h_);
+    if (kq_down_) {
+      pack_group_kq(grp, N, kq_h_.rows.data(), kq_rb, false, kq_down_->act_layout(), kq_h_);
+    }
   });
 }
 

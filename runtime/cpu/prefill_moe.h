@@ -58,8 +58,8 @@ class MoePrefill {
   // The activation rounding applied (for moe_reference): q16_k where the K-quant kernel reads
   // the input (q8_k32 for its int8-activation form, config act=i8), q16_0 where the int8 one does, the GEMV's format where it runs down.
   ActRounding act_rounding() const {
-    const ActFormat in = kq_gate_ ? kq_fmt_ : ActFormat::q16_0;
-    return {in, in, kq_down_     ? kq_fmt_
+    const ActFormat in = kq_gate_ ? kq_fmt_x_ : ActFormat::q16_0;
+    return {in, in, kq_down_     ? kq_fmt_h_
                     : down_gemv_ ? down_gemv_->act_format()
                                  : ActFormat::q16_0};
   }
@@ -92,7 +92,7 @@ class MoePrefill {
   };
   void quantize_inputs_kq(const float* x, int64_t n_tokens, ThreadPool& pool);
   void pack_group_kq(int64_t grp, int64_t k, const uint8_t* rows, int64_t row_bytes,
-                     bool by_token, KqActs& acts) const;
+                     bool by_token, KqActLayout layout, KqActs& acts) const;
   void gemm_kq(const GemmKqKernel& kernel, const std::vector<const uint8_t*>& w, int64_t rows,
                int64_t k, const KqActs& acts, float* out, int64_t out_stride, ThreadPool& pool);
   void activate(ThreadPool& pool);
@@ -117,7 +117,8 @@ class MoePrefill {
   std::vector<float> g_, u_, d_;             // [padded rows][N or K padded]
   std::vector<uint8_t> act_down_;            // GEMV down: [padded rows] h in its format
   KqActs kq_x_, kq_h_;                       // K-quant kernel inputs: x (gate, up), h (down)
-  ActFormat kq_fmt_ = ActFormat::q16_k;      // their rounding: q8_k32 for the int8 form
+  ActFormat kq_fmt_x_ = ActFormat::q16_k;    // their rounding (x, h): q8_k32 for the int8 form
+  ActFormat kq_fmt_h_ = ActFormat::q16_k;
 };
 
 }  // namespace ktx::cpu

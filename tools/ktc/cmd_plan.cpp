@@ -70,7 +70,8 @@ int cmd_import(int argc, char** argv) {
 
 int cmd_plan(int argc, char** argv) {
   CLI::App app("Compile a GGUF model into an execution plan for a host", "ktc plan");
-  std::string model, hw_path, out, emit_ir, kernels = "fast", kv_cache = "f16", gpu = "auto", gpu_ops;
+  std::string model, hw_path, out, emit_ir, kernels = "fast", kv_cache = "f16", gpu = "auto", gpu_ops,
+              prefill_act = "auto";
   int64_t context = 0, vram_budget = 0;
   app.add_option("model", model, "GGUF model file")->required();
   app.add_option("--hw", hw_path, "host profile (TOML, from 'ktx-run probe')")->required();
@@ -102,6 +103,12 @@ int cmd_plan(int argc, char** argv) {
                  "8-bit blocks, 53% of f16's bytes); reference plans keep f32")
       ->check(CLI::IsMember({"f16", "bf16", "f32", "q8_0"}))
       ->capture_default_str();
+  app.add_option("--prefill-act", prefill_act,
+                 "activations of the AVX-512 (no AMX) K-quant prefill GEMM: i8 (int8 per 32 "
+                 "elements, vpdpbusd, the faster), i16 (int16-grade, vpdpwssd, closer to "
+                 "float), auto (= i8)")
+      ->check(CLI::IsMember({"auto", "i8", "i16"}))
+      ->capture_default_str();
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
 
   // 1. The host profile first: a bad one is the cheapest error to report.
@@ -123,7 +130,8 @@ int cmd_plan(int argc, char** argv) {
                                                                          : hw->cpu.model_name,
                        hw_path));
   mlir::PassManager pm(&ctx);
-  kt::build_plan_pipeline(pm, {hw_path, kernels, kv_cache, gpu, vram_budget, context, gpu_ops});
+  kt::build_plan_pipeline(pm, {hw_path, kernels, kv_cache, gpu, vram_budget, context, gpu_ops,
+                                  prefill_act});
   if (mlir::failed(pm.run(**module)))
     return fail("placement or kernel selection failed (see the errors above)");
   if (!emit_ir.empty())

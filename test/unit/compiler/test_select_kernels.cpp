@@ -125,22 +125,31 @@ TEST(SelectKernels, AmxPrefillsFromSeventeenTokens) {
   EXPECT_EQ(c->prefill_min_tokens, kDecodeMaxTokens + 1);
 }
 
-// AVX-512 runs the int16 K-quant GEMM only on Q4_K/Q5_K gate and up with a down the GEMM or the
-// decode GEMV reads in place, and only from 24 tokens per expert on average; AVX2 has none
-// (its C++ twin is far slower than the decode GEMVs).
+// AVX-512 runs the K-quant GEMM only on Q4_K/Q5_K gate and up with a down the GEMM or the
+// decode GEMV reads in place: by default its int8-activation form (config act=i8) from 8
+// tokens per expert on average, with PrefillAct::i16 the int16 form from 24; AVX2 the int16
+// form on 8-lane vectors from 40.
 TEST(SelectKernels, VectorTiersPrefillKQuantsFromTheirTokensPerExpert) {
   HwProfile hw = amx_host(8);
   hw.cpu.isa.amx_tile = hw.cpu.isa.amx_int8 = hw.cpu.isa.amx_bf16 = false;
   for (GGMLType down : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K}) {
-    auto c = choose_moe_kernels(dsv3_like(down), hw, 4096);
-    ASSERT_TRUE(c) << c.status().message();
-    EXPECT_EQ(c->decode.isa, cpu::IsaTier::avx512);
-    ASSERT_TRUE(c->prefill) << c->decode.to_string();
-    EXPECT_EQ(c->prefill->isa, cpu::IsaTier::avx512);
-    EXPECT_EQ(c->prefill_min_tokens, 24 * 256 / 8);  // 256 experts, top 8
+    for (PrefillAct act : {PrefillAct::automatic, PrefillAct::i8, PrefillAct::i16}) {
+      auto c = choose_moe_kernels(dsv3_like(down), hw, 4096, act);
+      ASSERT_TRUE(c) << c.status().message();
+      EXPECT_EQ(c->decode.isa, cpu::IsaTier::avx512);
+      ASSERT_TRUE(c->prefill) << c->decode.to_string();
+      EXPECT_EQ(c->prefill->isa, cpu::IsaTier::avx512);
+      const bool i16 = act == PrefillAct::i16;
+      EXPECT_EQ(c->prefill_min_tokens, (i16 ? 24 : 8) * 256 / 8);  // 256 experts, top 8
+      EXPECT_EQ(c->prefill_config.prefill_act, i16 ? 16 : 8);
+      EXPECT_EQ(c->decode_config.prefill_act, 16);
+    }
   }
+  auto i8_ctx = choose_moe_kernels(dsv3_like(), hw, 512);
+  ASSERT_TRUE(i8_ctx);
+  EXPECT_TRUE(i8_ctx->prefill) << "the int8 GEMM starts at 256 tokens";
   // A context shorter than the threshold never reaches it: no prefill kernel.
-  auto short_ctx = choose_moe_kernels(dsv3_like(), hw, 512);
+  auto short_ctx = choose_moe_kernels(dsv3_like(), hw, 512, PrefillAct::i16);
   ASSERT_TRUE(short_ctx);
   EXPECT_FALSE(short_ctx->prefill);
   // Q8_0 down (an int8 repack, not read in place) and Q8_0 gate/up: no avx512 GEMM.
@@ -152,13 +161,17 @@ TEST(SelectKernels, VectorTiersPrefillKQuantsFromTheirTokensPerExpert) {
   c = choose_moe_kernels(q8, hw, 4096);
   ASSERT_TRUE(c);
   EXPECT_FALSE(c->prefill);
-  // Every token in every expert: 24 tokens.
+  // Every token in every expert: 24 tokens (int16), the first call past decode (int8).
   MoeShape small = dsv3_like();
   small.n_expert = 8, small.top_k = 8;
-  c = choose_moe_kernels(small, hw, 4096);
+  c = choose_moe_kernels(small, hw, 4096, PrefillAct::i16);
   ASSERT_TRUE(c);
   ASSERT_TRUE(c->prefill);
   EXPECT_EQ(c->prefill_min_tokens, 24);
+  c = choose_moe_kernels(small, hw, 4096);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->prefill);
+  EXPECT_EQ(c->prefill_min_tokens, kDecodeMaxTokens + 1);
 
   // AVX2: the same GEMM on 8-lane vectors, from 40 tokens per expert.
   auto avx2 = choose_moe_kernels(dsv3_like(), avx2_host(8), 4096);
@@ -167,6 +180,7 @@ TEST(SelectKernels, VectorTiersPrefillKQuantsFromTheirTokensPerExpert) {
   ASSERT_TRUE(avx2->prefill.has_value());
   EXPECT_EQ(avx2->prefill->isa, cpu::IsaTier::avx2);
   EXPECT_EQ(avx2->prefill_min_tokens, 40 * 256 / 8);
+  EXPECT_EQ(avx2->prefill_config.prefill_act, 16) << "the int8 form is AVX-512 only";
   auto avx2_short = choose_moe_kernels(dsv3_like(), avx2_host(8), 1024);
   ASSERT_TRUE(avx2_short);
   EXPECT_FALSE(avx2_short->prefill) << "a context under 1280 tokens never reaches the GEMM";

@@ -75,7 +75,7 @@ Expected<cudaKernel_t> Library::kernel(const std::string& name) const {
 bool pdl_enabled() {
   static const bool on = [] {
     const char* v = std::getenv("KTX_CUDA_PDL");
-    if (!v || std::strcmp(v, "1") != 0 || cuda_debug()) return false;
+    if ((v && std::strcmp(v, "0") == 0) || cuda_debug()) return false;
     int dev = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {

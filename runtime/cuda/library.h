@@ -35,8 +35,8 @@ class Library {
   cudaLibrary_t lib_ = nullptr;
 };
 
-// Whether launches carry the programmatic-stream-serialization attribute (KTX_CUDA_PDL=1 on an
-// sm_90+ device, not under KTX_CUDA_DEBUG): each kernel may then be scheduled while the one
+// Whether launches carry the programmatic-stream-serialization attribute (on sm_90+ devices,
+// unless KTX_CUDA_PDL=0 or KTX_CUDA_DEBUG): each kernel may then be scheduled while the one
 // before it still runs, and waits in KTX_PDL_ENTER (kernels/common/pdl.cuh) for its results.
 bool pdl_enabled();
 // cudaLaunchKernel on a library kernel; args are the kernel's parameters in order (pointers

@@ -17,8 +17,10 @@
 // through the decode GEMV on the GGUF blocks (h quantized in that kernel's format), so gate
 // and up, two thirds of the work, keep the GEMM.
 // The micro-kernels are generated AMX code where the CPU, the OS and the descriptor's tier
-// allow, else their plain C++ twins (identical bits, slow). Activation rounding is the only
-// approximation.
+// allow, else their plain C++ twins (identical bits, slow); avx512 and avx2 descriptors take
+// the int16 K-quant GEMM's vector bodies, and config act=i8 the int8-activation form (q8_k32
+// rounding of x and h; AVX-512 VNNI body, or its twin on a reference descriptor). Activation
+// rounding is the only approximation.
 #pragma once
 
 #include <memory>

@@ -1,5 +1,5 @@
 // Test (ctest cuda_emu_kernels, test/unit/cuda/CMakeLists.txt): runs the decode-path kernels
-// (kernels/gemv_q16 with 1, 2 and 4 rows per warp, kernels/gemv with half-warp rows,
+// (kernels/gemv_q16 with 1, 2 and 4 rows per warp and split k, kernels/gemv with half-warp rows,
 // kernels/norm, kernels/rope) on the host through this folder's emulator (emu.h, emu.cpp) and
 // compares them with float64 references, so their logic is checked on every machine, CI
 // included (small shapes, about a second; the GPU unit tests under build.sh take minutes). It
@@ -51,12 +51,15 @@ static std::vector<float> randf(size_t n, float scale, uint32_t seed) {
 
 using Q16Fn = void (*)(const ktx_u8*, ktx_i64, const short*, const float2*, float*, ktx_i64, int, int, int);
 struct Q16Entry { GGMLType type; int nt, rw; Q16Fn fn; };
-#define E(T, TN, NT) {GGMLType::T, NT, 1, ktx_gemv16_##TN##_##NT}, {GGMLType::T, NT, 2, ktx_gemv16_##TN##_##NT##_r2}, {GGMLType::T, NT, 4, ktx_gemv16_##TN##_##NT##_r4}
+// rw 0: the split-k variant (one row per block, its four warps splitting k).
+#define E(T, TN, NT) {GGMLType::T, NT, 1, ktx_gemv16_##TN##_##NT}, {GGMLType::T, NT, 2, ktx_gemv16_##TN##_##NT##_r2}, \
+    {GGMLType::T, NT, 4, ktx_gemv16_##TN##_##NT##_r4}, {GGMLType::T, NT, 0, ktx_gemv16_##TN##_##NT##_k4}
 static const Q16Entry kQ16[] = {E(Q4_K, q4_k, 1), E(Q4_K, q4_k, 4), E(Q5_K, q5_k, 1), E(Q5_K, q5_k, 4),
                                 E(Q6_K, q6_k, 1), E(Q6_K, q6_k, 4), E(Q8_0, q8_0, 1), E(Q8_0, q8_0, 4)};
 
 static void test_gemv16() {
-  const int k = 512, rows = 37;
+  const int rows = 37;
+  for (int k : {512, 4352})  // 4352: 17 super-blocks, shares of 5/4/4/4 under split k
   for (GGMLType type : {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q6_K, GGMLType::Q8_0}) {
     const size_t rb = *ggml_row_bytes(type, k);
     std::vector<uint8_t> w(rb * rows);
@@ -74,7 +77,7 @@ static void test_gemv16() {
         if (e.type != type || e.nt < n_tok || (e.nt == 4 && n_tok == 1)) continue;
         const int ld_y = rows + 2;
         std::vector<float> y(size_t(n_tok) * ld_y, -5.0f);
-        const unsigned grid = (rows + 4 * e.rw - 1) / (4 * e.rw);
+        const unsigned grid = e.rw == 0 ? rows : (rows + 4 * e.rw - 1) / (4 * e.rw);
         emu::launch(grid, 1, 128, [&] { e.fn(w.data(), rb, q.data(), s.data(), y.data(), ld_y, rows, k, n_tok); });
         for (int t = 0; t < n_tok; ++t)
           for (int r = 0; r < ld_y; ++r) {
@@ -90,7 +93,7 @@ static void test_gemv16() {
                   ggml_type_name(uint32_t(type)).c_str(), e.nt, e.rw, t, r, got, sum);
           }
         if (e.rw == 1 && e.nt == (n_tok == 1 ? 1 : 4)) y1 = y;
-        else if (!y1.empty() && e.nt == (n_tok == 1 ? 1 : 4))
+        else if (e.rw != 0 && !y1.empty() && e.nt == (n_tok == 1 ? 1 : 4))
           CHECK(y == y1, "%s rw %d differs from rw 1 in bits", ggml_type_name(uint32_t(type)).c_str(), e.rw);
       }
     }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 namespace ktx::cuda {
 namespace {
@@ -17,10 +18,14 @@ constexpr GGMLType kGemv16Types[] = {GGMLType::Q4_K, GGMLType::Q5_K, GGMLType::Q
 constexpr int kGemvWarps = 4;       // KTX_GEMV_WARPS
 constexpr int kGemv16Warps = 4;     // KTX_Q16_WARPS
 constexpr int kGemv16Tokens[4] = {1, 2, 4, 8};
-// Index of a rows-per-warp variant (1, 2, 4) in Kernels::gemv16_.
+// Index of a rows-per-warp variant (1, 2, 4) in Kernels::gemv16_; the split-k one is kSplitK.
 constexpr size_t rows_variant(int rows_per_warp) {
   return rows_per_warp == 4 ? 2 : rows_per_warp == 2 ? 1 : 0;
 }
+constexpr size_t kSplitK = 3;
+// Rows of at least this many elements take the split-k variant where one row per warp is all
+// the matrix allows: each of the block's four warps then has four or more steps of its own.
+constexpr int64_t kSplitKMinK = 4096;
 constexpr int kNormThreads = 512;   // KTX_NORM_THREADS (most threads per row)
 constexpr int kElementThreads = 256;
 
@@ -79,6 +84,8 @@ Expected<Kernels> Kernels::bind(const Library& lib) {
         auto kr = lib.kernel(fmt::format("{}_{}_r{}", n, kGemv16Tokens[i], 1 << r));
         v[static_cast<size_t>(r)] = kr ? *kr : nullptr;
       }
+      auto kk = lib.kernel(fmt::format("{}_{}_k4", n, kGemv16Tokens[i]));  // optional too
+      v[kSplitK] = kk ? *kk : nullptr;
     }
   }
   int dev = 0, sms = 0;
@@ -90,6 +97,8 @@ Expected<Kernels> Kernels::bind(const Library& lib) {
   if (const char* e = std::getenv("KTX_CUDA_GEMV_ROWS"); e && *e) {
     k.set_gemv16_max_rows(std::atoi(e));
   }
+  if (const char* e = std::getenv("KTX_CUDA_GEMV_SPLITK"); e && std::strcmp(e, "0") == 0)
+    k.set_gemv16_split_k(false);
   KTX_ASSIGN_OR_RETURN(k.quantize_x16_, lib.kernel("ktx_quantize_x16"));
   KTX_ASSIGN_OR_RETURN(k.rms_norm_, lib.kernel("ktx_rms_norm"));
   KTX_ASSIGN_OR_RETURN(k.silu_mul_, lib.kernel("ktx_silu_mul"));
@@ -166,15 +175,23 @@ Status Kernels::gemv16(GGMLType type, const void* w, int64_t row_bytes, const XQ
   size_t v = 0;
   while (kGemv16Tokens[v] < n_tok) ++v;
   const int rw = gemv16_rows_per_warp(type, n_rows);
+  const bool split = rw == 1 && gemv16_split_k(type, n_rows, k);
   int rows = static_cast<int>(n_rows), kk = static_cast<int>(k), nt = static_cast<int>(n_tok);
   const void* wp = w;
   const short* q = xq.q();
   const float* s = xq.s();
   long long rb = row_bytes, ly = ld_y;
   void* args[] = {&wp, &rb, &q, &s, &y, &ly, &rows, &kk, &nt};
-  const int64_t per_block = int64_t{kGemv16Warps} * rw;
+  const int64_t per_block = split ? 1 : int64_t{kGemv16Warps} * rw;
   const dim3 grid(static_cast<unsigned>((n_rows + per_block - 1) / per_block));
-  return launch(it->second[v][rows_variant(rw)], grid, dim3(32 * kGemv16Warps), args, 0, stream);
+  return launch(it->second[v][split ? kSplitK : rows_variant(rw)], grid, dim3(32 * kGemv16Warps),
+                args, 0, stream);
+}
+
+bool Kernels::gemv16_split_k(GGMLType type, int64_t n_rows, int64_t k) const {
+  auto it = gemv16_.find(type);
+  return gemv16_split_k_ && it != gemv16_.end() && it->second[0][kSplitK] != nullptr &&
+         k >= kSplitKMinK && gemv16_rows_per_warp(type, n_rows) == 1;
 }
 
 int Kernels::gemv16_rows_per_warp(GGMLType type, int64_t n_rows) const {

@@ -71,6 +71,13 @@ class Kernels {
   // Caps the rows per warp (1, 2 or 4; the environment's KTX_CUDA_GEMV_ROWS sets it at bind):
   // for tests and A/B benchmarks.
   void set_gemv16_max_rows(int rows) { gemv16_max_rows_ = rows >= 4 ? 4 : rows >= 2 ? 2 : 1; }
+  // Whether gemv16 splits each row's k over a block's four warps (one row per block): where
+  // one row per warp is all the matrix allows and k >= 4096 (q_a, kv_a_mqa, the shared
+  // experts' gate and up), so more blocks run with shorter dependent chains. The sums then run
+  // in another order than the other variants' (a float rounding apart). KTX_CUDA_GEMV_SPLITK=0
+  // (or set_gemv16_split_k(false)) turns it off; plans made before it lack it.
+  bool gemv16_split_k(GGMLType type, int64_t n_rows, int64_t k) const;
+  void set_gemv16_split_k(bool on) { gemv16_split_k_ = on; }
   // Whether gemv16 takes these weights (type, and the alignment its loads need).
   static bool gemv16_fits(GGMLType type, const void* w, int64_t row_bytes);
   // y[r] = x[r] / sqrt(mean(x[r]²) + eps) · w for n_rows rows of n.
@@ -95,11 +102,12 @@ class Kernels {
 
  private:
   std::map<GGMLType, cudaKernel_t> gemv_;
-  // [tokens 1, 2, 4, 8][rows per warp 1, 2, 4]; the 2- and 4-row variants are optional (plans
+  // [tokens 1, 2, 4, 8][rows per warp 1, 2, 4; split k]; all but the first are optional (plans
   // made before them lack them: null).
-  std::map<GGMLType, std::array<std::array<cudaKernel_t, 3>, 4>> gemv16_;
+  std::map<GGMLType, std::array<std::array<cudaKernel_t, 4>, 4>> gemv16_;  // [.][3]: split k
   int gemv16_min_blocks_ = 264;  // blocks a launch keeps when it takes more rows per warp
   int gemv16_max_rows_ = 4;      // KTX_CUDA_GEMV_ROWS caps the rows per warp (1, 2, 4)
+  bool gemv16_split_k_ = true;   // KTX_CUDA_GEMV_SPLITK
   cudaKernel_t quantize_x16_ = nullptr;
   cudaKernel_t rms_norm_ = nullptr, silu_mul_ = nullptr, add_ = nullptr;
   cudaKernel_t add_rms_norm_ = nullptr;  // optional

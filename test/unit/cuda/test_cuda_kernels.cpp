@@ -92,6 +92,8 @@ TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
       {GGMLType::Q6_K, 256, 3},   {GGMLType::Q8_0, 96, 3},    {GGMLType::Q8_0, 1056, 130},
       {GGMLType::Q8_0, 32, 1},    {GGMLType::Q4_0, 512, 7},   {GGMLType::Q5_0, 128, 70},
       {GGMLType::F16, 160, 11},   {GGMLType::BF16, 64, 4},    {GGMLType::F32, 2080, 17},
+      // k >= 4096 with few rows: the split-k variant (uneven shares of blocks per warp).
+      {GGMLType::Q5_K, 4352, 3},  {GGMLType::Q6_K, 4608, 5},  {GGMLType::Q8_0, 4128, 7},
   };
   auto xq = XQuant::alloc(18432);
   ASSERT_TRUE(xq) << xq.status().message();

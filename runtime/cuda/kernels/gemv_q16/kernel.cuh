@@ -72,15 +72,42 @@ struct Q16Args {
 __device__ __forceinline__ const ktx_u8* q16_row(const Q16Args& a, int row) {
   return a.w + static_cast<ktx_i64>(row < a.n_rows ? row : a.n_rows - 1) * a.row_bytes;
 }
-template <int NT, int RW>
+template <int NT, int RW, int KS = 1>
 __device__ __forceinline__ void q16_store(const Q16Args& a, int row0, float (&acc)[RW][NT]) {
   const int lane = threadIdx.x % 32;
+  if (KS == 1) {
+#pragma unroll
+    for (int r = 0; r < RW; ++r) {
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        float v = acc[r][t];
+        for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
+        if (lane == 0 && t < a.n_tok && row0 + r < a.n_rows) a.y[t * a.ld_y + row0 + r] = v;
+      }
+    }
+    return;
+  }
+  // Split k (KS == KTX_Q16_WARPS: the block's warps share its rows): each warp's sum, then
+  // warp 0 adds the KS partials in warp order.
+  __shared__ float part[KTX_Q16_WARPS][RW][NT];
+  const int warp = threadIdx.x / 32;
 #pragma unroll
   for (int r = 0; r < RW; ++r) {
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       float v = acc[r][t];
       for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
+      if (lane == 0) part[warp][r][t] = v;
+    }
+  }
+  __syncthreads();
+  if (warp != 0) return;
+#pragma unroll
+  for (int r = 0; r < RW; ++r) {
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      float v = part[0][r][t];
+      for (int w = 1; w < KS; ++w) v += part[w][r][t];
       if (lane == 0 && t < a.n_tok && row0 + r < a.n_rows) a.y[t * a.ld_y + row0 + r] = v;
     }
   }
@@ -112,13 +139,16 @@ __device__ __forceinline__ void q16_scale_min_pair(unsigned w0, unsigned w1, uns
 // aligned. 8 lanes per super-block, lane (p, h) takes qs bytes [32p + 16h, +16): low nibbles are
 // elements 16h.. of sub-block 2p, high nibbles the same elements of sub-block 2p + 1. A warp
 // step covers 4 super-blocks of each of its RW rows; the activations it loads serve all RW.
-template <int NT, int RW, bool Q5>
+template <int NT, int RW, bool Q5, int KS>
 __device__ __forceinline__ void gemv_k_q16(const Q16Args& a) {
   constexpr int kBytes = Q5 ? 176 : 144, kQs = Q5 ? 48 : 16;
   constexpr int kUnroll = RW >= 4 ? 1 : 2;  // weight loads in flight per lane: 2 .. 4 rows
   const int lane = threadIdx.x % 32;
-  const int row0 = (blockIdx.x * KTX_Q16_WARPS + threadIdx.x / 32) * RW;
-  if (row0 >= a.n_rows) return;
+  // KS warps per row group (split k): warp ks takes every KS-th step of the block loop.
+  static_assert(KS == 1 || KS == KTX_Q16_WARPS, "split k over all of a block's warps");
+  const int ks = (threadIdx.x / 32) % KS;
+  const int row0 = ((blockIdx.x * KTX_Q16_WARPS + threadIdx.x / 32) / KS) * RW;
+  if (row0 >= a.n_rows) return;  // every warp of a split-k block alike
   const int nb = a.k / 256, p = (lane % 8) / 2, h = lane % 2, n32 = a.k / 32;
   const ktx_u8* wr[RW];
 #pragma unroll
@@ -129,7 +159,7 @@ __device__ __forceinline__ void gemv_k_q16(const Q16Args& a) {
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
 #pragma unroll kUnroll
-  for (int b = lane / 8; b < nb; b += 4) {
+  for (int b = lane / 8 + 4 * ks; b < nb; b += 4 * KS) {
     int lo[RW][4], hi[RW][4];
     float ds0[RW], ds1[RW], dm0[RW], dm1[RW];
 #pragma unroll
@@ -179,23 +209,26 @@ __device__ __forceinline__ void gemv_k_q16(const Q16Args& a) {
       }
     }
   }
-  q16_store<NT, RW>(a, row0, acc);
+  q16_store<NT, RW, KS>(a, row0, acc);
 }
-template <int NT, int RW>
-__device__ __forceinline__ void gemv_q4_k_q16(const Q16Args& a) { gemv_k_q16<NT, RW, false>(a); }
-template <int NT, int RW>
-__device__ __forceinline__ void gemv_q5_k_q16(const Q16Args& a) { gemv_k_q16<NT, RW, true>(a); }
+template <int NT, int RW, int KS>
+__device__ __forceinline__ void gemv_q4_k_q16(const Q16Args& a) { gemv_k_q16<NT, RW, false, KS>(a); }
+template <int NT, int RW, int KS>
+__device__ __forceinline__ void gemv_q5_k_q16(const Q16Args& a) { gemv_k_q16<NT, RW, true, KS>(a); }
 
 // Q6_K (210-byte super-blocks, 2-byte aligned: ql[128], qh[64], scales[16], d): 8 lanes per
 // super-block, lane (hh, m) takes elements 8m.. of the four 32-groups g of half hh: nibbles of
 // ql[64hh + 8m ..] (g = 0 low, 2 high) and ql[64hh + 32 + 8m ..] (g = 1, 3), bits 2g of
 // qh[32hh + 8m ..]. The 6-bit u becomes the signed byte u − 32 as (u + 0x60) ^ 0x80 per byte.
-template <int NT, int RW>
+template <int NT, int RW, int KS>
 __device__ __forceinline__ void gemv_q6_k_q16(const Q16Args& a) {
   constexpr int kUnroll = RW >= 4 ? 1 : 2;
   const int lane = threadIdx.x % 32;
-  const int row0 = (blockIdx.x * KTX_Q16_WARPS + threadIdx.x / 32) * RW;
-  if (row0 >= a.n_rows) return;
+  // KS warps per row group (split k): warp ks takes every KS-th step of the block loop.
+  static_assert(KS == 1 || KS == KTX_Q16_WARPS, "split k over all of a block's warps");
+  const int ks = (threadIdx.x / 32) % KS;
+  const int row0 = ((blockIdx.x * KTX_Q16_WARPS + threadIdx.x / 32) / KS) * RW;
+  if (row0 >= a.n_rows) return;  // every warp of a split-k block alike
   const int nb = a.k / 256, hh = (lane % 8) / 4, m = lane % 4, n32 = a.k / 32;
   const ktx_u8* wr[RW];
 #pragma unroll
@@ -206,7 +239,7 @@ __device__ __forceinline__ void gemv_q6_k_q16(const Q16Args& a) {
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
 #pragma unroll kUnroll
-  for (int b = lane / 8; b < nb; b += 4) {
+  for (int b = lane / 8 + 4 * ks; b < nb; b += 4 * KS) {
     int wv[RW][4][2];
     float dsg[RW][4];
 #pragma unroll
@@ -250,16 +283,19 @@ __device__ __forceinline__ void gemv_q6_k_q16(const Q16Args& a) {
       }
     }
   }
-  q16_store<NT, RW>(a, row0, acc);
+  q16_store<NT, RW, KS>(a, row0, acc);
 }
 
 // Q8_0 (34-byte blocks, 2-byte aligned): 4 lanes per block, 8 bytes each; a warp step covers 8.
-template <int NT, int RW>
+template <int NT, int RW, int KS>
 __device__ __forceinline__ void gemv_q8_0_q16(const Q16Args& a) {
   constexpr int kUnroll = RW >= 4 ? 2 : 4;
   const int lane = threadIdx.x % 32;
-  const int row0 = (blockIdx.x * KTX_Q16_WARPS + threadIdx.x / 32) * RW;
-  if (row0 >= a.n_rows) return;
+  // KS warps per row group (split k): warp ks takes every KS-th step of the block loop.
+  static_assert(KS == 1 || KS == KTX_Q16_WARPS, "split k over all of a block's warps");
+  const int ks = (threadIdx.x / 32) % KS;
+  const int row0 = ((blockIdx.x * KTX_Q16_WARPS + threadIdx.x / 32) / KS) * RW;
+  if (row0 >= a.n_rows) return;  // every warp of a split-k block alike
   const int nb = a.k / 32, part = lane % 4;
   const ktx_u8* wr[RW];
 #pragma unroll
@@ -270,7 +306,7 @@ __device__ __forceinline__ void gemv_q8_0_q16(const Q16Args& a) {
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
 #pragma unroll kUnroll
-  for (int b = lane / 4; b < nb; b += 8) {
+  for (int b = lane / 4 + 8 * ks; b < nb; b += 8 * KS) {
     int w0[RW], w1[RW];
     float d[RW];
 #pragma unroll
@@ -288,24 +324,27 @@ __device__ __forceinline__ void gemv_q8_0_q16(const Q16Args& a) {
       for (int r = 0; r < RW; ++r) acc[r][t] += d[r] * xd * static_cast<float>(ktx_dot8(x, w0[r], w1[r], 0));
     }
   }
-  q16_store<NT, RW>(a, row0, acc);
+  q16_store<NT, RW, KS>(a, row0, acc);
 }
 
-#define KTX_Q16_ENTRY(NAME, FN, NT, RW)                                                       \
+#define KTX_Q16_ENTRY(NAME, FN, NT, RW, KS)                                                   \
   extern "C" __global__ void __launch_bounds__(32 * KTX_Q16_WARPS)                           \
       NAME(const ktx_u8* w, ktx_i64 row_bytes, const short* q, const float2* s, float* y,   \
            ktx_i64 ld_y, int n_rows, int k, int n_tok) {                                    \
     KTX_PDL_ENTER();                                                                        \
     const Q16Args a{w, row_bytes, q, s, y, ld_y, n_rows, k, n_tok};                          \
-    FN<NT, RW>(a);                                                                           \
+    FN<NT, RW, KS>(a);                                                                       \
   }
 // ktx_gemv16_<type>_<tokens> (one row per warp) and _<tokens>_r2 / _r4 (2 and 4 rows per warp:
 // the host picks them for tall matrices, where the activation loads they share would
-// otherwise outnumber the weight bytes four to one).
-#define KTX_Q16_TOKENS(TNAME, FN, NT)                   \
-  KTX_Q16_ENTRY(ktx_gemv16_##TNAME##_##NT, FN, NT, 1)   \
-  KTX_Q16_ENTRY(ktx_gemv16_##TNAME##_##NT##_r2, FN, NT, 2) \
-  KTX_Q16_ENTRY(ktx_gemv16_##TNAME##_##NT##_r4, FN, NT, 4)
+// otherwise outnumber the weight bytes four to one), and _<tokens>_k4 (one row per block, its
+// four warps splitting k: for short wide matrices such as q_a and kv_a_mqa, whose rows would
+// otherwise leave most SMs idle while each warp walks k = 7168 in seven dependent steps).
+#define KTX_Q16_TOKENS(TNAME, FN, NT)                        \
+  KTX_Q16_ENTRY(ktx_gemv16_##TNAME##_##NT, FN, NT, 1, 1)       \
+  KTX_Q16_ENTRY(ktx_gemv16_##TNAME##_##NT##_r2, FN, NT, 2, 1)  \
+  KTX_Q16_ENTRY(ktx_gemv16_##TNAME##_##NT##_r4, FN, NT, 4, 1)  \
+  KTX_Q16_ENTRY(ktx_gemv16_##TNAME##_##NT##_k4, FN, NT, 1, KTX_Q16_WARPS)
 #define KTX_Q16_TYPE(TNAME, FN) \
   KTX_Q16_TOKENS(TNAME, FN, 1)  \
   KTX_Q16_TOKENS(TNAME, FN, 2)  \

@@ -34,6 +34,10 @@
 #   stage "fuseab": decode with the fused kernels off (KTX_CUDA_FUSE=0) vs on, alternated.
 #   stage "pdlab": decode without vs with programmatic dependent launch (KTX_CUDA_PDL=1).
 #   stage "handoff": the GPU plan's decode with KTX_CUDA_HANDOFF=host and =flags, alternated.
+#   stage "servebench": `ktx-run serve` of .devplans/q3.plan (CPU plan, --parallel 64) on the
+#                   generated Qwen3-30B-A3B file from the CPU build ($kb, stage "build"), then
+#                   ktx-serve-bench: aggregate decode tok/s at 1, 4, 16, 64 streams and TTFT on a
+#                   prefix-cache miss vs hit ($out/serve-bench.txt, server log $out/serve-q3.log).
 # Usage (repo root): scripts/device-bench.sh build dsv3   (stages in order; logs to $OUT)
 # Models: dsv3 = deepseek-v3 --layers 5 --type Q4_K, q3 = qwen3-30b-a3b --type Q4_K.
 set -uo pipefail
@@ -247,6 +251,32 @@ q3hybrid() {
     2>"$out/ktx-hybrid-q3.err" | tee "$out/ktx-hybrid-q3.txt"
   grep -E "graph|step" "$out/ktx-hybrid-q3.err" | tail -3
 }
+# ktx-run serve on the Qwen3-30B-A3B shape (CPU plan, 64 slots) and ktx-serve-bench against it
+# (issue 13). The generated file carries gen's vocab and ChatML template, so chat requests work.
+servebench() {
+  local gguf=/tmp/gen/q3.gguf plan=.devplans/q3.plan port=${SERVE_PORT:-18080} server waited=0
+  [[ -f $plan ]] || { echo "no $plan (scripts/make-devplans.sh with /tmp/gen/q3.gguf)"; return 1; }
+  [[ -x $kb/bench/ktx-serve-bench ]] ||
+    { echo "no $kb/bench/ktx-serve-bench (stage build; ktx-run serve and the bench need cpp-httplib)"; return 1; }
+  mkdir -p /tmp/gen
+  [[ -f "$gguf" ]] || "$kb"/tools/ktx-run gen qwen3-30b-a3b --type Q4_K -o "$gguf" >"$out/gen-q3.log" 2>&1 ||
+    { tail -5 "$out/gen-q3.log"; return 1; }
+  "$kb"/tools/ktx-run serve "$plan" --gguf "$gguf" --parallel 64 --port "$port" ${SERVE_FLAGS:-} \
+    >"$out/serve-q3.log" 2>&1 &
+  server=$!
+  until curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1; do
+    kill -0 "$server" 2>/dev/null || { echo "server exited:"; tail -10 "$out/serve-q3.log"; return 1; }
+    ((waited >= ${SERVE_WAIT:-600})) && { echo "server not ready after ${waited}s"; kill "$server"; return 1; }
+    sleep 2; waited=$((waited + 2))
+  done
+  grep -E "ready" "$out/serve-q3.log" | tail -1
+  local rc=0
+  "$kb"/bench/ktx-serve-bench "http://127.0.0.1:$port" --streams ${STREAMS:-1,4,16,64} --tokens ${TOKENS:-64} \
+    --wait 30 ${SBENCH:-} 2>&1 | tee "$out/serve-bench.txt" || rc=$?
+  kill "$server"; wait "$server" 2>/dev/null
+  ((rc == 0)) || { echo "ktx-serve-bench rc=$rc; server log:"; tail -5 "$out/serve-q3.log"; }
+  return $rc
+}
 moebench() {
   "$gb"/bench/ktx-moe-bench --model deepseek-v3 --types q4_k --tokens 1,8 --threads "$jobs" --iters 20 \
     2>&1 | tee "$out/moe-alone.txt" | tail -8
@@ -300,11 +330,12 @@ for stage in "$@"; do
     pdlab) pdlab ;;
     q3hybrid) q3hybrid ;;
     handoff) handoff ;;
+    servebench) servebench ;;
     unpack) tar -xJf .carry/devdata.tar.xz && echo "unpacked .devplans .devshared" ;;
     ikcuda) ikcuda ;;
     ikhybrid) ikhybrid ;;
     gemvbench)
       for t in Q4_K Q6_K; do "$gb"/bench/ktx-cuda-gemv-bench --type $t --tokens 1,8 | tee "$out/gemv-$t.txt"; done ;;
-    *) echo "unknown stage '$stage' (build, linear, dsv3, q3, gpu = gpubuild gputest gpueval, genbg, gpubench, gpuprofile, moebench, handoff, unpack, ikcuda, ikhybrid, gemvbench)"; exit 2 ;;
+    *) echo "unknown stage '$stage' (build, linear, dsv3, q3, gpu = gpubuild gputest gpueval, genbg, gpubench, gpuprofile, moebench, handoff, servebench, unpack, ikcuda, ikhybrid, gemvbench)"; exit 2 ;;
   esac
 done

@@ -22,5 +22,6 @@ if [[ -f /tmp/gen/dsv3-l5.gguf ]]; then
 fi
 if [[ -f /tmp/gen/q3.gguf ]]; then  # ktx-run gen qwen3-30b-a3b --type Q4_K -o /tmp/gen/q3.gguf
   "$b"/tools/ktc plan --hw plans/spr-h100.toml /tmp/gen/q3.gguf --context 1024 -o .devplans/q3-gpu.plan >/dev/null
-  echo "plan .devplans/q3-gpu.plan"
+  "$b"/tools/ktc plan --hw plans/spr-h100.toml --gpu off /tmp/gen/q3.gguf --context 1024 -o .devplans/q3.plan >/dev/null
+  echo "plans .devplans/q3{,-gpu}.plan"
 fi

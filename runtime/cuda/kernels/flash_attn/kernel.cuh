@@ -34,6 +34,28 @@
 __device__ __forceinline__ float ktx_flash_lo(unsigned w) { return ktx_half(static_cast<ktx_u16>(w & 0xFFFFu)); }
 __device__ __forceinline__ float ktx_flash_hi(unsigned w) { return ktx_half(static_cast<ktx_u16>(w >> 16)); }
 
+// Cache rows [kt0, kt0 + KT) of WORDS 32-bit words each (word(row, w)) into shared rows
+// STRIDE words apart, rows at or past ke as zeros. Every load of the thread is issued before
+// its first store, so they are in flight together (a loop that stores each load before the
+// next waits a memory latency per element: most of a short call's time).
+template <int NT, int KT, int WORDS, int STRIDE, typename F>
+__device__ __forceinline__ void flash_tile_load(unsigned* dst, int tid, long long kt0, int ke,
+                                                const F& word) {
+  constexpr int N = (KT * WORDS + NT - 1) / NT;
+  unsigned v[N];
+#pragma unroll
+  for (int u = 0; u < N; ++u) {
+    const int i = tid + u * NT;
+    const long long jg = kt0 + i / WORDS;
+    v[u] = i < KT * WORDS && jg < ke ? word(jg, i % WORDS) : 0u;
+  }
+#pragma unroll
+  for (int u = 0; u < N; ++u) {
+    const int i = tid + u * NT;
+    if (i < KT * WORDS) dst[(i / WORDS) * STRIDE + i % WORDS] = v[u];
+  }
+}
+
 template <int D1, int D2, int DV, int R, int KT, bool V_IN_K>
 __device__ void flash_attn_block(const KtxFlashParams& p) {
   constexpr int NT = KTX_FLASH_THREADS, NW = NT / 32;
@@ -71,15 +93,25 @@ __device__ void flash_attn_block(const KtxFlashParams& p) {
   };
   auto row_head = [&](int r) { return kvh * p.group + hc * HB + r % HB; };
 
-  for (int i = tid; i < R * DK; i += NT) {
-    const int r = i / DK, d = i % DK;
-    float q = 0.0f;
-    if (row_ok(r)) {
-      const long long t = t0 + r / HB, h = row_head(r);
-      q = d < D1 ? p.q1[t * p.q1_tok + h * p.q1_head + d]
-                 : p.q2[t * p.q2_tok + h * p.q2_head + (d - D1)];
+  // The queries as the tiles below: all of the thread's loads first, then its stores.
+  constexpr int QN = (R * DK + NT - 1) / NT;
+  {
+    float qv[QN];
+#pragma unroll
+    for (int u = 0; u < QN; ++u) {
+      const int i = tid + u * NT, r = i / DK, d = i % DK;
+      qv[u] = 0.0f;
+      if (i < R * DK && row_ok(r)) {
+        const long long t = t0 + r / HB, h = row_head(r);
+        qv[u] = d < D1 ? p.q1[t * p.q1_tok + h * p.q1_head + d]
+                       : p.q2[t * p.q2_tok + h * p.q2_head + (d - D1)];
+      }
     }
-    q_s[r * QS + d] = q;
+#pragma unroll
+    for (int u = 0; u < QN; ++u) {
+      const int i = tid + u * NT;
+      if (i < R * DK) q_s[(i / DK) * QS + i % DK] = qv[u];
+    }
   }
   for (int r = tid; r < R; r += NT) {
     m_s[r] = KTX_FLASH_NEG_INF;
@@ -92,17 +124,11 @@ __device__ void flash_attn_block(const KtxFlashParams& p) {
   for (int kt0 = ks; kt0 < ke; kt0 += KT) {
     __syncthreads();  // the previous tile's readers are done
     // 1. key tile (rows past the split's end read as zero: p = 0 must not meet a NaN)
-    for (int i = tid; i < KT * (DK / 2); i += NT) {
-      const int j = i / (DK / 2), w = i % (DK / 2);
-      const long long jg = kt0 + j;
-      unsigned val = 0;
-      if (jg < ke) {
-        val = w < D1 / 2
-                  ? reinterpret_cast<const unsigned*>(p.k1 + jg * p.k1_row + kvh * p.k1_head)[w]
-                  : reinterpret_cast<const unsigned*>(p.k2 + jg * p.k2_row + kvh * p.k2_head)[w - D1 / 2];
-      }
-      kv_s[j * KS + w] = val;
-    }
+    flash_tile_load<NT, KT, DK / 2, KS>(kv_s, tid, kt0, ke, [&](long long jg, int w) {
+      return w < D1 / 2
+                 ? reinterpret_cast<const unsigned*>(p.k1 + jg * p.k1_row + kvh * p.k1_head)[w]
+                 : reinterpret_cast<const unsigned*>(p.k2 + jg * p.k2_row + kvh * p.k2_head)[w - D1 / 2];
+    });
     __syncthreads();
     // 2. scores
     for (int i = tid; i < R * KT; i += NT) {
@@ -111,24 +137,27 @@ __device__ void flash_attn_block(const KtxFlashParams& p) {
       if (row_ok(r) && jg < ke && jg <= pos0 + t0 + r / HB) {
         const float* qr = q_s + r * QS;
         const unsigned* kr = kv_s + j * KS;
-        float d = 0.0f;
-        for (int w = 0; w < DK / 2; ++w) {
-          const unsigned kw = kr[w];
-          d = fmaf(qr[2 * w], ktx_flash_lo(kw), d);
-          d = fmaf(qr[2 * w + 1], ktx_flash_hi(kw), d);
+        // Four partial sums (words w mod 4): four independent FMA chains instead of one of DK.
+        static_assert(DK % 8 == 0, "key width in whole groups of four words");
+        float d0 = 0.0f, d1 = 0.0f, d2 = 0.0f, d3 = 0.0f;
+#pragma unroll 4
+        for (int w = 0; w < DK / 2; w += 4) {
+          const unsigned k0 = kr[w], k1 = kr[w + 1], k2 = kr[w + 2], k3 = kr[w + 3];
+          d0 = fmaf(qr[2 * w + 1], ktx_flash_hi(k0), fmaf(qr[2 * w], ktx_flash_lo(k0), d0));
+          d1 = fmaf(qr[2 * w + 3], ktx_flash_hi(k1), fmaf(qr[2 * w + 2], ktx_flash_lo(k1), d1));
+          d2 = fmaf(qr[2 * w + 5], ktx_flash_hi(k2), fmaf(qr[2 * w + 4], ktx_flash_lo(k2), d2));
+          d3 = fmaf(qr[2 * w + 7], ktx_flash_hi(k3), fmaf(qr[2 * w + 6], ktx_flash_lo(k3), d3));
         }
-        s = d * p.scale;
+        s = ((d0 + d1) + (d2 + d3)) * p.scale;
       }
       s_s[r][j] = s;
     }
     __syncthreads();
     // 3. value tile (GQA) and the online softmax
     if (!V_IN_K) {
-      for (int i = tid; i < KT * (DV / 2); i += NT) {
-        const int j = i / (DV / 2), w = i % (DV / 2);
-        const long long jg = kt0 + j;
-        kv_s[j * VS + w] = jg < ke ? reinterpret_cast<const unsigned*>(p.v + jg * p.v_row + kvh * p.v_head)[w] : 0u;
-      }
+      flash_tile_load<NT, KT, DV / 2, VS>(kv_s, tid, kt0, ke, [&](long long jg, int w) {
+        return reinterpret_cast<const unsigned*>(p.v + jg * p.v_row + kvh * p.v_head)[w];
+      });
     }
     for (int r = warp; r < R; r += NW) {
       const float s = lane < KT ? s_s[r][lane] : KTX_FLASH_NEG_INF;

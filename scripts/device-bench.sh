@@ -47,7 +47,22 @@ jobs=$(nproc)
 kb=/tmp/ktx-build
 ik=/tmp/ik-build
 
+# The device's copy of the tree keeps this machine's file times, which can be older than the
+# outputs of an earlier call on the same warm machine: ninja would then skip changed files.
+# A content hash of the sources decides instead; a build dir of another tree starts afresh.
+fresh_if_changed() {
+  local dir=$1 h
+  h=$(find CMakeLists.txt common runtime tools test bench dev -type f \( -name '*.cpp' -o -name '*.h' \
+        -o -name '*.cuh' -o -name 'CMakeLists.txt' -o -name '*.cmake' \) -print0 2>/dev/null |
+      sort -z | xargs -0 md5sum | md5sum | cut -d' ' -f1)
+  if [[ -d "$dir" && $(cat "$dir/.ktx-src-hash" 2>/dev/null) != "$h" ]]; then
+    echo "sources changed since the last build in $dir: building afresh"; rm -rf "$dir"
+  fi
+  mkdir -p "$dir" && echo "$h" >"$dir/.ktx-src-hash"
+}
+
 build() {
+  fresh_if_changed "$kb"
   cmake -S . -B "$kb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTX_WITH_COMPILER=OFF \
     -DKTX_WITH_CUDA=OFF >"$out/build.log" 2>&1 &&
     cmake --build "$kb" -j "$jobs" >>"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; return 1; }
@@ -89,17 +104,7 @@ model() {
 
 gb=/tmp/ktx-gpu
 gpubuild() {
-  # The device's copy of the tree keeps this machine's file times, which can be older than the
-  # outputs of an earlier call on the same warm machine: ninja would then skip changed files.
-  # A content hash of the sources decides instead; a changed tree is built afresh.
-  local h
-  h=$(find CMakeLists.txt common runtime tools test bench dev -type f \( -name '*.cpp' -o -name '*.h' \
-        -o -name '*.cuh' -o -name 'CMakeLists.txt' -o -name '*.cmake' \) -print0 2>/dev/null |
-      sort -z | xargs -0 md5sum | md5sum | cut -d' ' -f1)
-  if [[ -d "$gb" && $(cat "$gb/.ktx-src-hash" 2>/dev/null) != "$h" ]]; then
-    echo "sources changed since the last build in $gb: building afresh"; rm -rf "$gb"
-  fi
-  mkdir -p "$gb" && echo "$h" >"$gb/.ktx-src-hash"
+  fresh_if_changed "$gb"
   cmake -S . -B "$gb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTX_WITH_COMPILER=OFF \
     -DKTX_SHARED_DIR="$PWD/.devshared" >"$out/gpu-build.log" 2>&1 || { tail -30 "$out/gpu-build.log"; return 1; }
   local targets

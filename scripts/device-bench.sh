@@ -209,46 +209,27 @@ ncuprof() {
     -p 0 -n ${NCU_TOKENS:-3} -r 1 >"$out/ncu.csv" 2>"$out/ncu.err"
   echo "ncu rc=$? $(wc -l <"$out/ncu.csv") lines"; tail -3 "$out/ncu.err"
 }
-# Decode of the GPU plan with the integer GEMVs capped at 1 row per warp and at 4 (the default),
-# alternated in one call.
-gemvab() {
-  local gguf=/tmp/gen/dsv3-l5.gguf waited=0
+# Decode of the GPU plan under each value of one environment variable, alternated twice:
+#   decode_ab VAR VALUE...   (HBENCH: the bench flags, default -p 0 -n 64 -r 3)
+decode_ab() {
+  local var=$1 gguf=/tmp/gen/dsv3-l5.gguf waited=0 rep val
+  shift
   while pgrep -f "ktx-run gen deepseek-v3" >/dev/null && [[ $waited -lt 400 ]]; do sleep 3; waited=$((waited + 3)); done
   [[ -f "$gguf" ]] || { echo "no $gguf (run genbg or gpubench first)"; return 1; }
   for rep in 1 2; do
-    for rows in 1 4; do
-      echo "== KTX_CUDA_GEMV_ROWS=$rows (rep $rep)"
-      KTX_CUDA_GEMV_ROWS=$rows "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" \
+    for val in "$@"; do
+      echo "== $var=$val (rep $rep)"
+      env "$var=$val" "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" \
         ${HBENCH:--p 0 -n 64 -r 3} 2>&1 | grep -E "tg|error|step takes" | tail -3
     done
   done
 }
-# Decode of the GPU plan with the fused kernels off (KTX_CUDA_FUSE=0) and on, alternated.
-fuseab() {
-  local gguf=/tmp/gen/dsv3-l5.gguf waited=0
-  while pgrep -f "ktx-run gen deepseek-v3" >/dev/null && [[ $waited -lt 400 ]]; do sleep 3; waited=$((waited + 3)); done
-  [[ -f "$gguf" ]] || { echo "no $gguf (run genbg or gpubench first)"; return 1; }
-  for rep in 1 2; do
-    for fuse in 0 1; do
-      echo "== KTX_CUDA_FUSE=$fuse (rep $rep)"
-      KTX_CUDA_FUSE=$fuse "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" \
-        ${HBENCH:--p 0 -n 64 -r 3} 2>&1 | grep -E "tg|error|step takes" | tail -3
-    done
-  done
-}
-# Decode of the GPU plan without and with programmatic dependent launch (KTX_CUDA_PDL), alternated.
-pdlab() {
-  local gguf=/tmp/gen/dsv3-l5.gguf waited=0
-  while pgrep -f "ktx-run gen deepseek-v3" >/dev/null && [[ $waited -lt 400 ]]; do sleep 3; waited=$((waited + 3)); done
-  [[ -f "$gguf" ]] || { echo "no $gguf (run genbg or gpubench first)"; return 1; }
-  for rep in 1 2; do
-    for pdl in 0 1; do
-      echo "== KTX_CUDA_PDL=$pdl (rep $rep)"
-      KTX_CUDA_PDL=$pdl "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" \
-        ${HBENCH:--p 0 -n 64 -r 3} 2>&1 | grep -E "tg|error|step takes" | tail -3
-    done
-  done
-}
+# The integer GEMVs capped at 1 row per warp vs 4 (the default).
+gemvab() { decode_ab KTX_CUDA_GEMV_ROWS 1 4; }
+# The fused kernels off (KTX_CUDA_FUSE=0) vs on.
+fuseab() { decode_ab KTX_CUDA_FUSE 0 1; }
+# Without vs with programmatic dependent launch (KTX_CUDA_PDL).
+pdlab() { decode_ab KTX_CUDA_PDL 0 1; }
 # The Qwen3-30B-A3B shape (48 layers) hybrid: generated here on the device at the plan's path,
 # ik_llama.cpp's hybrid flags (after ikcuda), then KTX's GPU plan, same file, same call.
 q3hybrid() {

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/quant/quant.h"
+
 namespace ktx::quant_detail {
 
 constexpr int kQK = 32;    // elements of a legacy block
@@ -82,8 +84,17 @@ void quantize_row_q4_k(const float* src, uint8_t* dst, int64_t n);
 void quantize_row_q5_k(const float* src, uint8_t* dst, int64_t n);
 void quantize_row_q6_k(const float* src, uint8_t* dst, int64_t n);
 
+// The f16 at p (any alignment) as float.
+inline float half_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return fp16_to_fp32(h);
+}
 // The 6-bit scale and min of sub-block s (0..7) of a Q4_K/Q5_K block (QUANTS.md packing).
 void unpack_scale_min_k4(const uint8_t* scales, int s, uint8_t* sc, uint8_t* mn);
+// The 256 levels of a Q4_K (0..15) or Q5_K (0..31, fifth bit from qh) super-block at blk, in
+// element order: element k belongs to sub-block k / 32.
+void unpack_levels_k4(const uint8_t* blk, bool q5, uint8_t q[256]);
 // The sixteen 6-bit (unsigned, bias 32) scales of a Q3_K block.
 void unpack_scales_q3_k(const uint8_t* scales, uint8_t out[16]);
 

@@ -20,6 +20,18 @@ void unpack_scale_min_k4(const uint8_t* scales, int s, uint8_t* sc, uint8_t* mn)
   }
 }
 
+void unpack_levels_k4(const uint8_t* blk, bool q5, uint8_t q[256]) {
+  const uint8_t* qs = blk + (q5 ? 48 : 16);
+  const uint8_t* qh = blk + 16;
+  for (int k = 0; k < 256; ++k) {
+    const int c = k / 64, e = k % 64, j = k / 32;
+    const uint8_t byte = qs[32 * c + e % 32];
+    int v = e < 32 ? byte & 15 : byte >> 4;
+    if (q5) v |= ((qh[e % 32] >> j) & 1) << 4;
+    q[k] = static_cast<uint8_t>(v);
+  }
+}
+
 void unpack_scales_q3_k(const uint8_t* scales, uint8_t out[16]) {
   uint32_t a[3];
   std::memcpy(a, scales, 12);

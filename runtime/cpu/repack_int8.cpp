@@ -19,11 +19,7 @@ struct BlockAffine {
   float bias = 0.0f;
 };
 
-float half_at(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return fp16_to_fp32(h);
-}
+using quant_detail::half_at;
 
 // (scale, bias) of 32-element block j of a row, in the association dequantize_row uses.
 BlockAffine block_affine(GGMLType type, const uint8_t* row, int64_t j) {

@@ -11,11 +11,7 @@
 namespace ktx::cpu {
 namespace {
 
-float half_at(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return fp16_to_fp32(h);
-}
+using quant_detail::half_at;
 
 class GemmKqI16Ref final : public GemmKqKernel {
  public:
@@ -86,15 +82,9 @@ void kq_i16_expand_header(const uint8_t* blk, KqI16Row* out, uint8_t sc[8]) {
 void kq_i16_expand_row(bool q5, const uint8_t* blk, KqI16Row* out) {
   uint8_t sc[8];
   kq_i16_expand_header(blk, out, sc);
-  const uint8_t* qs = blk + (q5 ? 48 : 16);
-  const uint8_t* qh = blk + 16;
-  for (int k = 0; k < kKqSuper; ++k) {
-    const int c = k / 64, e = k % 64, j = 2 * c + (e >= 32 ? 1 : 0);
-    const uint8_t byte = qs[32 * c + e % 32];
-    int q = e < 32 ? byte & 15 : byte >> 4;
-    if (q5) q |= ((qh[e % 32] >> j) & 1) << 4;
-    out->wq[k] = static_cast<int16_t>(sc[j] * q);
-  }
+  uint8_t q[kKqSuper];
+  quant_detail::unpack_levels_k4(blk, q5, q);
+  for (int k = 0; k < kKqSuper; ++k) out->wq[k] = static_cast<int16_t>(sc[k / 32] * q[k]);
 }
 
 void kq_pack_acts_i16(const ActBlockQ16_K* const* tokens, int64_t n_super, int8_t* tiles,

@@ -12,11 +12,7 @@
 namespace ktx::cpu {
 namespace {
 
-float half_at(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return fp16_to_fp32(h);
-}
+using quant_detail::half_at;
 
 class GemmKqI8Ref final : public GemmKqKernel {
  public:
@@ -78,15 +74,7 @@ void kq_i8_expand_header(const uint8_t* blk, KqI8Row* out) {
 
 void kq_i8_expand_row(bool q5, const uint8_t* blk, KqI8Row* out) {
   kq_i8_expand_header(blk, out);
-  const uint8_t* qs = blk + (q5 ? 48 : 16);
-  const uint8_t* qh = blk + 16;
-  for (int k = 0; k < kKqSuper; ++k) {
-    const int c = k / 64, e = k % 64, j = 2 * c + (e >= 32 ? 1 : 0);
-    const uint8_t byte = qs[32 * c + e % 32];
-    int q = e < 32 ? byte & 15 : byte >> 4;
-    if (q5) q |= ((qh[e % 32] >> j) & 1) << 4;
-    out->q[k] = static_cast<uint8_t>(q);
-  }
+  quant_detail::unpack_levels_k4(blk, q5, out->q);
 }
 
 void kq_pack_acts_i8(const ActBlockQ8_K32* const* tokens, int64_t n_super, int8_t* tiles,

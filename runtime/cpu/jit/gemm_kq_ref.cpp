@@ -21,11 +21,7 @@ constexpr std::array<int, 64> kq_inverse() {
 }
 constexpr std::array<int, 64> kInv = kq_inverse();
 
-float half_at(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return fp16_to_fp32(h);
-}
+using quant_detail::half_at;
 
 // One super-block of one row: sc·q per element, m per sub-block, d and dmin.
 struct SuperRow {
@@ -43,15 +39,9 @@ void decode_super(GGMLType type, const uint8_t* blk, SuperRow* out) {
     out->m[j] = static_cast<float>(mn[j]);
   }
   const bool q5 = type == GGMLType::Q5_K;
-  const uint8_t* qs = blk + (q5 ? 48 : 16);
-  const uint8_t* qh = blk + 16;
-  for (int k = 0; k < 256; ++k) {
-    const int c = k / 64, e = k % 64, j = 2 * c + (e >= 32 ? 1 : 0);
-    const uint8_t byte = qs[32 * c + e % 32];
-    int q = e < 32 ? byte & 15 : byte >> 4;
-    if (q5) q |= ((qh[e % 32] >> j) & 1) << 4;
-    out->wq[k] = sc[j] * q;
-  }
+  uint8_t q[256];
+  quant_detail::unpack_levels_k4(blk, q5, q);
+  for (int k = 0; k < 256; ++k) out->wq[k] = sc[k / 32] * q[k];
 }
 
 class GemmKqRef final : public GemmKqKernel {

@@ -15,6 +15,7 @@
 
 #include "common/quant/quant.h"
 #include "runtime/cpu/jit/gemm_kq_i8.h"
+#include "runtime/cpu/jit/kq_levels_avx2.h"
 
 namespace ktx::cpu::kq_i8_detail {
 namespace {
@@ -47,20 +48,10 @@ template <bool Q5>
 inline void expand_row(const uint8_t* blk, KqI8Row* out) {
   expand_header(blk, out);
   const uint8_t* qs = blk + (Q5 ? 48 : 16);
-  const __m256i nib = _mm256_set1_epi8(15);
-  [[maybe_unused]] const __m256i one = _mm256_set1_epi8(1);
-  [[maybe_unused]] const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16));
+  const __m256i qh = kq_levels_qh<Q5>(blk);
   for (int c = 0; c < 4; ++c) {
-    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
-    __m256i lo = _mm256_and_si256(b, nib);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), nib);
-    if constexpr (Q5) {
-      // Bit j of each qh byte to bit 4 (shifts of 16-bit lanes; the mask drops what crosses).
-      const __m256i b0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
-      const __m256i b1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
-      lo = _mm256_or_si256(lo, _mm256_slli_epi16(b0, 4));
-      hi = _mm256_or_si256(hi, _mm256_slli_epi16(b1, 4));
-    }
+    __m256i lo, hi;
+    kq_levels_chunk<Q5>(qs, qh, c, &lo, &hi);
     _mm256_store_si256(reinterpret_cast<__m256i*>(out->q + 64 * c), lo);
     _mm256_store_si256(reinterpret_cast<__m256i*>(out->q + 64 * c + 32), hi);
   }

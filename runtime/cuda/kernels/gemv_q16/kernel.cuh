@@ -75,41 +75,39 @@ __device__ __forceinline__ const ktx_u8* q16_row(const Q16Args& a, int row) {
 template <int NT, int RW, int KS = 1>
 __device__ __forceinline__ void q16_store(const Q16Args& a, int row0, float (&acc)[RW][NT]) {
   const int lane = threadIdx.x % 32;
-  if (KS == 1) {
+#pragma unroll
+  for (int r = 0; r < RW; ++r) {
+#pragma unroll
+    for (int t = 0; t < NT; ++t)
+      for (int o = 16; o > 0; o /= 2) acc[r][t] += __shfl_down_sync(0xffffffffu, acc[r][t], o);
+  }
+  if constexpr (KS > 1) {
+    // Split k (KS == KTX_Q16_WARPS: the block's warps share its rows): warp 0 adds the KS
+    // warps' sums in warp order.
+    __shared__ float part[KTX_Q16_WARPS][RW][NT];
+    const int warp = threadIdx.x / 32;
+#pragma unroll
+    for (int r = 0; r < RW; ++r) {
+#pragma unroll
+      for (int t = 0; t < NT; ++t)
+        if (lane == 0) part[warp][r][t] = acc[r][t];
+    }
+    __syncthreads();
+    if (warp != 0) return;
 #pragma unroll
     for (int r = 0; r < RW; ++r) {
 #pragma unroll
       for (int t = 0; t < NT; ++t) {
-        float v = acc[r][t];
-        for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
-        if (lane == 0 && t < a.n_tok && row0 + r < a.n_rows) a.y[t * a.ld_y + row0 + r] = v;
+        acc[r][t] = part[0][r][t];
+        for (int w = 1; w < KS; ++w) acc[r][t] += part[w][r][t];
       }
     }
-    return;
   }
-  // Split k (KS == KTX_Q16_WARPS: the block's warps share its rows): each warp's sum, then
-  // warp 0 adds the KS partials in warp order.
-  __shared__ float part[KTX_Q16_WARPS][RW][NT];
-  const int warp = threadIdx.x / 32;
 #pragma unroll
   for (int r = 0; r < RW; ++r) {
 #pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      float v = acc[r][t];
-      for (int o = 16; o > 0; o /= 2) v += __shfl_down_sync(0xffffffffu, v, o);
-      if (lane == 0) part[warp][r][t] = v;
-    }
-  }
-  __syncthreads();
-  if (warp != 0) return;
-#pragma unroll
-  for (int r = 0; r < RW; ++r) {
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      float v = part[0][r][t];
-      for (int w = 1; w < KS; ++w) v += part[w][r][t];
-      if (lane == 0 && t < a.n_tok && row0 + r < a.n_rows) a.y[t * a.ld_y + row0 + r] = v;
-    }
+    for (int t = 0; t < NT; ++t)
+      if (lane == 0 && t < a.n_tok && row0 + r < a.n_rows) a.y[t * a.ld_y + row0 + r] = acc[r][t];
   }
 }
 

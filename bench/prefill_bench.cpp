@@ -137,20 +137,23 @@ double kq_kernel_tops(const GemmKqKernel& kernel, int64_t n_super, int64_t group
   return 2.0 * 16 * 16 * 256 * n_super * groups * kIters * pool.size() / s / 1e12;
 }
 
-// The int16 multiply-add peak of AVX-512 VNNI: 16 independent vpdpwssd chains per thread (32
-// int16 multiply-adds each, counted as 2 ops), all threads; the ceiling of the int16 K-quant
-// kernel (one vpdpwssd product per useful multiply-add).
-// 24 independent vpdpwssd chains: enough to cover the instruction's latency at two per cycle
-// (16 measured 15 % below the rate on a Zen 5 host). The empty asm keeps the loop from being
-// folded without pinning accumulators to memory.
+// The multiply-add peaks of AVX-512 VNNI, all threads: 24 independent chains per thread, enough
+// to cover the instruction's latency at two per cycle (16 measured 15 % below the rate on a Zen
+// 5 host); the empty asm keeps the loop from being folded without pinning accumulators to
+// memory. Int16 (vpdpwssd, 32 multiply-adds per instruction) is the ceiling of the int16
+// K-quant kernel, int8 (vpdpbusd, 64 u8 x s8) that of the int8-activation one; each
+// multiply-add counts as 2 ops.
+template <bool kInt8>
 __attribute__((target("avx512f,avx512vnni"), noinline)) int32_t vnni_loop(int64_t iters) {
   constexpr int kChains = 24;
   __m512i acc[kChains];
   for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_epi32(i);
-  const __m512i a = _mm512_set1_epi16(3), b = _mm512_set1_epi16(5);
+  const __m512i a = kInt8 ? _mm512_set1_epi8(3) : _mm512_set1_epi16(3);
+  const __m512i b = kInt8 ? _mm512_set1_epi8(5) : _mm512_set1_epi16(5);
   for (int64_t it = 0; it < iters; ++it) {
 #pragma GCC unroll 24
-    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpwssd_epi32(acc[i], a, b);
+    for (int i = 0; i < kChains; ++i)
+      acc[i] = kInt8 ? _mm512_dpbusd_epi32(acc[i], a, b) : _mm512_dpwssd_epi32(acc[i], a, b);
     __asm__ volatile("" : : "v"(acc[0]), "v"(acc[1]));
   }
   __m512i s = acc[0];
@@ -172,25 +175,8 @@ double loop_peak_tops(ThreadPool& pool, int32_t (*loop)(int64_t), double ops_per
   }
   return best;
 }
-double vnni_peak_tops(ThreadPool& pool) { return loop_peak_tops(pool, vnni_loop, 2.0 * 32 * 24); }
-
-// The int8 form: 24 independent vpdpbusd chains per thread (64 u8 x s8 multiply-adds each,
-// counted as 2 ops): the ceiling of the int8-activation K-quant kernel.
-__attribute__((target("avx512f,avx512vnni"), noinline)) int32_t vnni8_loop(int64_t iters) {
-  constexpr int kChains = 24;
-  __m512i acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_epi32(i);
-  const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(5);
-  for (int64_t it = 0; it < iters; ++it) {
-#pragma GCC unroll 24
-    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
-    __asm__ volatile("" : : "v"(acc[0]), "v"(acc[1]));
-  }
-  __m512i s = acc[0];
-  for (int i = 1; i < kChains; ++i) s = _mm512_add_epi32(s, acc[i]);
-  return _mm512_reduce_add_epi32(s);
-}
-double vnni8_peak_tops(ThreadPool& pool) { return loop_peak_tops(pool, vnni8_loop, 2.0 * 64 * 24); }
+double vnni_peak_tops(ThreadPool& pool) { return loop_peak_tops(pool, vnni_loop<false>, 2.0 * 32 * 24); }
+double vnni8_peak_tops(ThreadPool& pool) { return loop_peak_tops(pool, vnni_loop<true>, 2.0 * 64 * 24); }
 
 // The AVX2 form of the same ceiling: 12 independent vpmaddwd + vpaddd chains per thread (16
 // int16 multiply-adds per pair, counted as 2 ops), the AVX2 int16 K-quant kernel's pair.

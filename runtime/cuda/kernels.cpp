@@ -175,7 +175,7 @@ Status Kernels::gemv16(GGMLType type, const void* w, int64_t row_bytes, const XQ
   size_t v = 0;
   while (kGemv16Tokens[v] < n_tok) ++v;
   const int rw = gemv16_rows_per_warp(type, n_rows);
-  const bool split = rw == 1 && gemv16_split_k(type, n_rows, k);
+  const bool split = gemv16_split_k(type, n_rows, k);  // only where rw is 1
   int rows = static_cast<int>(n_rows), kk = static_cast<int>(k), nt = static_cast<int>(n_tok);
   const void* wp = w;
   const short* q = xq.q();

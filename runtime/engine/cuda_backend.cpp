@@ -413,7 +413,7 @@ Expected<std::unique_ptr<GpuSession>> CudaBackend::new_session(const Program& pr
                          cuda::AttnWorkspace::create(cfg_, kMaxCallTokens, n_ctx));
     gs->attn_ws = std::make_unique<cuda::AttnWorkspace>(std::move(ws));
     gs->attn_ws->float_gemv = float_gemv_;
-    gs->attn_ws->unfused = !fusion_enabled();
+    gs->attn_ws->unfused = !fuse_;
   }
   KTX_ASSIGN_OR_RETURN(cuda::RouterWorkspace rws, cuda::RouterWorkspace::create(cfg_, kMaxCallTokens));
   gs->router_ws = std::make_unique<cuda::RouterWorkspace>(std::move(rws));

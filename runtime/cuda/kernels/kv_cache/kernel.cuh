@@ -52,12 +52,7 @@ extern "C" __global__ void __launch_bounds__(KTX_NORM_THREADS)
   const long long row = static_cast<long long>(*d_pos) + t_base + t;
   const double pos = static_cast<double>(*d_pos + t_base + t);
   const int half = rope / 2;
-  for (int i = tid; i < half; i += nt) {
-    double s, c;
-    sincos(pos * static_cast<double>(inv_freq[i]), &s, &c);
-    cs[i] = static_cast<float>(c);
-    sn[i] = static_cast<float>(s);
-  }
+  ktx_rope_table(pos, inv_freq, half, cs, sn);
   const bool vec = kvl % 4 == 0 && ld_kv % 4 == 0 &&
                    ((reinterpret_cast<unsigned long long>(kv) |
                      reinterpret_cast<unsigned long long>(norm_w)) & 15) == 0;
@@ -103,12 +98,7 @@ extern "C" __global__ void __launch_bounds__(KTX_NORM_THREADS)
   float* xr = x + t * ld_x + static_cast<long long>(h) * hd;
   const double pos = static_cast<double>(*d_pos + t_base + t);
   const int half = n_rot / 2;
-  for (int i = tid; i < half; i += nt) {
-    double s, c;
-    sincos(pos * static_cast<double>(inv_freq[i]), &s, &c);
-    cs[i] = static_cast<float>(c);
-    sn[i] = static_cast<float>(s);
-  }
+  ktx_rope_table(pos, inv_freq, half, cs, sn);
   for (int i = tid; i < hd; i += nt) {
     float e = xr[i];
     if (bias) e += bias[h * hd + i];

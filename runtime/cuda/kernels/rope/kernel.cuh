@@ -13,6 +13,20 @@
 #define KTX_ROPE_THREADS 128
 #define KTX_ROPE_MAX_HALF 128  // n_rot <= 256
 
+// The position's cosines and sines, cs[i], sn[i] for i < half, spread over the block's threads
+// (the caller synchronizes before reading them): the double angle pos · inv_freq[i], rounded
+// to float once, as the engine's apply_rope_heads does. ktx_rope and the fused kernels of
+// kv_cache/kernel.cuh share it, so they rotate by the same floats.
+__device__ __forceinline__ void ktx_rope_table(double pos, const float* inv_freq, int half,
+                                               float* cs, float* sn) {
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    double s, c;
+    sincos(pos * static_cast<double>(inv_freq[i]), &s, &c);
+    cs[i] = static_cast<float>(c);
+    sn[i] = static_cast<float>(s);
+  }
+}
+
 extern "C" __global__ void __launch_bounds__(KTX_ROPE_THREADS)
     ktx_rope(float* x,              // token t's heads start at x + t * ld_x
              long long ld_x,        // floats between tokens
@@ -29,12 +43,7 @@ extern "C" __global__ void __launch_bounds__(KTX_ROPE_THREADS)
   const int half = n_rot / 2;
   const int t = blockIdx.x;
   const double pos = static_cast<double>(*d_pos + t_base + t);
-  for (int i = threadIdx.x; i < half; i += KTX_ROPE_THREADS) {
-    double s, c;
-    sincos(pos * static_cast<double>(inv_freq[i]), &s, &c);
-    cs[i] = static_cast<float>(c);
-    sn[i] = static_cast<float>(s);
-  }
+  ktx_rope_table(pos, inv_freq, half, cs, sn);
   __syncthreads();
   float* xt = x + t * ld_x + offset;
   for (int e = blockIdx.y * KTX_ROPE_THREADS + threadIdx.x; e < n_heads * half;

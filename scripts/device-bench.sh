@@ -64,7 +64,7 @@ fresh_if_changed() {
 build() {
   fresh_if_changed "$kb"
   cmake -S . -B "$kb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTX_WITH_COMPILER=OFF \
-    -DKTX_WITH_CUDA=OFF >"$out/build.log" 2>&1 &&
+    -DKTX_WITH_CUDA=OFF $(httplib_flag) >"$out/build.log" 2>&1 &&
     cmake --build "$kb" -j "$jobs" >>"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; return 1; }
   echo "ktx built"
   if [[ -d .ik ]]; then
@@ -106,7 +106,7 @@ gb=/tmp/ktx-gpu
 gpubuild() {
   fresh_if_changed "$gb"
   cmake -S . -B "$gb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTX_WITH_COMPILER=OFF \
-    -DKTX_SHARED_DIR="$PWD/.devshared" >"$out/gpu-build.log" 2>&1 || { tail -30 "$out/gpu-build.log"; return 1; }
+    -DKTX_SHARED_DIR="$PWD/.devshared" $(httplib_flag) >"$out/gpu-build.log" 2>&1 || { tail -30 "$out/gpu-build.log"; return 1; }
   local targets
   targets=$(cd "$gb" && ninja -t targets all | grep -oE '^(cuda_test_[a-z_]+|engine_test_step_plan|ktx-run|ktx-cuda-gemv-bench|ktx-moe-bench):' | tr -d : | sort -u)
   cmake --build "$gb" -j "$jobs" --target $targets >>"$out/gpu-build.log" 2>&1 || { grep -B2 -A8 "error" "$out/gpu-build.log" | head -60; return 1; }
@@ -140,12 +140,19 @@ genbg() {
   echo "generating /tmp/gen/dsv3-l5.gguf in the background"
 }
 
-gpubench() {
+# The DeepSeek-V3 slice of stage genbg (waits for it), or generated here when genbg did not run.
+wait_dsv3() {
   local gguf=/tmp/gen/dsv3-l5.gguf waited=0
   mkdir -p /tmp/gen
   while pgrep -f "ktx-run gen deepseek-v3" >/dev/null && [[ $waited -lt 400 ]]; do sleep 3; waited=$((waited + 3)); done
   [[ -f "$gguf" ]] || "$gb"/tools/ktx-run gen deepseek-v3 --layers 5 --type Q4_K -o "$gguf" >"$out/gen-dsv3.log" 2>&1 ||
     { tail -5 "$out/gen-dsv3.log"; return 1; }
+}
+
+gpubench() {
+  local gguf=/tmp/gen/dsv3-l5.gguf waited=0
+  mkdir -p /tmp/gen
+  wait_dsv3 || return 1
   for plan in .devplans/dsv3-l5-gpu.plan .devplans/dsv3-l5.plan; do
     [[ -f "$plan" ]] || continue
     echo "== $plan"
@@ -279,6 +286,17 @@ moebench() {
     2>&1 | tee "$out/moe-alone.txt" | tail -8
 }
 
+# The device has no cpp-httplib package: .carry/httplib.tar.xz holds Debian's header, shared
+# library and the headers and libraries it needs (OpenSSL, zlib, brotli); stage "unpack" puts it
+# in /tmp/ktx-httplib and the builds pass it as -DKTX_HTTPLIB_ROOT (ktx-run serve and
+# ktx-serve-bench). Made on the development machine; see docs/performance.md.
+httplib() {
+  [[ -f .carry/httplib.tar.xz ]] || return 0
+  mkdir -p /tmp/ktx-httplib && tar -xJf .carry/httplib.tar.xz -C /tmp/ktx-httplib || return 1
+  echo "cpp-httplib carried to /tmp/ktx-httplib"
+}
+httplib_flag() { [[ -f /tmp/ktx-httplib/include/httplib.h ]] && echo "-DKTX_HTTPLIB_ROOT=/tmp/ktx-httplib"; }
+
 ikb=/tmp/ik-cuda
 ikcuda() {
   [[ -f .carry/ik.tar.xz ]] || { echo "no .carry/ik.tar.xz"; return 1; }
@@ -295,6 +313,7 @@ ikhybrid() {
   while [[ ! -f /tmp/ik-cuda.done && $waited -lt ${IK_WAIT:-420} ]]; do sleep 5; waited=$((waited + 5)); done
   cp /tmp/ik-cuda.log "$out/ik-cuda.log" 2>/dev/null
   [[ -x $ikb/bin/llama-bench ]] || { echo "ik_llama.cpp CUDA build not ready after ${waited}s"; tail -5 /tmp/ik-cuda.log; return 1; }
+  wait_dsv3 || return 1
   echo "== ik_llama.cpp hybrid: -ngl 99 -ot exps=CPU -fmoe 1 -mla 3 -fa 1 -t $jobs"
   "$ikb/bin/llama-bench" -m "$gguf" -ngl 99 -ot exps=CPU -fmoe 1 -mla 3 -fa 1 -t "$jobs" \
     ${IK_BENCH:--p 512 -n 128 -r 2} 2>"$out/ik-hybrid.err" | tee "$out/ik-hybrid.txt"
@@ -328,7 +347,7 @@ for stage in "$@"; do
     q3hybrid) q3hybrid ;;
     handoff) handoff ;;
     servebench) servebench ;;
-    unpack) tar -xJf .carry/devdata.tar.xz && echo "unpacked .devplans .devshared" ;;
+    unpack) tar -xJf .carry/devdata.tar.xz && echo "unpacked .devplans .devshared"; httplib ;;
     ikcuda) ikcuda ;;
     ikhybrid) ikhybrid ;;
     gemvbench)

@@ -44,7 +44,7 @@ set -uo pipefail
 out=${OUT:-/tmp/ktx-out}
 mkdir -p "$out"
 jobs=$(nproc)
-kb=/tmp/ktx-build
+kb=${KTX_BUILD:-/tmp/ktx-build}
 ik=/tmp/ik-build
 
 # The device's copy of the tree keeps this machine's file times, which can be older than the
@@ -108,7 +108,7 @@ gpubuild() {
   cmake -S . -B "$gb" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKTX_WITH_COMPILER=OFF \
     -DKTX_SHARED_DIR="$PWD/.devshared" $(httplib_flag) >"$out/gpu-build.log" 2>&1 || { tail -30 "$out/gpu-build.log"; return 1; }
   local targets
-  targets=$(cd "$gb" && ninja -t targets all | grep -oE '^(cuda_test_[a-z_]+|engine_test_step_plan|ktx-run|ktx-cuda-gemv-bench|ktx-moe-bench):' | tr -d : | sort -u)
+  targets=$(cd "$gb" && ninja -t targets all | grep -oE '^(cuda_test_[a-z_]+|engine_test_step_plan|ktx-run|ktx-cuda-gemv-bench|ktx-moe-bench|ktx-serve-bench):' | tr -d : | sort -u)
   cmake --build "$gb" -j "$jobs" --target $targets >>"$out/gpu-build.log" 2>&1 || { grep -B2 -A8 "error" "$out/gpu-build.log" | head -60; return 1; }
   echo "ktx (cuda) built"
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
@@ -258,25 +258,27 @@ q3hybrid() {
 # ktx-run serve on the Qwen3-30B-A3B shape (CPU plan, 64 slots) and ktx-serve-bench against it
 # (issue 13). The generated file carries gen's vocab and ChatML template, so chat requests work.
 servebench() {
-  local gguf=/tmp/gen/q3.gguf plan=.devplans/q3.plan port=${SERVE_PORT:-18080} server waited=0
+  local gguf=${SERVE_GGUF:-/tmp/gen/q3.gguf} plan=${SERVE_PLAN:-.devplans/q3.plan} port=${SERVE_PORT:-18080} server waited=0 b=$kb
   [[ -f $plan ]] || { echo "no $plan (scripts/make-devplans.sh with /tmp/gen/q3.gguf)"; return 1; }
-  [[ -x $kb/bench/ktx-serve-bench ]] ||
-    { echo "no $kb/bench/ktx-serve-bench (stage build; ktx-run serve and the bench need cpp-httplib)"; return 1; }
+  [[ -x $b/bench/ktx-serve-bench ]] || b=$gb  # the CUDA build runs the CPU plan as well
+  [[ -x $b/bench/ktx-serve-bench ]] ||
+    { echo "no ktx-serve-bench in $kb or $gb (stage build or gpubuild; ktx-run serve and the bench need cpp-httplib)"; return 1; }
   mkdir -p /tmp/gen
-  [[ -f "$gguf" ]] || "$kb"/tools/ktx-run gen qwen3-30b-a3b --type Q4_K -o "$gguf" >"$out/gen-q3.log" 2>&1 ||
+  [[ -f "$gguf" ]] || "$b"/tools/ktx-run gen qwen3-30b-a3b --type Q4_K -o "$gguf" >"$out/gen-q3.log" 2>&1 ||
     { tail -5 "$out/gen-q3.log"; return 1; }
-  "$kb"/tools/ktx-run serve "$plan" --gguf "$gguf" --parallel 64 --port "$port" ${SERVE_FLAGS:-} \
+  echo "== ktx-run serve $plan --parallel 64 ($b)"
+  "$b"/tools/ktx-run serve "$plan" --gguf "$gguf" --parallel 64 --port "$port" ${SERVE_FLAGS:-} \
     >"$out/serve-q3.log" 2>&1 &
   server=$!
-  until curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1; do
+  # The port opens at once (503 while the plan loads); ktx-serve-bench --wait polls /health.
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
     kill -0 "$server" 2>/dev/null || { echo "server exited:"; tail -10 "$out/serve-q3.log"; return 1; }
-    ((waited >= ${SERVE_WAIT:-600})) && { echo "server not ready after ${waited}s"; kill "$server"; return 1; }
-    sleep 2; waited=$((waited + 2))
+    ((waited >= 60)) && { echo "server not listening after ${waited}s"; kill "$server"; return 1; }
+    sleep 1; waited=$((waited + 1))
   done
-  grep -E "ready" "$out/serve-q3.log" | tail -1
   local rc=0
-  "$kb"/bench/ktx-serve-bench "http://127.0.0.1:$port" --streams ${STREAMS:-1,4,16,64} --tokens ${TOKENS:-64} \
-    --wait 30 ${SBENCH:-} 2>&1 | tee "$out/serve-bench.txt" || rc=$?
+  "$b"/bench/ktx-serve-bench "http://127.0.0.1:$port" --streams ${STREAMS:-1,4,16,64} --tokens ${TOKENS:-64} \
+    --wait ${SERVE_WAIT:-300} ${SBENCH:-} 2>&1 | tee "$out/serve-bench.txt" || rc=$?
   kill "$server"; wait "$server" 2>/dev/null
   ((rc == 0)) || { echo "ktx-serve-bench rc=$rc; server log:"; tail -5 "$out/serve-q3.log"; }
   return $rc

@@ -45,6 +45,7 @@ __device__ void gemv_t_heads(const ktx_u8* __restrict__ w, ktx_i64 head_w, ktx_i
   for (int t = 0; t < KTX_GEMV_MAX_TOKENS; ++t)
     for (int i = 0; i < 8; ++i) acc[t][i] = 0.0f;
   float v[8];
+#pragma unroll 4
   for (int n = 0; n < n_in; ++n) {
     decode8<TYPE>(wh + n * row_bytes, chunk % kChunks, part, v);
     for (int t = 0; t < KTX_GEMV_MAX_TOKENS; ++t) {

@@ -98,6 +98,15 @@ void ThreadPool::start(const PoolOptions& options) {
   started.wait();
   pinned_ = n_workers > 0 && std::all_of(worker_cpu_.begin(), worker_cpu_.end(),
                                          [](int c) { return c >= 0; });
+  caller_cpu_ = pinned_ && !order.empty() ? order[0] : -1;
+}
+
+bool ThreadPool::pin_caller() const {
+  if (caller_cpu_ < 0) return false;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(caller_cpu_, &set);
+  return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
 }
 
 ThreadPool::~ThreadPool() {

@@ -84,6 +84,14 @@ class ThreadPool {
   // thread is never pinned: the pool does not change its owner's affinity.
   const std::vector<int>& worker_cpus() const { return worker_cpu_; }
   bool pinned() const { return pinned_; }
+  // The CPU the pin order leaves to the caller's slot (the first of the order; no worker is
+  // pinned there), or -1 when the workers are not pinned.
+  int caller_cpu() const { return caller_cpu_; }
+  // Pins the calling thread to caller_cpu(), for a caller that is not the thread that made the
+  // pool (a server's scheduler thread): left anywhere, it may share a core with a pinned worker
+  // that spins between jobs, and then every parallel phase waits out the other's time slices.
+  // Returns false (and changes nothing) when the pool is not pinned or the call fails.
+  bool pin_caller() const;
   const Topology& topology() const { return topo_; }
 
  private:
@@ -105,6 +113,7 @@ class ThreadPool {
   std::vector<int> worker_cpu_;   // [workers]
   std::vector<int> worker_node_;  // [workers]
   int caller_node_ = 0;           // node label of slot 0
+  int caller_cpu_ = -1;           // slot 0's CPU when the workers are pinned
   bool simulated_nodes_ = false;  // PoolOptions::simulate_nodes: labels are not the topology's
 
   std::mutex call_mutex_;         // one job at a time

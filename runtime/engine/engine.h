@@ -123,6 +123,11 @@ class Model {
     uint64_t gguf_mapped = 0, repacked_experts = 0, repacked_linears = 0, f32_cache = 0;
   };
   Memory memory() const;
+  // Pins the calling thread to the CPU the engine's thread pool leaves for its caller, where
+  // the pool's workers are pinned (cpu::ThreadPool::pin_caller): for a thread other than the
+  // one that loaded the model that will run sessions (the server's scheduler). False when
+  // nothing was pinned (unpinned pool, KTX_PIN=0).
+  bool pin_caller() const;
   const ModelImpl& impl() const { return *impl_; }
 
  private:

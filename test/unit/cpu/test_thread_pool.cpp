@@ -215,5 +215,33 @@ TEST(ThreadPool, WorkersArePinnedWhereReported) {
   EXPECT_EQ(std::set<int>(want.begin(), want.end()).size(), want.size()) << "two on one CPU";
 }
 
+// A caller that is not the pool's creator (a server's scheduler thread) pins itself to the CPU
+// no worker holds, and its parallel_for runs as before.
+TEST(ThreadPool, CallerPinsToTheCpuNoWorkerHolds) {
+  const Topology& topo = host_topology();
+  const int n = std::min<int>(static_cast<int>(topo.cores.size()), 4);
+  if (n < 2) GTEST_SKIP() << "only one usable core: a pool of one thread has no worker to pin";
+  ThreadPool pool(n);
+  ASSERT_TRUE(pool.pinned()) << "topology source " << topo.source;
+  ASSERT_GE(pool.caller_cpu(), 0);
+  for (int c : pool.worker_cpus()) EXPECT_NE(c, pool.caller_cpu()) << "a worker holds the caller's CPU";
+  std::vector<int> mask;
+  std::atomic<int64_t> sum{0};
+  bool pinned = false;
+  std::thread t([&] {
+    pinned = pool.pin_caller();
+    mask = my_affinity();
+    pool.parallel_for(100, [&](int64_t i) { sum += i; });
+  });
+  t.join();
+  EXPECT_TRUE(pinned);
+  EXPECT_EQ(mask, std::vector<int>{pool.caller_cpu()});
+  EXPECT_EQ(sum.load(), 4950);
+  // An unpinned pool leaves callers alone.
+  ThreadPool one(1);
+  EXPECT_EQ(one.caller_cpu(), -1);
+  EXPECT_FALSE(one.pin_caller());
+}
+
 }  // namespace
 }  // namespace ktx::cpu

@@ -266,8 +266,8 @@ servebench() {
   mkdir -p /tmp/gen
   [[ -f "$gguf" ]] || "$b"/tools/ktx-run gen qwen3-30b-a3b --type Q4_K -o "$gguf" >"$out/gen-q3.log" 2>&1 ||
     { tail -5 "$out/gen-q3.log"; return 1; }
-  echo "== ktx-run serve $plan --parallel 64 ($b)"
-  "$b"/tools/ktx-run serve "$plan" --gguf "$gguf" --parallel 64 --port "$port" ${SERVE_FLAGS:-} \
+  echo "== ktx-run serve $plan --parallel ${SERVE_PARALLEL:-64} ${SERVE_FLAGS:-} ($b)"
+  "$b"/tools/ktx-run serve "$plan" --gguf "$gguf" --parallel ${SERVE_PARALLEL:-64} --port "$port" ${SERVE_FLAGS:-} \
     >"$out/serve-q3.log" 2>&1 &
   server=$!
   # The port opens at once (503 while the plan loads); ktx-serve-bench --wait polls /health.

@@ -16,9 +16,9 @@ namespace ktx::cuda {
 
 inline constexpr int kGemvMaxTokens = 8;  // KTX_GEMV_MAX_TOKENS in gemv/kernel.cuh
 
-// Rows per warp of the float GEMV family (gemv/kernel.cuh, also the per-head GEMVs): 2 for
-// rows of at most 128 elements (half a warp each), else 1.
-inline int64_t gemv_rows_per_warp(int64_t k) { return k / 32 <= 4 ? 2 : 1; }
+// Rows per warp of the float GEMV family (gemv/kernel.cuh, also the per-head GEMVs): 8 for
+// rows of at most 128 elements (half a warp each, KTX_GEMV_SHORT_ROWS = 4 rows per half), else 1.
+inline int64_t gemv_rows_per_warp(int64_t k) { return k / 32 <= 4 ? 8 : 1; }
 
 // Weight types the GEMV family reads in place.
 bool gemv_supported(GGMLType type);

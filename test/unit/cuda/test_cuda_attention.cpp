@@ -363,7 +363,7 @@ TEST(CudaAttention, GemvHeadsMatchReference) {
   struct Case { GGMLType type; int64_t heads, rows_per_head, k; };
   const Case cases[] = {{GGMLType::Q8_0, 4, 64, 128}, {GGMLType::F16, 16, 96, 64},
                         {GGMLType::F32, 3, 512, 32}, {GGMLType::Q4_K, 2, 37, 512},
-                        {GGMLType::BF16, 5, 256, 96}};
+                        {GGMLType::BF16, 5, 256, 96}, {GGMLType::Q5_0, 3, 37, 128}};
   for (const Case& c : cases)
     for (int64_t n_tok : {1, 3, 8}) {
       SCOPED_TRACE(::testing::Message() << ggml_type_name(static_cast<uint32_t>(c.type)) << " heads "

@@ -41,6 +41,14 @@ struct RunningScope {
   const ThreadPool* prev;
 };
 
+// Pins the calling thread to one logical CPU; false when the kernel refuses.
+bool pin_self(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+}
+
 bool pin_env_allows() {
   const char* v = std::getenv("KTX_PIN");
   return !(v && std::strcmp(v, "0") == 0);
@@ -83,14 +91,7 @@ void ThreadPool::start(const PoolOptions& options) {
     worker_node_[size_t(i)] = slot_node(i + 1);
     const int cpu = pin ? order[size_t(i + 1)] : -1;
     workers_.emplace_back([this, i, cpu, &started] {
-      if (cpu >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0) {
-          worker_cpu_[size_t(i)] = cpu;
-        }
-      }
+      if (cpu >= 0 && pin_self(cpu)) worker_cpu_[size_t(i)] = cpu;
       started.count_down();
       worker_loop(i);
     });
@@ -101,13 +102,7 @@ void ThreadPool::start(const PoolOptions& options) {
   caller_cpu_ = pinned_ && !order.empty() ? order[0] : -1;
 }
 
-bool ThreadPool::pin_caller() const {
-  if (caller_cpu_ < 0) return false;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(caller_cpu_, &set);
-  return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
-}
+bool ThreadPool::pin_caller() const { return caller_cpu_ >= 0 && pin_self(caller_cpu_); }
 
 ThreadPool::~ThreadPool() {
   {

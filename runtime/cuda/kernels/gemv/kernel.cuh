@@ -61,9 +61,8 @@ __device__ void gemv_rows(const ktx_u8* __restrict__ w, ktx_i64 row_bytes,
   const int n_chunks = k / 32;
   if (n_chunks <= 4) return gemv_short_rows<TYPE>(w, row_bytes, x, ld_x, y, ld_y, n_rows, k, n_tok);
   const int lane = threadIdx.x % 32;
-  const int row0 = blockIdx.x * KTX_GEMV_WARPS + threadIdx.x / 32;
-  if (row0 >= n_rows) return;
-  const int row = row0;
+  const int row = blockIdx.x * KTX_GEMV_WARPS + threadIdx.x / 32;
+  if (row >= n_rows) return;
   constexpr int kChunks = BlockInfo<TYPE>::elems / 32;  // chunks per block
   const ktx_u8* wr = w + row * row_bytes;
   const int part = lane % 4;

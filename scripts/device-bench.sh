@@ -152,8 +152,7 @@ wait_dsv3() {
 }
 
 gpubench() {
-  local gguf=/tmp/gen/dsv3-l5.gguf waited=0
-  mkdir -p /tmp/gen
+  local gguf=/tmp/gen/dsv3-l5.gguf
   wait_dsv3 || return 1
   for plan in .devplans/dsv3-l5-gpu.plan .devplans/dsv3-l5.plan; do
     [[ -f "$plan" ]] || continue
@@ -293,7 +292,10 @@ moebench() {
 # The device has no cpp-httplib package: .carry/httplib.tar.xz holds Debian's header, shared
 # library and the headers and libraries it needs (OpenSSL, zlib, brotli); stage "unpack" puts it
 # in /tmp/ktx-httplib and the builds pass it as -DKTX_HTTPLIB_ROOT (ktx-run serve and
-# ktx-serve-bench). Made on the development machine; see docs/performance.md.
+# ktx-serve-bench). Made on the development machine: include/ = /usr/include/{httplib.h,
+# openssl (with the x86_64-linux-gnu/openssl headers), brotli, zlib.h, zconf.h}, lib/ = the
+# resolved libcpp-httplib.so.0.11, libssl.so.3, libcrypto.so.3, libz.so.1, libbrotli{common,
+# dec,enc}.so.1 with unversioned links; `tar -C DIR -cJf .carry/httplib.tar.xz .`.
 httplib() {
   [[ -f .carry/httplib.tar.xz ]] || return 0
   mkdir -p /tmp/ktx-httplib && tar -xJf .carry/httplib.tar.xz -C /tmp/ktx-httplib || return 1

@@ -158,9 +158,6 @@ Gauges Scheduler::gauges() const {
 }
 
 void Scheduler::loop() {
-  // This thread runs every session: on the CPU the engine's pool leaves for its caller, never
-  // on a core where a pinned worker spins between the step's parallel phases.
-  model_.pin_caller();
   bool was_busy = false;
   while (true) {
     {

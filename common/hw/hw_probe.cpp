@@ -39,6 +39,18 @@ Expected<uint64_t> total_memory_bytes() {
 
 }  // namespace
 
+Expected<uint64_t> available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib) {
+    std::getline(in, unit);
+    if (key == "MemAvailable:") return kib * 1024;
+  }
+  return Error("memory: /proc/meminfo has no MemAvailable line");
+}
+
 Expected<HwProfile> probe_host(double bw_seconds) {
   ProbeOptions opts;
   opts.bw_seconds = bw_seconds;

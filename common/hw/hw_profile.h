@@ -126,4 +126,8 @@ struct ProbeOptions {
 };
 Expected<HwProfile> probe_host(const ProbeOptions& opts);
 
+// Memory the system could give this process now without swapping (/proc/meminfo's
+// MemAvailable: free pages plus reclaimable caches).
+Expected<uint64_t> available_memory_bytes();
+
 }  // namespace ktx

@@ -125,9 +125,11 @@ class Model {
   Memory memory() const;
   // Pins the calling thread to the CPU the engine's thread pool leaves for its caller, where
   // the pool's workers are pinned (cpu::ThreadPool::pin_caller): for a thread other than the
-  // one that loaded the model that will run sessions (the server's scheduler). False when
-  // nothing was pinned (unpinned pool, KTX_PIN=0).
-  bool pin_caller() const;
+  // one that loaded the model that will run sessions (the server's scheduler).
+  // Returns that CPU, or -1 when nothing was pinned (unpinned pool, KTX_PIN=0).
+  int pin_caller() const;
+  // Threads of the engine's pool, the caller's slot included (1 without a pool).
+  int threads() const;
   const ModelImpl& impl() const { return *impl_; }
 
  private:

@@ -2,8 +2,11 @@
 // index (chained hashes of full blocks, and each block's children for partial matches).
 #include "runtime/engine/kv_pool.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "runtime/engine/engine_internal.h"
 
@@ -24,6 +27,27 @@ uint64_t kv_block_hash(uint64_t parent_hash, std::span<const int32_t> tokens) {
   return h ^ (h >> 31);
 }
 
+KvPool::Pages::Pages(size_t bytes) {
+  if (bytes == 0) return;
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  p_ = static_cast<uint8_t*>(p), n_ = bytes;
+}
+
+KvPool::Pages& KvPool::Pages::operator=(Pages&& o) noexcept {
+  if (this != &o) {
+    if (p_) munmap(p_, n_);
+    p_ = o.p_, n_ = o.n_;
+    o.p_ = nullptr, o.n_ = 0;
+  }
+  return *this;
+}
+
+KvPool::Pages::~Pages() {
+  if (p_) munmap(p_, n_);
+}
+
 KvPool::KvPool(std::vector<KvLayerSpec> layers, int64_t n_blocks, int64_t block_rows,
                KvHashFn hash)
     : block_rows_(block_rows), hash_(hash ? hash : kv_block_hash) {
@@ -35,16 +59,15 @@ KvPool::KvPool(std::vector<KvLayerSpec> layers, int64_t n_blocks, int64_t block_
     if (!spec.present) continue;
     l.k_rb = cpu::kv_row_bytes(spec.type, spec.k_width);
     l.v_rb = cpu::kv_row_bytes(spec.type, spec.v_width);
-    l.k.resize(rows * l.k_rb);
-    l.v.resize(rows * l.v_rb);
+    l.k = Pages(rows * l.k_rb);
+    l.v = Pages(rows * l.v_rb);
   }
   blocks_.resize(static_cast<size_t>(n_blocks));
   // LIFO: block 0 is handed out first.
   for (int64_t b = n_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }
 
-Expected<std::shared_ptr<KvPool>> KvPool::for_model(const Model& model, int64_t n_blocks) {
-  if (n_blocks < 1) return Error("kv cache: a pool needs at least one block (got {})", n_blocks);
+std::vector<KvLayerSpec> KvPool::layers_of(const Model& model) {
   const ModelImpl& impl = model.impl();
   const KvWidths kw = kv_widths(impl.cfg);
   std::vector<KvLayerSpec> specs(static_cast<size_t>(impl.cfg.n_layer));
@@ -56,7 +79,27 @@ Expected<std::shared_ptr<KvPool>> KvPool::for_model(const Model& model, int64_t 
     s.k_width = kw.k;
     s.v_width = kw.v;
   }
-  return std::make_shared<KvPool>(std::move(specs), n_blocks);
+  return specs;
+}
+
+uint64_t KvPool::block_bytes(const std::vector<KvLayerSpec>& layers, int64_t block_rows) {
+  uint64_t n = 0;
+  for (const KvLayerSpec& s : layers)
+    if (s.present)
+      n += static_cast<uint64_t>(block_rows) *
+           (cpu::kv_row_bytes(s.type, s.k_width) + cpu::kv_row_bytes(s.type, s.v_width));
+  return n;
+}
+
+Expected<std::shared_ptr<KvPool>> KvPool::for_model(const Model& model, int64_t n_blocks) {
+  if (n_blocks < 1) return Error("kv cache: a pool needs at least one block (got {})", n_blocks);
+  try {
+    return std::make_shared<KvPool>(layers_of(model), n_blocks);
+  } catch (const std::bad_alloc&) {
+    return Error("kv cache: cannot reserve {} blocks of {} positions ({:.1f} GiB of address space)",
+                 n_blocks, kKvBlockRows,
+                 double(block_bytes(layers_of(model))) * double(n_blocks) / double(1ull << 30));
+  }
 }
 
 uint64_t KvPool::bytes() const {

@@ -65,13 +65,19 @@ class KvPool {
   static constexpr int32_t kNone = -1;
 
   // n_blocks >= 1 blocks of block_rows positions (a multiple of cpu::kAttnKeyBlock) for each
-  // present layer; the storage is allocated (and zeroed) here. `hash` may be replaced by tests
-  // (a constant forces collisions).
+  // present layer. The storage is reserved here as zero pages that the system commits on
+  // first write: a pool sized for many long contexts costs memory as blocks fill, not at
+  // start (free blocks are handed out lowest first). `hash` may be replaced by tests (a
+  // constant forces collisions).
   KvPool(std::vector<KvLayerSpec> layers, int64_t n_blocks, int64_t block_rows = kKvBlockRows,
          KvHashFn hash = kv_block_hash);
   // The layers of `model`'s CPU caches (fast-kernel layers in its kv type, reference layers in
   // f32, layers whose cache the GPU backend keeps absent). Errors: n_blocks < 1.
   static Expected<std::shared_ptr<KvPool>> for_model(const Model& model, int64_t n_blocks);
+  // The layers for_model gives a pool of `model`, and the bytes one block of them takes.
+  static std::vector<KvLayerSpec> layers_of(const Model& model);
+  static uint64_t block_bytes(const std::vector<KvLayerSpec>& layers,
+                              int64_t block_rows = kKvBlockRows);
   // Blocks for n positions.
   static int64_t blocks_for(int64_t n, int64_t block_rows = kKvBlockRows) {
     return (n + block_rows - 1) / block_rows;
@@ -119,10 +125,25 @@ class KvPool {
   void copy_rows(int32_t src, int32_t dst, int64_t n);
 
  private:
+  // Anonymous zero pages, committed on first write (MAP_NORESERVE).
+  class Pages {
+   public:
+    Pages() = default;
+    explicit Pages(size_t bytes);
+    Pages(Pages&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+    Pages& operator=(Pages&& o) noexcept;
+    ~Pages();
+    uint8_t* data() const { return p_; }
+    size_t size() const { return n_; }
+
+   private:
+    uint8_t* p_ = nullptr;
+    size_t n_ = 0;
+  };
   struct Layer {
     KvLayerSpec spec;
     size_t k_rb = 0, v_rb = 0;
-    std::vector<uint8_t> k, v;
+    Pages k, v;
   };
   struct Block {
     int32_t refs = 0;

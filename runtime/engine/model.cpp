@@ -16,7 +16,10 @@ Model::~Model() = default;
 const ModelConfig& Model::config() const { return impl_->cfg; }
 const GGUFFile& Model::gguf() const { return *impl_->gguf; }
 int64_t Model::n_ctx() const { return impl_->n_ctx; }
-bool Model::pin_caller() const { return impl_->pool && impl_->pool->pin_caller(); }
+int Model::pin_caller() const {
+  return impl_->pool && impl_->pool->pin_caller() ? impl_->pool->caller_cpu() : -1;
+}
+int Model::threads() const { return impl_->pool ? impl_->pool->size() : 1; }
 bool Model::gpu_driven() const { return impl_->driver != nullptr; }
 
 Expected<std::unique_ptr<Model>> Model::load(const ModelConfig& cfg,

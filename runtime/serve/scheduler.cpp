@@ -6,10 +6,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <future>
 #include <malloc.h>
 #include <random>
 #include <unordered_map>
 
+#include "common/hw/hw_profile.h"
 #include "runtime/serve/text_filter.h"
 
 namespace ktx::serve {
@@ -80,8 +82,20 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, SchedulerOptions 
   opt_.chunk = std::max(1, opt_.chunk);
   if (!model.gpu_driven()) {
     const int64_t per_ctx = KvPool::blocks_for(n_ctx_);
-    const int64_t n = opt_.kv_blocks > 0 ? opt_.kv_blocks : per_ctx * opt_.parallel;
+    int64_t n = opt_.kv_blocks;
+    if (n <= 0) {
+      uint64_t budget = opt_.kv_budget_bytes;
+      if (budget == 0) {
+        const uint64_t mapped = model.memory().gguf_mapped;
+        const Expected<uint64_t> avail = available_memory_bytes();
+        budget = !avail ? UINT64_MAX : *avail > mapped ? (*avail - mapped) / 4 * 3 : 0;
+      }
+      n = default_kv_blocks(per_ctx, opt_.parallel, KvPool::block_bytes(KvPool::layers_of(model)),
+                            budget, &info_.kv_capped);
+    }
     pool_ = KvPool::for_model(model, std::max(n, per_ctx)).value();
+    info_.kv_blocks = pool_->n_blocks();
+    info_.kv_bytes = pool_->bytes();
   }
   for (int i = 0; i < opt_.parallel; ++i) {
     auto s = std::make_unique<Slot>();
@@ -90,7 +104,13 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, SchedulerOptions 
     slots_.push_back(std::move(s));
   }
   update_gauges();
-  thread_ = std::thread([this] { loop(); });
+  std::promise<int> pinned;
+  std::future<int> pinned_cpu = pinned.get_future();
+  thread_ = std::thread([this, &pinned] {
+    pinned.set_value(pin_engine_thread(opt_.pin, model_.threads()) ? model_.pin_caller() : -1);
+    loop();
+  });
+  info_.cpu = pinned_cpu.get();
 }
 
 Scheduler::~Scheduler() { shutdown(); }
@@ -155,6 +175,23 @@ Gauges Scheduler::gauges() const {
   g.kv_blocks_free = blocks_free_;
   g.kv_block_evictions = evictions_;
   return g;
+}
+
+int64_t default_kv_blocks(int64_t per_ctx, int parallel, uint64_t block_bytes,
+                          uint64_t budget_bytes, bool* capped) {
+  const int64_t all = per_ctx * std::max(1, parallel);
+  const uint64_t fit = block_bytes > 0 ? budget_bytes / block_bytes : UINT64_MAX;
+  *capped = fit < static_cast<uint64_t>(all);
+  return *capped ? std::max<int64_t>(per_ctx, static_cast<int64_t>(fit)) : all;
+}
+
+bool pin_engine_thread(PinMode mode, int pool_threads) {
+  switch (mode) {
+    case PinMode::kOn: return true;
+    case PinMode::kOff: return false;
+    case PinMode::kAuto: break;
+  }
+  return pool_threads >= kPinAutoThreads;
 }
 
 void Scheduler::loop() {

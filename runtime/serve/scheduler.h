@@ -69,6 +69,16 @@ class RequestStream {
   std::atomic<bool> cancelled_{false};
 };
 
+// Whether the engine thread pins itself to the CPU the pool leaves for its caller
+// (Model::pin_caller). Left anywhere, it can share a core with a pinned worker that spins
+// between the step's parallel phases, and then each phase waits out the other's time slices.
+// Auto pins from kPinAutoThreads pool threads up, where the pool holds a many-core host;
+// on small hosts that several processes share (CI), pinning every server's engine thread to
+// the same first CPU costs more than the OS's placement.
+enum class PinMode { kAuto, kOn, kOff };
+inline constexpr int kPinAutoThreads = 4;
+bool pin_engine_thread(PinMode mode, int pool_threads);
+
 struct SchedulerOptions {
   int parallel = 4;       // sequence slots
   int64_t n_ctx = 0;      // context per slot (0: the model's)
@@ -78,6 +88,24 @@ struct SchedulerOptions {
   // for every slot's whole context (parallel x ceil(n_ctx / block)). At least one context's
   // worth is used. Ignored for GPU-driven models.
   int64_t kv_blocks = 0;
+  // With kv_blocks 0, the default is also held to this many bytes of KV storage (0: 3/4 of
+  // the memory the host has available at start, less the model's mapped file, which must stay
+  // in the page cache to run at speed); at least one context either way.
+  uint64_t kv_budget_bytes = 0;
+  PinMode pin = PinMode::kAuto;  // the engine thread's CPU (pin_engine_thread)
+};
+
+// The default pool size: every slot's whole context (parallel x per_ctx blocks) where that
+// fits in budget_bytes, else what fits, at least per_ctx blocks. *capped: the budget bound it.
+int64_t default_kv_blocks(int64_t per_ctx, int parallel, uint64_t block_bytes,
+                          uint64_t budget_bytes, bool* capped);
+
+// What the engine was set up with.
+struct EngineInfo {
+  int cpu = -1;                // the CPU the engine thread is pinned to, -1: left to the OS
+  int64_t kv_blocks = 0;       // KV pool blocks (0: GPU-driven, per-session caches)
+  uint64_t kv_bytes = 0;       // their storage (committed as blocks fill)
+  bool kv_capped = false;      // the default pool was held to the memory budget
 };
 
 struct SubmitSpec {
@@ -99,6 +127,7 @@ class Scheduler {
   // both lengths), a full queue (503).
   std::variant<std::shared_ptr<RequestStream>, ApiError> submit(SubmitSpec spec);
   int64_t n_ctx() const { return n_ctx_; }
+  const EngineInfo& info() const { return info_; }
   Gauges gauges() const;
 
  private:
@@ -121,6 +150,7 @@ class Scheduler {
   SchedulerOptions opt_;
   Metrics& metrics_;
   int64_t n_ctx_ = 0;
+  EngineInfo info_;
   BatchStep batch_;
   std::shared_ptr<KvPool> pool_;  // null: GPU-driven model, per-session caches
   std::vector<std::unique_ptr<Slot>> slots_;

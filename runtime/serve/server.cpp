@@ -163,6 +163,8 @@ void Server::stop() {
   m.sched.reset();
 }
 
+EngineInfo Server::engine_info() const { return impl_->sched ? impl_->sched->info() : EngineInfo{}; }
+
 void Server::wait() {
   if (impl_->listener.joinable()) impl_->listener.join();
 }

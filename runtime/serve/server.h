@@ -37,6 +37,8 @@ class Server {
   void stop();
   // Blocks until stop() (from a signal handler thread or another thread).
   void wait();
+  // After attach(): how the engine was set up (its thread's CPU, the KV pool).
+  EngineInfo engine_info() const;
 
  private:
   struct Impl;

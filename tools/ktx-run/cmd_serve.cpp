@@ -30,7 +30,7 @@ int cmd_serve(int, char**) {
 namespace {
 
 struct ServeArgs {
-  std::string plan_path, gguf_override, key_file, cache_type;
+  std::string plan_path, gguf_override, key_file, cache_type, pin = "auto";
   int threads = 0;
   bool no_reasoning = false;
   serve::ServerOptions so;
@@ -51,8 +51,9 @@ void add_options(CLI::App& app, ServeArgs& a) {
                  "positions of the shared KV block pool)")->capture_default_str()->check(CLI::Range(1, 1024));
   app.add_option("--kv-blocks", a.so.sched.kv_blocks,
                  fmt::format("KV cache blocks of {} positions shared by all sequences and the prefix "
-                             "cache (0: parallel x ceil(ctx / {}), every slot's whole context; at "
-                             "least one context)", kKvBlockRows, kKvBlockRows))
+                             "cache (0: parallel x ceil(ctx / {}), every slot's whole context, held "
+                             "to 3/4 of the free memory less the model's file; at least one "
+                             "context)", kKvBlockRows, kKvBlockRows))
       ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 30));
   app.add_option("-c,--ctx", a.so.sched.n_ctx, "Context per sequence (0 = min(trained, 4096))")
       ->capture_default_str();
@@ -73,6 +74,10 @@ void add_options(CLI::App& app, ServeArgs& a) {
       ->capture_default_str();
   app.add_option("--gguf", a.gguf_override, "Use this GGUF instead of the path in the plan");
   app.add_option("-t,--threads", a.threads, "CPU threads of the engine (0 = all cores)")->capture_default_str();
+  app.add_option("--pin-engine", a.pin,
+                 fmt::format("Pin the engine thread to the CPU the thread pool leaves free (auto: "
+                             "from {} threads up; off: leave it to the OS)", serve::kPinAutoThreads))
+      ->capture_default_str()->check(CLI::IsMember({"auto", "on", "off"}));
   app.add_option("--cache-type", a.cache_type, "KV cache element type of fast-kernel attention "
                  "(default: the plan's)")->check(CLI::IsMember({"f16", "bf16", "f32", "q8_0"}));
 }
@@ -101,13 +106,22 @@ int serve_plan(const ServeArgs& a, const sigset_t& sigs) {
                             so.sched.kv_blocks * kKvBlockRows, lm->model->n_ctx(), ctx_blocks,
                             kKvBlockRows), 2);
   if (Status st = server.attach(*lm->model, **tok); !st) return fail(st.message());
-  const int64_t blocks = so.sched.kv_blocks > 0 ? so.sched.kv_blocks : ctx_blocks * so.sched.parallel;
-  const std::string kv = lm->model->gpu_driven()
-                             ? std::string("KV cache per slot (GPU-driven plan)")
-                             : fmt::format("KV pool {} blocks of {} positions", blocks, kKvBlockRows);
-  std::fprintf(stderr, "ktx-run serve: ready: %d slots of %lld tokens, %s, chunk %d, queue %d%s\n",
-               so.sched.parallel, static_cast<long long>(lm->model->n_ctx()), kv.c_str(),
-               so.sched.chunk, so.sched.max_queue, so.api_key.empty() ? "" : ", API key required");
+  const serve::EngineInfo info = server.engine_info();
+  const std::string kv =
+      info.kv_blocks == 0
+          ? std::string("KV cache per slot (GPU-driven plan)")
+          : fmt::format("KV pool {} blocks of {} positions ({:.2f} GiB{})", info.kv_blocks,
+                        kKvBlockRows, double(info.kv_bytes) / double(1ull << 30),
+                        info.kv_capped ? fmt::format(", held to 3/4 of the free memory: {} slots x "
+                                                     "--ctx would need {}; --kv-blocks overrides",
+                                                     so.sched.parallel, ctx_blocks * so.sched.parallel)
+                                       : "");
+  const std::string engine = info.cpu >= 0 ? fmt::format("engine thread on CPU {}", info.cpu)
+                                           : std::string("engine thread unpinned");
+  std::fprintf(stderr, "ktx-run serve: ready: %d slots of %lld tokens, %s, chunk %d, queue %d, "
+               "%d threads, %s%s\n", so.sched.parallel, static_cast<long long>(lm->model->n_ctx()),
+               kv.c_str(), so.sched.chunk, so.sched.max_queue, lm->model->threads(), engine.c_str(),
+               so.api_key.empty() ? "" : ", API key required");
   int sig = 0;
   sigwait(&sigs, &sig);
   std::fprintf(stderr, "ktx-run serve: signal %d, stopping\n", sig);
@@ -130,6 +144,8 @@ int cmd_serve(int argc, char** argv) {
   serve::ServerOptions& so = args.so;
   const std::string& key_file = args.key_file;
   so.reasoning = !args.no_reasoning;
+  so.sched.pin = args.pin == "on" ? serve::PinMode::kOn
+                 : args.pin == "off" ? serve::PinMode::kOff : serve::PinMode::kAuto;
   if (!key_file.empty()) {
     std::ifstream f(key_file);
     if (!f || !std::getline(f, so.api_key) || so.api_key.empty())

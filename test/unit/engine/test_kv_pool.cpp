@@ -4,7 +4,9 @@
 // drops the cached children of a rewritten block, and row copies.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
+#include <unistd.h>
 #include <numeric>
 #include <vector>
 
@@ -174,6 +176,33 @@ TEST(KvPool, CopiesRowsOfEveryLayer) {
                           pool.k_data(il) + static_cast<size_t>(b * kRows) * rb, 3 * rb), 0);
   }
   EXPECT_EQ(pool.bytes(), 2 * kRows * (4 * 4 + 2 * 4 + 8 * 2 + 8 * 2));
+}
+
+// Resident pages of this process (/proc/self/statm's second field), in bytes.
+uint64_t resident_bytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long long size = 0, rss = 0;
+  const int got = std::fscanf(f, "%llu %llu", &size, &rss);
+  std::fclose(f);
+  return got == 2 ? rss * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+TEST(KvPool, StorageIsCommittedAsBlocksAreWritten) {
+  // 2 GiB of blocks: reserved, not resident, until written; unwritten rows read as zero.
+  std::vector<KvLayerSpec> layers = {{true, cpu::KvType::f32, 1024, 1024}};
+  const uint64_t before = resident_bytes();
+  if (before == 0) GTEST_SKIP() << "no /proc/self/statm";
+  KvPool pool(layers, 4096);
+  EXPECT_EQ(pool.bytes(), 4096ull * kRows * 2 * 4096);
+  EXPECT_LT(resident_bytes(), before + (64ull << 20));
+  const int32_t b = pool.allocate(KvPool::kNone);
+  uint8_t* k = pool.k_data(0) + static_cast<size_t>(b * kRows) * pool.k_row_bytes(0);
+  EXPECT_EQ(k[0], 0);
+  EXPECT_EQ(k[kRows * pool.k_row_bytes(0) - 1], 0);
+  std::memset(k, 1, kRows * pool.k_row_bytes(0));
+  EXPECT_GE(resident_bytes(), before + kRows * pool.k_row_bytes(0) / 2);
+  EXPECT_LT(resident_bytes(), before + (64ull << 20));
 }
 
 }  // namespace

@@ -241,5 +241,52 @@ TEST(Scheduler, APoolOfOneContextSerializesRequestsAndEvicts) {
   EXPECT_EQ(again.usage.cached, static_cast<int64_t>(prompts.back().size()) - 1);
 }
 
+TEST(Scheduler, DefaultPoolIsHeldToTheMemoryBudget) {
+  bool capped = true;
+  // Fits: every slot's whole context.
+  EXPECT_EQ(default_kv_blocks(64, 16, 1000, 64 * 16 * 1000, &capped), 64 * 16);
+  EXPECT_FALSE(capped);
+  // Does not fit: what does, never under one context.
+  EXPECT_EQ(default_kv_blocks(64, 16, 1000, 100 * 1000 + 999, &capped), 100);
+  EXPECT_TRUE(capped);
+  EXPECT_EQ(default_kv_blocks(64, 16, 1000, 10 * 1000, &capped), 64);
+  EXPECT_TRUE(capped);
+  // A pool without storage (every cache on a device) is never capped.
+  EXPECT_EQ(default_kv_blocks(2, 3, 0, 0, &capped), 6);
+  EXPECT_FALSE(capped);
+
+  Fixture fx;
+  SchedulerOptions o{4, 96, 64, 256};
+  const uint64_t block = KvPool::block_bytes(KvPool::layers_of(*fx.model));
+  ASSERT_GT(block, 0u);
+  o.kv_budget_bytes = 5 * block;  // 4 slots x 2 blocks would need 8
+  Scheduler s(*fx.model, *fx.tok, o, fx.metrics);
+  EXPECT_EQ(s.info().kv_blocks, 5);
+  EXPECT_TRUE(s.info().kv_capped);
+  EXPECT_EQ(s.info().kv_bytes, 5 * block);
+  EXPECT_EQ(s.gauges().kv_capacity_tokens, 5 * kKvBlockRows);
+}
+
+TEST(Scheduler, EngineThreadPinsFromFourPoolThreadsOrWhenTold) {
+  EXPECT_FALSE(pin_engine_thread(PinMode::kAuto, kPinAutoThreads - 1));
+  EXPECT_TRUE(pin_engine_thread(PinMode::kAuto, kPinAutoThreads));
+  EXPECT_TRUE(pin_engine_thread(PinMode::kOn, 1));
+  EXPECT_FALSE(pin_engine_thread(PinMode::kOff, 64));
+  Fixture fx;  // a pool of 2 threads
+  SchedulerOptions off{1, 96, 64, 256};
+  off.pin = PinMode::kOff;
+  EXPECT_EQ(Scheduler(*fx.model, *fx.tok, off, fx.metrics).info().cpu, -1);
+  // Told to, the engine thread takes the CPU the pool left for its caller, where the pool
+  // pinned its workers (here: 2 threads on a host with 2 usable CPUs; not under KTX_PIN=0).
+  SchedulerOptions on = off;
+  on.pin = PinMode::kOn;
+  Scheduler s(*fx.model, *fx.tok, on, fx.metrics);
+  const int cpu = s.info().cpu;
+  if (cpu < 0) GTEST_SKIP() << "the engine's pool is not pinned on this host (fewer CPUs or KTX_PIN=0)";
+  EXPECT_GE(cpu, 0);
+  Result r = drain(submit(s, greedy(prompt_of(1), 4)));
+  EXPECT_EQ(r.finish, "length");
+}
+
 }  // namespace
 }  // namespace ktx::serve

@@ -31,6 +31,7 @@
 #   stage "ncuprof": ncu per-kernel times of a few eager decode steps ($out/ncu.csv).
 #   stage "q3hybrid": the Qwen3-30B-A3B shape, ik_llama.cpp hybrid vs KTX's GPU plan, same call.
 #   stage "gemvab": decode with the integer GEMVs at 1 row per warp vs 4, alternated.
+#   stage "gemmab": prefill (pp128, pp512) of the GPU plan without vs with the prefill GEMM.
 #   stage "fuseab": decode with the fused kernels off (KTX_CUDA_FUSE=0) vs on, alternated.
 #   stage "pdlab": decode without vs with programmatic dependent launch (KTX_CUDA_PDL=1).
 #   stage "handoff": the GPU plan's decode with KTX_CUDA_HANDOFF=host and =flags, alternated.
@@ -228,7 +229,7 @@ decode_ab() {
     for val in "$@"; do
       echo "== $var=$val (rep $rep)"
       env "$var=$val" "$gb"/tools/ktx-run bench .devplans/dsv3-l5-gpu.plan --gguf "$gguf" \
-        ${HBENCH:--p 0 -n 64 -r 3} 2>&1 | grep -E "tg|error|step takes" | tail -3
+        ${HBENCH:--p 0 -n 64 -r 3} 2>&1 | grep -E "tg|pp|error|step takes" | tail -4
     done
   done
 }
@@ -256,6 +257,8 @@ q3hybrid() {
     2>"$out/ktx-hybrid-q3.err" | tee "$out/ktx-hybrid-q3.txt"
   grep -E "graph|step" "$out/ktx-hybrid-q3.err" | tail -3
 }
+# Prefill of the GPU plan without vs with the prefill GEMM (KTX_CUDA_GEMM, gemm/kernel.cuh).
+gemmab() { HBENCH="${HBENCH:--p 128,512 -n 0 -r 2}" decode_ab KTX_CUDA_GEMM 0 1; }
 # ktx-run serve on the Qwen3-30B-A3B shape (CPU plan, 64 slots) and ktx-serve-bench against it
 # (issue 13). The generated file carries gen's vocab and ChatML template, so chat requests work.
 servebench() {
@@ -348,6 +351,7 @@ for stage in "$@"; do
     nsysprof) nsysprof ;;
     ncuprof) ncuprof ;;
     gemvab) gemvab ;;
+    gemmab) gemmab ;;
     fuseab) fuseab ;;
     pdlab) pdlab ;;
     q3hybrid) q3hybrid ;;

@@ -38,15 +38,12 @@ Expected<const float*> need_f32(const TensorLookup& tensors, const std::string& 
   return static_cast<const float*>(t.data);
 }
 
-// y [n_tok][ld_y] = x [n_tok][ld_x] · Wᵀ, kGemvMaxTokens tokens per launch (integer GEMVs on
-// the workspace's rounded x where the weight type has one).
+// y [n_tok][ld_y] = x [n_tok][ld_x] · Wᵀ (Kernels::linear: the GEMM for prefill chunks, else
+// GEMVs of kGemvMaxTokens tokens, integer ones on the workspace's rounded x where they fit).
 Status linear(const Kernels& k, const DevTensor& w, const float* x, int64_t ld_x, float* y,
               int64_t ld_y, int64_t n_tok, cudaStream_t stream, XQuant* xq) {
-  for (int64_t t0 = 0; t0 < n_tok; t0 += kTok) {
-    KTX_RETURN_IF_ERROR(k.gemv(w.type, w.data, w.row_bytes, x + t0 * ld_x, ld_x, y + t0 * ld_y,
-                               ld_y, w.n_rows, w.row_len, std::min(kTok, n_tok - t0), stream, xq));
-  }
-  return Status::ok();
+  return k.linear(w.type, w.data, w.row_bytes, x, ld_x, y, ld_y, w.n_rows, w.row_len, n_tok,
+                  stream, xq);
 }
 
 struct Sizes {  // floats of each workspace buffer

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -74,6 +75,12 @@ Expected<Kernels> Kernels::bind(const Library& lib) {
   for (GGMLType t : kGemvTypes) {
     KTX_ASSIGN_OR_RETURN(k.gemv_[t], lib.kernel(gemv_kernel_name(t)));
   }
+  for (GGMLType t : kGemvTypes) {  // optional: plans made before the GEMM family lack it
+    std::string n = gemv_kernel_name(t);  // ktx_gemv_q4_k -> ktx_gemm_q4_k
+    n.replace(0, 9, "ktx_gemm_");
+    if (auto g = lib.kernel(n)) k.gemm_[t] = *g;
+  }
+  if (const char* e = std::getenv("KTX_CUDA_GEMM"); e && std::strcmp(e, "0") == 0) k.set_gemm(false);
   for (GGMLType t : kGemv16Types) {
     std::string n = gemv_kernel_name(t);  // ktx_gemv_q4_k -> ktx_gemv16_q4_k_<tokens>
     n.replace(0, 9, "ktx_gemv16_");
@@ -138,6 +145,46 @@ Status Kernels::gemv(GGMLType type, const void* w, int64_t row_bytes, const floa
   const int64_t per_block = kGemvWarps * gemv_rows_per_warp(k);
   const dim3 grid(static_cast<unsigned>((n_rows + per_block - 1) / per_block));
   return launch(it->second, grid, dim3(32 * kGemvWarps), args, 0, stream);
+}
+
+Status Kernels::gemm(GGMLType type, const void* w, int64_t row_bytes, const float* x,
+                     int64_t ld_x, float* y, int64_t ld_y, int64_t n_rows, int64_t k,
+                     int64_t n_tok, cudaStream_t stream) const {
+  auto it = gemm_.find(type);
+  if (it == gemm_.end())
+    return Error("cuda gemm: no kernel for {} in the plan's code",
+                 ggml_type_name(static_cast<uint32_t>(type)));
+  int64_t be = 0, bb = 0;
+  ggml_type_block(static_cast<uint32_t>(type), &be, &bb);
+  if (k <= 0 || k % 32 != 0 || k % be != 0)
+    return Error("cuda gemm: k = {} is not whole 32-element chunks of {} blocks", k,
+                 ggml_type_name(static_cast<uint32_t>(type)));
+  if (n_tok < 0 || n_rows < 0 || n_rows > INT32_MAX || n_tok > INT32_MAX)
+    return Error("cuda gemm: {} rows, {} tokens", n_rows, n_tok);
+  if (n_rows == 0 || n_tok == 0) return Status::ok();
+  const int64_t tok_tiles = (n_tok + kGemmTokens - 1) / kGemmTokens;
+  if (tok_tiles > 65535) return Error("cuda gemm: {} tokens in one call (at most {})", n_tok, 65535 * kGemmTokens);
+  int rows = static_cast<int>(n_rows), kk = static_cast<int>(k), nt = static_cast<int>(n_tok);
+  const void* wp = w;
+  const float* xp = x;
+  float* yp = y;
+  long long rb = row_bytes, lx = ld_x, ly = ld_y;
+  void* args[] = {&wp, &rb, &xp, &lx, &yp, &ly, &rows, &kk, &nt};
+  const dim3 grid(static_cast<unsigned>((n_rows + kGemmRows - 1) / kGemmRows),
+                  static_cast<unsigned>(tok_tiles));
+  return launch(it->second, grid, dim3(256), args, 0, stream);
+}
+
+Status Kernels::linear(GGMLType type, const void* w, int64_t row_bytes, const float* x,
+                       int64_t ld_x, float* y, int64_t ld_y, int64_t n_rows, int64_t k,
+                       int64_t n_tok, cudaStream_t stream, XQuant* xq) const {
+  if (n_tok >= kGemmMinTokens && has_gemm(type))
+    return gemm(type, w, row_bytes, x, ld_x, y, ld_y, n_rows, k, n_tok, stream);
+  for (int64_t t0 = 0; t0 < n_tok; t0 += kGemvMaxTokens) {
+    KTX_RETURN_IF_ERROR(gemv(type, w, row_bytes, x + t0 * ld_x, ld_x, y + t0 * ld_y, ld_y, n_rows,
+                             k, std::min<int64_t>(kGemvMaxTokens, n_tok - t0), stream, xq));
+  }
+  return Status::ok();
 }
 
 Status Kernels::quantize_x(const float* x, int64_t ld_x, int64_t k, int64_t n_tok, XQuant& xq,

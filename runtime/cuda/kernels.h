@@ -15,6 +15,12 @@
 namespace ktx::cuda {
 
 inline constexpr int kGemvMaxTokens = 8;  // KTX_GEMV_MAX_TOKENS in gemv/kernel.cuh
+// Token tile of the GEMM family (KTX_GEMM_BN in gemm/kernel.cuh); its row tile is kGemmRows.
+inline constexpr int kGemmTokens = 64;
+inline constexpr int kGemmRows = 128;
+// Products of more tokens than this take the GEMM (where the plan's code has it) instead of
+// GEMVs of kGemvMaxTokens tokens each.
+inline constexpr int kGemmMinTokens = 2 * kGemvMaxTokens;
 
 // Rows per warp of the float GEMV family (gemv/kernel.cuh, also the per-head GEMVs): 8 for
 // rows of at most 128 elements (half a warp each, KTX_GEMV_SHORT_ROWS = 4 rows per half), else 1.
@@ -58,6 +64,19 @@ class Kernels {
   Status gemv(GGMLType type, const void* w, int64_t row_bytes, const float* x, int64_t ld_x,
               float* y, int64_t ld_y, int64_t n_rows, int64_t k, int64_t n_tok,
               cudaStream_t stream = nullptr, XQuant* xq = nullptr) const;
+  // Float GEMM for prefill batches (gemm/kernel.cuh): the same product for any n_tok >= 1, each
+  // weight decoded once per kGemmTokens tokens, float sums in k order. False where the plan's
+  // code lacks it (plans made before it) or KTX_CUDA_GEMM=0 turned it off.
+  bool has_gemm(GGMLType type) const { return gemm_on_ && gemm_.count(type) != 0; }
+  Status gemm(GGMLType type, const void* w, int64_t row_bytes, const float* x, int64_t ld_x,
+              float* y, int64_t ld_y, int64_t n_rows, int64_t k, int64_t n_tok,
+              cudaStream_t stream = nullptr) const;
+  void set_gemm(bool on) { gemm_on_ = on; }
+  // Any number of tokens: the GEMM from kGemmMinTokens tokens where has_gemm, else gemv() in
+  // launches of kGemvMaxTokens tokens (x, y advanced by ld_x, ld_y per token).
+  Status linear(GGMLType type, const void* w, int64_t row_bytes, const float* x, int64_t ld_x,
+                float* y, int64_t ld_y, int64_t n_rows, int64_t k, int64_t n_tok,
+                cudaStream_t stream = nullptr, XQuant* xq = nullptr) const;
   // The two halves of the integer path, for products that share one input (gate and up):
   // quantize_x rounds x [n_tok][ld_x] (k elements per token) into xq; gemv16 reads it.
   Status quantize_x(const float* x, int64_t ld_x, int64_t k, int64_t n_tok, XQuant& xq,
@@ -102,6 +121,8 @@ class Kernels {
 
  private:
   std::map<GGMLType, cudaKernel_t> gemv_;
+  std::map<GGMLType, cudaKernel_t> gemm_;  // optional per type (older plans lack the family)
+  bool gemm_on_ = true;                    // KTX_CUDA_GEMM=0 turns it off
   // [tokens 1, 2, 4, 8][rows per warp 1, 2, 4; split k]; all but the first are optional (plans
   // made before them lack them: null).
   std::map<GGMLType, std::array<std::array<cudaKernel_t, 4>, 4>> gemv16_;  // [.][3]: split k

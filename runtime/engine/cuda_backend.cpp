@@ -166,23 +166,19 @@ class CudaBackend final : public Backend {
     return it->second.t;
   }
 
-  // y [n_tok][rows] = x [n_tok][k] · Wᵀ, kGemvMaxTokens tokens per launch, through the integer
-  // GEMV on x rounded into xq where the weight type has one.
+  // y [n_tok][rows] = x [n_tok][k] · Wᵀ: the GEMM for prefill batches (Kernels::linear), else
+  // GEMVs of kGemvMaxTokens tokens, integer ones on x rounded into xq where the type has one.
   Status gemv(const DevTensor& w, const float* x, int64_t n_tok, float* y, cudaStream_t st,
               cuda::XQuant& xq) const {
-    for (int64_t t0 = 0; t0 < n_tok; t0 += cuda::kGemvMaxTokens) {
-      const int64_t nt = std::min<int64_t>(cuda::kGemvMaxTokens, n_tok - t0);
-      KTX_RETURN_IF_ERROR(k_.gemv(w.type, w.data, w.row_bytes, x + t0 * w.row_len, w.row_len,
-                                  y + t0 * w.n_rows, w.n_rows, w.n_rows, w.row_len, nt, st,
-                                  float_gemv_ ? nullptr : &xq));
-    }
-    return Status::ok();
+    return k_.linear(w.type, w.data, w.row_bytes, x, w.row_len, y, w.n_rows, w.n_rows, w.row_len,
+                     n_tok, st, float_gemv_ ? nullptr : &xq);
   }
   // Gate and up read one input: it is rounded once per token chunk when both take the integer
   // GEMV.
   Status gemv_pair(const DevTensor& a, const DevTensor& b, const float* x, int64_t n_tok,
                    float* ya, float* yb, cudaStream_t st, cuda::XQuant& xq) const {
-    const bool shared = !float_gemv_ && a.row_len == b.row_len && a.row_len <= xq.k_cap() &&
+    const bool gemm = n_tok >= cuda::kGemmMinTokens && k_.has_gemm(a.type) && k_.has_gemm(b.type);
+    const bool shared = !gemm && !float_gemv_ && a.row_len == b.row_len && a.row_len <= xq.k_cap() &&
                         cuda::Kernels::gemv16_fits(a.type, a.data, a.row_bytes) &&
                         cuda::Kernels::gemv16_fits(b.type, b.data, b.row_bytes);
     if (!shared) {

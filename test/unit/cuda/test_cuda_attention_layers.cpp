@@ -1,8 +1,9 @@
 // The GPU attention layers (gqa_attention_layer, mla_attention_layer) against a float64
 // reference of the CPU engine's layer functions built here from the same random weights
 // (F32/F16/Q8_0/Q4_K, decoded by dequantize_row), and a prefill of T tokens against T decode
-// steps. Each config runs three chained calls on one cache: 5 tokens at position 0, 11 at 5
-// (more than the workspace's 8-token chunk: chunked projections and queries), 1 at 16.
+// steps. Each config runs three chained calls on one cache: 5 tokens at position 0, 20 at 5
+// (more than the workspace's 16-token chunk: chunked projections and queries, the GEMM on the
+// full chunk), 1 at 25.
 //
 // Configs: qwen2moe-like (q/k/v biases, neox, group 2, head 64), qwen3moe-like (q/k norms,
 // neox, group 8, head 128, Q4_K output), llama/Mixtral-like (normal RoPE on 64 of 128 dims,
@@ -383,11 +384,13 @@ void expect_cache_close(const std::vector<uint16_t>& got, const std::vector<uint
 
 void check_layer(Gpu& g, const Model& m, int64_t il) {
   const int64_t E = m.c.n_embd, n_ctx = 40;
-  DeviceLayer dev(g, m, il, n_ctx, 8);
+  DeviceLayer dev(g, m, il, n_ctx, 16);
   RefCache ref{std::vector<uint16_t>(static_cast<size_t>(n_ctx * cache_width_k(m.c))),
                std::vector<uint16_t>(static_cast<size_t>(n_ctx * cache_width_v(m.c)))};
   int64_t n_past = 0;
-  for (int64_t n_tok : {5, 11, 1}) {
+  // 20 tokens: chunks of 16 queries and 4; the first chunk's query and output projections take
+  // the GEMM (kGemmMinTokens), the second's the GEMVs.
+  for (int64_t n_tok : {5, 20, 1}) {
     SCOPED_TRACE(::testing::Message() << "call at " << n_past << " of " << n_tok << " tokens");
     const auto h = random_floats(static_cast<size_t>(n_tok * E), 1.0f, static_cast<uint32_t>(100 + n_past));
     const auto got = dev.call(h, n_past, n_tok);

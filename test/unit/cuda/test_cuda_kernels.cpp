@@ -156,6 +156,85 @@ TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
   EXPECT_NE(too_long.message().find("18464"), std::string::npos) << too_long.message();
 }
 
+// The prefill GEMM (gemm/kernel.cuh) against float64 sums of the dequantized weights: every
+// type, row tails (not whole 128-row tiles), token tails (not whole 64-token tiles, and fewer
+// than one), strided x and y; nothing written past n_rows or n_tok. Then Kernels::linear takes
+// the GEMM from kGemmMinTokens tokens and agrees with the GEMVs below it.
+TEST(CudaKernels, GemmMatchesReferenceOverTypesShapesTokens) {
+  KTX_NEED_GPU(g);
+  if (!g->k.has_gemm(GGMLType::Q4_K)) GTEST_SKIP() << "no GEMM family in this build's code";
+  struct Case { GGMLType type; int64_t k, rows, n_tok; };
+  const Case cases[] = {
+      {GGMLType::Q4_K, 512, 130, 70}, {GGMLType::Q4_K, 256, 5, 1},   {GGMLType::Q5_K, 768, 128, 64},
+      {GGMLType::Q6_K, 256, 257, 65}, {GGMLType::Q8_0, 96, 3, 130},  {GGMLType::Q4_0, 64, 200, 17},
+      {GGMLType::Q5_0, 128, 33, 9},   {GGMLType::F16, 160, 11, 40},  {GGMLType::BF16, 64, 129, 3},
+      {GGMLType::F32, 32, 1, 200},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(ggml_type_name(static_cast<uint32_t>(c.type))) + " k " +
+                 std::to_string(c.k) + " rows " + std::to_string(c.rows) + " tokens " +
+                 std::to_string(c.n_tok));
+    const size_t rb = *ggml_row_bytes(c.type, c.k);
+    std::vector<uint8_t> w(rb * c.rows);
+    const auto wf = random_floats(static_cast<size_t>(c.k * c.rows), 0.05f, 11 + static_cast<uint32_t>(c.rows));
+    for (int64_t r = 0; r < c.rows; ++r) quantize_row(c.type, wf.data() + r * c.k, w.data() + r * rb, c.k);
+    std::vector<float> deq(static_cast<size_t>(c.k * c.rows));
+    for (int64_t r = 0; r < c.rows; ++r) dequantize_row(c.type, w.data() + r * rb, deq.data() + r * c.k, c.k);
+    auto dw = upload(w);
+    const int64_t ld_x = c.k + 5, ld_y = c.rows + 3, tok_cap = c.n_tok + 2;
+    const auto x = random_floats(static_cast<size_t>(tok_cap * ld_x), 1.0f, 5 + static_cast<uint32_t>(c.k));
+    auto dx = upload(x);
+    std::vector<float> y(static_cast<size_t>(tok_cap * ld_y), -5.0f);
+    auto dy = upload(y);
+    ASSERT_TRUE(g->k.gemm(c.type, dw.get(), static_cast<int64_t>(rb), dx.as<float>(), ld_x,
+                          dy.as<float>(), ld_y, c.rows, c.k, c.n_tok));
+    ASSERT_TRUE(dy.download(y.data(), y.size() * sizeof(float)));
+    for (int64_t t = 0; t < tok_cap; ++t) {
+      for (int64_t r = 0; r < ld_y; ++r) {
+        if (r >= c.rows || t >= c.n_tok) {
+          ASSERT_EQ(y[t * ld_y + r], -5.0f) << "wrote past n_rows or n_tok: token " << t << " row " << r;
+          continue;
+        }
+        double s = 0, sa = 0;
+        for (int64_t i = 0; i < c.k; ++i) {
+          const double p = double(deq[r * c.k + i]) * double(x[t * ld_x + i]);
+          s += p;
+          sa += std::fabs(p);
+        }
+        ASSERT_NEAR(y[t * ld_y + r], s, 1e-5 * sa + 1e-6) << "token " << t << " row " << r;
+      }
+    }
+  }
+  // linear(): GEMVs below kGemmMinTokens, the GEMM from it; both are the float product.
+  const int64_t k = 512, rows = 70;
+  const size_t rb = *ggml_row_bytes(GGMLType::Q4_K, k);
+  std::vector<uint8_t> w(rb * rows);
+  const auto wf = random_floats(static_cast<size_t>(k * rows), 0.05f, 99);
+  for (int64_t r = 0; r < rows; ++r) quantize_row(GGMLType::Q4_K, wf.data() + r * k, w.data() + r * rb, k);
+  auto dw = upload(w);
+  for (int64_t n_tok : {kGemmMinTokens - 1, kGemmMinTokens}) {
+    const auto x = random_floats(static_cast<size_t>(n_tok * k), 1.0f, 17);
+    auto dx = upload(x);
+    std::vector<float> a(static_cast<size_t>(n_tok * rows)), b(a.size());
+    auto dy = upload(a);
+    ASSERT_TRUE(g->k.linear(GGMLType::Q4_K, dw.get(), static_cast<int64_t>(rb), dx.as<float>(), k,
+                            dy.as<float>(), rows, rows, k, n_tok));
+    ASSERT_TRUE(dy.download(a.data(), a.size() * sizeof(float)));
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kGemvMaxTokens)
+      ASSERT_TRUE(g->k.gemv(GGMLType::Q4_K, dw.get(), static_cast<int64_t>(rb), dx.as<float>() + t0 * k,
+                            k, dy.as<float>() + t0 * rows, rows, rows, k,
+                            std::min<int64_t>(kGemvMaxTokens, n_tok - t0)));
+    ASSERT_TRUE(dy.download(b.data(), b.size() * sizeof(float)));
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (n_tok < kGemmMinTokens) ASSERT_EQ(a[i], b[i]) << "below kGemmMinTokens linear is the GEMV";
+      else ASSERT_NEAR(a[i], b[i], 1e-4 * (std::fabs(b[i]) + 1.0f)) << i;
+    }
+  }
+  auto bad = g->k.gemm(GGMLType::Q6_K, nullptr, 210, nullptr, 128, nullptr, 1, 1, 128, 1);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.message().find("k = 128"), std::string::npos) << bad.message();
+}
+
 // Tall matrices take 2 or 4 rows per warp: each row's sum runs in the same order whatever its
 // warp's share, so the variants agree to float rounding (the same bits unless the compiler
 // contracts a product differently; tails: a last warp with 1..3 rows).

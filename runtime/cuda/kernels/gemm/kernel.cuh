@@ -1,0 +1,104 @@
+// GEMM on GGUF blocks in place, for prefill batches: y[t * ld_y + r] = W[r] · x[t * ld_x] for
+// r < n_rows, t < n_tok (any number of tokens). The GEMV family (gemv/kernel.cuh) reads every
+// weight once per 8 tokens; here a thread block decodes a tile of KTX_GEMM_BM rows once per
+// KTX_GEMM_BN tokens.
+//
+// A block: KTX_GEMM_BM rows x KTX_GEMM_BN tokens of y, 256 threads, the k loop one 32-element
+// chunk at a time. Per chunk, the block decodes the tile's weights to float in shared memory
+// (four threads per row and chunk, 8 elements each, with the GEMV's decode8: coalesced 32-byte
+// reads of a chunk) and copies the tokens' x chunk; then each thread multiplies 8 rows by 4
+// tokens (float FMA, k in order). Rows past n_rows decode a copy of the last row and tokens
+// past n_tok read zeros; neither is stored. The sums run over k in order per output, so a
+// row's result does not depend on the tile it lands in.
+#pragma once
+
+#include "common/pdl.cuh"
+#include "common/quant.cuh"
+
+#define KTX_GEMM_BM 128
+#define KTX_GEMM_BN 64
+#define KTX_GEMM_THREADS 256
+
+template <int TYPE>
+__device__ void gemm_tile(const ktx_u8* __restrict__ w, ktx_i64 row_bytes,
+                          const float* __restrict__ x, ktx_i64 ld_x, float* __restrict__ y,
+                          ktx_i64 ld_y, int n_rows, int k, int n_tok) {
+  constexpr int BM = KTX_GEMM_BM, BN = KTX_GEMM_BN, XS = 33;  // x rows padded: no bank conflicts
+  constexpr int kChunks = BlockInfo<TYPE>::elems / 32;       // chunks per block
+  __shared__ float w_s[32 * BM];  // [k in chunk][row]
+  __shared__ float x_s[BN * XS];  // [token][k in chunk]
+  const int tid = threadIdx.x;
+  const int row_base = blockIdx.x * BM, tok_base = blockIdx.y * BN;
+  // Compute layout: 16 token groups of 4 (tx) by 16 row groups of 8 (ty).
+  const int tx = tid % 16, ty = tid / 16;
+  float acc[8][4];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+  const int n_chunks = k / 32;
+  for (int c = 0; c < n_chunks; ++c) {
+    // Decode: thread = (row, part) for rows tid / 4 and tid / 4 + 64.
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = tid / 4 + 64 * half, part = tid % 4;
+      const int row = min(row_base + r, n_rows - 1);
+      float v[8];
+      decode8<TYPE>(w + row * row_bytes + (c / kChunks) * BlockInfo<TYPE>::bytes, c % kChunks,
+                    part, v);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) w_s[(8 * part + e) * BM + r] = v[e];
+    }
+    // x: 64 tokens x 32 elements, 8 per thread (tokens tid / 8 and tid / 8 + 32).
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int t = tid / 8 + 32 * half, e0 = (tid % 8) * 4;
+      const bool live = tok_base + t < n_tok;
+      const float* xt = x + static_cast<ktx_i64>(tok_base + t) * ld_x + 32 * c + e0;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) x_s[t * XS + e0 + e] = live ? __ldg(xt + e) : 0.0f;
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int kk = 0; kk < 32; ++kk) {
+      float wv[8], xv[4];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) wv[i] = w_s[kk * BM + 8 * ty + i];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) xv[j] = x_s[(4 * tx + j) * XS + kk];
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(wv[i], xv[j], acc[i][j]);
+    }
+    __syncthreads();  // the next chunk overwrites the tiles
+  }
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int t = tok_base + 4 * tx + j;
+    if (t >= n_tok) continue;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int row = row_base + 8 * ty + i;
+      if (row < n_rows) y[static_cast<ktx_i64>(t) * ld_y + row] = acc[i][j];
+    }
+  }
+}
+
+#define KTX_GEMM_ENTRY(NAME, TYPE)                                                            \
+  extern "C" __global__ void __launch_bounds__(KTX_GEMM_THREADS)                             \
+      NAME(const ktx_u8* w, ktx_i64 row_bytes, const float* x, ktx_i64 ld_x, float* y,       \
+           ktx_i64 ld_y, int n_rows, int k, int n_tok) {                                     \
+    KTX_PDL_ENTER();                                                                         \
+    gemm_tile<TYPE>(w, row_bytes, x, ld_x, y, ld_y, n_rows, k, n_tok);                       \
+  }
+
+KTX_GEMM_ENTRY(ktx_gemm_f32, KTX_F32)
+KTX_GEMM_ENTRY(ktx_gemm_f16, KTX_F16)
+KTX_GEMM_ENTRY(ktx_gemm_bf16, KTX_BF16)
+KTX_GEMM_ENTRY(ktx_gemm_q4_0, KTX_Q4_0)
+KTX_GEMM_ENTRY(ktx_gemm_q5_0, KTX_Q5_0)
+KTX_GEMM_ENTRY(ktx_gemm_q8_0, KTX_Q8_0)
+KTX_GEMM_ENTRY(ktx_gemm_q4_k, KTX_Q4_K)
+KTX_GEMM_ENTRY(ktx_gemm_q5_k, KTX_Q5_K)
+KTX_GEMM_ENTRY(ktx_gemm_q6_k, KTX_Q6_K)

@@ -27,6 +27,25 @@ constexpr size_t kSplitK = 3;
 // Rows of at least this many elements take the split-k variant where one row per warp is all
 // the matrix allows: each of the block's four warps then has four or more steps of its own.
 constexpr int64_t kSplitKMinK = 4096;
+// k must be whole 32-element chunks of whole blocks of `type` (the GEMV and GEMM families).
+Status check_chunks(const char* what, GGMLType type, int64_t k) {
+  int64_t be = 0, bb = 0;
+  ggml_type_block(static_cast<uint32_t>(type), &be, &bb);
+  if (k <= 0 || k % 32 != 0 || k % be != 0)
+    return Error("{}: k = {} is not whole 32-element chunks of {} blocks", what, k,
+                 ggml_type_name(static_cast<uint32_t>(type)));
+  return Status::ok();
+}
+// A launch of the float GEMV or GEMM family: both take (w, row_bytes, x, ld_x, y, ld_y, n_rows,
+// k, n_tok).
+Status launch_rows(cudaKernel_t kernel, dim3 grid, dim3 block, const void* w, int64_t row_bytes,
+                   const float* x, int64_t ld_x, float* y, int64_t ld_y, int64_t n_rows,
+                   int64_t k, int64_t n_tok, cudaStream_t stream) {
+  int rows = static_cast<int>(n_rows), kk = static_cast<int>(k), nt = static_cast<int>(n_tok);
+  long long rb = row_bytes, lx = ld_x, ly = ld_y;
+  void* args[] = {&w, &rb, &x, &lx, &y, &ly, &rows, &kk, &nt};
+  return launch(kernel, grid, block, args, 0, stream);
+}
 constexpr int kNormThreads = 512;   // KTX_NORM_THREADS (most threads per row)
 constexpr int kElementThreads = 256;
 
@@ -124,11 +143,7 @@ Status Kernels::gemv(GGMLType type, const void* w, int64_t row_bytes, const floa
   auto it = gemv_.find(type);
   if (it == gemv_.end())
     return Error("cuda gemv: no kernel for {}", ggml_type_name(static_cast<uint32_t>(type)));
-  int64_t be = 0, bb = 0;
-  ggml_type_block(static_cast<uint32_t>(type), &be, &bb);
-  if (k <= 0 || k % 32 != 0 || k % be != 0)
-    return Error("cuda gemv: k = {} is not whole 32-element chunks of {} blocks", k,
-                 ggml_type_name(static_cast<uint32_t>(type)));
+  KTX_RETURN_IF_ERROR(check_chunks("cuda gemv", type, k));
   if (n_tok < 1 || n_tok > kGemvMaxTokens)
     return Error("cuda gemv: {} tokens (1..{} per call)", n_tok, kGemvMaxTokens);
   if (n_rows <= 0) return Status::ok();
@@ -136,15 +151,10 @@ Status Kernels::gemv(GGMLType type, const void* w, int64_t row_bytes, const floa
     KTX_RETURN_IF_ERROR(quantize_x(x, ld_x, k, n_tok, *xq, stream));
     return gemv16(type, w, row_bytes, *xq, y, ld_y, n_rows, k, n_tok, stream);
   }
-  int rows = static_cast<int>(n_rows), kk = static_cast<int>(k), nt = static_cast<int>(n_tok);
-  const void* wp = w;
-  const float* xp = x;
-  float* yp = y;
-  long long rb = row_bytes, lx = ld_x, ly = ld_y;
-  void* args[] = {&wp, &rb, &xp, &lx, &yp, &ly, &rows, &kk, &nt};
   const int64_t per_block = kGemvWarps * gemv_rows_per_warp(k);
   const dim3 grid(static_cast<unsigned>((n_rows + per_block - 1) / per_block));
-  return launch(it->second, grid, dim3(32 * kGemvWarps), args, 0, stream);
+  return launch_rows(it->second, grid, dim3(32 * kGemvWarps), w, row_bytes, x, ld_x, y, ld_y,
+                     n_rows, k, n_tok, stream);
 }
 
 Status Kernels::gemm(GGMLType type, const void* w, int64_t row_bytes, const float* x,
@@ -154,31 +164,22 @@ Status Kernels::gemm(GGMLType type, const void* w, int64_t row_bytes, const floa
   if (it == gemm_.end())
     return Error("cuda gemm: no kernel for {} in the plan's code",
                  ggml_type_name(static_cast<uint32_t>(type)));
-  int64_t be = 0, bb = 0;
-  ggml_type_block(static_cast<uint32_t>(type), &be, &bb);
-  if (k <= 0 || k % 32 != 0 || k % be != 0)
-    return Error("cuda gemm: k = {} is not whole 32-element chunks of {} blocks", k,
-                 ggml_type_name(static_cast<uint32_t>(type)));
+  KTX_RETURN_IF_ERROR(check_chunks("cuda gemm", type, k));
   if (n_tok < 0 || n_rows < 0 || n_rows > INT32_MAX || n_tok > INT32_MAX)
     return Error("cuda gemm: {} rows, {} tokens", n_rows, n_tok);
   if (n_rows == 0 || n_tok == 0) return Status::ok();
   const int64_t tok_tiles = (n_tok + kGemmTokens - 1) / kGemmTokens;
   if (tok_tiles > 65535) return Error("cuda gemm: {} tokens in one call (at most {})", n_tok, 65535 * kGemmTokens);
-  int rows = static_cast<int>(n_rows), kk = static_cast<int>(k), nt = static_cast<int>(n_tok);
-  const void* wp = w;
-  const float* xp = x;
-  float* yp = y;
-  long long rb = row_bytes, lx = ld_x, ly = ld_y;
-  void* args[] = {&wp, &rb, &xp, &lx, &yp, &ly, &rows, &kk, &nt};
   const dim3 grid(static_cast<unsigned>((n_rows + kGemmRows - 1) / kGemmRows),
                   static_cast<unsigned>(tok_tiles));
-  return launch(it->second, grid, dim3(256), args, 0, stream);
+  return launch_rows(it->second, grid, dim3(kGemmThreads), w, row_bytes, x, ld_x, y, ld_y, n_rows,
+                     k, n_tok, stream);
 }
 
 Status Kernels::linear(GGMLType type, const void* w, int64_t row_bytes, const float* x,
                        int64_t ld_x, float* y, int64_t ld_y, int64_t n_rows, int64_t k,
                        int64_t n_tok, cudaStream_t stream, XQuant* xq) const {
-  if (n_tok >= kGemmMinTokens && has_gemm(type))
+  if (takes_gemm(type, n_tok))
     return gemm(type, w, row_bytes, x, ld_x, y, ld_y, n_rows, k, n_tok, stream);
   for (int64_t t0 = 0; t0 < n_tok; t0 += kGemvMaxTokens) {
     KTX_RETURN_IF_ERROR(gemv(type, w, row_bytes, x + t0 * ld_x, ld_x, y + t0 * ld_y, ld_y, n_rows,

@@ -18,6 +18,7 @@ inline constexpr int kGemvMaxTokens = 8;  // KTX_GEMV_MAX_TOKENS in gemv/kernel.
 // Token tile of the GEMM family (KTX_GEMM_BN in gemm/kernel.cuh); its row tile is kGemmRows.
 inline constexpr int kGemmTokens = 64;
 inline constexpr int kGemmRows = 128;
+inline constexpr int kGemmThreads = 256;  // KTX_GEMM_THREADS
 // Products of more tokens than this take the GEMM (where the plan's code has it) instead of
 // GEMVs of kGemvMaxTokens tokens each.
 inline constexpr int kGemmMinTokens = 2 * kGemvMaxTokens;
@@ -68,6 +69,10 @@ class Kernels {
   // weight decoded once per kGemmTokens tokens, float sums in k order. False where the plan's
   // code lacks it (plans made before it) or KTX_CUDA_GEMM=0 turned it off.
   bool has_gemm(GGMLType type) const { return gemm_on_ && gemm_.count(type) != 0; }
+  // Whether linear() runs a product of n_tok tokens on these weights as the GEMM.
+  bool takes_gemm(GGMLType type, int64_t n_tok) const {
+    return n_tok >= kGemmMinTokens && has_gemm(type);
+  }
   Status gemm(GGMLType type, const void* w, int64_t row_bytes, const float* x, int64_t ld_x,
               float* y, int64_t ld_y, int64_t n_rows, int64_t k, int64_t n_tok,
               cudaStream_t stream = nullptr) const;

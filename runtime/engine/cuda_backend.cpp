@@ -177,7 +177,7 @@ class CudaBackend final : public Backend {
   // GEMV.
   Status gemv_pair(const DevTensor& a, const DevTensor& b, const float* x, int64_t n_tok,
                    float* ya, float* yb, cudaStream_t st, cuda::XQuant& xq) const {
-    const bool gemm = n_tok >= cuda::kGemmMinTokens && k_.has_gemm(a.type) && k_.has_gemm(b.type);
+    const bool gemm = k_.takes_gemm(a.type, n_tok) && k_.takes_gemm(b.type, n_tok);
     const bool shared = !gemm && !float_gemv_ && a.row_len == b.row_len && a.row_len <= xq.k_cap() &&
                         cuda::Kernels::gemv16_fits(a.type, a.data, a.row_bytes) &&
                         cuda::Kernels::gemv16_fits(b.type, b.data, b.row_bytes);

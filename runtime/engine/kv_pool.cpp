@@ -93,12 +93,13 @@ uint64_t KvPool::block_bytes(const std::vector<KvLayerSpec>& layers, int64_t blo
 
 Expected<std::shared_ptr<KvPool>> KvPool::for_model(const Model& model, int64_t n_blocks) {
   if (n_blocks < 1) return Error("kv cache: a pool needs at least one block (got {})", n_blocks);
+  std::vector<KvLayerSpec> layers = layers_of(model);
+  const uint64_t bytes = block_bytes(layers) * static_cast<uint64_t>(n_blocks);
   try {
-    return std::make_shared<KvPool>(layers_of(model), n_blocks);
+    return std::make_shared<KvPool>(std::move(layers), n_blocks);
   } catch (const std::bad_alloc&) {
     return Error("kv cache: cannot reserve {} blocks of {} positions ({:.1f} GiB of address space)",
-                 n_blocks, kKvBlockRows,
-                 double(block_bytes(layers_of(model))) * double(n_blocks) / double(1ull << 30));
+                 n_blocks, kKvBlockRows, double(bytes) / double(1ull << 30));
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <random>
+#include <utility>
 
 #include "common/cuda/cuda_sources.h"
 #include "common/cuda/nvrtc.h"
@@ -18,6 +19,7 @@
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/library.h"
+#include "test/unit/cuda/attn_test_util.h"
 #include "test/unit/cuda/gpu_test_util.h"
 
 namespace ktx::cuda {
@@ -25,6 +27,19 @@ namespace {
 
 using gpu_test::open_gpu;
 using gpu_test::random_floats;
+using attn_test::make_weight;
+
+// Σ w·x in float64 and Σ |w·x| (the scale of the float bound), k elements.
+template <typename T>
+std::pair<double, double> ref_dot(const float* w, const T* x, int64_t k) {
+  double s = 0, sa = 0;
+  for (int64_t i = 0; i < k; ++i) {
+    const double p = double(w[i]) * double(x[i]);
+    s += p;
+    sa += std::fabs(p);
+  }
+  return {s, sa};
+}
 
 TEST(CudaKernels, NvrtcCompilesEveryFamilyForPlanArchs) {
   for (const char* arch : {"sm_80", "sm_89", "sm_90a"}) {
@@ -98,13 +113,7 @@ TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
   auto xq = XQuant::alloc(18432);
   ASSERT_TRUE(xq) << xq.status().message();
   for (const Case& c : cases) {
-    const size_t rb = *ggml_row_bytes(c.type, c.k);
-    std::vector<uint8_t> w(rb * c.rows);
-    const auto wf = random_floats(static_cast<size_t>(c.k * c.rows), 0.05f, 7 + static_cast<uint32_t>(c.k));
-    for (int64_t r = 0; r < c.rows; ++r) quantize_row(c.type, wf.data() + r * c.k, w.data() + r * rb, c.k);
-    std::vector<float> deq(static_cast<size_t>(c.k * c.rows));
-    for (int64_t r = 0; r < c.rows; ++r) dequantize_row(c.type, w.data() + r * rb, deq.data() + r * c.k, c.k);
-    auto dw = upload(w);
+    const auto w = make_weight(c.type, c.k, c.rows, 0.05f, 7 + static_cast<uint32_t>(c.k));
     // The float path (every weight decoded), then the integer path where the type has one.
     for (const bool integer : {false, true}) {
       if (integer && !gemv16_supported(c.type)) continue;
@@ -117,7 +126,7 @@ TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
         auto dx = upload(x);
         std::vector<float> y(static_cast<size_t>(n_tok * ld_y), -5.0f);
         auto dy = upload(y);
-        ASSERT_TRUE(g->k.gemv(c.type, dw.get(), static_cast<int64_t>(rb), dx.as<float>(), ld_x,
+        ASSERT_TRUE(g->k.gemv(c.type, w.dev.get(), w.row_bytes, dx.as<float>(), ld_x,
                               dy.as<float>(), ld_y, c.rows, c.k, n_tok, nullptr,
                               integer ? &*xq : nullptr));
         ASSERT_TRUE(dy.download(y.data(), y.size() * sizeof(float)));
@@ -131,12 +140,7 @@ TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
               ASSERT_EQ(y[t * ld_y + r], -5.0f) << "wrote past n_rows";
               continue;
             }
-            double s = 0, sa = 0;
-            for (int64_t i = 0; i < c.k; ++i) {
-              const double p = double(deq[r * c.k + i]) * xt[static_cast<size_t>(i)];
-              s += p;
-              sa += std::fabs(p);
-            }
+            const auto [s, sa] = ref_dot(w.row(r), xt.data(), c.k);
             ASSERT_NEAR(y[t * ld_y + r], s, 1e-5 * sa + 1e-6) << "token " << t << " row " << r;
           }
         }
@@ -174,19 +178,13 @@ TEST(CudaKernels, GemmMatchesReferenceOverTypesShapesTokens) {
     SCOPED_TRACE(std::string(ggml_type_name(static_cast<uint32_t>(c.type))) + " k " +
                  std::to_string(c.k) + " rows " + std::to_string(c.rows) + " tokens " +
                  std::to_string(c.n_tok));
-    const size_t rb = *ggml_row_bytes(c.type, c.k);
-    std::vector<uint8_t> w(rb * c.rows);
-    const auto wf = random_floats(static_cast<size_t>(c.k * c.rows), 0.05f, 11 + static_cast<uint32_t>(c.rows));
-    for (int64_t r = 0; r < c.rows; ++r) quantize_row(c.type, wf.data() + r * c.k, w.data() + r * rb, c.k);
-    std::vector<float> deq(static_cast<size_t>(c.k * c.rows));
-    for (int64_t r = 0; r < c.rows; ++r) dequantize_row(c.type, w.data() + r * rb, deq.data() + r * c.k, c.k);
-    auto dw = upload(w);
+    const auto w = make_weight(c.type, c.k, c.rows, 0.05f, 11 + static_cast<uint32_t>(c.rows));
     const int64_t ld_x = c.k + 5, ld_y = c.rows + 3, tok_cap = c.n_tok + 2;
     const auto x = random_floats(static_cast<size_t>(tok_cap * ld_x), 1.0f, 5 + static_cast<uint32_t>(c.k));
     auto dx = upload(x);
     std::vector<float> y(static_cast<size_t>(tok_cap * ld_y), -5.0f);
     auto dy = upload(y);
-    ASSERT_TRUE(g->k.gemm(c.type, dw.get(), static_cast<int64_t>(rb), dx.as<float>(), ld_x,
+    ASSERT_TRUE(g->k.gemm(c.type, w.dev.get(), w.row_bytes, dx.as<float>(), ld_x,
                           dy.as<float>(), ld_y, c.rows, c.k, c.n_tok));
     ASSERT_TRUE(dy.download(y.data(), y.size() * sizeof(float)));
     for (int64_t t = 0; t < tok_cap; ++t) {
@@ -195,33 +193,24 @@ TEST(CudaKernels, GemmMatchesReferenceOverTypesShapesTokens) {
           ASSERT_EQ(y[t * ld_y + r], -5.0f) << "wrote past n_rows or n_tok: token " << t << " row " << r;
           continue;
         }
-        double s = 0, sa = 0;
-        for (int64_t i = 0; i < c.k; ++i) {
-          const double p = double(deq[r * c.k + i]) * double(x[t * ld_x + i]);
-          s += p;
-          sa += std::fabs(p);
-        }
+        const auto [s, sa] = ref_dot(w.row(r), x.data() + t * ld_x, c.k);
         ASSERT_NEAR(y[t * ld_y + r], s, 1e-5 * sa + 1e-6) << "token " << t << " row " << r;
       }
     }
   }
   // linear(): GEMVs below kGemmMinTokens, the GEMM from it; both are the float product.
   const int64_t k = 512, rows = 70;
-  const size_t rb = *ggml_row_bytes(GGMLType::Q4_K, k);
-  std::vector<uint8_t> w(rb * rows);
-  const auto wf = random_floats(static_cast<size_t>(k * rows), 0.05f, 99);
-  for (int64_t r = 0; r < rows; ++r) quantize_row(GGMLType::Q4_K, wf.data() + r * k, w.data() + r * rb, k);
-  auto dw = upload(w);
+  const auto w = make_weight(GGMLType::Q4_K, k, rows, 0.05f, 99);
   for (int64_t n_tok : {kGemmMinTokens - 1, kGemmMinTokens}) {
     const auto x = random_floats(static_cast<size_t>(n_tok * k), 1.0f, 17);
     auto dx = upload(x);
     std::vector<float> a(static_cast<size_t>(n_tok * rows)), b(a.size());
     auto dy = upload(a);
-    ASSERT_TRUE(g->k.linear(GGMLType::Q4_K, dw.get(), static_cast<int64_t>(rb), dx.as<float>(), k,
+    ASSERT_TRUE(g->k.linear(GGMLType::Q4_K, w.dev.get(), w.row_bytes, dx.as<float>(), k,
                             dy.as<float>(), rows, rows, k, n_tok));
     ASSERT_TRUE(dy.download(a.data(), a.size() * sizeof(float)));
     for (int64_t t0 = 0; t0 < n_tok; t0 += kGemvMaxTokens)
-      ASSERT_TRUE(g->k.gemv(GGMLType::Q4_K, dw.get(), static_cast<int64_t>(rb), dx.as<float>() + t0 * k,
+      ASSERT_TRUE(g->k.gemv(GGMLType::Q4_K, w.dev.get(), w.row_bytes, dx.as<float>() + t0 * k,
                             k, dy.as<float>() + t0 * rows, rows, rows, k,
                             std::min<int64_t>(kGemvMaxTokens, n_tok - t0)));
     ASSERT_TRUE(dy.download(b.data(), b.size() * sizeof(float)));

@@ -20,6 +20,12 @@ void build_plan_pipeline(mlir::PassManager& pm, const PipelineOptions& options) 
   select.kvCache = options.kv_cache;
   select.prefillAct = options.prefill_act;
   pm.addPass(createKtSelectKernels(select));
+  KtStreamOptions stream;
+  stream.hwPath = options.hw_path;
+  stream.stream = options.stream;
+  stream.streamChunk = options.stream_chunk;
+  stream.explain = options.explain;
+  pm.addPass(createKtStream(stream));
 }
 
 void build_emit_pipeline(mlir::PassManager& pm) { pm.addPass(createKtVerifyPlaced()); }

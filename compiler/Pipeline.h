@@ -17,9 +17,12 @@ struct PipelineOptions {
   int64_t ctx = 0;                 // KV positions to provision; 0 = the module's kt.context
   std::string gpu_ops;             // op kinds the GPU may take, comma-separated; "" = all
   std::string prefill_act = "auto";  // auto | i8 | i16: AVX-512 K-quant prefill activations
+  std::string stream = "auto";     // auto | on | off: stream routed experts to the GPU (--kt-stream)
+  int64_t stream_chunk = 0;        // most tokens per prefill call when streaming; 0 = choose
+  bool explain = false;            // --kt-stream prints its costs and choices to stdout
 };
 
-// place -> verify placement -> select kernels. Plan emission (codegen/EmitPlan.h) follows.
+// place -> verify placement -> select kernels -> stream. Plan emission (codegen/EmitPlan.h) follows.
 void build_plan_pipeline(mlir::PassManager& pm, const PipelineOptions& options);
 
 // For IR given as text (already placed, maybe edited): only the placement check, so what the

@@ -77,6 +77,9 @@ struct GpuInfo {
   uint64_t memory_bytes = 0;
   double mem_bw_gbs = 0.0;
   double pcie_bw_gbs = 0.0;
+  // Float GEMM throughput of KTX's GPU kernels, 1e12 flop/s; 0 = not measured (ktc's kt-stream
+  // then estimates it from the arch). TOML key gemm_tflops, written only when set.
+  double gemm_tflops = 0.0;
 
   bool operator==(const GpuInfo&) const = default;
 };

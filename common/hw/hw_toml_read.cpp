@@ -198,7 +198,8 @@ Status read_cpu(const ProfileReader& r, const toml::table& t, CpuInfo* cpu) {
 Status read_gpu(const ProfileReader& r, const toml::table& t, size_t i, GpuInfo* gpu) {
   const std::string where = fmt::format("gpu[{}]", i);
   KTX_RETURN_IF_ERROR(
-      r.check_keys(t, where, {"name", "arch", "memory_bytes", "mem_bw_gbs", "pcie_bw_gbs"}));
+      r.check_keys(t, where, {"name", "arch", "memory_bytes", "mem_bw_gbs", "pcie_bw_gbs",
+                              "gemm_tflops"}));
   KTX_RETURN_IF_ERROR(r.get_string(t, where, "name", false, &gpu->name));
   KTX_RETURN_IF_ERROR(r.get_string(t, where, "arch", true, &gpu->arch));
   static const std::regex kArch("sm_[0-9]{2,3}[af]?");
@@ -209,7 +210,9 @@ Status read_gpu(const ProfileReader& r, const toml::table& t, size_t i, GpuInfo*
   }
   KTX_RETURN_IF_ERROR(r.get_int(t, where, "memory_bytes", true, 1, &gpu->memory_bytes));
   KTX_RETURN_IF_ERROR(r.get_float(t, where, "mem_bw_gbs", false, 0, false, &gpu->mem_bw_gbs));
-  return r.get_float(t, where, "pcie_bw_gbs", false, 0, false, &gpu->pcie_bw_gbs);
+  KTX_RETURN_IF_ERROR(r.get_float(t, where, "pcie_bw_gbs", false, 0, false, &gpu->pcie_bw_gbs));
+  // Optional, but a measurement when present: 0 would mean "not measured", which is absence.
+  return r.get_float(t, where, "gemm_tflops", false, 0, true, &gpu->gemm_tflops);
 }
 
 Status read_gpus(const ProfileReader& r, const toml::table& root, std::vector<GpuInfo>* gpus) {

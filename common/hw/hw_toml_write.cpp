@@ -85,6 +85,10 @@ void write_gpu(std::string& o, const GpuInfo& g) {
   o += "mem_bw_gbs = " + float_str(g.mem_bw_gbs) + "  # device memory, GB/s (0 = unknown)\n";
   o += "pcie_bw_gbs = " + float_str(g.pcie_bw_gbs) +
        "  # host -> device copies from pinned memory, GB/s (0 = unknown)\n";
+  if (g.gemm_tflops > 0)
+    o += "gemm_tflops = " + float_str(g.gemm_tflops) + "  # float GEMM of KTX's GPU kernels, TFLOP/s\n";
+  else
+    o += "# gemm_tflops = ...  # float GEMM of KTX's GPU kernels, TFLOP/s (absent: estimated from arch)\n";
 }
 
 }  // namespace

@@ -34,6 +34,7 @@ struct GpuMemoryPlan {
   int64_t arena_bytes = 0;      // activation arena
   int64_t staging_bytes = 0;    // pinned host memory for the CPU-expert hand-off
   int64_t ctx = 0;              // positions the KV caches are provisioned for
+  int64_t stream_bytes = 0;     // streamed routed experts (two slots + call buffers); 0 = none
   bool operator==(const GpuMemoryPlan&) const = default;
 };
 

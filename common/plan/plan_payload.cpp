@@ -154,6 +154,9 @@ json encode_hw(const HwAssumption& hw) {
     j["gpu"] = json{{"name", g.name},           {"budget_bytes", g.budget_bytes},
                     {"placed_bytes", g.placed_bytes}, {"arena_bytes", g.arena_bytes},
                     {"staging_bytes", g.staging_bytes}, {"ctx", g.ctx}};
+    // Written only when a layer streams, so plans without streaming stay readable by the
+    // ktx-run versions before it.
+    if (g.stream_bytes > 0) j["gpu"]["stream_bytes"] = g.stream_bytes;
   }
   return j;
 }
@@ -202,7 +205,7 @@ Status decode_hw(const json& j, HwAssumption* out) {
   if (j.contains("gpu")) {
     Fields g(j.at("gpu"), "gpu");
     KTX_RETURN_IF_ERROR(g.check_object({"name", "budget_bytes", "placed_bytes", "arena_bytes",
-                                        "staging_bytes", "ctx"}));
+                                        "staging_bytes", "ctx"}, {"stream_bytes"}));
     KTX_RETURN_IF_ERROR(g.str("name", &out->gpu.name));
     constexpr int64_t kMax = int64_t{1} << 50;
     KTX_RETURN_IF_ERROR(g.integer("budget_bytes", 0, kMax, &out->gpu.budget_bytes));
@@ -210,6 +213,8 @@ Status decode_hw(const json& j, HwAssumption* out) {
     KTX_RETURN_IF_ERROR(g.integer("arena_bytes", 0, kMax, &out->gpu.arena_bytes));
     KTX_RETURN_IF_ERROR(g.integer("staging_bytes", 0, kMax, &out->gpu.staging_bytes));
     KTX_RETURN_IF_ERROR(g.integer("ctx", 0, kMax, &out->gpu.ctx));
+    if (j.at("gpu").contains("stream_bytes"))
+      KTX_RETURN_IF_ERROR(g.integer("stream_bytes", 0, kMax, &out->gpu.stream_bytes));
   }
   return Status::ok();
 }

@@ -59,8 +59,10 @@ std::string plan_to_text(const Plan& plan) {
     o += fmt::format("gpu name={} ops={} budget={} placed={} arena={} staging={} ctx={} free={} code={}\n",
                      val(g.name), n_gpu, gib(g.budget_bytes), gib(g.placed_bytes),
                      gib(g.arena_bytes), gib(g.staging_bytes), g.ctx,
-                     gib(g.budget_bytes - g.placed_bytes - g.arena_bytes),
+                     gib(g.budget_bytes - g.placed_bytes - g.arena_bytes - g.stream_bytes),
                      plan.gpu_code.empty() ? std::string("none") : gib(static_cast<int64_t>(plan.gpu_code.size())));
+    // Only plans that stream a layer show it (the line of other plans is unchanged).
+    if (g.stream_bytes > 0) o.insert(o.size() - 1, " stream=" + gib(g.stream_bytes));
   }
   o += model_line(plan.model) + "\n";
   o += fmt::format("program ops={}\n", plan.program.size());

@@ -182,6 +182,8 @@ Status gpu_memory_plan(mlir::ModuleOp module, const HwProfile& hw, Plan& plan) {
   plan.hw.gpu.arena_bytes = num("arena_bytes");
   plan.hw.gpu.ctx = num("ctx");
   plan.hw.gpu.placed_bytes = placed;
+  // Routed experts streamed in long prefill calls (--kt-stream): their slots and call buffers.
+  plan.hw.gpu.stream_bytes = num("stream_bytes");
   // Pinned host buffers for the routed experts' input and output of a 512-token call.
   plan.hw.gpu.staging_bytes = 2 * 512 * 4 * plan.model.n_embd;
   return Status::ok();

@@ -24,4 +24,14 @@ std::string supported_weight_types() {
   return out;
 }
 
+uint64_t ggml_tensor_bytes(llvm::StringRef type, llvm::ArrayRef<int64_t> shape) {
+  std::optional<uint32_t> id = ggml_type_id(type);
+  if (!id || shape.empty()) return 0;
+  auto row = ggml_row_bytes(static_cast<GGMLType>(*id), shape[0]);
+  if (!row) return 0;
+  uint64_t rows = 1;
+  for (size_t i = 1; i < shape.size(); ++i) rows *= static_cast<uint64_t>(shape[i]);
+  return *row * rows;
+}
+
 }  // namespace ktx::kt

@@ -68,4 +68,45 @@ def KtSelectKernels : Pass<"kt-select-kernels", "::mlir::ModuleOp"> {
   ];
 }
 
+def KtStream : Pass<"kt-stream", "::mlir::ModuleOp"> {
+  let summary = "Choose which routed-expert layers long prefill calls stream to the GPU";
+  let description = [{
+    For every kt.routed_experts op on the CPU, decides whether prefill calls of many tokens run
+    it on the GPU instead: the runtime copies the layer's expert tensors (GGUF blocks as stored)
+    over PCIe into one of two GPU slots, the next streamed layer's copy overlapping this
+    layer's compute, and runs a float GEMM there. Per layer (E experts, top_k K, n_embd D,
+    n_ff F, expert bytes B), for a call of N tokens:
+      flops(N) = 6 N K D F
+      t_gpu(N) = max(B / pcie_bw, flops(N) / gpu_rate) + 0.2 ms
+      t_cpu(N) = max(B hit(N) / read_bw, flops(N) / cpu_rate), hit(N) = 1 - (1 - K/E)^N
+    with pcie_bw and gpu_rate from the profile's first [[gpu]] (gemm_tflops; absent: an
+    estimate by arch, sm_90 20, sm_80 12, sm_86/sm_89 10 TFLOP/s), read_bw from [memory] and
+    cpu_rate from the CPU's best tier and its measured peak (AMX 0.08 x amx_int8_tops, AVX-512
+    0.5 x 4 x avx512_fma_tflops, AVX2 0.5 x 2 x avx2_fma_tflops; 1 TOP/s without a peak).
+    The chunk C (the most tokens one prefill call holds; stream-chunk, 0 = the largest of
+    8192..512 that fits, at most the context) must fit the VRAM left after --kt-place (budget
+    less the GPU ops' gpu_bytes and the arena): two slots of the largest layer, C K (2D + 2F)
+    floats of per-call buffers and the arena grown from 512 to C tokens. A layer streams from
+    the smallest N up to C at which the GPU wins; its ops (both phases) get
+      stream = "gpu", stream_min_tokens = N, stream_chunk = C, stream_bytes = B
+    and the module's kt.gpu gets stream_bytes (the VRAM streaming takes). Nothing streams
+    without a GPU op in the plan, without a PCIe bandwidth in the profile, with stream=off, or
+    when even 512 tokens do not fit (one remark with the sizes). stream=on makes those an
+    error. explain=true prints the per-layer table and totals to stdout. Run after
+    --kt-place (and --kt-select-kernels).
+  }];
+  let options = [
+    Option<"hwPath", "hw", "std::string", /*default=*/"\"\"",
+           "host profile (TOML, as written by `ktx-run probe`)">,
+    Option<"stream", "stream", "std::string", /*default=*/"\"auto\"",
+           "auto (stream where the model says the GPU wins), on (auto, but an error when "
+           "nothing can stream: no GPU, no PCIe bandwidth, no room) or off">,
+    Option<"streamChunk", "stream-chunk", "int64_t", /*default=*/"0",
+           "most tokens per prefill call when a layer streams (0: the largest of 8192, 4096, "
+           "2048, 1024, 512 that fits the VRAM left)">,
+    Option<"explain", "explain", "bool", /*default=*/"false",
+           "print the per-layer costs and the choice to stdout">,
+  ];
+}
+
 #endif  // KT_PASSES_TD

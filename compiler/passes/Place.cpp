@@ -67,16 +67,6 @@ bool gpu_reads(uint32_t type) {
   }
 }
 
-uint64_t tensor_bytes(TensorAttr w) {
-  std::optional<uint32_t> id = ggml_type_id(w.getGgmlType());
-  if (!id || w.getShape().empty()) return 0;
-  auto row = ggml_row_bytes(static_cast<GGMLType>(*id), w.getShape()[0]);
-  if (!row) return 0;
-  uint64_t rows = 1;
-  for (size_t i = 1; i < w.getShape().size(); ++i) rows *= static_cast<uint64_t>(w.getShape()[i]);
-  return *row * rows;
-}
-
 int64_t int_attr(mlir::Operation* op, const char* name) {
   auto a = op->getAttrOfType<mlir::IntegerAttr>(name);
   return a ? a.getInt() : 0;
@@ -246,7 +236,7 @@ struct PlacePass : impl::KtPlaceBase<PlacePass> {
           by_name[name] = SIZE_MAX;
           return;
         }
-        bytes += tensor_bytes(w);
+        bytes += ggml_tensor_bytes(w.getGgmlType(), w.getShape());
       }
       by_name[name] = cands.size();
       cands.push_back({{op}, pr, v.layer, bytes, name});

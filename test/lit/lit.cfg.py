@@ -5,6 +5,7 @@
 #   %models                            ../shared/models
 #   %host                              the example CPU-only host profile (Inputs/cpu-avx2.toml)
 #   %inputs                            test/lit/Inputs
+#   %plans                             plans/ (the example host profiles, e.g. spr-h100.toml)
 import os
 
 import lit.formats
@@ -30,6 +31,7 @@ config.substitutions.append(("%models", os.path.join(config.shared_dir, "models"
 config.substitutions.append(("%shared", config.shared_dir))
 config.substitutions.append(("%host", os.path.join(inputs, "cpu-avx2.toml")))
 config.substitutions.append(("%inputs", inputs))
+config.substitutions.append(("%plans", os.path.join(config.lit_source_dir, "..", "..", "plans")))
 
 # Host features for tests whose outcome depends on this CPU (a plan made for an AMX host is
 # refused only where AMX is missing).

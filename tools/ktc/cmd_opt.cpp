@@ -29,7 +29,7 @@ namespace ktx::ktc {
 namespace {
 
 // Passes that take the host profile through an `hw` option.
-const char* const kPassesWithHw[] = {"kt-place", "kt-select-kernels"};
+const char* const kPassesWithHw[] = {"kt-place", "kt-select-kernels", "kt-stream"};
 
 // Pull --hw=FILE / --hw FILE out of argv and fold it into the options of the passes that take
 // it. Returns the rewritten argument list (argv[0] kept).

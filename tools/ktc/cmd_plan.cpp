@@ -14,6 +14,7 @@
 #include "compiler/import/ImportGGUF.h"
 #include "compiler/Pipeline.h"
 #include "compiler/passes/Passes.h"
+#include "compiler/passes/StreamCost.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/MLIRContext.h"
@@ -71,8 +72,9 @@ int cmd_import(int argc, char** argv) {
 int cmd_plan(int argc, char** argv) {
   CLI::App app("Compile a GGUF model into an execution plan for a host", "ktc plan");
   std::string model, hw_path, out, emit_ir, kernels = "fast", kv_cache = "f16", gpu = "auto", gpu_ops,
-              prefill_act = "auto";
-  int64_t context = 0, vram_budget = 0;
+              prefill_act = "auto", stream = "auto";
+  int64_t context = 0, vram_budget = 0, stream_chunk = 0;
+  bool explain = false;
   app.add_option("model", model, "GGUF model file")->required();
   app.add_option("--hw", hw_path, "host profile (TOML, from 'ktx-run probe')")->required();
   app.add_option("-o,--output", out, "plan file to write")->required();
@@ -109,6 +111,21 @@ int cmd_plan(int argc, char** argv) {
                  "float), auto (= i8)")
       ->check(CLI::IsMember({"auto", "i8", "i16"}))
       ->capture_default_str();
+  app.add_option("--stream", stream,
+                 "long prompts: auto (a prefill call of enough tokens copies a routed-expert "
+                 "layer to the GPU and computes it there, where the cost model from the "
+                 "profile says that beats the CPU), on (the same, but an error when nothing can "
+                 "stream: no GPU, no PCIe bandwidth in the profile, no VRAM left), off (routed "
+                 "experts always on the CPU)")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
+  app.add_option("--stream-chunk", stream_chunk,
+                 "most tokens per prefill call when a layer streams (default 0: the largest of "
+                 "8192, 4096, 2048, 1024, 512 that fits the VRAM left, at most the context)")
+      ->check(CLI::Range(int64_t{0}, kt::kMaxStreamChunk));
+  app.add_flag("--explain", explain,
+               "print per routed-expert layer the predicted CPU and GPU times and the choice "
+               "(stdout)");
   if (int rc = parse(app, argc, argv); rc >= 0) return rc;
 
   // 1. The host profile first: a bad one is the cheapest error to report.
@@ -131,7 +148,7 @@ int cmd_plan(int argc, char** argv) {
                        hw_path));
   mlir::PassManager pm(&ctx);
   kt::build_plan_pipeline(pm, {hw_path, kernels, kv_cache, gpu, vram_budget, context, gpu_ops,
-                                  prefill_act});
+                                  prefill_act, stream, stream_chunk, explain});
   if (mlir::failed(pm.run(**module)))
     return fail("placement or kernel selection failed (see the errors above)");
   if (!emit_ir.empty())

@@ -25,7 +25,7 @@ HwProfile sample_profile() {
   p.cpu.isa.avx2 = p.cpu.isa.fma = p.cpu.isa.avx512f = p.cpu.isa.amx_int8 = true;
   p.memory.total_bytes = 512ull << 30;
   p.memory.read_bw_gbs = 271.3456789;
-  p.gpus.push_back({"GPU A", "sm_90a", 80ull << 30, 3352.5, 55.25});
+  p.gpus.push_back({"GPU A", "sm_90a", 80ull << 30, 3352.5, 55.25, 18.5});
   p.gpus.push_back({"GPU B", "sm_89", 24ull << 30, 1008.0, 0.1});
   p.budgets.threads = 40;
   p.budgets.context = 32768;
@@ -76,6 +76,7 @@ TEST(HwProfile, ExampleProfilesLoad) {
   EXPECT_TRUE(spr->cpu.isa.amx_int8 && spr->cpu.isa.amx_bf16 && spr->cpu.isa.avx512f);
   ASSERT_EQ(spr->gpus.size(), 1u);
   EXPECT_EQ(spr->gpus[0].arch, "sm_90a");
+  EXPECT_DOUBLE_EQ(spr->gpus[0].gemm_tflops, 20.0);
   auto epyc = HwProfile::load(dir + "epyc-4090.toml");
   ASSERT_TRUE(epyc.has_value()) << epyc.status().message();
   EXPECT_TRUE(epyc->cpu.isa.avx512f && !epyc->cpu.isa.amx_tile);
@@ -154,6 +155,22 @@ TEST(HwProfile, OutOfRangeValues) {
   EXPECT_NE(parse_error(kMinimal + "[[gpu]]\narch = \"hopper\"\nmemory_bytes = 5\n")
                 .find("gpu[0].arch: expected a CUDA arch like \"sm_90a\""),
             std::string::npos);
+  // gemm_tflops is optional, but a number > 0 when present (absent = estimated by ktc).
+  const std::string gpu = kMinimal + "[[gpu]]\narch = \"sm_90a\"\nmemory_bytes = 5\n";
+  EXPECT_NE(parse_error(gpu + "gemm_tflops = 0\n").find("gpu[0].gemm_tflops: expected a number > 0, found 0"),
+            std::string::npos);
+  EXPECT_NE(parse_error(gpu + "gemm_tflops = -3.5\n").find("gpu[0].gemm_tflops: expected a number > 0"),
+            std::string::npos);
+  EXPECT_NE(parse_error(gpu + "gemm_tflops = \"fast\"\n")
+                .find("gpu[0].gemm_tflops: expected a number, found string"),
+            std::string::npos);
+  auto measured = HwProfile::from_toml_string(gpu + "gemm_tflops = 21.5\n", "host.toml");
+  ASSERT_TRUE(measured.has_value()) << measured.status().message();
+  EXPECT_DOUBLE_EQ(measured->gpus[0].gemm_tflops, 21.5);
+  auto absent = HwProfile::from_toml_string(gpu, "host.toml");
+  ASSERT_TRUE(absent.has_value()) << absent.status().message();
+  EXPECT_EQ(absent->gpus[0].gemm_tflops, 0.0);
+  EXPECT_EQ(absent->to_toml().find("\ngemm_tflops"), std::string::npos);  // not written when unset
   std::string logical = kMinimal;
   logical.replace(logical.find("physical_cores = 8"), 18, "physical_cores = 8\nlogical_cpus = 4");
   EXPECT_NE(parse_error(logical).find("cpu.logical_cpus: expected an integer in [8, "),

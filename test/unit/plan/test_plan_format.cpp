@@ -115,6 +115,29 @@ TEST_F(PlanFormat, GpuSectionsRoundTrip) {
       << bad.status().message();
 }
 
+// Streamed routed experts (ktc's --kt-stream) add stream_bytes to the GPU's share: it comes
+// back, the dump shows it and takes it from free; a plan without it reads as 0 and dumps as
+// before (the field is written only when set, so older readers take such plans).
+TEST_F(PlanFormat, StreamBytesRoundTrip) {
+  plan_.hw.gpu_arch = "sm_90a";
+  plan_.hw.gpu = GpuMemoryPlan{"NVIDIA H100", 80ll << 30, 5ll << 20, 4ll << 20, 1ll << 20, 4096,
+                               3ll << 30};
+  plan_.program[1].device = "gpu";
+  ASSERT_TRUE(write_plan(plan_, path_).is_ok());
+  auto back = read_plan(path_);
+  ASSERT_TRUE(back.has_value()) << back.status().message();
+  EXPECT_EQ(back->hw.gpu.stream_bytes, 3ll << 30);
+  EXPECT_NE(plan_to_text(*back).find("ctx=4096 free=76.99GiB code=none stream=3.00GiB\n"),
+            std::string::npos)
+      << plan_to_text(*back);
+  plan_.hw.gpu.stream_bytes = 0;
+  ASSERT_TRUE(write_plan(plan_, path_).is_ok());
+  back = read_plan(path_);
+  ASSERT_TRUE(back.has_value()) << back.status().message();
+  EXPECT_EQ(back->hw.gpu.stream_bytes, 0);
+  EXPECT_EQ(plan_to_text(*back).find("stream="), std::string::npos) << plan_to_text(*back);
+}
+
 TEST_F(PlanFormat, TextDumpLayout) {
   const std::string t = plan_to_text(plan_);
   EXPECT_EQ(t.rfind("ktx-plan version=1 producer=\"ktc 0.1.0 (test)\"\n", 0), 0u) << t;

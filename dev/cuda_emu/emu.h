@@ -34,6 +34,8 @@ inline void sincos(double x, double* s, double* c) { *s = std::sin(x); *c = std:
 #include <math.h>
 
 inline void __syncthreads() { emu_block_barrier(); }
+// One fiber runs at a time, so a read-modify-write is atomic as written.
+inline int atomicAdd(int* p, int v) { const int old = *p; *p = old + v; return old; }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu_warp_barrier(); }
 inline float emu_shfl(float v, int src_lane) {
   float* s = emu_warp_slots();

@@ -24,8 +24,11 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <set>
+
+#include "runtime/cuda/moe.h"
 
 namespace ktx {
 namespace {
@@ -64,12 +67,18 @@ class CudaBackend final : public Backend {
   CudaBackend(cuda::Library lib, cuda::Kernels k, cuda::AttnKernels attn, cuda::RouterKernels rk,
               const ModelConfig& cfg)
       : lib_(std::move(lib)), k_(std::move(k)), attn_(std::move(attn)), router_(std::move(rk)),
-        cfg_(cfg), lookup_([this](const std::string& name) { return tensor(name); }) {}
+        cfg_(cfg), lookup_([this](const std::string& name) { return tensor(name); }) {
+    moe_ = cuda::MoeKernels::bind(lib_);
+  }
 
   void set_float_gemv(bool on) { float_gemv_ = on; }
   const char* device() const override { return "gpu"; }
   bool drives_calls() const override { return true; }
-  int64_t max_call_tokens() const override { return kMaxCallTokens; }
+  // Calls that want only the last token's logits may take the plan's stream_chunk when it
+  // streams experts (one copy of a layer's experts serves the whole call).
+  int64_t max_call_tokens(bool all_logits) const override {
+    return all_logits ? kMaxCallTokens : max_tok_;
+  }
   bool owns_kv_cache(int64_t layer) const override { return attn_layers_.count(layer) > 0; }
 
   Status supports(const PlanOp& op, OpKind kind) const override {
@@ -123,12 +132,30 @@ class CudaBackend final : public Backend {
     if (cuda::cuda_debug())
       fmt::print(stderr, "ktx-run: cuda: {} tensors uploaded ({:.1f} MiB); call steps:\n{}", n_up,
                  bytes / 1048576.0, describe_steps(prog, steps_));
-    return Status::ok();
+    return prepare_streaming(m, prog);
   }
 
   Status run_call(const Program& prog, OpCall& call, const OpObserver& observer) override;
 
  private:
+  // A routed-experts op the plan streams: its three tensors in the mapped GGUF, where each
+  // lands in a slot, and the shapes the kernels get (data pointers filled per slot).
+  struct Streamed {
+    int op = -1;
+    int64_t min_tokens = 0;
+    std::vector<cuda::ExpertStream::Range> ranges;  // gate, up, down
+    cuda::ExpertWeights w;                           // data: offsets into the slot
+    uint64_t bytes = 0;
+  };
+  // Expert slots, workspace and pinned GGUF ranges of the plan's streamed ops (none: nothing).
+  Status prepare_streaming(const ModelImpl& m, const Program& prog);
+  // The streamed ops a call of T tokens runs on the GPU, in program order.
+  std::vector<const Streamed*> streamed_for(int64_t T) const;
+  // The step plan of calls that run these ops on the GPU as well (cached per set).
+  const std::vector<Step>& steps_for(const Program& prog, const std::vector<const Streamed*>& s);
+  Status run_streamed(const Streamed& sm, const ProgramOp& op, int slot, GpuSession& gs,
+                      int64_t T, cudaStream_t st);
+
   struct Uploaded {
     cuda::DeviceBuffer buf;
     DevTensor t;
@@ -201,8 +228,11 @@ class CudaBackend final : public Backend {
                        cudaStream_t st) const;
   // step_sync: synchronize after every op (observer calls); timed: timing events around
   // every device op (profiled calls), recorded as graph nodes when `capturing`.
-  Status enqueue(const Program& prog, GpuSession& gs, int64_t T, int64_t first, bool step_sync,
-                 bool timed, bool capturing, const OpObserver& observer, OpCall& call);
+  // streamed: the ops of this call that run as streamed experts (steps: their step plan).
+  Status enqueue(const Program& prog, const std::vector<Step>& steps,
+                 const std::vector<const Streamed*>& streamed, GpuSession& gs, int64_t T,
+                 int64_t first, bool step_sync, bool timed, bool capturing,
+                 const OpObserver& observer, OpCall& call);
 
   // The session's device state: arena, KV caches of GPU attention layers, workspaces.
   Expected<std::unique_ptr<GpuSession>> new_session(const Program& prog, int64_t n_ctx) const;
@@ -218,6 +248,13 @@ class CudaBackend final : public Backend {
   bool gpu_router_ = false;
   std::map<std::string, Uploaded> weights_;
   std::vector<Step> steps_;
+  cuda::MoeKernels moe_;
+  std::vector<Streamed> streamed_;  // program order
+  std::map<std::vector<int>, std::vector<Step>> stream_steps_;
+  std::optional<cuda::ExpertStream> expert_stream_;
+  std::optional<cuda::MoeWorkspace> moe_ws_;
+  std::mutex stream_mu_;      // one streamed call at a time (the slots and workspace)
+  int64_t max_tok_ = kMaxCallTokens;  // the plan's stream_chunk when it streams
   bool float_gemv_ = false;  // EngineOptions::gpu_float_gemv
   bool fuse_ = fusion_enabled();  // KTX_CUDA_FUSE
   int64_t max_ff_ = 0;  // widest FFN hidden layer of the gpu ops (scratch per token)
@@ -271,11 +308,17 @@ Status CudaBackend::run_device_op(const ProgramOp& op, GpuSession& gs, int64_t T
 
 // The steps of one call on the session's two streams (step_plan.h). step_sync: synchronize
 // after every op, time it into the call's profile and hand its output to the observer.
-Status CudaBackend::enqueue(const Program& prog, GpuSession& gs, int64_t T, int64_t first,
-                            bool step_sync, bool timed, bool capturing,
+Status CudaBackend::enqueue(const Program& prog, const std::vector<Step>& steps_,
+                            const std::vector<const Streamed*>& streamed, GpuSession& gs,
+                            int64_t T, int64_t first, bool step_sync, bool timed, bool capturing,
                             const OpObserver& observer, OpCall& call) {
   cudaStream_t streams[2] = {gs.device_stream(), gs.host_stream()};
   KTX_RETURN_IF_ERROR(gs.begin());
+  // Streamed experts: the first two layers' copies start now, each later one when the layer
+  // two before it has used its slot (ExpertStream's events order the copies and the users).
+  size_t next_streamed = 0;
+  for (size_t j = 0; j < streamed.size() && j < 2; ++j)
+    KTX_RETURN_IF_ERROR(expert_stream_->load(static_cast<int>(j), streamed[j]->ranges));
   for (size_t i = 0; i < steps_.size(); ++i) {
     const Step& stp = steps_[i];
     cudaStream_t st = streams[stp.stream];
@@ -309,7 +352,17 @@ Status CudaBackend::enqueue(const Program& prog, GpuSession& gs, int64_t T, int6
     switch (stp.kind) {
       case Step::Kind::device_op:
         if (timed) KTX_RETURN_IF_ERROR(gs.time_mark(static_cast<int>(i), false, st, capturing));
-        KTX_RETURN_IF_ERROR(run_device_op(*op, gs, T, first, st).with_context(op->name));
+        if (op->kind == OpKind::routed_experts) {
+          if (next_streamed >= streamed.size() || streamed[next_streamed]->op != stp.op)
+            return Error("op '{}': routed experts on the GPU that the call does not stream", op->name);
+          const int slot = static_cast<int>(next_streamed % 2);
+          KTX_RETURN_IF_ERROR(run_streamed(*streamed[next_streamed], *op, slot, gs, T, st).with_context(op->name));
+          if (next_streamed + 2 < streamed.size())
+            KTX_RETURN_IF_ERROR(expert_stream_->load(slot, streamed[next_streamed + 2]->ranges));
+          ++next_streamed;
+        } else {
+          KTX_RETURN_IF_ERROR(run_device_op(*op, gs, T, first, st).with_context(op->name));
+        }
         if (timed) KTX_RETURN_IF_ERROR(gs.time_mark(static_cast<int>(i), true, st, capturing));
         break;
       case Step::Kind::host_op:
@@ -333,6 +386,130 @@ Status CudaBackend::enqueue(const Program& prog, GpuSession& gs, int64_t T, int6
   return gs.end();
 }
 
+Status CudaBackend::prepare_streaming(const ModelImpl& m, const Program& prog) {
+  int64_t chunk = 0;
+  for (size_t i = 0; i < prog.ops.size(); ++i) {
+    const ProgramOp& op = prog.ops[i];
+    if (op.stream_min_tokens <= 0) continue;
+    if (!gpu_router_)
+      return Error("plan op '{}' streams its experts to the GPU, whose routers are on the CPU; "
+                   "re-plan (ktc plan --stream off, or with the routers on the GPU)", op.name);
+    Streamed sm;
+    sm.op = static_cast<int>(i);
+    sm.min_tokens = std::max<int64_t>(op.stream_min_tokens, kGraphTokens + 1);
+    chunk = std::max(chunk, op.stream_chunk);
+    const int64_t E = cfg_.n_expert;
+    sm.w.n_expert = E;
+    cuda::ExpertMatrix* mats[3] = {&sm.w.gate, &sm.w.up, &sm.w.down};
+    const char* parts[3] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+    size_t off = 0;
+    for (int j = 0; j < 3; ++j) {
+      auto name = std::find_if(op.tensors.begin(), op.tensors.end(), [&](const std::string& t) {
+        return t.find(parts[j]) != std::string::npos;
+      });
+      if (name == op.tensors.end())
+        return Error("plan op '{}' streams its experts but names no {} tensor", op.name, parts[j]);
+      const Weight* w = m.find(*name);
+      if (!w) return Error("plan op '{}': tensor '{}' is not in the GGUF", op.name, *name);
+      const GGUFTensorInfo& info = w->info();
+      if (info.ne[2] != E || info.ne[3] != 1)
+        return Error("plan op '{}': {} is {}, not {} experts of matrices", op.name, *name,
+                     info.shape_str(), E);
+      if (!moe_.has(info.type))
+        return Error("plan op '{}' streams {} experts, for which the plan's GPU code has no "
+                     "expert GEMM (made by an older ktc?); re-plan",
+                     op.name, ggml_type_name(static_cast<uint32_t>(info.type)));
+      KTX_ASSIGN_OR_RETURN(uint64_t rb, ggml_row_bytes(info.type, info.ne[0]));
+      cuda::ExpertMatrix& mt = *mats[j];
+      mt.type = info.type;
+      mt.k = info.ne[0];
+      mt.rows = info.ne[1];
+      mt.row_bytes = static_cast<int64_t>(rb);
+      mt.expert_bytes = mt.rows * mt.row_bytes;
+      mt.data = reinterpret_cast<const void*>(off);  // an offset until the slot is known
+      sm.ranges.push_back({info.data, info.n_bytes, off});
+      sm.bytes += info.n_bytes;
+      off += (info.n_bytes + 255) / 256 * 256;
+    }
+    if (sm.w.gate.rows != cfg_.n_ff_exp || sm.w.gate.k != cfg_.n_embd)
+      return Error("plan op '{}': expert matrices are {} x {}, the model's {} x {}", op.name,
+                   sm.w.gate.rows, sm.w.gate.k, cfg_.n_ff_exp, cfg_.n_embd);
+    streamed_.push_back(std::move(sm));
+  }
+  if (streamed_.empty()) return Status::ok();
+  max_tok_ = std::max<int64_t>(kMaxCallTokens, chunk);
+  size_t slot_bytes = 0;
+  uint64_t total = 0;
+  for (const Streamed& sm : streamed_) {
+    slot_bytes = std::max(slot_bytes, sm.ranges.back().offset + sm.ranges.back().bytes);
+    total += sm.bytes;
+  }
+  auto es = cuda::ExpertStream::create(slot_bytes, 2);
+  if (!es)
+    return es.status().with_context(fmt::format(
+        "streaming experts: two slots of {:.2f} GiB (ktc plan --stream off, or a smaller "
+        "--vram-budget for the rest)", slot_bytes / 1073741824.0));
+  expert_stream_.emplace(std::move(*es));
+  auto ws = cuda::MoeWorkspace::create(max_tok_ * cfg_.n_expert_used, cfg_.n_embd, cfg_.n_ff_exp,
+                                       cfg_.n_expert);
+  if (!ws) return ws.status().with_context("streaming experts: the expert workspace");
+  moe_ws_.emplace(std::move(*ws));
+  // Pinned (read-only registered) GGUF ranges copy by DMA at the link's speed.
+  const auto t0 = std::chrono::steady_clock::now();
+  fmt::print(stderr, "ktx-run: cuda: pinning {:.2f} GiB of expert weights ({} layers stream "
+             "to the GPU in calls of {} tokens and more, up to {} per call)\n", total / 1073741824.0,
+             streamed_.size(), streamed_.front().min_tokens, max_tok_);
+  for (const Streamed& sm : streamed_)
+    for (const cuda::ExpertStream::Range& r : sm.ranges)
+      KTX_RETURN_IF_ERROR(expert_stream_->pin(r.src, r.bytes));
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!expert_stream_->refusal().empty())
+    fmt::print(stderr, "ktx-run: cuda: warning: expert weights stay pageable ({}); streaming "
+               "copies go through the driver's staging buffers, slower\n", expert_stream_->refusal());
+  else
+    fmt::print(stderr, "ktx-run: cuda: pinned in {:.1f} s; slots 2 x {:.2f} GiB, workspace "
+               "{:.2f} GiB\n", sec, slot_bytes / 1073741824.0, moe_ws_->buf.size() / 1073741824.0);
+  return Status::ok();
+}
+
+std::vector<const CudaBackend::Streamed*> CudaBackend::streamed_for(int64_t T) const {
+  std::vector<const Streamed*> out;
+  for (const Streamed& sm : streamed_)
+    if (T >= sm.min_tokens) out.push_back(&sm);
+  return out;
+}
+
+const std::vector<Step>& CudaBackend::steps_for(const Program& prog,
+                                                const std::vector<const Streamed*>& s) {
+  std::vector<int> key;
+  for (const Streamed* sm : s) key.push_back(sm->op);
+  auto it = stream_steps_.find(key);
+  if (it != stream_steps_.end()) return it->second;
+  const std::set<int> ops(key.begin(), key.end());
+  const ProgramOp* base = prog.ops.data();
+  auto steps = plan_steps(prog, [&](const ProgramOp& op) {
+    return op.backend == this || ops.count(static_cast<int>(&op - base)) != 0;
+  });
+  if (cuda::cuda_debug())
+    fmt::print(stderr, "ktx-run: cuda: steps of calls streaming {} layers:\n{}", key.size(),
+               describe_steps(prog, steps));
+  return stream_steps_.emplace(key, std::move(steps)).first->second;
+}
+
+Status CudaBackend::run_streamed(const Streamed& sm, const ProgramOp& op, int slot,
+                                 GpuSession& gs, int64_t T, cudaStream_t st) {
+  cuda::ExpertWeights w = sm.w;
+  auto* base = static_cast<const char*>(expert_stream_->slot(slot));
+  for (cuda::ExpertMatrix* m : {&w.gate, &w.up, &w.down})
+    m->data = base + reinterpret_cast<uintptr_t>(m->data);
+  KTX_RETURN_IF_ERROR(expert_stream_->acquire(slot, st));
+  const int64_t D = cfg_.n_embd;
+  KTX_RETURN_IF_ERROR(moe_.run(k_, w, gs.act(op.in[0]), D, gs.route_ids(op.in[1]),
+                               gs.route_weights(op.in[1]), T, cfg_.n_expert_used, gs.act(op.out),
+                               D, *moe_ws_, st));
+  return expert_stream_->release(slot, st);
+}
+
 Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver& observer) {
   SessionCache& cache = call.cache;
   if (!cache.driver_state) {
@@ -348,8 +525,16 @@ Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver
   if (call.s.n_past + T > gs.n_ctx)
     return Error("cuda backend: positions {}..{} past the GPU KV cache of {} positions",
                  call.s.n_past, call.s.n_past + T, gs.n_ctx);
-  if (T > kMaxCallTokens)
-    return Error("cuda backend: a call of {} tokens (at most {})", T, kMaxCallTokens);
+  if (T > max_tok_ || T - first > gs.max_logits())
+    return Error("cuda backend: a call of {} tokens, logits for {} (at most {}, logits for {})", T,
+                 T - first, max_tok_, gs.max_logits());
+  // Routed experts the plan streams for calls this long run on the GPU: their own step plan,
+  // the slots held for the call, always enqueued eagerly.
+  const std::vector<const Streamed*> streamed = streamed_for(T);
+  std::unique_lock<std::mutex> stream_lock(stream_mu_, std::defer_lock);
+  if (!streamed.empty()) stream_lock.lock();
+  const std::vector<Step>& steps = streamed.empty() ? steps_ : steps_for(prog, streamed);
+  if (!streamed.empty()) KTX_RETURN_IF_ERROR(gs.ensure_events(steps));
   KTX_RETURN_IF_ERROR(gs.bind_host(prog, call.arena));
   // The call's CPU ops are one pool job per layer with the GPU's work between: keep the
   // workers spinning for the call so each job finds them awake (pool_hot_enabled).
@@ -359,7 +544,7 @@ Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver
   // A profile without an observer times device ops with events (no host sync between ops,
   // graphs as usual); with an observer every op is synchronized and timed on the host.
   const bool timed = call.s.profile && !step_sync;
-  if (timed) KTX_RETURN_IF_ERROR(gs.ensure_timing(steps_));
+  if (timed) KTX_RETURN_IF_ERROR(gs.ensure_timing(steps));
   const auto t0 = std::chrono::steady_clock::now();
   gs.set_call(&call);
   gs.set_timing(timed);
@@ -368,15 +553,20 @@ Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver
   // long prefill's GEMVs per 8 tokens), and once the GPU waits for a CPU op the launch queue
   // fills, the enqueuing thread blocks in cudaLaunchKernel and never drives the op. Host
   // functions run on CUDA's callback thread, so they need no free enqueuing thread.
-  const bool eager = step_sync || T > kGraphTokens || !graphs_enabled();
+  const bool eager = step_sync || T > kGraphTokens || !graphs_enabled() || !streamed.empty();
   gs.begin_call(!eager);
   if (eager) {
-    st = enqueue(prog, gs, T, first, step_sync, timed, false, observer, call);
+    st = enqueue(prog, steps, streamed, gs, T, first, step_sync, timed, false, observer, call);
     if (st) st = gs.sync();
   } else {
     st = gs.replay(T, first, timed, [&]() {
-      return enqueue(prog, gs, T, first, false, timed, true, observer, call);
+      return enqueue(prog, steps, streamed, gs, T, first, false, timed, true, observer, call);
     });
+  }
+  if (!streamed.empty()) {
+    uint64_t b = 0;
+    for (const Streamed* sm : streamed) b += sm->bytes;
+    gs.add_streamed(static_cast<int64_t>(streamed.size()), b);
   }
   gs.set_call(nullptr);
   gs.set_timing(false);
@@ -384,7 +574,7 @@ Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver
   gs.add_call(sec);
   KTX_RETURN_IF_ERROR(st);
   if (timed) {
-    KTX_ASSIGN_OR_RETURN(double dev, gs.collect_timing(steps_, call.s.profile));
+    KTX_ASSIGN_OR_RETURN(double dev, gs.collect_timing(steps, call.s.profile));
     gs.add_timed_call(sec, dev);
   }
   return gs.take_host_error();
@@ -393,8 +583,8 @@ Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver
 Expected<std::unique_ptr<GpuSession>> CudaBackend::new_session(const Program& prog,
                                                               int64_t n_ctx) const {
   KTX_ASSIGN_OR_RETURN(std::unique_ptr<GpuSession> gs,
-                       GpuSession::create(prog, steps_, kMaxCallTokens, cfg_.n_embd,
-                                          kMaxCallTokens * max_ff_));
+                       GpuSession::create(prog, steps_, max_tok_, kMaxCallTokens, cfg_.n_embd,
+                                          max_tok_ * max_ff_));
   gs->n_ctx = n_ctx;
   // KTX_CUDA_DEBUG synchronizes after every launch, which a flag wait would never survive.
   if (handoff_flags() && k_.has_handoff() && !cuda::cuda_debug()) gs->use_flags(&k_);
@@ -406,12 +596,12 @@ Expected<std::unique_ptr<GpuSession>> CudaBackend::new_session(const Program& pr
   }
   if (!attn_layers_.empty()) {
     KTX_ASSIGN_OR_RETURN(cuda::AttnWorkspace ws,
-                         cuda::AttnWorkspace::create(cfg_, kMaxCallTokens, n_ctx));
+                         cuda::AttnWorkspace::create(cfg_, max_tok_, n_ctx));
     gs->attn_ws = std::make_unique<cuda::AttnWorkspace>(std::move(ws));
     gs->attn_ws->float_gemv = float_gemv_;
     gs->attn_ws->unfused = !fuse_;
   }
-  KTX_ASSIGN_OR_RETURN(cuda::RouterWorkspace rws, cuda::RouterWorkspace::create(cfg_, kMaxCallTokens));
+  KTX_ASSIGN_OR_RETURN(cuda::RouterWorkspace rws, cuda::RouterWorkspace::create(cfg_, max_tok_));
   gs->router_ws = std::make_unique<cuda::RouterWorkspace>(std::move(rws));
   KTX_ASSIGN_OR_RETURN(cuda::XQuant xq, cuda::XQuant::alloc((std::max(cfg_.n_embd, max_ff_) + 31) / 32 * 32));
   gs->xq = std::make_unique<cuda::XQuant>(std::move(xq));

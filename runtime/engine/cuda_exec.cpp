@@ -19,8 +19,12 @@ bool graphs_enabled() {
 
 namespace {
 
-// Floats a buffer holds for max_tok tokens (the logits buffer may hold [T][n_embd] earlier).
-int64_t buffer_floats(const Program& prog, size_t b, int64_t max_tok, int64_t n_embd) {
+// Floats a buffer holds for max_tok tokens; the logits buffer's rows for max_logits tokens
+// (it may hold [T][n_embd] earlier).
+int64_t buffer_floats(const Program& prog, size_t b, int64_t max_tok, int64_t max_logits,
+                      int64_t n_embd) {
+  if (static_cast<int>(b) == prog.logits_buffer)
+    return std::max(max_logits * prog.buffers[b].width, max_tok * n_embd);
   return max_tok * std::max<int64_t>(prog.buffers[b].width, n_embd);
 }
 
@@ -28,11 +32,12 @@ int64_t buffer_floats(const Program& prog, size_t b, int64_t max_tok, int64_t n_
 
 Expected<std::unique_ptr<GpuSession>> GpuSession::create(const Program& prog,
                                                         const std::vector<Step>& steps,
-                                                        int64_t max_tok, int64_t n_embd,
-                                                        int64_t scratch_floats) {
+                                                        int64_t max_tok, int64_t max_logits,
+                                                        int64_t n_embd, int64_t scratch_floats) {
   std::unique_ptr<GpuSession> gs(new GpuSession());
   gs->prog_ = &prog;
   gs->max_tok_ = max_tok;
+  gs->max_logits_ = max_logits;
   gs->n_embd_ = n_embd;
   for (cudaStream_t& s : gs->streams_)
     KTX_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
@@ -69,7 +74,7 @@ Expected<std::unique_ptr<GpuSession>> GpuSession::create(const Program& prog,
       KTX_ASSIGN_OR_RETURN(gs->ids_[b], cuda::DeviceBuffer::alloc(n * sizeof(int32_t)));
       KTX_ASSIGN_OR_RETURN(gs->weights_[b], cuda::DeviceBuffer::alloc(n * sizeof(float)));
     } else {
-      const size_t n = static_cast<size_t>(buffer_floats(prog, b, max_tok, n_embd));
+      const size_t n = static_cast<size_t>(buffer_floats(prog, b, max_tok, max_logits, n_embd));
       KTX_ASSIGN_OR_RETURN(gs->act_[b], cuda::DeviceBuffer::alloc(n * sizeof(float)));
     }
   }
@@ -121,6 +126,29 @@ GpuSession::~GpuSession() {
     if (s) cudaStreamDestroy(s);
 }
 
+Status GpuSession::ensure_events(const std::vector<Step>& steps) {
+  if (events_.size() < steps.size()) events_.resize(steps.size(), nullptr);
+  for (size_t i = 0; i < steps.size(); ++i)
+    if (steps[i].signals && !events_[i])
+      KTX_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&events_[i], cudaEventDisableTiming));
+  for (const Step& st : steps) {
+    auto missing = [&](int b) {
+      return prog_->buffers[static_cast<size_t>(b)].kind == "route" ? !ids_[static_cast<size_t>(b)].get()
+                                                                     : !act_[static_cast<size_t>(b)].get();
+    };
+    const bool dev = st.kind == Step::Kind::device_op;
+    if (!dev && st.kind != Step::Kind::to_device && st.kind != Step::Kind::to_host) continue;
+    const ProgramOp* op = dev ? &prog_->ops[static_cast<size_t>(st.op)] : nullptr;
+    bool bad = dev ? missing(op->out) : missing(st.buffer);
+    if (dev)
+      for (int b : op->in) bad = bad || missing(b);
+    if (bad)
+      return Error("cuda backend: step {} touches a buffer the session has no device copy of",
+                   dev ? op->name : std::to_string(st.buffer));
+  }
+  return Status::ok();
+}
+
 Expected<float*> GpuSession::scratch(int slot, int64_t n) const {
   if (slot < 0 || slot >= static_cast<int>(scratch_.size()) ||
       scratch_[static_cast<size_t>(slot)].size() < static_cast<size_t>(n) * sizeof(float))
@@ -141,7 +169,7 @@ Status GpuSession::bind_host(const Program& prog, Arena& arena) {
       want.emplace_back(arena.route_weights[b].data(), n * sizeof(float));
     } else {
       if (!act_[b].get()) continue;
-      const size_t n = static_cast<size_t>(buffer_floats(prog, b, max_tok_, n_embd_));
+      const size_t n = static_cast<size_t>(buffer_floats(prog, b, max_tok_, max_logits_, n_embd_));
       arena.act[b].reserve(n);
       want.emplace_back(arena.act[b].data(), n * sizeof(float));
     }
@@ -254,11 +282,13 @@ Status GpuSession::drive_host_ops() {
 }
 
 Status GpuSession::ensure_timing(const std::vector<Step>& steps) {
-  if (!mark_begin_.empty()) return Status::ok();
-  mark_begin_.assign(steps.size(), nullptr);
-  mark_end_.assign(steps.size(), nullptr);
+  // Grown for every step plan a call runs (calls that stream experts have their own).
+  if (mark_begin_.size() < steps.size()) {
+    mark_begin_.resize(steps.size(), nullptr);
+    mark_end_.resize(steps.size(), nullptr);
+  }
   for (size_t i = 0; i < steps.size(); ++i) {
-    if (steps[i].kind != Step::Kind::device_op) continue;
+    if (steps[i].kind != Step::Kind::device_op || mark_begin_[i]) continue;
     KTX_CUDA_RETURN_IF_ERROR(cudaEventCreate(&mark_begin_[i]));
     KTX_CUDA_RETURN_IF_ERROR(cudaEventCreate(&mark_end_[i]));
   }

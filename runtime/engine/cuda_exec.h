@@ -25,7 +25,9 @@
 
 namespace ktx {
 
-inline constexpr int64_t kMaxCallTokens = 512;  // one call's tokens (longer calls are split)
+// One call's tokens (longer calls are split); plans that stream experts to the GPU allow their
+// stream_chunk for calls that want the last token's logits only.
+inline constexpr int64_t kMaxCallTokens = 512;
 inline constexpr int64_t kGraphTokens = 8;      // calls up to this size replay a graph
 
 // KTX_CUDA_GRAPH=0 or KTX_CUDA_DEBUG=1 turn graphs off (read once).
@@ -33,11 +35,16 @@ bool graphs_enabled();
 
 class GpuSession final : public BackendState {
  public:
-  // Device buffers for every buffer a device step touches, `scratch_floats` per scratch slot.
+  // Device buffers for every buffer a device step touches (for calls of max_tok tokens, logits
+  // for max_logits of them), `scratch_floats` per scratch slot.
   static Expected<std::unique_ptr<GpuSession>> create(const Program& prog,
                                                       const std::vector<Step>& steps,
-                                                      int64_t max_tok, int64_t n_embd,
-                                                      int64_t scratch_floats);
+                                                      int64_t max_tok, int64_t max_logits,
+                                                      int64_t n_embd, int64_t scratch_floats);
+  // Events for another step plan of the same program (calls that stream experts run their
+  // routed experts on the device); an error if it touches a buffer without a device copy.
+  Status ensure_events(const std::vector<Step>& steps);
+  int64_t max_logits() const { return max_logits_; }
   ~GpuSession() override;
 
   cudaStream_t device_stream() const { return streams_[kDeviceStream]; }
@@ -103,6 +110,11 @@ class GpuSession final : public BackendState {
   int64_t n_ctx = 0;
 
   DeviceStats stats() const override { return stats_; }
+  void add_streamed(int64_t layers, uint64_t bytes) {
+    ++stats_.streamed_calls;
+    stats_.streamed_layers += layers;
+    stats_.streamed_bytes += bytes;
+  }
   void add_call(double seconds) {
     ++stats_.calls;
     stats_.call_seconds += seconds;
@@ -125,7 +137,7 @@ class GpuSession final : public BackendState {
     int op;
   };
   const Program* prog_ = nullptr;
-  int64_t max_tok_ = 0, n_embd_ = 0;
+  int64_t max_tok_ = 0, max_logits_ = 0, n_embd_ = 0;
   cudaStream_t streams_[2] = {nullptr, nullptr};
   std::vector<cudaEvent_t> events_;
   cudaEvent_t fork_ = nullptr, join_ = nullptr;

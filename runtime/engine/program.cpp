@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "common/plan/buffer_alloc.h"
 
@@ -35,6 +36,34 @@ const char* op_kind_name(OpKind kind) {
     if (k.kind == kind) return k.name;
   return "?";
 }
+
+namespace {
+
+// kt-stream's attributes (ProgramOp::stream_min_tokens): routed experts only, both counts
+// positive integers.
+Status read_stream_attrs(const PlanOp& op, ProgramOp& po) {
+  auto it = op.attrs.find("stream");
+  if (it == op.attrs.end()) return Status::ok();
+  if (it->second != "gpu")
+    return Error("plan op '{}': stream = '{}' (the runtime streams experts to \"gpu\" only)",
+                 op.name, it->second);
+  if (po.kind != OpKind::routed_experts)
+    return Error("plan op '{}' ({}): only routed experts stream to the GPU", op.name, op.kind);
+  auto count = [&](const char* key, int64_t& v) -> Status {
+    auto a = op.attrs.find(key);
+    if (a == op.attrs.end()) return Error("plan op '{}' streams to the GPU without {}", op.name, key);
+    char* end = nullptr;
+    const long long n = std::strtoll(a->second.c_str(), &end, 10);
+    if (end == a->second.c_str() || *end != '\0' || n < 1)
+      return Error("plan op '{}': {} = '{}' is not a positive integer", op.name, key, a->second);
+    v = n;
+    return Status::ok();
+  };
+  KTX_RETURN_IF_ERROR(count("stream_min_tokens", po.stream_min_tokens));
+  return count("stream_chunk", po.stream_chunk);
+}
+
+}  // namespace
 
 Expected<Program> build_program(const std::vector<PlanOp>& ops,
                                 const std::vector<PlanBuffer>& buffers,
@@ -83,6 +112,7 @@ Expected<Program> build_program(const std::vector<PlanOp>& ops,
     };
     ProgramOp po{k->kind, op.name, op.layer, op.tensors, attr("kernel"), attr("kv_cache"),
                  op.in, op.out, backend};
+    KTX_RETURN_IF_ERROR(read_stream_attrs(op, po));
     if (po.kind == OpKind::lm_head) p.logits_buffer = op.out;
     p.ops.push_back(std::move(po));
   }

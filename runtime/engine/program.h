@@ -38,6 +38,11 @@ struct ProgramOp {
   std::vector<int> in;               // arena buffers read, operand order
   int out = -1;                      // arena buffer written
   Backend* backend = nullptr;        // the backend of its device
+  // Routed experts the plan streams to the GPU (kt-stream: attributes stream = "gpu",
+  // stream_min_tokens, stream_chunk): calls of at least stream_min_tokens tokens copy the
+  // layer's expert weights to the GPU and run it there; 0 = never (the op's own backend).
+  int64_t stream_min_tokens = 0;
+  int64_t stream_chunk = 0;  // the most tokens the plan lets one prefill call take
 };
 
 // One call's buffers: act buffers [n_tok][width] floats; route buffers [n_tok][top_k] expert
@@ -76,6 +81,11 @@ struct DeviceStats {
   int64_t timed_calls = 0;
   double timed_call_seconds = 0.0;  // wall time of the timed calls
   double device_seconds = 0.0;      // device-op time inside them (the GPU busy)
+  // Calls that streamed routed experts to the GPU (ProgramOp::stream_min_tokens), the layers
+  // they ran there and the expert bytes they copied.
+  int64_t streamed_calls = 0;
+  int64_t streamed_layers = 0;
+  uint64_t streamed_bytes = 0;
 };
 
 // What a backend keeps per session besides the host arena (the GPU's device buffers, KV
@@ -100,8 +110,9 @@ class Backend {
   // that a decode step can be one replayed CUDA graph. Without one, Session::forward walks
   // the ops.
   virtual bool drives_calls() const { return false; }
-  // Tokens one run_call takes at most (Session::forward splits longer calls).
-  virtual int64_t max_call_tokens() const { return INT64_MAX; }
+  // Tokens one run_call takes at most (Session::forward splits longer calls); all_logits:
+  // the call computes logits for every token, not only the last.
+  virtual int64_t max_call_tokens(bool all_logits) const { return INT64_MAX; }
   // Whether attention of `layer` keeps its KV cache here (the session allocates none on the
   // host for it).
   virtual bool owns_kv_cache(int64_t layer) const { return false; }

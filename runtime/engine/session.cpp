@@ -49,7 +49,7 @@ Expected<std::vector<float>> Session::forward(std::span<const int32_t> tokens, b
   for (int64_t t = 0; t < T; ++t)
     if (tokens[t] < 0 || tokens[t] >= c.n_vocab)
       return Error("engine: token id {} at index {} is out of range [0, {})", tokens[t], t, c.n_vocab);
-  const int64_t chunk = m.driver ? m.driver->max_call_tokens() : T;
+  const int64_t chunk = m.driver ? m.driver->max_call_tokens(all_logits) : T;
   if (T <= chunk) return forward_chunk(tokens, all_logits);
   // Longer calls in chunks: a prefill of T tokens computes what T decode steps compute, so the
   // split changes nothing but the size of the buffers.

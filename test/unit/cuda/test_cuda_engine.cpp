@@ -43,8 +43,11 @@ struct Pair {
 // Every kind the plan's placement puts on the GPU (routed experts and the embedding stay).
 bool gpu_kind(const std::string& kind) { return kind != "routed_experts" && kind != "embed"; }
 
+// stream_min > 0: the GPU side's routed experts stream to the GPU from that many tokens per
+// call (kt-stream's attributes), with calls of up to stream_chunk tokens.
 std::unique_ptr<Pair> load_pair(const std::string& stem, const std::vector<uint8_t>& cubin,
-                                const std::string& arch) {
+                                const std::string& arch, int64_t stream_min = 0,
+                                int64_t stream_chunk = 0) {
   auto p = std::make_unique<Pair>();
   auto f = GGUFFile::open(std::string(KTX_SHARED_DIR) + "/models/" + stem + ".gguf");
   EXPECT_TRUE(f) << f.status().message();
@@ -67,8 +70,14 @@ std::unique_ptr<Pair> load_pair(const std::string& stem, const std::vector<uint8
   if (!cpu) return nullptr;
   p->cpu = std::move(cpu).value();
   int moved = 0;
-  for (PlanOp& op : opt.program)
+  for (PlanOp& op : opt.program) {
     if (gpu_kind(op.kind)) op.device = "gpu", ++moved;
+    if (op.kind == "routed_experts" && stream_min > 0) {
+      op.attrs["stream"] = "gpu";
+      op.attrs["stream_min_tokens"] = std::to_string(stream_min);
+      op.attrs["stream_chunk"] = std::to_string(stream_chunk);
+    }
+  }
   EXPECT_GT(moved, 0);
   opt.gpu_code = cubin;
   opt.gpu_arch = arch;
@@ -81,14 +90,15 @@ std::unique_ptr<Pair> load_pair(const std::string& stem, const std::vector<uint8
 }
 
 // load_pair with the kernels compiled for GPU 0 (null after a failed expectation).
-std::unique_ptr<Pair> load_gpu_pair(const std::string& stem) {
+std::unique_ptr<Pair> load_gpu_pair(const std::string& stem, int64_t stream_min = 0,
+                                    int64_t stream_chunk = 0) {
   auto arch = cuda::device_arch(0);
   EXPECT_TRUE(arch) << arch.status().message();
   if (!arch) return nullptr;
   auto cubin = cuda::compile_kernels(*arch);
   EXPECT_TRUE(cubin) << cubin.status().message();
   if (!cubin) return nullptr;
-  return load_pair(stem, *cubin, *arch);
+  return load_pair(stem, *cubin, *arch, stream_min, stream_chunk);
 }
 
 constexpr double kBound = 1e-3;
@@ -178,6 +188,52 @@ TEST_P(CudaEngine, FlagHandOffEqualsHostFunctions) {
     EXPECT_LE(rel_l2(flags.data() + t * V, host.data() + t * V, V), 1e-5) << "position " << t;
   EXPECT_EQ(fs.graph_launches, hs.graph_launches);
   EXPECT_EQ(fs.graph_launches, 4);
+}
+
+// Routed experts streamed to the GPU (ProgramOp::stream_min_tokens): calls of 16 tokens and
+// more copy each MoE layer's expert weights into a device slot and run the layer there (float
+// GEMMs, as the CPU side's float32 reference), shorter calls and decode steps keep them on the
+// CPU. The same logits as the all-CPU program in both; a prompt longer than 512 tokens that
+// wants only its last logits runs as one call of up to stream_chunk tokens.
+TEST_P(CudaEngine, StreamedExpertsMatchTheCpuProgram) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device: the CUDA backend is not run";
+  auto p = load_gpu_pair(GetParam(), 16, 640);
+  ASSERT_TRUE(p);
+  const ModelConfig& c = p->cpu->config();
+  const int64_t V = c.n_vocab;
+  int64_t moe_layers = 0;
+  for (int64_t il = 0; il < c.n_layer; ++il) moe_layers += !c.layer_is_dense(il);
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 600; ++i) prompt.push_back((i * 193 + 17) % static_cast<int>(V));
+  // 37 tokens with every position's logits (one streamed call), then 5 decode steps.
+  Session sc(*p->cpu), sg(*p->gpu);
+  auto lc = sc.forward(std::span<const int32_t>(prompt.data(), 37), true);
+  auto lg = sg.forward(std::span<const int32_t>(prompt.data(), 37), true);
+  ASSERT_TRUE(lc) << lc.status().message();
+  ASSERT_TRUE(lg) << lg.status().message();
+  for (int64_t t = 0; t < 37; ++t)
+    EXPECT_LE(rel_l2(lg->data() + t * V, lc->data() + t * V, V), kBound) << "streamed prefill position " << t;
+  DeviceStats ds = sg.device_stats();
+  EXPECT_EQ(ds.streamed_calls, 1);
+  EXPECT_EQ(ds.streamed_layers, moe_layers);
+  EXPECT_GT(ds.streamed_bytes, 0u);
+  for (int i = 0; i < 5; ++i) {
+    auto a = sc.forward(std::span<const int32_t>(&prompt[37 + i], 1), false);
+    auto b = sg.forward(std::span<const int32_t>(&prompt[37 + i], 1), false);
+    ASSERT_TRUE(a && b);
+    EXPECT_LE(rel_l2(b->data(), a->data(), V), kBound) << "decode step " << i;
+  }
+  EXPECT_EQ(sg.device_stats().streamed_calls, 1) << "decode steps keep the experts on the CPU";
+  // 600 tokens, last logits only: one call (stream_chunk 640), not two of 512 and 88.
+  Session sc2(*p->cpu, 1024), sg2(*p->gpu, 1024);
+  auto a = sc2.forward(prompt, false);
+  auto b = sg2.forward(prompt, false);
+  ASSERT_TRUE(a) << a.status().message();
+  ASSERT_TRUE(b) << b.status().message();
+  EXPECT_LE(rel_l2(b->data(), a->data(), V), kBound) << "600-token streamed prefill";
+  ds = sg2.device_stats();
+  EXPECT_EQ(ds.calls, 1);
+  EXPECT_EQ(ds.streamed_calls, 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(SharedModels, CudaEngine,

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <memory>
 
 #include "runtime/engine/step_plan.h"
 
@@ -140,6 +142,73 @@ TEST(StepPlan, NoCopyWhenTheReaderIsOnTheSameSide) {
   EXPECT_EQ(copies, 2) << describe_steps(p, s);
   EXPECT_GE(find_copy(s, Step::Kind::to_device, 1), 0);
   EXPECT_GE(find_copy(s, Step::Kind::to_host, 2), 0);
+}
+
+}  // namespace
+}  // namespace ktx
+
+namespace ktx {
+namespace {
+
+// A call that streams the layer's routed experts to the GPU runs them as a device op: the
+// only copies left are the embedding up and the logits down.
+TEST(StepPlan, StreamedExpertsLeaveOnlyTheEmbeddingAndLogitsCopies) {
+  const Program p = moe_program();
+  const auto s = plan_steps(p, [](const ProgramOp& o) { return o.kind != OpKind::embed; });
+  int copies = 0;
+  for (const Step& st : s) copies += st.kind == Step::Kind::to_device || st.kind == Step::Kind::to_host;
+  EXPECT_EQ(copies, 2) << describe_steps(p, s);
+  EXPECT_GE(find_copy(s, Step::Kind::to_device, 0), 0);
+  EXPECT_GE(find_copy(s, Step::Kind::to_host, 5), 0);
+  EXPECT_EQ(s[static_cast<size_t>(find_op(p, s, "moe"))].stream, kDeviceStream);
+}
+
+// kt-stream's attributes as build_program reads them: both counts, positive; routed experts
+// only; "gpu" only.
+TEST(StepPlan, StreamAttributesAreCheckedAtLoad) {
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  auto plan_ops = [] {
+    std::vector<PlanOp> ops;
+    auto add = [&](const char* kind, const char* name, std::vector<int> in, int out) {
+      PlanOp o;
+      o.kind = kind, o.name = name, o.device = "cpu", o.in = std::move(in), o.out = out;
+      ops.push_back(o);
+    };
+    add("embed", "embed", {}, 0);
+    add("router", "router", {0}, 1);
+    add("routed_experts", "blk.1.ffn_moe", {0, 1}, 2);
+    add("lm_head", "head", {2}, 3);
+    return ops;
+  };
+  std::vector<PlanBuffer> bufs(4);
+  for (auto& b : bufs) b.kind = "act", b.width = 8;
+  bufs[1].kind = "route";
+  auto load = [&](const std::map<std::string, std::string>& attrs, int op = 2) {
+    auto ops = plan_ops();
+    ops[static_cast<size_t>(op)].attrs = attrs;
+    return build_program(ops, bufs, {cpu.get()});
+  };
+  auto ok = load({{"stream", "gpu"}, {"stream_min_tokens", "256"}, {"stream_chunk", "4096"}});
+  ASSERT_TRUE(ok) << ok.status().message();
+  EXPECT_EQ(ok->ops[2].stream_min_tokens, 256);
+  EXPECT_EQ(ok->ops[2].stream_chunk, 4096);
+  EXPECT_EQ(ok->ops[1].stream_min_tokens, 0);
+  const std::pair<std::map<std::string, std::string>, const char*> bad[] = {
+      {{{"stream", "gpu"}, {"stream_chunk", "4096"}}, "without stream_min_tokens"},
+      {{{"stream", "gpu"}, {"stream_min_tokens", "0"}, {"stream_chunk", "4096"}}, "stream_min_tokens = '0' is not a positive integer"},
+      {{{"stream", "gpu"}, {"stream_min_tokens", "12x"}, {"stream_chunk", "4096"}}, "'12x' is not a positive integer"},
+      {{{"stream", "cpu"}, {"stream_min_tokens", "1"}, {"stream_chunk", "1"}}, "stream = 'cpu'"},
+  };
+  for (const auto& [attrs, want] : bad) {
+    auto r = load(attrs);
+    ASSERT_FALSE(r) << want;
+    EXPECT_NE(r.status().message().find(want), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find("blk.1.ffn_moe"), std::string::npos) << r.status().message();
+  }
+  auto other = load({{"stream", "gpu"}, {"stream_min_tokens", "1"}, {"stream_chunk", "1"}}, 1);
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.status().message().find("only routed experts stream"), std::string::npos)
+      << other.status().message();
 }
 
 }  // namespace

@@ -35,6 +35,9 @@
 #   stage "fuseab": decode with the fused kernels off (KTX_CUDA_FUSE=0) vs on, alternated.
 #   stage "pdlab": decode without vs with programmatic dependent launch (KTX_CUDA_PDL=1).
 #   stage "handoff": the GPU plan's decode with KTX_CUDA_HANDOFF=host and =flags, alternated.
+#   stage "streambench": long prompts (pp512, 2048, 8192) of the DeepSeek-V3 slice: KTX's GPU plan
+#                   with the routed experts on the CPU (--stream off) and streamed to the GPU
+#                   (kt-stream), then ik_llama.cpp's best hybrid flags (after ikcuda), same file.
 #   stage "servebench": `ktx-run serve` of .devplans/q3.plan (CPU plan, --parallel 64) on the
 #                   generated Qwen3-30B-A3B file from the CPU build ($kb, stage "build"), then
 #                   ktx-serve-bench: aggregate decode tok/s at 1, 4, 16, 64 streams and TTFT on a
@@ -259,6 +262,23 @@ q3hybrid() {
 }
 # Prefill of the GPU plan without vs with the prefill GEMM (KTX_CUDA_GEMM, gemm/kernel.cuh).
 gemmab() { HBENCH="${HBENCH:--p 128,512 -n 0 -r 2}" decode_ab KTX_CUDA_GEMM 0 1; }
+streambench() {
+  local gguf=/tmp/gen/dsv3-l5.gguf waited=0 plan
+  wait_dsv3 || return 1
+  for plan in dsv3-l5-gpu-long-nostream dsv3-l5-gpu-long; do
+    [[ -f .devplans/$plan.plan ]] || { echo "no .devplans/$plan.plan (scripts/make-devplans.sh)"; continue; }
+    echo "== ktx $plan"
+    "$gb"/tools/ktx-run bench .devplans/$plan.plan --gguf "$gguf" ${SBENCH:--p 512,2048,8192 -n 0 -r 1} \
+      2>"$out/stream-$plan.err" | tee "$out/stream-$plan.txt"
+    grep -E "error|stream|pinn" "$out/stream-$plan.err" | tail -6
+  done
+  while [[ ! -f /tmp/ik-cuda.done && $waited -lt ${IK_WAIT:-420} ]]; do sleep 5; waited=$((waited + 5)); done
+  if [[ -x $ikb/bin/llama-bench ]]; then
+    echo "== ik_llama.cpp hybrid: -ngl 99 -ot exps=CPU -fmoe 1 -mla 3 -fa 1 -t $jobs"
+    "$ikb/bin/llama-bench" -m "$gguf" -ngl 99 -ot exps=CPU -fmoe 1 -mla 3 -fa 1 -t "$jobs" \
+      ${IK_SBENCH:--p 512,2048,8192 -n 0 -r 1} 2>"$out/ik-stream.err" | tee "$out/ik-stream.txt"
+  fi
+}
 # ktx-run serve on the Qwen3-30B-A3B shape (CPU plan, 64 slots) and ktx-serve-bench against it
 # (issue 13). The generated file carries gen's vocab and ChatML template, so chat requests work.
 servebench() {
@@ -357,6 +377,7 @@ for stage in "$@"; do
     q3hybrid) q3hybrid ;;
     handoff) handoff ;;
     servebench) servebench ;;
+    streambench) streambench ;;
     unpack) tar -xJf .carry/devdata.tar.xz && echo "unpacked .devplans .devshared"; httplib ;;
     ikcuda) ikcuda ;;
     ikhybrid) ikhybrid ;;

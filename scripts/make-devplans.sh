@@ -18,7 +18,11 @@ done
 if [[ -f /tmp/gen/dsv3-l5.gguf ]]; then
   "$b"/tools/ktc plan --hw plans/spr-h100.toml /tmp/gen/dsv3-l5.gguf --context 1024 -o .devplans/dsv3-l5-gpu.plan >/dev/null
   "$b"/tools/ktc plan --hw plans/spr-h100.toml --gpu off /tmp/gen/dsv3-l5.gguf --context 1024 -o .devplans/dsv3-l5.plan >/dev/null
-  echo "plans .devplans/dsv3-l5{,-gpu}.plan"
+  # Long prompts (stage streambench): the GPU plan with a context for pp8192, streaming its
+  # routed experts (kt-stream's default) and not.
+  "$b"/tools/ktc plan --hw plans/spr-h100.toml /tmp/gen/dsv3-l5.gguf --context 8704 -o .devplans/dsv3-l5-gpu-long.plan >/dev/null
+  "$b"/tools/ktc plan --hw plans/spr-h100.toml --stream off /tmp/gen/dsv3-l5.gguf --context 8704 -o .devplans/dsv3-l5-gpu-long-nostream.plan >/dev/null
+  echo "plans .devplans/dsv3-l5{,-gpu,-gpu-long,-gpu-long-nostream}.plan"
 fi
 if [[ -f /tmp/gen/q3.gguf ]]; then  # ktx-run gen qwen3-30b-a3b --type Q4_K -o /tmp/gen/q3.gguf
   "$b"/tools/ktc plan --hw plans/spr-h100.toml /tmp/gen/q3.gguf --context 1024 -o .devplans/q3-gpu.plan >/dev/null

@@ -12,6 +12,7 @@ namespace ktx::ktc {
 
 int cmd_plan(int argc, char** argv);     // ktc plan --hw host.toml MODEL -o PLAN [--emit-ir F]
                                          //   [--kernels fast|reference]
+                                         //   [--stream auto|on|off] [--stream-chunk N] [--explain]
 int cmd_import(int argc, char** argv);   // ktc import MODEL [-o FILE] [--context N]
 int cmd_opt(int argc, char** argv);      // ktc opt FILE.mlir --kt-place --hw=host.toml
 int cmd_inspect(int argc, char** argv);  // ktc inspect PLAN

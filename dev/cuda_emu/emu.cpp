@@ -15,6 +15,7 @@ std::vector<Fiber> fibers;
 ucontext_t sched_ctx;
 int cur = -1;
 std::vector<float> slots;
+std::vector<unsigned> mma_slots;
 std::function<void()> body;
 
 void fiber_main() {
@@ -31,11 +32,13 @@ void yield(State s) {
 void emu_block_barrier() { yield(AtBlock); }
 void emu_warp_barrier() { yield(AtWarp); }
 float* emu_warp_slots() { return slots.data(); }
+unsigned* emu_mma_slots() { return mma_slots.data(); }
 
 void emu_run_block(unsigned nt, const std::function<void()>& fn) {
   body = fn;
   fibers.assign(nt, Fiber{});
   slots.assign(nt, 0.0f);
+  mma_slots.assign(static_cast<size_t>(nt) * 6, 0u);
   for (unsigned i = 0; i < nt; ++i) {
     Fiber& f = fibers[i];
     f.stack.resize(256 * 1024);

@@ -30,6 +30,7 @@ inline int max(int a, int b) { return a > b ? a : b; }
 template <typename T> inline T __ldg(const T* p) { return *p; }
 inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
 inline float __int_as_float(int u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
 inline void sincos(double x, double* s, double* c) { *s = std::sin(x); *c = std::cos(x); }
 #include <math.h>
 
@@ -50,6 +51,41 @@ inline float __shfl_xor_sync(unsigned, float v, int o) { return emu_shfl(v, (thr
 inline float __shfl_down_sync(unsigned, float v, int o, int width = 32) {
   const int l = threadIdx.x % 32;
   return emu_shfl(v, l % width + o < width ? l + o : l);
+}
+// mma.sync.m16n8k16 bf16 (kernels/common/mma.cuh): every lane's fragments into its slots, a
+// warp barrier, then each lane sums its four outputs over k (in order) from the whole warp's.
+unsigned* emu_mma_slots();  // 6 words per thread
+inline float emu_bf16(unsigned w, bool hi) {
+  const unsigned u = (hi ? w >> 16 : w & 0xFFFFu) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline void emu_mma_bf16_16816(const unsigned a[4], const unsigned b[2], float d[4]) {
+  unsigned* s = emu_mma_slots();
+  const unsigned tid = threadIdx.x, base = tid / 32 * 32, lane = tid % 32;
+  for (int i = 0; i < 4; ++i) s[tid * 6 + i] = a[i];
+  s[tid * 6 + 4] = b[0];
+  s[tid * 6 + 5] = b[1];
+  emu_warp_barrier();
+  auto A = [&](int r, int k) {
+    const unsigned owner = base + (r % 8) * 4 + (k % 8) / 2;
+    return emu_bf16(s[owner * 6 + (r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)], k % 2);
+  };
+  auto B = [&](int k, int n) {
+    const unsigned owner = base + n * 4 + (k % 8) / 2;
+    return emu_bf16(s[owner * 6 + 4 + (k >= 8 ? 1 : 0)], k % 2);
+  };
+  const int g = static_cast<int>(lane / 4), t = static_cast<int>(lane % 4);
+  float out[4];
+  for (int i = 0; i < 4; ++i) {
+    const int row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i % 2);
+    float acc = d[i];
+    for (int k = 0; k < 16; ++k) acc += A(row, k) * B(k, col);
+    out[i] = acc;
+  }
+  emu_warp_barrier();  // every lane has read the slots before any overwrites them
+  for (int i = 0; i < 4; ++i) d[i] = out[i];
 }
 struct int4 { int x, y, z, w; };
 struct uint4 { unsigned x, y, z, w; };

@@ -12,7 +12,7 @@ for root, _, files in os.walk(src):
         s=open(p).read()
         s=s.replace('asm("{ cvt.f32.f16 %0, %1; }" : "=f"(f) : "h"(h));','f = emu_h2f(h);')
         s=re.sub(r'asm\("\{ cvt\.rn\.f16\.f32 %0, %1; \}" : "=h"\(h\) : "f"\((.*)\)\);', r'h = emu_f2h(\1);', s)
-        assert 'asm(' not in s or rel.endswith('pdl.cuh'), p  # pdl.cuh: sm_90 only (#if)
+        assert 'asm(' not in s or rel.endswith(('pdl.cuh', 'mma.cuh')), p  # device-only asm (#if)
         os.makedirs(os.path.dirname(os.path.join(dst,rel)), exist_ok=True)
         open(os.path.join(dst,rel),'w').write(s)
         names += [n for n in re.findall(r'_ENTRY\((ktx_\w+)', s) if not n.endswith('_')]

@@ -98,8 +98,11 @@ Expected<Kernels> Kernels::bind(const Library& lib) {
     std::string n = gemv_kernel_name(t);  // ktx_gemv_q4_k -> ktx_gemm_q4_k
     n.replace(0, 9, "ktx_gemm_");
     if (auto g = lib.kernel(n)) k.gemm_[t] = *g;
+    n.replace(0, 9, "ktx_gemm_mma_");  // ktx_gemm_q4_k -> ktx_gemm_mma_q4_k
+    if (auto g = lib.kernel(n)) k.gemm_mma_[t] = *g;
   }
   if (const char* e = std::getenv("KTX_CUDA_GEMM"); e && std::strcmp(e, "0") == 0) k.set_gemm(false);
+  if (const char* e = std::getenv("KTX_CUDA_MMA"); e && std::strcmp(e, "0") == 0) k.set_mma(false);
   for (GGMLType t : kGemv16Types) {
     std::string n = gemv_kernel_name(t);  // ktx_gemv_q4_k -> ktx_gemv16_q4_k_<tokens>
     n.replace(0, 9, "ktx_gemv16_");
@@ -172,7 +175,9 @@ Status Kernels::gemm(GGMLType type, const void* w, int64_t row_bytes, const floa
   if (tok_tiles > 65535) return Error("cuda gemm: {} tokens in one call (at most {})", n_tok, 65535 * kGemmTokens);
   const dim3 grid(static_cast<unsigned>((n_rows + kGemmRows - 1) / kGemmRows),
                   static_cast<unsigned>(tok_tiles));
-  return launch_rows(it->second, grid, dim3(kGemmThreads), w, row_bytes, x, ld_x, y, ld_y, n_rows,
+  auto mma = gemm_mma_.find(type);
+  const cudaKernel_t kern = mma_on_ && mma != gemm_mma_.end() ? mma->second : it->second;
+  return launch_rows(kern, grid, dim3(kGemmThreads), w, row_bytes, x, ld_x, y, ld_y, n_rows,
                      k, n_tok, stream);
 }
 

@@ -73,10 +73,16 @@ class Kernels {
   bool takes_gemm(GGMLType type, int64_t n_tok) const {
     return n_tok >= kGemmMinTokens && has_gemm(type);
   }
+  // With the tensor-core form (has_gemm_mma, on unless set_mma(false) or KTX_CUDA_MMA=0) the
+  // operands are rounded to bf16 and the products summed in float (gemm_mma_tile).
   Status gemm(GGMLType type, const void* w, int64_t row_bytes, const float* x, int64_t ld_x,
               float* y, int64_t ld_y, int64_t n_rows, int64_t k, int64_t n_tok,
               cudaStream_t stream = nullptr) const;
   void set_gemm(bool on) { gemm_on_ = on; }
+  bool has_gemm_mma(GGMLType type) const { return mma_on_ && gemm_mma_.count(type) != 0; }
+  // The exact float GEMM only (float32 comparisons: EngineOptions::gpu_float_gemv, tests).
+  void set_mma(bool on) { mma_on_ = on; }
+  bool mma_on() const { return mma_on_; }
   // Any number of tokens: the GEMM from kGemmMinTokens tokens where has_gemm, else gemv() in
   // launches of kGemvMaxTokens tokens (x, y advanced by ld_x, ld_y per token).
   Status linear(GGMLType type, const void* w, int64_t row_bytes, const float* x, int64_t ld_x,
@@ -128,6 +134,8 @@ class Kernels {
   std::map<GGMLType, cudaKernel_t> gemv_;
   std::map<GGMLType, cudaKernel_t> gemm_;  // optional per type (older plans lack the family)
   bool gemm_on_ = true;                    // KTX_CUDA_GEMM=0 turns it off
+  std::map<GGMLType, cudaKernel_t> gemm_mma_;  // optional: the tensor-core form
+  bool mma_on_ = true;                     // KTX_CUDA_MMA=0 turns it off
   // [tokens 1, 2, 4, 8][rows per warp 1, 2, 4; split k]; all but the first are optional (plans
   // made before them lack them: null).
   std::map<GGMLType, std::array<std::array<cudaKernel_t, 4>, 4>> gemv16_;  // [.][3]: split k

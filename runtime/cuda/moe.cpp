@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
+#include <cstring>
 
 #include "runtime/cuda/cuda_check.h"
 
@@ -96,7 +98,10 @@ MoeKernels MoeKernels::bind(const Library& lib) {
     std::string n = "ktx_moe_gemm_" + type_name(t);
     for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (auto g = lib.kernel(n)) m.gemm_[t] = *g;
+    n.replace(0, 13, "ktx_moe_gemm_mma_");
+    if (auto g = lib.kernel(n)) m.gemm_mma_[t] = *g;
   }
+  if (const char* e = std::getenv("KTX_CUDA_MMA"); e && std::strcmp(e, "0") == 0) m.mma_on_ = false;
   return m;
 }
 
@@ -133,13 +138,13 @@ Status MoeKernels::run(const Kernels& k, const ExpertWeights& w, const float* x,
                                args, 0, stream));
   }
   // An expert takes each token at most once: n_tok tokens per expert at most.
-  KTX_RETURN_IF_ERROR(grouped_gemm(gemm_.at(w.gate.type), w.gate, E, ws.xg, D, ws.g, F, n_tok,
+  KTX_RETURN_IF_ERROR(grouped_gemm(gemm_for(w.gate.type), w.gate, E, ws.xg, D, ws.g, F, n_tok,
                                    ws.offsets, stream).with_context("cuda moe gate"));
-  KTX_RETURN_IF_ERROR(grouped_gemm(gemm_.at(w.up.type), w.up, E, ws.xg, D, ws.u, F, n_tok,
+  KTX_RETURN_IF_ERROR(grouped_gemm(gemm_for(w.up.type), w.up, E, ws.xg, D, ws.u, F, n_tok,
                                    ws.offsets, stream).with_context("cuda moe up"));
   KTX_RETURN_IF_ERROR(k.silu_mul(ws.g, ws.u, ws.g, n * F, stream));
   // The down products overwrite the gathered inputs (read by gate and up only).
-  KTX_RETURN_IF_ERROR(grouped_gemm(gemm_.at(w.down.type), w.down, E, ws.g, F, ws.xg, D, n_tok,
+  KTX_RETURN_IF_ERROR(grouped_gemm(gemm_for(w.down.type), w.down, E, ws.g, F, ws.xg, D, n_tok,
                                    ws.offsets, stream).with_context("cuda moe down"));
   {
     const float* y = ws.xg;

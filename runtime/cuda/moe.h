@@ -55,6 +55,10 @@ class MoeKernels {
   static MoeKernels bind(const Library& lib);
   bool has(GGMLType type) const { return sort_ && gather_ && combine_ && gemm_.count(type) != 0; }
   bool has(const ExpertWeights& w) const { return has(w.gate.type) && has(w.up.type) && has(w.down.type); }
+  // The expert GEMMs on tensor cores (bf16-rounded operands, gemm_mma_tile) where the code has
+  // them, unless set_mma(false) or KTX_CUDA_MMA=0: the float GEMM otherwise.
+  void set_mma(bool on) { mma_on_ = on; }
+  bool uses_mma(GGMLType type) const { return mma_on_ && gemm_mma_.count(type) != 0; }
 
   // The routed experts of n_tok tokens (x rows ld_x apart; ids, weights [n_tok][top_k] in
   // device memory) into out (rows ld_out apart); k runs the SiLU. Errors: a weight type
@@ -66,7 +70,11 @@ class MoeKernels {
 
  private:
   cudaKernel_t sort_ = nullptr, gather_ = nullptr, combine_ = nullptr;
-  std::map<GGMLType, cudaKernel_t> gemm_;
+  std::map<GGMLType, cudaKernel_t> gemm_, gemm_mma_;
+  bool mma_on_ = true;
+  cudaKernel_t gemm_for(GGMLType type) const {
+    return uses_mma(type) ? gemm_mma_.at(type) : gemm_.at(type);
+  }
 };
 
 // Host memory copied into device slots on a stream of its own: `slots` device buffers of

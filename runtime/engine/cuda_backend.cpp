@@ -71,7 +71,12 @@ class CudaBackend final : public Backend {
     moe_ = cuda::MoeKernels::bind(lib_);
   }
 
-  void set_float_gemv(bool on) { float_gemv_ = on; }
+  // Float32 comparisons: float GEMVs, and the exact float GEMMs (no bf16 tensor-core forms).
+  void set_float_gemv(bool on) {
+    float_gemv_ = on;
+    k_.set_mma(!on && k_.mma_on());
+    moe_.set_mma(!on);
+  }
   const char* device() const override { return "gpu"; }
   bool drives_calls() const override { return true; }
   // Calls that want only the last token's logits may take the plan's stream_chunk when it

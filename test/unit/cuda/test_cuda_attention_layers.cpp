@@ -412,6 +412,7 @@ void check_layer(Gpu& g, const Model& m, int64_t il) {
 
 TEST(CudaAttentionLayers, GqaLayerMatchesReference) {
   KTX_NEED_GPU(g);
+  g->k.set_mma(false);  // the layers' float math; the bf16 tensor-core GEMM has its own test
   for (Gqa kind : {Gqa::Qwen2, Gqa::Qwen3, Gqa::Llama}) {
     SCOPED_TRACE(kind == Gqa::Qwen2 ? "qwen2moe-like" : kind == Gqa::Qwen3 ? "qwen3moe-like" : "llama-like");
     check_layer(*g, gqa_model(kind), 2);
@@ -420,6 +421,7 @@ TEST(CudaAttentionLayers, GqaLayerMatchesReference) {
 
 TEST(CudaAttentionLayers, MlaLayerMatchesReferenceInBothLayouts) {
   KTX_NEED_GPU(g);
+  g->k.set_mma(false);  // the layers' float math; the bf16 tensor-core GEMM has its own test
   for (Mla kind : {Mla::KvBQLora, Mla::SplitNoQLora, Mla::SmallSplit}) {
     SCOPED_TRACE(kind == Mla::KvBQLora ? "attn_kv_b + q_lora" : kind == Mla::SplitNoQLora
                                              ? "attn_k_b/attn_v_b, no q_lora" : "small split");
@@ -449,6 +451,7 @@ void check_prefill_equals_decode(Gpu& g, const Model& m, int64_t il) {
 
 TEST(CudaAttentionLayers, PrefillEqualsDecodeSteps) {
   KTX_NEED_GPU(g);
+  g->k.set_mma(false);  // the layers' float math; the bf16 tensor-core GEMM has its own test
   {
     SCOPED_TRACE("qwen3moe-like GQA");
     check_prefill_equals_decode(*g, gqa_model(Gqa::Qwen3), 2);

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <utility>
 
@@ -167,6 +168,7 @@ TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
 TEST(CudaKernels, GemmMatchesReferenceOverTypesShapesTokens) {
   KTX_NEED_GPU(g);
   if (!g->k.has_gemm(GGMLType::Q4_K)) GTEST_SKIP() << "no GEMM family in this build's code";
+  g->k.set_mma(false);  // the exact float GEMM (its tensor-core form: the next test)
   struct Case { GGMLType type; int64_t k, rows, n_tok; };
   const Case cases[] = {
       {GGMLType::Q4_K, 512, 130, 70}, {GGMLType::Q4_K, 256, 5, 1},   {GGMLType::Q5_K, 768, 128, 64},
@@ -222,6 +224,61 @@ TEST(CudaKernels, GemmMatchesReferenceOverTypesShapesTokens) {
   auto bad = g->k.gemm(GGMLType::Q6_K, nullptr, 210, nullptr, 128, nullptr, 1, 1, 128, 1);
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.message().find("k = 128"), std::string::npos) << bad.message();
+}
+
+// The tensor-core GEMM (gemm_mma_tile: bf16 operands, float sums) over the same table: against
+// float64 sums of the bf16-rounded operands to float rounding (a wrong fragment layout moves
+// results by O(1)), and within the rounding's own size of the unrounded product; nothing
+// written past n_rows or n_tok.
+TEST(CudaKernels, MmaGemmMatchesTheBf16ReferenceOverTypesShapesTokens) {
+  KTX_NEED_GPU(g);
+  if (!g->k.has_gemm_mma(GGMLType::Q4_K)) GTEST_SKIP() << "no tensor-core GEMM in this build's code";
+  auto bf16 = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u = ((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16) << 16;
+    float r;
+    std::memcpy(&r, &u, 4);
+    return r;
+  };
+  struct Case { GGMLType type; int64_t k, rows, n_tok; };
+  const Case cases[] = {
+      {GGMLType::Q4_K, 512, 130, 70}, {GGMLType::Q4_K, 256, 5, 1},   {GGMLType::Q5_K, 768, 128, 64},
+      {GGMLType::Q6_K, 256, 257, 65}, {GGMLType::Q8_0, 96, 3, 130},  {GGMLType::Q4_0, 64, 200, 17},
+      {GGMLType::Q5_0, 128, 33, 9},   {GGMLType::F16, 160, 11, 40},  {GGMLType::BF16, 64, 129, 3},
+      {GGMLType::F32, 32, 1, 200},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(ggml_type_name(static_cast<uint32_t>(c.type))) + " k " +
+                 std::to_string(c.k) + " rows " + std::to_string(c.rows) + " tokens " +
+                 std::to_string(c.n_tok));
+    const auto w = make_weight(c.type, c.k, c.rows, 0.05f, 21 + static_cast<uint32_t>(c.rows));
+    const int64_t ld_x = c.k + 4, ld_y = c.rows + 3, tok_cap = c.n_tok + 2;
+    const auto x = random_floats(static_cast<size_t>(tok_cap * ld_x), 1.0f, 7 + static_cast<uint32_t>(c.k));
+    auto dx = upload(x);
+    std::vector<float> y(static_cast<size_t>(tok_cap * ld_y), -5.0f);
+    auto dy = upload(y);
+    ASSERT_TRUE(g->k.gemm(c.type, w.dev.get(), w.row_bytes, dx.as<float>(), ld_x,
+                          dy.as<float>(), ld_y, c.rows, c.k, c.n_tok));
+    ASSERT_TRUE(dy.download(y.data(), y.size() * sizeof(float)));
+    for (int64_t t = 0; t < tok_cap; ++t) {
+      for (int64_t r = 0; r < ld_y; ++r) {
+        if (r >= c.rows || t >= c.n_tok) {
+          ASSERT_EQ(y[t * ld_y + r], -5.0f) << "wrote past n_rows or n_tok: token " << t << " row " << r;
+          continue;
+        }
+        double s = 0.0, sa = 0.0;
+        for (int64_t i = 0; i < c.k; ++i) {
+          const double p = double(bf16(w.row(r)[i])) * bf16(x[t * ld_x + i]);
+          s += p;
+          sa += std::fabs(p);
+        }
+        ASSERT_NEAR(y[t * ld_y + r], s, 1e-5 * sa + 1e-6) << "token " << t << " row " << r;
+        const auto [exact, ea] = ref_dot(w.row(r), x.data() + t * ld_x, c.k);
+        ASSERT_NEAR(y[t * ld_y + r], exact, 0.008 * ea + 1e-6) << "bf16 rounding: token " << t << " row " << r;
+      }
+    }
+  }
 }
 
 // Tall matrices take 2 or 4 rows per warp: each row's sum runs in the same order whatever its

@@ -12,6 +12,7 @@
 // row's result does not depend on the tile it lands in.
 #pragma once
 
+#include "common/mma.cuh"
 #include "common/pdl.cuh"
 #include "common/quant.cuh"
 
@@ -85,6 +86,91 @@ __device__ void gemm_tile(const ktx_u8* __restrict__ w, ktx_i64 row_bytes,
   }
 }
 
+// The same tile on tensor cores (ktx_gemm_mma_<type>): per 32-element chunk the block decodes
+// the weights as above and rounds them and x to bf16 into shared memory ([row][k] and
+// [token][k], rows of 40 bf16: the fragment reads of a warp hit 32 distinct banks); each of the
+// 8 warps owns 32 rows x 32 tokens, 2 x 4 mma.m16n8k16 per 16 k, float accumulation. Products
+// of bf16-rounded operands (relative rounding 2^-9 per weight and activation), the prefill
+// path's allowed rounding (issue 12); the SIMT tile above stays the exact twin.
+template <int TYPE>
+__device__ void gemm_mma_tile(const ktx_u8* __restrict__ w, ktx_i64 row_bytes,
+                              const float* __restrict__ x, ktx_i64 ld_x, float* __restrict__ y,
+                              ktx_i64 ld_y, int n_rows, int k, int n_tok) {
+  constexpr int BM = KTX_GEMM_BM, BN = KTX_GEMM_BN, KW = 20;  // words (2 bf16) per smem row
+  constexpr int kChunks = BlockInfo<TYPE>::elems / 32;
+  __shared__ unsigned w_s[BM * KW];  // [row][k / 2]
+  __shared__ unsigned x_s[BN * KW];  // [token][k / 2]
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int g = lane / 4, t = lane % 4;
+  const int row_base = blockIdx.x * BM, tok_base = blockIdx.y * BN;
+  const int wr = 32 * (warp % 4), wt = 32 * (warp / 4);  // the warp's rows and tokens in the tile
+  float acc[2][4][4];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+  const int n_chunks = k / 32;
+  for (int c = 0; c < n_chunks; ++c) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = tid / 4 + 64 * half, part = tid % 4;
+      const int row = min(row_base + r, n_rows - 1);
+      float v[8];
+      decode8<TYPE>(w + row * row_bytes + (c / kChunks) * BlockInfo<TYPE>::bytes, c % kChunks,
+                    part, v);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w_s[r * KW + 4 * part + e] = ktx_pack_bf16(v[2 * e], v[2 * e + 1]);
+    }
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int tk = tid / 8 + 32 * half, e0 = (tid % 8) * 4;
+      const bool live = tok_base + tk < n_tok;
+      const float* xt = x + static_cast<ktx_i64>(tok_base + tk) * ld_x + 32 * c + e0;
+      float v[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) v[e] = live ? __ldg(xt + e) : 0.0f;
+      x_s[tk * KW + e0 / 2] = ktx_pack_bf16(v[0], v[1]);
+      x_s[tk * KW + e0 / 2 + 1] = ktx_pack_bf16(v[2], v[3]);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int ks = 0; ks < 16; ks += 8) {  // words: k 0..15, then 16..31
+      unsigned a[2][4], b[4][2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int r0 = wr + 16 * i + g;
+        a[i][0] = w_s[r0 * KW + ks + t];
+        a[i][1] = w_s[(r0 + 8) * KW + ks + t];
+        a[i][2] = w_s[r0 * KW + ks + t + 4];
+        a[i][3] = w_s[(r0 + 8) * KW + ks + t + 4];
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int n0 = wt + 8 * j + g;
+        b[j][0] = x_s[n0 * KW + ks + t];
+        b[j][1] = x_s[n0 * KW + ks + t + 4];
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) ktx_mma_bf16(a[i], b[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int row = row_base + wr + 16 * i + g + (e >= 2 ? 8 : 0);
+        const int tok = tok_base + wt + 8 * j + 2 * t + (e % 2);
+        if (row < n_rows && tok < n_tok) y[static_cast<ktx_i64>(tok) * ld_y + row] = acc[i][j][e];
+      }
+}
+
 #define KTX_GEMM_ENTRY(NAME, TYPE)                                                            \
   extern "C" __global__ void __launch_bounds__(KTX_GEMM_THREADS)                             \
       NAME(const ktx_u8* w, ktx_i64 row_bytes, const float* x, ktx_i64 ld_x, float* y,       \
@@ -102,3 +188,21 @@ KTX_GEMM_ENTRY(ktx_gemm_q8_0, KTX_Q8_0)
 KTX_GEMM_ENTRY(ktx_gemm_q4_k, KTX_Q4_K)
 KTX_GEMM_ENTRY(ktx_gemm_q5_k, KTX_Q5_K)
 KTX_GEMM_ENTRY(ktx_gemm_q6_k, KTX_Q6_K)
+
+#define KTX_GEMM_MMA_ENTRY(NAME, TYPE)                                                        \
+  extern "C" __global__ void __launch_bounds__(KTX_GEMM_THREADS)                             \
+      NAME(const ktx_u8* w, ktx_i64 row_bytes, const float* x, ktx_i64 ld_x, float* y,       \
+           ktx_i64 ld_y, int n_rows, int k, int n_tok) {                                     \
+    KTX_PDL_ENTER();                                                                         \
+    gemm_mma_tile<TYPE>(w, row_bytes, x, ld_x, y, ld_y, n_rows, k, n_tok);                   \
+  }
+
+KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_f32, KTX_F32)
+KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_f16, KTX_F16)
+KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_bf16, KTX_BF16)
+KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_q4_0, KTX_Q4_0)
+KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_q5_0, KTX_Q5_0)
+KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_q8_0, KTX_Q8_0)
+KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_q4_k, KTX_Q4_K)
+KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_q5_k, KTX_Q5_K)
+KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_q6_k, KTX_Q6_K)

@@ -32,6 +32,7 @@
 #   stage "q3hybrid": the Qwen3-30B-A3B shape, ik_llama.cpp hybrid vs KTX's GPU plan, same call.
 #   stage "gemvab": decode with the integer GEMVs at 1 row per warp vs 4, alternated.
 #   stage "gemmab": prefill (pp128, pp512) of the GPU plan without vs with the prefill GEMM.
+#   stage "mmaab":  the same prefill with the GEMMs' float tiles (KTX_CUDA_MMA=0) vs tensor cores.
 #   stage "fuseab": decode with the fused kernels off (KTX_CUDA_FUSE=0) vs on, alternated.
 #   stage "pdlab": decode without vs with programmatic dependent launch (KTX_CUDA_PDL=1).
 #   stage "handoff": the GPU plan's decode with KTX_CUDA_HANDOFF=host and =flags, alternated.
@@ -262,6 +263,8 @@ q3hybrid() {
 }
 # Prefill of the GPU plan without vs with the prefill GEMM (KTX_CUDA_GEMM, gemm/kernel.cuh).
 gemmab() { HBENCH="${HBENCH:--p 128,512 -n 0 -r 2}" decode_ab KTX_CUDA_GEMM 0 1; }
+# The GEMMs' float tiles vs their tensor-core form (KTX_CUDA_MMA), prefill.
+mmaab() { HBENCH="${HBENCH:--p 128,512 -n 0 -r 2}" decode_ab KTX_CUDA_MMA 0 1; }
 streambench() {
   local gguf=/tmp/gen/dsv3-l5.gguf waited=0 plan
   wait_dsv3 || return 1
@@ -372,6 +375,7 @@ for stage in "$@"; do
     ncuprof) ncuprof ;;
     gemvab) gemvab ;;
     gemmab) gemmab ;;
+    mmaab) mmaab ;;
     fuseab) fuseab ;;
     pdlab) pdlab ;;
     q3hybrid) q3hybrid ;;

@@ -136,6 +136,10 @@ gpueval() {
     KTX_CUDA_GRAPH=${KTX_CUDA_GRAPH:-1} "$gb"/tools/ktx-run eval "$plan" --gguf ".devshared/models/$stem.gguf" \
       --ref ".devshared/models/$stem.ref.gguf" >"$out/eval-$stem.txt" 2>&1
     echo "eval gpu $stem: rc=$? $(grep -E 'PASS|FAIL|mean KL|error' "$out/eval-$stem.txt" | head -4 | tr '\n' ' ')"
+    # The streamed experts forced on every call of 9 tokens and more (the plan streams from ~150).
+    KTX_CUDA_STREAM_MIN=9 "$gb"/tools/ktx-run eval "$plan" --gguf ".devshared/models/$stem.gguf" \
+      --ref ".devshared/models/$stem.ref.gguf" >"$out/eval-stream-$stem.txt" 2>&1
+    echo "eval gpu $stem, streamed experts: rc=$? $(grep -E 'PASS|FAIL|mean KL|error' "$out/eval-stream-$stem.txt" | head -4 | tr '\n' ' ')"
   done
 }
 # The benchmark file, generated in the background (setsid) while other stages run.

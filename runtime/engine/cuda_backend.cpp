@@ -391,8 +391,20 @@ Status CudaBackend::enqueue(const Program& prog, const std::vector<Step>& steps_
   return gs.end();
 }
 
+// KTX_CUDA_STREAM_MIN=N: the layers the plan streams do so from N tokens per call (at least
+// kGraphTokens + 1) instead of their stream_min_tokens: eval and tests force the streamed path
+// on short prompts with it.
+int64_t stream_min_override() {
+  const char* v = std::getenv("KTX_CUDA_STREAM_MIN");
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  const long long n = std::strtoll(v, &end, 10);
+  return end != v && *end == '\0' && n > 0 ? n : 0;
+}
+
 Status CudaBackend::prepare_streaming(const ModelImpl& m, const Program& prog) {
   int64_t chunk = 0;
+  const int64_t forced = stream_min_override();
   for (size_t i = 0; i < prog.ops.size(); ++i) {
     const ProgramOp& op = prog.ops[i];
     if (op.stream_min_tokens <= 0) continue;
@@ -401,7 +413,7 @@ Status CudaBackend::prepare_streaming(const ModelImpl& m, const Program& prog) {
                    "re-plan (ktc plan --stream off, or with the routers on the GPU)", op.name);
     Streamed sm;
     sm.op = static_cast<int>(i);
-    sm.min_tokens = std::max<int64_t>(op.stream_min_tokens, kGraphTokens + 1);
+    sm.min_tokens = std::max<int64_t>(forced > 0 ? forced : op.stream_min_tokens, kGraphTokens + 1);
     chunk = std::max(chunk, op.stream_chunk);
     const int64_t E = cfg_.n_expert;
     sm.w.n_expert = E;

@@ -408,9 +408,6 @@ Status CudaBackend::prepare_streaming(const ModelImpl& m, const Program& prog) {
   for (size_t i = 0; i < prog.ops.size(); ++i) {
     const ProgramOp& op = prog.ops[i];
     if (op.stream_min_tokens <= 0) continue;
-    if (!gpu_router_)
-      return Error("plan op '{}' streams its experts to the GPU, whose routers are on the CPU; "
-                   "re-plan (ktc plan --stream off, or with the routers on the GPU)", op.name);
     Streamed sm;
     sm.op = static_cast<int>(i);
     sm.min_tokens = std::max<int64_t>(forced > 0 ? forced : op.stream_min_tokens, kGraphTokens + 1);
@@ -551,7 +548,7 @@ Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver
   std::unique_lock<std::mutex> stream_lock(stream_mu_, std::defer_lock);
   if (!streamed.empty()) stream_lock.lock();
   const std::vector<Step>& steps = streamed.empty() ? steps_ : steps_for(prog, streamed);
-  if (!streamed.empty()) KTX_RETURN_IF_ERROR(gs.ensure_events(steps));
+  if (!streamed.empty()) KTX_RETURN_IF_ERROR(gs.ensure_steps(steps));
   KTX_RETURN_IF_ERROR(gs.bind_host(prog, call.arena));
   // The call's CPU ops are one pool job per layer with the GPU's work between: keep the
   // workers spinning for the call so each job finds them awake (pool_hot_enabled).

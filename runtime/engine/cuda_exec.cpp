@@ -126,25 +126,32 @@ GpuSession::~GpuSession() {
     if (s) cudaStreamDestroy(s);
 }
 
-Status GpuSession::ensure_events(const std::vector<Step>& steps) {
+Status GpuSession::ensure_steps(const std::vector<Step>& steps) {
   if (events_.size() < steps.size()) events_.resize(steps.size(), nullptr);
   for (size_t i = 0; i < steps.size(); ++i)
     if (steps[i].signals && !events_[i])
       KTX_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&events_[i], cudaEventDisableTiming));
+  auto need = [&](int b) -> Status {
+    const size_t i = static_cast<size_t>(b);
+    if (prog_->buffers[i].kind == "route") {
+      if (ids_[i].get()) return Status::ok();
+      const size_t n = static_cast<size_t>(max_tok_ * prog_->buffers[i].width);
+      KTX_ASSIGN_OR_RETURN(ids_[i], cuda::DeviceBuffer::alloc(n * sizeof(int32_t)));
+      KTX_ASSIGN_OR_RETURN(weights_[i], cuda::DeviceBuffer::alloc(n * sizeof(float)));
+    } else if (!act_[i].get()) {
+      const size_t n = static_cast<size_t>(buffer_floats(*prog_, i, max_tok_, max_logits_, n_embd_));
+      KTX_ASSIGN_OR_RETURN(act_[i], cuda::DeviceBuffer::alloc(n * sizeof(float)));
+    }
+    return Status::ok();
+  };
   for (const Step& st : steps) {
-    auto missing = [&](int b) {
-      return prog_->buffers[static_cast<size_t>(b)].kind == "route" ? !ids_[static_cast<size_t>(b)].get()
-                                                                     : !act_[static_cast<size_t>(b)].get();
-    };
-    const bool dev = st.kind == Step::Kind::device_op;
-    if (!dev && st.kind != Step::Kind::to_device && st.kind != Step::Kind::to_host) continue;
-    const ProgramOp* op = dev ? &prog_->ops[static_cast<size_t>(st.op)] : nullptr;
-    bool bad = dev ? missing(op->out) : missing(st.buffer);
-    if (dev)
-      for (int b : op->in) bad = bad || missing(b);
-    if (bad)
-      return Error("cuda backend: step {} touches a buffer the session has no device copy of",
-                   dev ? op->name : std::to_string(st.buffer));
+    if (st.kind == Step::Kind::to_device || st.kind == Step::Kind::to_host) {
+      KTX_RETURN_IF_ERROR(need(st.buffer));
+    } else if (st.kind == Step::Kind::device_op) {
+      const ProgramOp& op = prog_->ops[static_cast<size_t>(st.op)];
+      KTX_RETURN_IF_ERROR(need(op.out));
+      for (int b : op.in) KTX_RETURN_IF_ERROR(need(b));
+    }
   }
   return Status::ok();
 }

@@ -41,9 +41,10 @@ class GpuSession final : public BackendState {
                                                       const std::vector<Step>& steps,
                                                       int64_t max_tok, int64_t max_logits,
                                                       int64_t n_embd, int64_t scratch_floats);
-  // Events for another step plan of the same program (calls that stream experts run their
-  // routed experts on the device); an error if it touches a buffer without a device copy.
-  Status ensure_events(const std::vector<Step>& steps);
+  // Events and device buffers for another step plan of the same program (calls that stream
+  // experts run their routed experts on the device): made between calls, never while one is
+  // captured (such calls run eagerly). A buffer made here holds no data until a step writes it.
+  Status ensure_steps(const std::vector<Step>& steps);
   int64_t max_logits() const { return max_logits_; }
   ~GpuSession() override;
 

@@ -1,8 +1,6 @@
 // runtime/cuda/moe.h.
 #include "runtime/cuda/moe.h"
 
-#include <unistd.h>
-
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -160,109 +158,117 @@ Status MoeKernels::run(const Kernels& k, const ExpertWeights& w, const float* x,
 
 // ExpertStream.
 
-Expected<ExpertStream> ExpertStream::create(size_t slot_bytes, int slots) {
+Expected<std::unique_ptr<ExpertStream>> ExpertStream::create(size_t slot_bytes, int slots,
+                                                             int copy_threads) {
   if (slot_bytes == 0 || slots < 1) return Error("cuda expert stream: {} slots of {} bytes", slots, slot_bytes);
-  ExpertStream s;
-  s.slot_bytes_ = slot_bytes;
+  std::unique_ptr<ExpertStream> s(new ExpertStream());
+  s->slot_bytes_ = slot_bytes;
   for (int i = 0; i < slots; ++i) {
     auto b = DeviceBuffer::alloc(slot_bytes);
     if (!b) return b.status().with_context(fmt::format("expert slot {} of {}", i + 1, slots));
-    s.slot_.push_back(std::move(*b));
+    s->slot_.push_back(std::move(*b));
     cudaEvent_t a = nullptr, f = nullptr;
     KTX_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&a, cudaEventDisableTiming));
-    s.loaded_ev_.push_back(a);
+    s->loaded_ev_.push_back(a);
     KTX_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&f, cudaEventDisableTiming));
-    s.freed_ev_.push_back(f);
+    s->freed_ev_.push_back(f);
   }
-  KTX_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&s.copy_, cudaStreamNonBlocking));
+  for (int i = 0; i < kStagingBuffers; ++i) {
+    void* p = nullptr;
+    KTX_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&p, kStagingBytes, cudaHostAllocPortable));
+    s->staging_.push_back(p);
+    cudaEvent_t e = nullptr;
+    // Blocking sync: the loading thread sleeps while a staging buffer drains.
+    KTX_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming | cudaEventBlockingSync));
+    s->staged_ev_.push_back(e);
+  }
+  KTX_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&s->copy_, cudaStreamNonBlocking));
+  if (copy_threads <= 0) {
+    const unsigned hw = std::max(2u, std::thread::hardware_concurrency());
+    copy_threads = static_cast<int>(std::min(8u, hw / 2));
+  }
+  s->parts_ = copy_threads;
+  for (int i = 1; i < copy_threads; ++i) s->team_.emplace_back([p = s.get(), i] { p->team_main(i); });
   return s;
 }
 
-ExpertStream::ExpertStream(ExpertStream&& o) noexcept { *this = std::move(o); }
-
-ExpertStream& ExpertStream::operator=(ExpertStream&& o) noexcept {
-  if (this == &o) return *this;
-  destroy();
-  slot_bytes_ = o.slot_bytes_;
-  slot_ = std::move(o.slot_);
-  loaded_ev_ = std::move(o.loaded_ev_);
-  freed_ev_ = std::move(o.freed_ev_);
-  copy_ = o.copy_;
-  registered_ = std::move(o.registered_);
-  pinned_ = o.pinned_, loaded_ = o.loaded_;
-  refusal_ = std::move(o.refusal_);
-  o.copy_ = nullptr;
-  o.loaded_ev_.clear(), o.freed_ev_.clear(), o.registered_.clear();
-  o.pinned_ = 0;
-  return *this;
-}
-
-ExpertStream::~ExpertStream() { destroy(); }
-
-void ExpertStream::destroy() {
+ExpertStream::~ExpertStream() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  for (std::thread& t : team_) t.join();
   if (copy_) {
     cudaStreamSynchronize(copy_);
     cudaStreamDestroy(copy_);
-    copy_ = nullptr;
   }
   for (cudaEvent_t e : loaded_ev_) cudaEventDestroy(e);
   for (cudaEvent_t e : freed_ev_) cudaEventDestroy(e);
-  loaded_ev_.clear(), freed_ev_.clear();
-  for (const auto& [b, e] : registered_) cudaHostUnregister(reinterpret_cast<void*>(b));
-  registered_.clear();
-  slot_.clear();
+  for (cudaEvent_t e : staged_ev_) cudaEventDestroy(e);
+  for (void* p : staging_) cudaFreeHost(p);
 }
 
-Status ExpertStream::pin(const void* p, size_t n) {
-  if (!p || n == 0) return Error("cuda expert stream: pin of {} bytes at {}", n, p);
-  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  uintptr_t b = reinterpret_cast<uintptr_t>(p) / page * page;
-  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n + page - 1) / page * page;
-  // The registered ranges are disjoint; register the gaps of [b, e) between them.
-  auto it = registered_.upper_bound(b);
-  if (it != registered_.begin() && std::prev(it)->second > b) b = std::prev(it)->second;
-  while (b < e) {
-    it = registered_.lower_bound(b);
-    const uintptr_t gap_end = it == registered_.end() ? e : std::min(e, it->first);
-    if (gap_end > b) {
-      const cudaError_t err = cudaHostRegister(reinterpret_cast<void*>(b), gap_end - b,
-                                               cudaHostRegisterReadOnly | cudaHostRegisterPortable);
-      if (err != cudaSuccess) {
-        (void)cudaGetLastError();
-        if (refusal_.empty())
-          refusal_ = fmt::format("cudaHostRegister(read-only) of {} bytes: {}", gap_end - b,
-                                 cudaGetErrorString(err));
-        return Status::ok();
-      }
-      registered_[b] = gap_end;
-      pinned_ += gap_end - b;
+void ExpertStream::team_main(int index) {
+  uint64_t seen = 0;
+  for (;;) {
+    char* dst;
+    const char* src;
+    size_t n;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [&] { return stop_ || job_ != seen; });
+      if (stop_) return;
+      seen = job_;
+      dst = job_dst_, src = job_src_, n = job_n_;
     }
-    if (it == registered_.end()) break;
-    b = std::max(b, it->second);
+    const size_t parts = static_cast<size_t>(parts_);
+    const size_t per = (n + parts - 1) / parts;
+    const size_t b = std::min(n, per * static_cast<size_t>(index)), e = std::min(n, b + per);
+    if (e > b) std::memcpy(dst + b, src + b, e - b);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) done_.notify_one();
+    }
   }
-  return Status::ok();
+}
+
+void ExpertStream::parallel_copy(void* dst, const void* src, size_t n) {
+  if (parts_ < 2 || n < (size_t{1} << 20)) {
+    std::memcpy(dst, src, n);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    job_dst_ = static_cast<char*>(dst), job_src_ = static_cast<const char*>(src), job_n_ = n;
+    pending_ = parts_ - 1;
+    ++job_;
+  }
+  wake_.notify_all();
+  const size_t parts = static_cast<size_t>(parts_), per = (n + parts - 1) / parts;
+  std::memcpy(dst, src, std::min(n, per));  // the caller's share: part 0
+  std::unique_lock<std::mutex> lock(mu_);
+  done_.wait(lock, [&] { return pending_ == 0; });
 }
 
 Status ExpertStream::load(int i, const std::vector<Range>& ranges) {
   if (i < 0 || i >= slots()) return Error("cuda expert stream: slot {} of {}", i, slots());
-  KTX_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_, freed_ev_[static_cast<size_t>(i)], 0));
-  char* dst = slot_[static_cast<size_t>(i)].as<char>();
-  for (const Range& r : ranges) {
+  for (const Range& r : ranges)
     if (r.offset + r.bytes > slot_bytes_)
       return Error("cuda expert stream: {} bytes at offset {} past a {}-byte slot", r.bytes,
                    r.offset, slot_bytes_);
-    // One copy per registered range it crosses, so each is a DMA from pinned memory.
-    uintptr_t s = reinterpret_cast<uintptr_t>(r.src);
-    const uintptr_t end = s + r.bytes;
-    while (s < end) {
-      uintptr_t cut = end;
-      auto it = registered_.upper_bound(s);
-      if (it != registered_.begin() && std::prev(it)->second > s) cut = std::min(end, std::prev(it)->second);
-      else if (it != registered_.end()) cut = std::min(end, it->first);
-      KTX_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst + r.offset + (s - reinterpret_cast<uintptr_t>(r.src)),
-                                               reinterpret_cast<const void*>(s), cut - s,
+  KTX_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_, freed_ev_[static_cast<size_t>(i)], 0));
+  char* dst = slot_[static_cast<size_t>(i)].as<char>();
+  for (const Range& r : ranges) {
+    for (size_t done = 0; done < r.bytes; done += kStagingBytes) {
+      const size_t n = std::min(kStagingBytes, r.bytes - done);
+      const size_t b = next_staging_;
+      next_staging_ = (next_staging_ + 1) % staging_.size();
+      KTX_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(staged_ev_[b]));  // its last copy is out
+      parallel_copy(staging_[b], static_cast<const char*>(r.src) + done, n);
+      KTX_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst + r.offset + done, staging_[b], n,
                                                cudaMemcpyHostToDevice, copy_));
-      s = cut;
+      KTX_CUDA_RETURN_IF_ERROR(cudaEventRecord(staged_ev_[b], copy_));
     }
     loaded_ += r.bytes;
   }

@@ -10,9 +10,13 @@
 
 #include <cuda_runtime_api.h>
 
+#include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/quant/quant.h"
@@ -79,9 +83,11 @@ class MoeKernels {
 
 // Host memory copied into device slots on a stream of its own: `slots` device buffers of
 // slot_bytes, each loaded with a list of host ranges and then used by a compute stream, with
-// events so a load waits until the slot's last user is done and a user waits for its load.
-// Host ranges are registered (pinned, read-only: the GGUF mapping) with pin(); copies from
-// unregistered memory still work but go through the driver's staging buffers.
+// events so a load's copies wait until the slot's last user is done and a user waits for its
+// load. The sources (the mapped GGUF) stay pageable: registering a file mapping with the driver
+// is slow or unstable on some hosts (llama.cpp turned it off by default for that), so a load
+// copies each range through a ring of pinned staging buffers, a team of threads filling one
+// (memcpy) while the copy engine drains the one before (DMA at the link's speed).
 class ExpertStream {
  public:
   struct Range {
@@ -89,23 +95,21 @@ class ExpertStream {
     size_t bytes = 0;
     size_t offset = 0;  // in the slot
   };
-  static Expected<ExpertStream> create(size_t slot_bytes, int slots);
-  ExpertStream() = default;
-  ExpertStream(ExpertStream&&) noexcept;
-  ExpertStream& operator=(ExpertStream&&) noexcept;
+  // copy_threads: the team that fills the staging buffers (0: a default of min(8, cores / 2)).
+  static Expected<std::unique_ptr<ExpertStream>> create(size_t slot_bytes, int slots,
+                                                        int copy_threads = 0);
   ~ExpertStream();
-
-  // Registers [p, p + n) page by page where not yet registered. An error only for bad
-  // arguments; when the driver refuses (no read-only registration on this system), the range
-  // stays pageable and pinned_bytes() does not count it (refusal() says why).
-  Status pin(const void* p, size_t n);
-  uint64_t pinned_bytes() const { return pinned_; }
-  const std::string& refusal() const { return refusal_; }
+  ExpertStream(const ExpertStream&) = delete;
+  ExpertStream& operator=(const ExpertStream&) = delete;
 
   int slots() const { return static_cast<int>(slot_.size()); }
   size_t slot_bytes() const { return slot_bytes_; }
   void* slot(int i) const { return slot_[static_cast<size_t>(i)].get(); }
-  // Enqueue the copies of `ranges` into slot i, after the slot's last release().
+  int copy_threads() const { return parts_; }
+  size_t staging_bytes() const { return staging_.size() * kStagingBytes; }
+  // Copies `ranges` into slot i: returns once every byte is in a staging buffer and its copy
+  // is enqueued (the caller's thread and the team do the memcpy; the copies wait for the
+  // slot's last release()). Errors: a range past the slot, a CUDA error.
   Status load(int i, const std::vector<Range>& ranges);
   // `compute` waits for slot i's last load.
   Status acquire(int i, cudaStream_t compute);
@@ -113,15 +117,34 @@ class ExpertStream {
   Status release(int i, cudaStream_t compute);
   uint64_t loaded_bytes() const { return loaded_; }
 
+  static constexpr size_t kStagingBytes = size_t{32} << 20;
+  static constexpr int kStagingBuffers = 4;
+
  private:
-  void destroy();
+  ExpertStream() = default;
+  // memcpy of n bytes split over the caller and the team.
+  void parallel_copy(void* dst, const void* src, size_t n);
+  void team_main(int index);
+
   size_t slot_bytes_ = 0;
   std::vector<DeviceBuffer> slot_;
   std::vector<cudaEvent_t> loaded_ev_, freed_ev_;
+  std::vector<void*> staging_;           // pinned, kStagingBytes each
+  std::vector<cudaEvent_t> staged_ev_;   // a staging buffer's last copy out
+  size_t next_staging_ = 0;
   cudaStream_t copy_ = nullptr;
-  std::map<uintptr_t, uintptr_t> registered_;  // page ranges [begin, end) we registered
-  uint64_t pinned_ = 0, loaded_ = 0;
-  std::string refusal_;
+  uint64_t loaded_ = 0;
+  // The copy team: a job is (dst, src, n) split in copy_threads() parts.
+  std::vector<std::thread> team_;
+  int parts_ = 1;  // the caller and the team
+  std::mutex mu_;
+  std::condition_variable wake_, done_;
+  uint64_t job_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  char* job_dst_ = nullptr;
+  const char* job_src_ = nullptr;
+  size_t job_n_ = 0;
 };
 
 }  // namespace ktx::cuda

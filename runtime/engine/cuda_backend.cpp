@@ -152,7 +152,7 @@ class CudaBackend final : public Backend {
     cuda::ExpertWeights w;                           // data: offsets into the slot
     uint64_t bytes = 0;
   };
-  // Expert slots, workspace and pinned GGUF ranges of the plan's streamed ops (none: nothing).
+  // Expert slots, staging and workspace of the plan's streamed ops (none: nothing).
   Status prepare_streaming(const ModelImpl& m, const Program& prog);
   // The streamed ops a call of T tokens runs on the GPU, in program order.
   std::vector<const Streamed*> streamed_for(int64_t T) const;
@@ -256,7 +256,7 @@ class CudaBackend final : public Backend {
   cuda::MoeKernels moe_;
   std::vector<Streamed> streamed_;  // program order
   std::map<std::vector<int>, std::vector<Step>> stream_steps_;
-  std::optional<cuda::ExpertStream> expert_stream_;
+  std::unique_ptr<cuda::ExpertStream> expert_stream_;
   std::optional<cuda::MoeWorkspace> moe_ws_;
   std::mutex stream_mu_;      // one streamed call at a time (the slots and workspace)
   int64_t max_tok_ = kMaxCallTokens;  // the plan's stream_chunk when it streams
@@ -319,11 +319,10 @@ Status CudaBackend::enqueue(const Program& prog, const std::vector<Step>& steps_
                             const OpObserver& observer, OpCall& call) {
   cudaStream_t streams[2] = {gs.device_stream(), gs.host_stream()};
   KTX_RETURN_IF_ERROR(gs.begin());
-  // Streamed experts: the first two layers' copies start now, each later one when the layer
-  // two before it has used its slot (ExpertStream's events order the copies and the users).
+  // Streamed experts: each layer's copy is staged when the enqueuing reaches it, so it runs
+  // while the GPU still computes the layer before (already enqueued) from the other slot;
+  // ExpertStream's events make a copy wait for its slot's previous user.
   size_t next_streamed = 0;
-  for (size_t j = 0; j < streamed.size() && j < 2; ++j)
-    KTX_RETURN_IF_ERROR(expert_stream_->load(static_cast<int>(j), streamed[j]->ranges));
   for (size_t i = 0; i < steps_.size(); ++i) {
     const Step& stp = steps_[i];
     cudaStream_t st = streams[stp.stream];
@@ -361,9 +360,9 @@ Status CudaBackend::enqueue(const Program& prog, const std::vector<Step>& steps_
           if (next_streamed >= streamed.size() || streamed[next_streamed]->op != stp.op)
             return Error("op '{}': routed experts on the GPU that the call does not stream", op->name);
           const int slot = static_cast<int>(next_streamed % 2);
+          KTX_RETURN_IF_ERROR(expert_stream_->load(slot, streamed[next_streamed]->ranges)
+                                  .with_context(op->name + ": staging its experts"));
           KTX_RETURN_IF_ERROR(run_streamed(*streamed[next_streamed], *op, slot, gs, T, st).with_context(op->name));
-          if (next_streamed + 2 < streamed.size())
-            KTX_RETURN_IF_ERROR(expert_stream_->load(slot, streamed[next_streamed + 2]->ranges));
           ++next_streamed;
         } else {
           KTX_RETURN_IF_ERROR(run_device_op(*op, gs, T, first, st).with_context(op->name));
@@ -458,31 +457,24 @@ Status CudaBackend::prepare_streaming(const ModelImpl& m, const Program& prog) {
     slot_bytes = std::max(slot_bytes, sm.ranges.back().offset + sm.ranges.back().bytes);
     total += sm.bytes;
   }
-  auto es = cuda::ExpertStream::create(slot_bytes, 2);
+  int copy_threads = 0;
+  if (const char* v = std::getenv("KTX_STREAM_COPY_THREADS"); v && *v) copy_threads = std::atoi(v);
+  auto es = cuda::ExpertStream::create(slot_bytes, 2, copy_threads);
   if (!es)
     return es.status().with_context(fmt::format(
         "streaming experts: two slots of {:.2f} GiB (ktc plan --stream off, or a smaller "
         "--vram-budget for the rest)", slot_bytes / 1073741824.0));
-  expert_stream_.emplace(std::move(*es));
+  expert_stream_ = std::move(*es);
   auto ws = cuda::MoeWorkspace::create(max_tok_ * cfg_.n_expert_used, cfg_.n_embd, cfg_.n_ff_exp,
                                        cfg_.n_expert);
   if (!ws) return ws.status().with_context("streaming experts: the expert workspace");
   moe_ws_.emplace(std::move(*ws));
-  // Pinned (read-only registered) GGUF ranges copy by DMA at the link's speed.
-  const auto t0 = std::chrono::steady_clock::now();
-  fmt::print(stderr, "ktx-run: cuda: pinning {:.2f} GiB of expert weights ({} layers stream "
-             "to the GPU in calls of {} tokens and more, up to {} per call)\n", total / 1073741824.0,
-             streamed_.size(), streamed_.front().min_tokens, max_tok_);
-  for (const Streamed& sm : streamed_)
-    for (const cuda::ExpertStream::Range& r : sm.ranges)
-      KTX_RETURN_IF_ERROR(expert_stream_->pin(r.src, r.bytes));
-  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!expert_stream_->refusal().empty())
-    fmt::print(stderr, "ktx-run: cuda: warning: expert weights stay pageable ({}); streaming "
-               "copies go through the driver's staging buffers, slower\n", expert_stream_->refusal());
-  else
-    fmt::print(stderr, "ktx-run: cuda: pinned in {:.1f} s; slots 2 x {:.2f} GiB, workspace "
-               "{:.2f} GiB\n", sec, slot_bytes / 1073741824.0, moe_ws_->buf.size() / 1073741824.0);
+  fmt::print(stderr, "ktx-run: cuda: {} layers ({:.2f} GiB of experts) stream to the GPU in calls "
+             "of {} tokens and more, up to {} per call; slots 2 x {:.2f} GiB, workspace {:.2f} "
+             "GiB, {} MiB pinned staging filled by {} threads\n", streamed_.size(),
+             total / 1073741824.0, streamed_.front().min_tokens, max_tok_, slot_bytes / 1073741824.0,
+             moe_ws_->buf.size() / 1073741824.0, expert_stream_->staging_bytes() >> 20,
+             expert_stream_->copy_threads());
   return Status::ok();
 }
 
@@ -553,7 +545,9 @@ Status CudaBackend::run_call(const Program& prog, OpCall& call, const OpObserver
   // The call's CPU ops are one pool job per layer with the GPU's work between: keep the
   // workers spinning for the call so each job finds them awake (pool_hot_enabled).
   std::optional<cpu::ThreadPool::Hot> hot;
-  if (pool_hot_enabled()) hot.emplace(call.s.pool);
+  // Not in calls that stream experts: their CPU work is the staging copies, whose threads
+  // need the cores the spinning workers would hold.
+  if (pool_hot_enabled() && streamed.empty()) hot.emplace(call.s.pool);
   const bool step_sync = static_cast<bool>(observer);
   // A profile without an observer times device ops with events (no host sync between ops,
   // graphs as usual); with an observer every op is synchronized and timed on the host.

@@ -3,8 +3,8 @@
 // expert counts, top-k, shapes with row tails (not whole 128-row tiles) and token tails (an
 // expert with more than one 64-token tile, experts with no tokens, one token), strided input
 // and output (nothing written past n_embd), and ids outside [0, n_expert), which drop their
-// choice. Then ExpertStream: host ranges (pinned and not) copied into alternating slots, in
-// order with their users. Skipped without a CUDA device.
+// choice. Then ExpertStream: host ranges staged through pinned buffers into alternating slots,
+// in order with their users. Skipped without a CUDA device.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -193,56 +193,56 @@ TEST(CudaMoe, WorkspaceAndShapeErrorsNameTheProblem) {
   EXPECT_FALSE(MoeWorkspace::create(4, 64, 32, 5000)) << "more experts than the sort holds";
 }
 
-// Three loads through two slots, the second slot's source pinned and the others pageable; each
-// user (a device-to-device copy on the compute stream) sees its own load, never the next one.
+// Loads through two slots, each staged through the pinned ring (ranges larger than a staging
+// buffer, split in several, at offsets in the slot, with 1 and 4 copy threads); each user (a
+// device-to-device copy on the compute stream) sees its own load, never the next one, though
+// the next load into its slot is enqueued right after it.
 TEST(CudaMoe, ExpertStreamLoadsSlotsInOrderWithTheirUsers) {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
     (void)cudaGetLastError();
     GTEST_SKIP() << "no CUDA device: GPU test skipped";
   }
-  const size_t bytes = size_t{3} << 20;
-  std::vector<std::vector<uint8_t>> src(3, std::vector<uint8_t>(bytes));
-  for (size_t i = 0; i < 3; ++i)
-    for (size_t j = 0; j < bytes; ++j) src[i][j] = static_cast<uint8_t>(j * 7 + i * 31);
-  auto es = ExpertStream::create(bytes + 512, 2);
-  ASSERT_TRUE(es) << es.status().message();
-  ASSERT_TRUE(es->pin(src[1].data() + 100, bytes - 200));  // partly: the rest stays pageable
-  EXPECT_FALSE(es->pin(nullptr, 10));
-  cudaStream_t compute = nullptr;
-  ASSERT_EQ(cudaStreamCreate(&compute), cudaSuccess);
-  std::vector<DeviceBuffer> seen;
-  for (int i = 0; i < 3; ++i) {
-    auto b = DeviceBuffer::alloc(bytes);
-    ASSERT_TRUE(b) << b.status().message();
-    seen.push_back(std::move(*b));
-  }
-  // Loads of 0 and 1 up front, the third into slot 0 after its first user.
-  ASSERT_TRUE(es->load(0, {{src[0].data(), bytes, 512}}));
-  ASSERT_TRUE(es->load(1, {{src[1].data(), bytes / 2, 0}, {src[1].data() + bytes / 2, bytes / 2, bytes / 2}}));
-  for (int i = 0; i < 3; ++i) {
-    const int slot = i % 2;
-    const size_t off = i == 1 ? 0 : 512;
-    ASSERT_TRUE(es->acquire(slot, compute));
-    ASSERT_EQ(cudaMemcpyAsync(seen[static_cast<size_t>(i)].get(), static_cast<char*>(es->slot(slot)) + off,
-                              bytes, cudaMemcpyDeviceToDevice, compute), cudaSuccess);
-    ASSERT_TRUE(es->release(slot, compute));
-    if (i == 0) {
-      ASSERT_TRUE(es->load(0, {{src[2].data(), bytes, 512}}));
+  const size_t bytes = ExpertStream::kStagingBytes * 5 / 2 + 4096 + 12;  // 3 staging chunks
+  std::vector<std::vector<uint8_t>> src(5, std::vector<uint8_t>(bytes));
+  for (size_t i = 0; i < src.size(); ++i)
+    for (size_t j = 0; j < bytes; ++j) src[i][j] = static_cast<uint8_t>(j * 7 + i * 31 + (j >> 12));
+  for (int threads : {1, 4}) {
+    SCOPED_TRACE("copy threads " + std::to_string(threads));
+    auto es = ExpertStream::create(bytes + 512, 2, threads);
+    ASSERT_TRUE(es) << es.status().message();
+    EXPECT_EQ((*es)->copy_threads(), threads);
+    cudaStream_t compute = nullptr;
+    ASSERT_EQ(cudaStreamCreate(&compute), cudaSuccess);
+    std::vector<DeviceBuffer> seen;
+    for (size_t i = 0; i < src.size(); ++i) {
+      auto b = DeviceBuffer::alloc(bytes);
+      ASSERT_TRUE(b) << b.status().message();
+      seen.push_back(std::move(*b));
     }
+    for (size_t i = 0; i < src.size(); ++i) {
+      const int slot = static_cast<int>(i % 2);
+      const size_t off = i % 2 ? 0 : 512;
+      // Two ranges: the halves, the second first in the list.
+      ASSERT_TRUE((*es)->load(slot, {{src[i].data() + bytes / 2, bytes - bytes / 2, off + bytes / 2},
+                                     {src[i].data(), bytes / 2, off}}));
+      ASSERT_TRUE((*es)->acquire(slot, compute));
+      ASSERT_EQ(cudaMemcpyAsync(seen[i].get(), static_cast<char*>((*es)->slot(slot)) + off, bytes,
+                                cudaMemcpyDeviceToDevice, compute), cudaSuccess);
+      ASSERT_TRUE((*es)->release(slot, compute));
+    }
+    ASSERT_EQ(cudaStreamSynchronize(compute), cudaSuccess);
+    for (size_t i = 0; i < src.size(); ++i) {
+      std::vector<uint8_t> got(bytes);
+      ASSERT_TRUE(seen[i].download(got.data(), bytes));
+      EXPECT_TRUE(got == src[i]) << "user " << i;
+    }
+    EXPECT_EQ((*es)->loaded_bytes(), src.size() * bytes);
+    auto past = (*es)->load(1, {{src[0].data(), bytes, 1024}});
+    ASSERT_FALSE(past);
+    EXPECT_NE(past.message().find("past a"), std::string::npos) << past.message();
+    cudaStreamDestroy(compute);
   }
-  ASSERT_EQ(cudaStreamSynchronize(compute), cudaSuccess);
-  for (int i = 0; i < 3; ++i) {
-    std::vector<uint8_t> got(bytes);
-    ASSERT_TRUE(seen[static_cast<size_t>(i)].download(got.data(), bytes));
-    EXPECT_EQ(got, src[static_cast<size_t>(i)]) << "user " << i;
-  }
-  EXPECT_EQ(es->loaded_bytes(), 3 * bytes);
-  EXPECT_TRUE(es->pinned_bytes() > 0 || !es->refusal().empty());
-  auto past = es->load(1, {{src[0].data(), bytes, 1024}});
-  ASSERT_FALSE(past);
-  EXPECT_NE(past.message().find("past a"), std::string::npos) << past.message();
-  cudaStreamDestroy(compute);
 }
 
 }  // namespace

@@ -91,3 +91,40 @@ INSTANTIATE_TEST_SUITE_P(Models, ReferenceModel,
 
 }  // namespace
 }  // namespace ktx
+
+namespace ktx {
+namespace {
+
+// A prompt in one call equals the same prompt in two (512 + 88 tokens), with the fast CPU
+// attention on an f16 cache as the GPU engine test's CPU side runs it: nothing in a call
+// depends on the call's length.
+TEST_P(ReferenceModel, OneLongCallEqualsTheSameTokensInTwo) {
+  const std::string dir = std::string(KTX_SHARED_DIR) + "/models/";
+  auto f = GGUFFile::open(dir + GetParam() + ".gguf");
+  ASSERT_TRUE(f.has_value());
+  std::shared_ptr<const GGUFFile> g(std::move(f).value());
+  auto cfg = ModelConfig::from_gguf(*g);
+  ASSERT_TRUE(cfg.has_value());
+  ReferenceProgram ref = reference_program(*cfg);
+  EngineOptions opt;
+  opt.threads = 2;
+  opt.program = ref.ops;
+  opt.buffers = ref.buffers;
+  for (PlanOp& op : opt.program)
+    if (op.kind == "attention") op.attrs["kernel"] = "gemv", op.attrs["kv_cache"] = "f16";
+  auto m = Model::load(*cfg, g, opt);
+  ASSERT_TRUE(m.has_value()) << m.status().message();
+  const int64_t V = cfg->n_vocab;
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 600; ++i) prompt.push_back((i * 193 + 17) % static_cast<int>(V));
+  Session one(**m, 1024), two(**m, 1024);
+  auto a = one.forward(prompt, false);
+  ASSERT_TRUE(a.has_value()) << a.status().message();
+  ASSERT_TRUE(two.forward(std::span<const int32_t>(prompt.data(), 512), false).has_value());
+  auto b = two.forward(std::span<const int32_t>(prompt.data() + 512, 88), false);
+  ASSERT_TRUE(b.has_value()) << b.status().message();
+  EXPECT_LE(rel_l2(a->data(), b->data(), V), 1e-4);
+}
+
+}  // namespace
+}  // namespace ktx

@@ -451,6 +451,15 @@ Status CudaBackend::prepare_streaming(const ModelImpl& m, const Program& prog) {
   }
   if (streamed_.empty()) return Status::ok();
   max_tok_ = std::max<int64_t>(kMaxCallTokens, chunk);
+  // Open defect (docs/performance.md, lease of 2026-12-08): on the lent H100 a 600-token call
+  // of the qwen2moe test model (attention biases, gated shared expert) gave wrong logits while
+  // every other model's matched the CPU. Until it is found, such models keep 512-token calls.
+  if ((cfg_.qkv_bias || cfg_.shexp_gate) && max_tok_ > kMaxCallTokens) {
+    fmt::print(stderr, "ktx-run: cuda: calls stay at {} tokens for this model (the plan allows "
+               "{}): longer ones are not verified for attention biases or a gated shared "
+               "expert\n", kMaxCallTokens, max_tok_);
+    max_tok_ = kMaxCallTokens;
+  }
   size_t slot_bytes = 0;
   uint64_t total = 0;
   for (const Streamed& sm : streamed_) {

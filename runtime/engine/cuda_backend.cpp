@@ -323,6 +323,7 @@ Status CudaBackend::enqueue(const Program& prog, const std::vector<Step>& steps_
   // while the GPU still computes the layer before (already enqueued) from the other slot;
   // ExpertStream's events make a copy wait for its slot's previous user.
   size_t next_streamed = 0;
+  bool head_done = false;  // the lm_head has run (its buffer now holds the logits)
   for (size_t i = 0; i < steps_.size(); ++i) {
     const Step& stp = steps_[i];
     cudaStream_t st = streams[stp.stream];
@@ -353,6 +354,7 @@ Status CudaBackend::enqueue(const Program& prog, const std::vector<Step>& steps_
         }
       }
     }
+    if (op && op->kind == OpKind::lm_head) head_done = true;
     switch (stp.kind) {
       case Step::Kind::device_op:
         if (timed) KTX_RETURN_IF_ERROR(gs.time_mark(static_cast<int>(i), false, st, capturing));
@@ -374,7 +376,10 @@ Status CudaBackend::enqueue(const Program& prog, const std::vector<Step>& steps_
         break;
       case Step::Kind::to_device:
       case Step::Kind::to_host:
-        KTX_RETURN_IF_ERROR(gs.copy(prog, stp.buffer, T, first, stp.kind == Step::Kind::to_device, st));
+        // The lm_head's output only after it ran: earlier copies of its buffer carry
+        // activations (ktc reuses the buffer; qwen2moe's embedding lands in it).
+        KTX_RETURN_IF_ERROR(gs.copy(prog, stp.buffer, T, first, stp.kind == Step::Kind::to_device,
+                                    head_done && stp.buffer == prog.logits_buffer, st));
         break;
     }
     if (stp.signals) KTX_CUDA_RETURN_IF_ERROR(cudaEventRecord(gs.event(static_cast<int>(i)), st));
@@ -384,7 +389,10 @@ Status CudaBackend::enqueue(const Program& prog, const std::vector<Step>& steps_
     if (!observer || op->kind == OpKind::router || op->kind == OpKind::lm_head) continue;
     float* host = call.arena.act[static_cast<size_t>(op->out)].data();
     if (stp.kind == Step::Kind::device_op)
-      KTX_RETURN_IF_ERROR(gs.download_act(op->out, T * prog.buffers[static_cast<size_t>(op->out)].width, host));
+      KTX_RETURN_IF_ERROR(gs.download_act(op->out, T * (op->out == prog.logits_buffer
+                                                            ? cfg_.n_embd
+                                                            : prog.buffers[static_cast<size_t>(op->out)].width),
+                                          host));
     observer(*op, host);
   }
   return gs.end();
@@ -451,15 +459,6 @@ Status CudaBackend::prepare_streaming(const ModelImpl& m, const Program& prog) {
   }
   if (streamed_.empty()) return Status::ok();
   max_tok_ = std::max<int64_t>(kMaxCallTokens, chunk);
-  // Open defect (docs/performance.md, lease of 2026-12-08): on the lent H100 a 600-token call
-  // of the qwen2moe test model (attention biases, gated shared expert) gave wrong logits while
-  // every other model's matched the CPU. Until it is found, such models keep 512-token calls.
-  if ((cfg_.qkv_bias || cfg_.shexp_gate) && max_tok_ > kMaxCallTokens) {
-    fmt::print(stderr, "ktx-run: cuda: calls stay at {} tokens for this model (the plan allows "
-               "{}): longer ones are not verified for attention biases or a gated shared "
-               "expert\n", kMaxCallTokens, max_tok_);
-    max_tok_ = kMaxCallTokens;
-  }
   size_t slot_bytes = 0;
   uint64_t total = 0;
   for (const Streamed& sm : streamed_) {

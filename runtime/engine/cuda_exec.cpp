@@ -329,7 +329,7 @@ Expected<double> GpuSession::collect_timing(const std::vector<Step>& steps,
 }
 
 Status GpuSession::copy(const Program& prog, int b, int64_t T, int64_t first, bool to_device,
-                        cudaStream_t st) {
+                        bool logits, cudaStream_t st) {
   const PlanBuffer& pb = prog.buffers[static_cast<size_t>(b)];
   const cudaMemcpyKind kind = to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
   Arena& arena = call_->arena;
@@ -343,8 +343,10 @@ Status GpuSession::copy(const Program& prog, int b, int64_t T, int64_t first, bo
     KTX_RETURN_IF_ERROR(move(ids_[b].get(), arena.route_ids[b].data(), n * sizeof(int32_t)));
     return move(weights_[b].get(), arena.route_weights[b].data(), n * sizeof(float));
   }
-  const int64_t rows = b == prog.logits_buffer ? T - first : T;
-  return move(act_[b].get(), arena.act[b].data(), static_cast<size_t>(rows * pb.width) * sizeof(float));
+  // Another value in the logits buffer (the embedding's output, say) is [T][n_embd].
+  const int64_t rows = logits ? T - first : T;
+  const int64_t width = b == prog.logits_buffer && !logits ? n_embd_ : pb.width;
+  return move(act_[b].get(), arena.act[b].data(), static_cast<size_t>(rows * width) * sizeof(float));
 }
 
 Status GpuSession::download_act(int b, int64_t n_floats, float* dst) const {

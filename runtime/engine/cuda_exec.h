@@ -90,8 +90,11 @@ class GpuSession final : public BackendState {
   Status ensure_timing(const std::vector<Step>& steps);
   Status time_mark(int step, bool after, cudaStream_t st, bool capturing);
   Expected<double> collect_timing(const std::vector<Step>& steps, OpProfile* profile) const;
-  // Buffer b between the arenas: T rows (the logits buffer: rows first..T of n_vocab).
-  Status copy(const Program& prog, int b, int64_t T, int64_t first, bool to_device, cudaStream_t st);
+  // Buffer b between the arenas: T rows of its width; `logits`: the lm_head's output, rows
+  // first..T of n_vocab. The logits buffer holds [T][n_embd] activations before the lm_head
+  // writes it (ktc's buffer reuse), and those copies take all T rows.
+  Status copy(const Program& prog, int b, int64_t T, int64_t first, bool to_device, bool logits,
+              cudaStream_t st);
   Status download_act(int b, int64_t n_floats, float* dst) const;
   Status sync() const;
   // Runs the call as a graph: captured from `enqueue` the first time a (T, first, timed) is

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <vector>
@@ -38,6 +40,17 @@ inline std::vector<double> x16_rounded(const float* x, int64_t k) {
     for (int64_t i = b; i < b + 32; ++i)
       r[static_cast<size_t>(i)] = double(d) * std::nearbyint(x[i] * inv);
   }
+  return r;
+}
+
+// x rounded to bf16 (to nearest, ties to even) and widened: the operands of the tensor-core
+// GEMMs (kernels/common/mma.cuh ktx_bf16_bits).
+inline float bf16_round(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u = ((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16) << 16;
+  float r;
+  std::memcpy(&r, &u, 4);
   return r;
 }
 

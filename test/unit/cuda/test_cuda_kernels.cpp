@@ -161,6 +161,16 @@ TEST(CudaKernels, GemvMatchesReferenceOverTypesShapesTokens) {
   EXPECT_NE(too_long.message().find("18464"), std::string::npos) << too_long.message();
 }
 
+// The GEMM tests' shapes: every type, row tails (not whole 128-row tiles), token tails (not
+// whole 64-token tiles, and fewer than one).
+struct GemmCase { GGMLType type; int64_t k, rows, n_tok; };
+constexpr GemmCase kGemmCases[] = {
+    {GGMLType::Q4_K, 512, 130, 70}, {GGMLType::Q4_K, 256, 5, 1},   {GGMLType::Q5_K, 768, 128, 64},
+    {GGMLType::Q6_K, 256, 257, 65}, {GGMLType::Q8_0, 96, 3, 130},  {GGMLType::Q4_0, 64, 200, 17},
+    {GGMLType::Q5_0, 128, 33, 9},   {GGMLType::F16, 160, 11, 40},  {GGMLType::BF16, 64, 129, 3},
+    {GGMLType::F32, 32, 1, 200},
+};
+
 // The prefill GEMM (gemm/kernel.cuh) against float64 sums of the dequantized weights: every
 // type, row tails (not whole 128-row tiles), token tails (not whole 64-token tiles, and fewer
 // than one), strided x and y; nothing written past n_rows or n_tok. Then Kernels::linear takes
@@ -169,14 +179,7 @@ TEST(CudaKernels, GemmMatchesReferenceOverTypesShapesTokens) {
   KTX_NEED_GPU(g);
   if (!g->k.has_gemm(GGMLType::Q4_K)) GTEST_SKIP() << "no GEMM family in this build's code";
   g->k.set_mma(false);  // the exact float GEMM (its tensor-core form: the next test)
-  struct Case { GGMLType type; int64_t k, rows, n_tok; };
-  const Case cases[] = {
-      {GGMLType::Q4_K, 512, 130, 70}, {GGMLType::Q4_K, 256, 5, 1},   {GGMLType::Q5_K, 768, 128, 64},
-      {GGMLType::Q6_K, 256, 257, 65}, {GGMLType::Q8_0, 96, 3, 130},  {GGMLType::Q4_0, 64, 200, 17},
-      {GGMLType::Q5_0, 128, 33, 9},   {GGMLType::F16, 160, 11, 40},  {GGMLType::BF16, 64, 129, 3},
-      {GGMLType::F32, 32, 1, 200},
-  };
-  for (const Case& c : cases) {
+  for (const GemmCase& c : kGemmCases) {
     SCOPED_TRACE(std::string(ggml_type_name(static_cast<uint32_t>(c.type))) + " k " +
                  std::to_string(c.k) + " rows " + std::to_string(c.rows) + " tokens " +
                  std::to_string(c.n_tok));
@@ -233,22 +236,7 @@ TEST(CudaKernels, GemmMatchesReferenceOverTypesShapesTokens) {
 TEST(CudaKernels, MmaGemmMatchesTheBf16ReferenceOverTypesShapesTokens) {
   KTX_NEED_GPU(g);
   if (!g->k.has_gemm_mma(GGMLType::Q4_K)) GTEST_SKIP() << "no tensor-core GEMM in this build's code";
-  auto bf16 = [](float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    u = ((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16) << 16;
-    float r;
-    std::memcpy(&r, &u, 4);
-    return r;
-  };
-  struct Case { GGMLType type; int64_t k, rows, n_tok; };
-  const Case cases[] = {
-      {GGMLType::Q4_K, 512, 130, 70}, {GGMLType::Q4_K, 256, 5, 1},   {GGMLType::Q5_K, 768, 128, 64},
-      {GGMLType::Q6_K, 256, 257, 65}, {GGMLType::Q8_0, 96, 3, 130},  {GGMLType::Q4_0, 64, 200, 17},
-      {GGMLType::Q5_0, 128, 33, 9},   {GGMLType::F16, 160, 11, 40},  {GGMLType::BF16, 64, 129, 3},
-      {GGMLType::F32, 32, 1, 200},
-  };
-  for (const Case& c : cases) {
+  for (const GemmCase& c : kGemmCases) {
     SCOPED_TRACE(std::string(ggml_type_name(static_cast<uint32_t>(c.type))) + " k " +
                  std::to_string(c.k) + " rows " + std::to_string(c.rows) + " tokens " +
                  std::to_string(c.n_tok));
@@ -269,7 +257,7 @@ TEST(CudaKernels, MmaGemmMatchesTheBf16ReferenceOverTypesShapesTokens) {
         }
         double s = 0.0, sa = 0.0;
         for (int64_t i = 0; i < c.k; ++i) {
-          const double p = double(bf16(w.row(r)[i])) * bf16(x[t * ld_x + i]);
+          const double p = double(gpu_test::bf16_round(w.row(r)[i])) * gpu_test::bf16_round(x[t * ld_x + i]);
           s += p;
           sa += std::fabs(p);
         }

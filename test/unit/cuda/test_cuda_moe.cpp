@@ -49,22 +49,13 @@ std::vector<int32_t> route(const Case& c, uint32_t seed) {
   return ids;
 }
 
-float bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u = ((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16) << 16;
-  float r;
-  std::memcpy(&r, &u, 4);
-  return r;
-}
-
 // out[t][d] in float64 from the dequantized weights; `round`: the tensor-core form's operands
 // (weights, inputs and the hidden activations rounded to bf16).
 std::vector<double> reference(const Case& c, const HostWeight& gate, const HostWeight& up,
                               const HostWeight& down, const std::vector<float>& x, int64_t ld_x,
                               const std::vector<int32_t>& ids, const std::vector<float>& wts,
                               bool round) {
-  auto r = [&](float v) { return round ? double(bf16(v)) : double(v); };
+  auto r = [&](float v) { return round ? double(gpu_test::bf16_round(v)) : double(v); };
   std::vector<double> out(static_cast<size_t>(c.T * c.D), 0.0), h(static_cast<size_t>(c.F));
   for (int64_t t = 0; t < c.T; ++t) {
     const float* xt = x.data() + t * ld_x;

@@ -20,12 +20,41 @@
 #define KTX_GEMM_BN 64
 #define KTX_GEMM_THREADS 256
 
+// What thread tid of a tile's block reads of 32-element chunk c, both tiles alike: the weights
+// of rows tid / 4 and tid / 4 + 64 of the tile (part tid % 4 of the chunk, 8 elements each;
+// rows past n_rows decode a copy of the last row), and x of tokens tid / 8 and tid / 8 + 32
+// (elements (tid % 8) * 4 .. + 3; zeros past n_tok).
+template <int TYPE>
+__device__ __forceinline__ void gemm_decode_chunk(const ktx_u8* __restrict__ w, ktx_i64 row_bytes,
+                                                  int row_base, int n_rows, int c, int tid,
+                                                  float v[2][8]) {
+  constexpr int kChunks = BlockInfo<TYPE>::elems / 32;  // chunks per block
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = min(row_base + tid / 4 + 64 * half, n_rows - 1);
+    decode8<TYPE>(w + row * row_bytes + (c / kChunks) * BlockInfo<TYPE>::bytes, c % kChunks,
+                  tid % 4, v[half]);
+  }
+}
+
+__device__ __forceinline__ void gemm_load_x_chunk(const float* __restrict__ x, ktx_i64 ld_x,
+                                                  int tok_base, int n_tok, int c, int tid,
+                                                  float v[2][4]) {
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int t = tid / 8 + 32 * half, e0 = (tid % 8) * 4;
+    const bool live = tok_base + t < n_tok;
+    const float* xt = x + static_cast<ktx_i64>(tok_base + t) * ld_x + 32 * c + e0;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) v[half][e] = live ? __ldg(xt + e) : 0.0f;
+  }
+}
+
 template <int TYPE>
 __device__ void gemm_tile(const ktx_u8* __restrict__ w, ktx_i64 row_bytes,
                           const float* __restrict__ x, ktx_i64 ld_x, float* __restrict__ y,
                           ktx_i64 ld_y, int n_rows, int k, int n_tok) {
   constexpr int BM = KTX_GEMM_BM, BN = KTX_GEMM_BN, XS = 33;  // x rows padded: no bank conflicts
-  constexpr int kChunks = BlockInfo<TYPE>::elems / 32;       // chunks per block
   __shared__ float w_s[32 * BM];  // [k in chunk][row]
   __shared__ float x_s[BN * XS];  // [token][k in chunk]
   const int tid = threadIdx.x;
@@ -39,25 +68,17 @@ __device__ void gemm_tile(const ktx_u8* __restrict__ w, ktx_i64 row_bytes,
     for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
   const int n_chunks = k / 32;
   for (int c = 0; c < n_chunks; ++c) {
-    // Decode: thread = (row, part) for rows tid / 4 and tid / 4 + 64.
+    float wv8[2][8], xv4[2][4];
+    gemm_decode_chunk<TYPE>(w, row_bytes, row_base, n_rows, c, tid, wv8);
+    gemm_load_x_chunk(x, ld_x, tok_base, n_tok, c, tid, xv4);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = tid / 4 + 64 * half, part = tid % 4;
-      const int row = min(row_base + r, n_rows - 1);
-      float v[8];
-      decode8<TYPE>(w + row * row_bytes + (c / kChunks) * BlockInfo<TYPE>::bytes, c % kChunks,
-                    part, v);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) w_s[(8 * part + e) * BM + r] = v[e];
-    }
-    // x: 64 tokens x 32 elements, 8 per thread (tokens tid / 8 and tid / 8 + 32).
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
       const int t = tid / 8 + 32 * half, e0 = (tid % 8) * 4;
-      const bool live = tok_base + t < n_tok;
-      const float* xt = x + static_cast<ktx_i64>(tok_base + t) * ld_x + 32 * c + e0;
 #pragma unroll
-      for (int e = 0; e < 4; ++e) x_s[t * XS + e0 + e] = live ? __ldg(xt + e) : 0.0f;
+      for (int e = 0; e < 8; ++e) w_s[(8 * part + e) * BM + r] = wv8[half][e];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) x_s[t * XS + e0 + e] = xv4[half][e];
     }
     __syncthreads();
 #pragma unroll 8
@@ -97,7 +118,6 @@ __device__ void gemm_mma_tile(const ktx_u8* __restrict__ w, ktx_i64 row_bytes,
                               const float* __restrict__ x, ktx_i64 ld_x, float* __restrict__ y,
                               ktx_i64 ld_y, int n_rows, int k, int n_tok) {
   constexpr int BM = KTX_GEMM_BM, BN = KTX_GEMM_BN, KW = 20;  // words (2 bf16) per smem row
-  constexpr int kChunks = BlockInfo<TYPE>::elems / 32;
   __shared__ unsigned w_s[BM * KW];  // [row][k / 2]
   __shared__ unsigned x_s[BN * KW];  // [token][k / 2]
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
@@ -113,26 +133,18 @@ __device__ void gemm_mma_tile(const ktx_u8* __restrict__ w, ktx_i64 row_bytes,
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
   const int n_chunks = k / 32;
   for (int c = 0; c < n_chunks; ++c) {
+    float wv8[2][8], xv4[2][4];
+    gemm_decode_chunk<TYPE>(w, row_bytes, row_base, n_rows, c, tid, wv8);
+    gemm_load_x_chunk(x, ld_x, tok_base, n_tok, c, tid, xv4);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = tid / 4 + 64 * half, part = tid % 4;
-      const int row = min(row_base + r, n_rows - 1);
-      float v[8];
-      decode8<TYPE>(w + row * row_bytes + (c / kChunks) * BlockInfo<TYPE>::bytes, c % kChunks,
-                    part, v);
-#pragma unroll
-      for (int e = 0; e < 4; ++e) w_s[r * KW + 4 * part + e] = ktx_pack_bf16(v[2 * e], v[2 * e + 1]);
-    }
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
       const int tk = tid / 8 + 32 * half, e0 = (tid % 8) * 4;
-      const bool live = tok_base + tk < n_tok;
-      const float* xt = x + static_cast<ktx_i64>(tok_base + tk) * ld_x + 32 * c + e0;
-      float v[4];
 #pragma unroll
-      for (int e = 0; e < 4; ++e) v[e] = live ? __ldg(xt + e) : 0.0f;
-      x_s[tk * KW + e0 / 2] = ktx_pack_bf16(v[0], v[1]);
-      x_s[tk * KW + e0 / 2 + 1] = ktx_pack_bf16(v[2], v[3]);
+      for (int e = 0; e < 4; ++e)
+        w_s[r * KW + 4 * part + e] = ktx_pack_bf16(wv8[half][2 * e], wv8[half][2 * e + 1]);
+      x_s[tk * KW + e0 / 2] = ktx_pack_bf16(xv4[half][0], xv4[half][1]);
+      x_s[tk * KW + e0 / 2 + 1] = ktx_pack_bf16(xv4[half][2], xv4[half][3]);
     }
     __syncthreads();
 #pragma unroll
@@ -171,38 +183,32 @@ __device__ void gemm_mma_tile(const ktx_u8* __restrict__ w, ktx_i64 row_bytes,
       }
 }
 
-#define KTX_GEMM_ENTRY(NAME, TYPE)                                                            \
+// An entry point per type and tile (gemm_tile: ktx_gemm_<type>, gemm_mma_tile:
+// ktx_gemm_mma_<type>).
+#define KTX_GEMM_ENTRY(NAME, TYPE, TILE)                                                      \
   extern "C" __global__ void __launch_bounds__(KTX_GEMM_THREADS)                             \
       NAME(const ktx_u8* w, ktx_i64 row_bytes, const float* x, ktx_i64 ld_x, float* y,       \
            ktx_i64 ld_y, int n_rows, int k, int n_tok) {                                     \
     KTX_PDL_ENTER();                                                                         \
-    gemm_tile<TYPE>(w, row_bytes, x, ld_x, y, ld_y, n_rows, k, n_tok);                       \
+    TILE<TYPE>(w, row_bytes, x, ld_x, y, ld_y, n_rows, k, n_tok);                            \
   }
 
-KTX_GEMM_ENTRY(ktx_gemm_f32, KTX_F32)
-KTX_GEMM_ENTRY(ktx_gemm_f16, KTX_F16)
-KTX_GEMM_ENTRY(ktx_gemm_bf16, KTX_BF16)
-KTX_GEMM_ENTRY(ktx_gemm_q4_0, KTX_Q4_0)
-KTX_GEMM_ENTRY(ktx_gemm_q5_0, KTX_Q5_0)
-KTX_GEMM_ENTRY(ktx_gemm_q8_0, KTX_Q8_0)
-KTX_GEMM_ENTRY(ktx_gemm_q4_k, KTX_Q4_K)
-KTX_GEMM_ENTRY(ktx_gemm_q5_k, KTX_Q5_K)
-KTX_GEMM_ENTRY(ktx_gemm_q6_k, KTX_Q6_K)
+KTX_GEMM_ENTRY(ktx_gemm_f32, KTX_F32, gemm_tile)
+KTX_GEMM_ENTRY(ktx_gemm_f16, KTX_F16, gemm_tile)
+KTX_GEMM_ENTRY(ktx_gemm_bf16, KTX_BF16, gemm_tile)
+KTX_GEMM_ENTRY(ktx_gemm_q4_0, KTX_Q4_0, gemm_tile)
+KTX_GEMM_ENTRY(ktx_gemm_q5_0, KTX_Q5_0, gemm_tile)
+KTX_GEMM_ENTRY(ktx_gemm_q8_0, KTX_Q8_0, gemm_tile)
+KTX_GEMM_ENTRY(ktx_gemm_q4_k, KTX_Q4_K, gemm_tile)
+KTX_GEMM_ENTRY(ktx_gemm_q5_k, KTX_Q5_K, gemm_tile)
+KTX_GEMM_ENTRY(ktx_gemm_q6_k, KTX_Q6_K, gemm_tile)
 
-#define KTX_GEMM_MMA_ENTRY(NAME, TYPE)                                                        \
-  extern "C" __global__ void __launch_bounds__(KTX_GEMM_THREADS)                             \
-      NAME(const ktx_u8* w, ktx_i64 row_bytes, const float* x, ktx_i64 ld_x, float* y,       \
-           ktx_i64 ld_y, int n_rows, int k, int n_tok) {                                     \
-    KTX_PDL_ENTER();                                                                         \
-    gemm_mma_tile<TYPE>(w, row_bytes, x, ld_x, y, ld_y, n_rows, k, n_tok);                   \
-  }
-
-KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_f32, KTX_F32)
-KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_f16, KTX_F16)
-KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_bf16, KTX_BF16)
-KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_q4_0, KTX_Q4_0)
-KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_q5_0, KTX_Q5_0)
-KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_q8_0, KTX_Q8_0)
-KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_q4_k, KTX_Q4_K)
-KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_q5_k, KTX_Q5_K)
-KTX_GEMM_MMA_ENTRY(ktx_gemm_mma_q6_k, KTX_Q6_K)
+KTX_GEMM_ENTRY(ktx_gemm_mma_f32, KTX_F32, gemm_mma_tile)
+KTX_GEMM_ENTRY(ktx_gemm_mma_f16, KTX_F16, gemm_mma_tile)
+KTX_GEMM_ENTRY(ktx_gemm_mma_bf16, KTX_BF16, gemm_mma_tile)
+KTX_GEMM_ENTRY(ktx_gemm_mma_q4_0, KTX_Q4_0, gemm_mma_tile)
+KTX_GEMM_ENTRY(ktx_gemm_mma_q5_0, KTX_Q5_0, gemm_mma_tile)
+KTX_GEMM_ENTRY(ktx_gemm_mma_q8_0, KTX_Q8_0, gemm_mma_tile)
+KTX_GEMM_ENTRY(ktx_gemm_mma_q4_k, KTX_Q4_K, gemm_mma_tile)
+KTX_GEMM_ENTRY(ktx_gemm_mma_q5_k, KTX_Q5_K, gemm_mma_tile)
+KTX_GEMM_ENTRY(ktx_gemm_mma_q6_k, KTX_Q6_K, gemm_mma_tile)

@@ -68,48 +68,38 @@ extern "C" __global__ void ktx_moe_gather(const float* x, ktx_i64 ld_x, const in
   for (int i = threadIdx.x; i < k; i += blockDim.x) dst[i] = src[i];
 }
 
-#define KTX_MOE_GEMM_ENTRY(NAME, TYPE)                                                        \
+// Per type and tile: the float tile (ktx_moe_gemm_<type>) and the tensor-core one
+// (gemm_mma_tile, bf16-rounded operands, float sums: ktx_moe_gemm_mma_<type>).
+#define KTX_MOE_GEMM_ENTRY(NAME, TYPE, TILE)                                                  \
   extern "C" __global__ void __launch_bounds__(KTX_GEMM_THREADS)                             \
       NAME(const ktx_u8* w, ktx_i64 expert_bytes, ktx_i64 row_bytes, const float* x,         \
            ktx_i64 ld_x, float* y, ktx_i64 ld_y, int n_rows, int k, const int* offsets) {    \
     KTX_PDL_ENTER();                                                                         \
     const int e = blockIdx.z, first = offsets[e], n_tok = offsets[e + 1] - first;            \
     if (static_cast<int>(blockIdx.y) * KTX_GEMM_BN >= n_tok) return;                         \
-    gemm_tile<TYPE>(w + e * expert_bytes, row_bytes, x + first * ld_x, ld_x,                 \
-                    y + first * ld_y, ld_y, n_rows, k, n_tok);                               \
+    TILE<TYPE>(w + e * expert_bytes, row_bytes, x + first * ld_x, ld_x, y + first * ld_y,    \
+               ld_y, n_rows, k, n_tok);                                                      \
   }
 
-KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_f32, KTX_F32)
-KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_f16, KTX_F16)
-KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_bf16, KTX_BF16)
-KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_q4_0, KTX_Q4_0)
-KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_q5_0, KTX_Q5_0)
-KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_q8_0, KTX_Q8_0)
-KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_q4_k, KTX_Q4_K)
-KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_q5_k, KTX_Q5_K)
-KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_q6_k, KTX_Q6_K)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_f32, KTX_F32, gemm_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_f16, KTX_F16, gemm_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_bf16, KTX_BF16, gemm_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_q4_0, KTX_Q4_0, gemm_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_q5_0, KTX_Q5_0, gemm_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_q8_0, KTX_Q8_0, gemm_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_q4_k, KTX_Q4_K, gemm_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_q5_k, KTX_Q5_K, gemm_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_q6_k, KTX_Q6_K, gemm_tile)
 
-// The tensor-core tile (gemm_mma_tile): bf16-rounded operands, float sums.
-#define KTX_MOE_GEMM_MMA_ENTRY(NAME, TYPE)                                                    \
-  extern "C" __global__ void __launch_bounds__(KTX_GEMM_THREADS)                             \
-      NAME(const ktx_u8* w, ktx_i64 expert_bytes, ktx_i64 row_bytes, const float* x,         \
-           ktx_i64 ld_x, float* y, ktx_i64 ld_y, int n_rows, int k, const int* offsets) {    \
-    KTX_PDL_ENTER();                                                                         \
-    const int e = blockIdx.z, first = offsets[e], n_tok = offsets[e + 1] - first;            \
-    if (static_cast<int>(blockIdx.y) * KTX_GEMM_BN >= n_tok) return;                         \
-    gemm_mma_tile<TYPE>(w + e * expert_bytes, row_bytes, x + first * ld_x, ld_x,             \
-                        y + first * ld_y, ld_y, n_rows, k, n_tok);                           \
-  }
-
-KTX_MOE_GEMM_MMA_ENTRY(ktx_moe_gemm_mma_f32, KTX_F32)
-KTX_MOE_GEMM_MMA_ENTRY(ktx_moe_gemm_mma_f16, KTX_F16)
-KTX_MOE_GEMM_MMA_ENTRY(ktx_moe_gemm_mma_bf16, KTX_BF16)
-KTX_MOE_GEMM_MMA_ENTRY(ktx_moe_gemm_mma_q4_0, KTX_Q4_0)
-KTX_MOE_GEMM_MMA_ENTRY(ktx_moe_gemm_mma_q5_0, KTX_Q5_0)
-KTX_MOE_GEMM_MMA_ENTRY(ktx_moe_gemm_mma_q8_0, KTX_Q8_0)
-KTX_MOE_GEMM_MMA_ENTRY(ktx_moe_gemm_mma_q4_k, KTX_Q4_K)
-KTX_MOE_GEMM_MMA_ENTRY(ktx_moe_gemm_mma_q5_k, KTX_Q5_K)
-KTX_MOE_GEMM_MMA_ENTRY(ktx_moe_gemm_mma_q6_k, KTX_Q6_K)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_mma_f32, KTX_F32, gemm_mma_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_mma_f16, KTX_F16, gemm_mma_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_mma_bf16, KTX_BF16, gemm_mma_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_mma_q4_0, KTX_Q4_0, gemm_mma_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_mma_q5_0, KTX_Q5_0, gemm_mma_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_mma_q8_0, KTX_Q8_0, gemm_mma_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_mma_q4_k, KTX_Q4_K, gemm_mma_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_mma_q5_k, KTX_Q5_K, gemm_mma_tile)
+KTX_MOE_GEMM_ENTRY(ktx_moe_gemm_mma_q6_k, KTX_Q6_K, gemm_mma_tile)
 
 // Grid (ceil(d / 256), n_tok), 256 threads.
 extern "C" __global__ void ktx_moe_combine(const float* y, const int* inv, const float* weights,

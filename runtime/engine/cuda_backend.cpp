@@ -148,8 +148,8 @@ class CudaBackend final : public Backend {
   struct Streamed {
     int op = -1;
     int64_t min_tokens = 0;
-    std::vector<cuda::ExpertStream::Range> ranges;  // gate, up, down
-    cuda::ExpertWeights w;                           // data: offsets into the slot
+    std::vector<cuda::ExpertStream::Range> ranges;  // gate, up, down (offset: in the slot)
+    cuda::ExpertWeights w;                           // data: set per call from the slot
     uint64_t bytes = 0;
   };
   // Expert slots, staging and workspace of the plan's streamed ops (none: nothing).
@@ -447,7 +447,6 @@ Status CudaBackend::prepare_streaming(const ModelImpl& m, const Program& prog) {
       mt.rows = info.ne[1];
       mt.row_bytes = static_cast<int64_t>(rb);
       mt.expert_bytes = mt.rows * mt.row_bytes;
-      mt.data = reinterpret_cast<const void*>(off);  // an offset until the slot is known
       sm.ranges.push_back({info.data, info.n_bytes, off});
       sm.bytes += info.n_bytes;
       off += (info.n_bytes + 255) / 256 * 256;
@@ -514,8 +513,8 @@ Status CudaBackend::run_streamed(const Streamed& sm, const ProgramOp& op, int sl
                                  GpuSession& gs, int64_t T, cudaStream_t st) {
   cuda::ExpertWeights w = sm.w;
   auto* base = static_cast<const char*>(expert_stream_->slot(slot));
-  for (cuda::ExpertMatrix* m : {&w.gate, &w.up, &w.down})
-    m->data = base + reinterpret_cast<uintptr_t>(m->data);
+  cuda::ExpertMatrix* mats[3] = {&w.gate, &w.up, &w.down};
+  for (size_t j = 0; j < 3; ++j) mats[j]->data = base + sm.ranges[j].offset;
   KTX_RETURN_IF_ERROR(expert_stream_->acquire(slot, st));
   const int64_t D = cfg_.n_embd;
   KTX_RETURN_IF_ERROR(moe_.run(k_, w, gs.act(op.in[0]), D, gs.route_ids(op.in[1]),
